@@ -1,0 +1,62 @@
+use std::fmt;
+use std::io;
+
+/// What went wrong in `common`'s plumbing. Every OS failure names the call that failed.
+pub enum Error {
+    /// An OS call failed: `fork: Resource temporarily unavailable (os error 11)`.
+    Os {
+        /// The call, as its man page names it (`fork`, `waitpid`).
+        call: &'static str,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// `fork` was refused because other threads of this process are running.
+    ThreadsRunning {
+        /// How many threads the process had, the calling one included.
+        threads: usize,
+    },
+    /// `start` was called on a process that was already started.
+    AlreadyStarted,
+    /// `join` was called on a process that was never started.
+    NotStarted,
+}
+
+impl Error {
+    pub(crate) fn os(call: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Os {
+            call,
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Os { call, source } => write!(f, "{call}: {source}"),
+            Error::ThreadsRunning { threads } => write!(
+                f,
+                "fork refused: {threads} threads are running, and a child would inherit \
+                 locks that only they can release; join the other threads before fork"
+            ),
+            Error::AlreadyStarted => f.write_str("cannot start a process twice"),
+            Error::NotStarted => f.write_str("can only join a started process"),
+        }
+    }
+}
+
+/// The same text as `Display`, so that `main` returning this error prints the message.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

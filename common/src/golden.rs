@@ -1,0 +1,190 @@
+//! Test support for the examples (feature `test-support`, for dev-dependencies only):
+//! running an example or its Python original, the normalisation both go through, and the
+//! comparison with a golden file.
+//!
+//! Every run is made in a process group of its own and is checked to leave no process of
+//! that group behind, so each golden or parity test is also an orphan test.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::LazyLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+/// How long one run may take before it is taken for a hang and killed.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// Set to `overwrite` to write the actual outputs into the golden files.
+pub const UPDATE_ENV: &str = "SNAPSHOTS";
+
+/// Set (to anything) to make a parity test fail, not skip, where `python3` is missing.
+pub const REQUIRE_PYTHON_ENV: &str = "REQUIRE_PYTHON";
+
+/// What a finished run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+    /// How the process ended.
+    pub status: std::process::ExitStatus,
+    /// Its process id, which was also its process group's id.
+    pub pid: u32,
+}
+
+impl Run {
+    /// Panics, showing stderr, unless the run exited with status 0.
+    pub fn success(self) -> Self {
+        assert!(
+            self.status.success(),
+            "exited with {}; stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `cmd` to its end in a new process group, with stdout and stderr captured.
+///
+/// Panics if it runs longer than [`HANG`] (the whole group is killed first), or if any
+/// process of its group is still there once it has exited: an orphan.
+pub fn run(mut cmd: Command) -> Run {
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id();
+    let stdout = child.stdout.take().map(read_all);
+    let stderr = child.stderr.take().map(read_all);
+    let deadline = Instant::now() + HANG;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            kill_group(pid);
+            let _ = child.wait();
+            panic!("{cmd:?} still ran after {HANG:?}: killed it and its process group");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let left = group_members(pid);
+    if !left.is_empty() {
+        kill_group(pid);
+        panic!("{cmd:?} exited but left these processes of its group running: {left:?}");
+    }
+    let text = |reader: Option<thread::JoinHandle<String>>| {
+        reader.map_or_else(String::new, |r| r.join().expect("reader thread"))
+    };
+    Run {
+        stdout: text(stdout),
+        stderr: text(stderr),
+        status,
+        pid,
+    }
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        pipe.read_to_end(&mut bytes).expect("read child output");
+        String::from_utf8(bytes).expect("output is UTF-8")
+    })
+}
+
+fn kill_group(pgid: u32) {
+    // SAFETY: `kill` with a negative pid signals a process group; it touches no memory.
+    unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
+}
+
+/// The processes, zombies included, whose process group is `pgid`, read from `/proc`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+static PID_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^(parent process|process id): \d+$").expect("valid regex"));
+static MODULE_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^module name: .*$").expect("valid regex"));
+
+/// Process ids differ on every run: `process id: 4123` becomes `process id: [PID]`.
+pub fn redact_pids(text: &str) -> String {
+    PID_LINE.replace_all(text, "$1: [PID]").into_owned()
+}
+
+/// What a parity test compares: [`redact_pids`], and the module name (`__main__` in Python,
+/// the Rust module path in Rust) becomes `[MODULE]`.
+pub fn normalise(text: &str) -> String {
+    MODULE_LINE
+        .replace_all(&redact_pids(text), "module name: [MODULE]")
+        .into_owned()
+}
+
+/// Compares `actual` with a golden file (`snapbox::file!["golden/x.stdout"]`, or with
+/// `.unordered()` where lines may come in any order), showing a diff when they differ.
+/// With `SNAPSHOTS=overwrite`, writes `actual` into the golden file instead.
+#[track_caller]
+pub fn assert_golden(actual: &str, golden: snapbox::Data) {
+    snapbox::Assert::new()
+        .action_env(UPDATE_ENV)
+        .eq(actual.to_owned(), golden);
+}
+
+/// Compares `actual` with a golden file as [`assert_golden`] does, but only reports: it
+/// never writes the file, whatever `SNAPSHOTS` says. For tests that show a wrong output fails.
+pub fn check_golden(actual: &str, golden: snapbox::Data) -> Result<(), String> {
+    snapbox::Assert::new()
+        .try_eq(None, actual.to_owned().into(), golden)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs a Python original with `python3`, or returns `None`, having said so on the terminal,
+/// where there is no `python3` (and `REQUIRE_PYTHON` is not set, else it panics).
+pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
+    let found = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os(REQUIRE_PYTHON_ENV).is_none(),
+            "python3 not found, and {REQUIRE_PYTHON_ENV} is set"
+        );
+        // Written to the stderr handle itself, which the test harness does not capture,
+        // so that a skipped parity check is seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: python3 not found; parity with {} not checked",
+            script.display()
+        );
+        return None;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(args).env("PYTHONIOENCODING", "utf-8");
+    Some(run(cmd).success())
+}

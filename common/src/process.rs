@@ -1,0 +1,288 @@
+//! A child process made by `fork` that runs a closure: Python's `multiprocessing.Process`.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Mutex, Once, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::Error;
+
+/// The exit code of a child whose target panicked, as Rust gives a panicking `main`.
+pub const PANIC_EXIT_CODE: i32 = 101;
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It ended with this exit code: 0 when its target returned, 101 when it panicked.
+    Exited(i32),
+    /// A signal ended it.
+    Signaled(Signal),
+}
+
+impl ExitStatus {
+    /// True when the child exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// Python's `Process.exitcode`: the exit code, or minus the signal's number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => -(signal as i32),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
+/// A child process that runs `target`, made by `fork` when [`start`](Process::start) is called.
+///
+/// The child is a copy of the parent: it sees the parent's variables as they were at `start`,
+/// and what it changes, it changes in its own copy only. It prints to the same stdout.
+///
+/// ```no_run
+/// use common::Process;
+///
+/// let mut p = Process::new(|| println!("hello bob"));
+/// p.start()?;
+/// p.join()?;
+/// # Ok::<(), common::Error>(())
+/// ```
+///
+/// Rules that hold for every child:
+/// - stdout is flushed before `fork`, so no half-written line is printed twice;
+/// - `fork` is refused while other threads run (see [`Error::ThreadsRunning`]);
+/// - the child runs `target` and then ends with `_exit`: it never returns into the caller's
+///   code, and runs none of the parent's destructors. Its exit code is 0, or 101 after a panic
+///   (the panic message goes to stderr);
+/// - every child is reaped. A handle dropped while its child runs does not wait: as in Python,
+///   the child goes on, and is joined by the next `start` that finds it finished, or when the
+///   program exits (Python joins its non-daemon children at exit too).
+pub struct Process<F> {
+    target: Option<F>,
+    pid: Option<Pid>,
+    status: Option<ExitStatus>,
+}
+
+impl<F: FnOnce()> Process<F> {
+    /// A process that will run `target`: Python's `Process(target=f, args=(...))`.
+    pub fn new(target: F) -> Self {
+        Process {
+            target: Some(target),
+            pid: None,
+            status: None,
+        }
+    }
+
+    /// Forks the child, which runs the target and exits.
+    pub fn start(&mut self) -> Result<(), Error> {
+        if self.pid.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        reap_detached(Block::No);
+        ensure_single_threaded()?;
+        io::stdout()
+            .flush()
+            .map_err(|e| Error::os("fflush(stdout)", e))?;
+        // SAFETY: `fork` is unsound only where another thread could hold a lock (malloc's, stdout's)
+        // or be half-way through changing shared state: the child would inherit that state with no
+        // thread to finish it. `ensure_single_threaded` just checked that this thread is the
+        // process's only one, so nothing is held or half-changed at this point.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => run_child(self.target.take()),
+            Ok(ForkResult::Parent { child }) => {
+                self.pid = Some(child);
+                // The parent's copy of the target is never run; drop what it captured now.
+                self.target = None;
+                Ok(())
+            }
+            Err(errno) => Err(Error::os("fork", errno)),
+        }
+    }
+
+    /// Waits for the child to end: Python's `p.join()`. Joining again returns the same status.
+    pub fn join(&mut self) -> Result<ExitStatus, Error> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let pid = self.pid.ok_or(Error::NotStarted)?;
+        let status = wait(pid, Block::Yes)?.ok_or(Error::os("waitpid", Errno::ECHILD))?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl<F> Process<F> {
+    /// The child's process id, once started: Python's `p.pid`.
+    pub fn pid(&self) -> Option<Pid> {
+        self.pid
+    }
+}
+
+impl<F> Drop for Process<F> {
+    fn drop(&mut self) {
+        if let (Some(pid), None) = (self.pid, self.status) {
+            // Reap it now if it has ended; otherwise leave it to the next start or to exit.
+            if let Ok(None) = wait(pid, Block::No) {
+                detach(pid);
+            }
+        }
+    }
+}
+
+/// Runs in the child, after `fork`: the target, then `_exit`. Never returns.
+fn run_child<F: FnOnce()>(target: Option<F>) -> ! {
+    // The parent's unjoined children are not this process's to wait for.
+    DETACHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    let mut code = 0;
+    if let Some(target) = target {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(target)) {
+            // The panic hook has printed the message. Dropping the payload could panic again,
+            // and the process is about to end, so it is forgotten instead.
+            std::mem::forget(payload);
+            code = PANIC_EXIT_CODE;
+        }
+    }
+    // Children that the target started and did not join are joined here, not orphaned.
+    reap_detached(Block::Yes);
+    if io::stdout().flush().is_err() && code == 0 {
+        code = 1;
+    }
+    // SAFETY: `_exit` ends the process at once and is always safe to call. It is used instead
+    // of `exit` so that the parent's `atexit` handlers and Rust's runtime teardown do not run
+    // a second time in the child; stdout was flushed just above.
+    unsafe { libc::_exit(code) }
+}
+
+#[derive(Clone, Copy)]
+enum Block {
+    Yes,
+    No,
+}
+
+/// `waitpid` for one child: `Ok(None)` when `Block::No` and it is still running.
+fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
+    let flags = match block {
+        Block::Yes => None,
+        Block::No => Some(WaitPidFlag::WNOHANG),
+    };
+    loop {
+        match waitpid(pid, flags) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Some(ExitStatus::Exited(code))),
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                return Ok(Some(ExitStatus::Signaled(signal)));
+            }
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            // Stops and continues are reported only when asked for, which we do not.
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(Error::os("waitpid", errno)),
+        }
+    }
+}
+
+/// Children whose handle was dropped while they ran.
+static DETACHED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+static JOIN_AT_EXIT: Once = Once::new();
+
+fn detach(pid: Pid) {
+    DETACHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(pid);
+    JOIN_AT_EXIT.call_once(|| {
+        // SAFETY: `atexit` only records the address of `join_detached_at_exit`, a function that
+        // lives for the whole program and does not unwind.
+        if unsafe { libc::atexit(join_detached_at_exit) } != 0 {
+            let _ = writeln!(
+                io::stderr(),
+                "atexit: could not register; children may be orphaned"
+            );
+        }
+    });
+}
+
+/// Reaps the detached children that have ended, or with `Block::Yes`, all of them.
+/// A child that `waitpid` no longer knows (reaped by other code) is forgotten.
+fn reap_detached(block: Block) {
+    let mut detached = DETACHED.lock().unwrap_or_else(PoisonError::into_inner);
+    detached.retain(|&pid| matches!(wait(pid, block), Ok(None)));
+}
+
+extern "C" fn join_detached_at_exit() {
+    reap_detached(Block::Yes);
+}
+
+/// Fails unless the calling thread is the only thread of the process.
+fn ensure_single_threaded() -> Result<(), Error> {
+    // A thread that was just joined can still be counted for a moment while the kernel
+    // finishes tearing it down (longer on a busy machine), so a count above one is read
+    // again for up to a second before fork is refused.
+    let mut threads = thread_count()?;
+    let mut pause = Duration::from_micros(50);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while threads > 1 && Instant::now() < deadline {
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+        threads = thread_count()?;
+    }
+    if threads > 1 {
+        return Err(Error::ThreadsRunning { threads });
+    }
+    Ok(())
+}
+
+/// The number of threads in this process: field 20 of `/proc/self/stat`.
+#[cfg(target_os = "linux")]
+fn thread_count() -> Result<usize, Error> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .map_err(|e| Error::os("open(/proc/self/stat)", e))?;
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|field| field.parse().ok())
+        .ok_or(Error::os("read(/proc/self/stat)", Errno::EINVAL))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("counting this process's threads before fork is written for Linux and macOS only");
+
+/// The number of threads in this process, from `proc_pidinfo`.
+#[cfg(target_os = "macos")]
+fn thread_count() -> Result<usize, Error> {
+    let mut info = std::mem::MaybeUninit::<libc::proc_taskinfo>::zeroed();
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: `info` is a writable buffer of `size` bytes, as `proc_pidinfo` requires.
+    let written = unsafe {
+        libc::proc_pidinfo(
+            libc::getpid(),
+            libc::PROC_PIDTASKINFO,
+            0,
+            info.as_mut_ptr().cast(),
+            size,
+        )
+    };
+    if written != size {
+        return Err(Error::os("proc_pidinfo", io::Error::last_os_error()));
+    }
+    // SAFETY: `proc_pidinfo` filled all `size` bytes, checked just above.
+    let info = unsafe { info.assume_init() };
+    Ok(info.pti_threadnum.max(1) as usize)
+}

@@ -1,0 +1,291 @@
+//! Tests of `Process`. This is a `harness = false` binary: `fork` is refused while other
+//! threads run, and libtest runs tests on threads, so these run one by one on the main thread.
+
+// A failed unwrap is a failed test here, as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use common::{Error, ExitStatus, Process};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, raise};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+
+fn main() {
+    let tests: &[(&str, fn())] = &[
+        (
+            "child_changes_only_its_own_copy",
+            child_changes_only_its_own_copy,
+        ),
+        (
+            "exit_status_of_return_panic_and_signal",
+            exit_status_of_return_panic_and_signal,
+        ),
+        ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
+        (
+            "child_never_runs_the_parents_code",
+            child_never_runs_the_parents_code,
+        ),
+        (
+            "stdout_is_flushed_before_fork",
+            stdout_is_flushed_before_fork,
+        ),
+        (
+            "start_twice_and_join_unstarted_are_errors",
+            start_twice_and_join_unstarted_are_errors,
+        ),
+        (
+            "fork_is_refused_while_threads_run",
+            fork_is_refused_while_threads_run,
+        ),
+        (
+            "dropped_handles_leave_no_zombie",
+            dropped_handles_leave_no_zombie,
+        ),
+        (
+            "child_joins_its_own_dropped_children",
+            child_joins_its_own_dropped_children,
+        ),
+        ("no_descriptor_leaks", no_descriptor_leaks),
+    ];
+    // A hang is a failure too: SIGALRM ends this binary if the tests take two minutes.
+    // SAFETY: alarm only arms a timer; no memory is touched.
+    unsafe { libc::alarm(120) };
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    println!("\nrunning {} tests", tests.len());
+    for (name, test) in tests {
+        let result = panic::catch_unwind(AssertUnwindSafe(test));
+        println!(
+            "test {name} ... {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
+        if result.is_err() {
+            failed.push(*name);
+        }
+    }
+    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
+        tests.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+/// No child of this process is left to reap: none running, no zombie.
+fn assert_no_children() {
+    assert_eq!(
+        waitpid(None, Some(WaitPidFlag::WNOHANG)),
+        Err(Errno::ECHILD)
+    );
+}
+
+fn child_changes_only_its_own_copy() {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut list = vec![0];
+    let mut p = Process::new(|| {
+        list.push(1);
+        write!(&w, "{list:?}").unwrap();
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    drop(p);
+    drop(w);
+    let mut seen = String::new();
+    r.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, "[0, 1]");
+    assert_eq!(list, [0]);
+    assert_no_children();
+}
+
+fn exit_status_of_return_panic_and_signal() {
+    let quiet = |f: fn()| {
+        move || {
+            silence_stderr();
+            f()
+        }
+    };
+    let mut ok = Process::new(|| {});
+    let mut panics = Process::new(quiet(|| panic!("boom")));
+    let mut killed = Process::new(|| {
+        raise(Signal::SIGKILL).unwrap();
+    });
+    ok.start().unwrap();
+    panics.start().unwrap();
+    killed.start().unwrap();
+    assert_eq!(ok.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(panics.join().unwrap(), ExitStatus::Exited(101));
+    let status = killed.join().unwrap();
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGKILL));
+    assert_eq!(
+        (status.code(), status.to_string()),
+        (-9, "killed by SIGKILL".to_string())
+    );
+    // Joining again gives the same answer and waits for nothing.
+    assert_eq!(panics.join().unwrap().code(), 101);
+    assert_no_children();
+}
+
+/// Sends the child's stderr to /dev/null, for tests whose children panic on purpose.
+fn silence_stderr() {
+    let null = std::fs::File::create("/dev/null").unwrap();
+    // SAFETY: dup2 onto fd 2 replaces the child's own stderr; both descriptors are open.
+    unsafe { libc::dup2(null.as_raw_fd(), 2) };
+}
+
+fn panic_message_goes_to_stderr() {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut p = Process::new(|| {
+        // SAFETY: dup2 onto fd 2 replaces the child's own stderr; both descriptors are open.
+        unsafe { libc::dup2(w.as_raw_fd(), 2) };
+        panic!("worker failed: {}", 42);
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap().code(), 101);
+    drop(p);
+    drop(w);
+    let mut stderr = String::new();
+    r.read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("worker failed: 42"), "stderr was: {stderr}");
+}
+
+fn child_never_runs_the_parents_code() {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut p = Process::new(|| (&w).write_all(b"C").unwrap());
+    p.start().unwrap();
+    // Were the child to return from start, it would write a P too.
+    (&w).write_all(b"P").unwrap();
+    p.join().unwrap();
+    drop(p);
+    drop(w);
+    let mut seen = String::new();
+    r.read_to_string(&mut seen).unwrap();
+    let mut seen: Vec<char> = seen.chars().collect();
+    seen.sort();
+    assert_eq!(seen, ['C', 'P']);
+}
+
+fn stdout_is_flushed_before_fork() {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    std::io::stdout().flush().unwrap();
+    // SAFETY: dup and dup2 on descriptors this test owns; fd 1 is put back below.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    unsafe { libc::dup2(w.as_raw_fd(), 1) };
+    print!("half, ");
+    let mut p = Process::new(|| println!("child"));
+    p.start().unwrap();
+    p.join().unwrap();
+    println!("parent");
+    std::io::stdout().flush().unwrap();
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(saved, 1);
+        libc::close(saved);
+    }
+    drop(w);
+    let mut seen = String::new();
+    r.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, "half, child\nparent\n");
+}
+
+fn start_twice_and_join_unstarted_are_errors() {
+    let mut p = Process::new(|| {});
+    assert!(matches!(p.join(), Err(Error::NotStarted)));
+    assert_eq!(p.pid(), None);
+    p.start().unwrap();
+    assert!(p.pid().is_some());
+    assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
+    p.join().unwrap();
+}
+
+fn fork_is_refused_while_threads_run() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || rx.recv());
+    let mut p = Process::new(|| {});
+    match p.start() {
+        Err(Error::ThreadsRunning { threads }) => assert_eq!(threads, 2),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(()) => panic!("forked while another thread ran"),
+    }
+    drop(tx);
+    other.join().unwrap().unwrap_err();
+    // Once the thread is joined, fork is allowed again at once.
+    p.start().unwrap();
+    p.join().unwrap();
+}
+
+/// Waits until the child has exited, without reaping it: it stays a zombie until reaped.
+fn wait_until_exited(pid: nix::unistd::Pid) {
+    waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT).unwrap();
+}
+
+fn dropped_handles_leave_no_zombie() {
+    // A handle dropped after its child ended reaps it.
+    let mut p = Process::new(|| {});
+    p.start().unwrap();
+    wait_until_exited(p.pid().unwrap());
+    drop(p);
+    assert_no_children();
+    // A handle dropped while its child runs leaves it running; the next start reaps it.
+    let mut slow = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+    slow.start().unwrap();
+    let slow_pid = slow.pid().unwrap();
+    drop(slow);
+    assert_eq!(
+        waitpid(slow_pid, Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::StillAlive)
+    );
+    kill(slow_pid, Signal::SIGKILL).unwrap();
+    wait_until_exited(slow_pid);
+    let mut next = Process::new(|| {});
+    next.start().unwrap();
+    next.join().unwrap();
+    assert_no_children();
+}
+
+fn child_joins_its_own_dropped_children() {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut child = Process::new(|| {
+        let mut grandchild = Process::new(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            (&w).write_all(b"G").unwrap();
+        });
+        grandchild.start().unwrap();
+    });
+    child.start().unwrap();
+    child.join().unwrap();
+    // The grandchild must have written before the child ended: had the child left it
+    // running, this read, which does not wait, would find the pipe empty.
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut seen = [0u8; 8];
+    let n = r
+        .read(&mut seen)
+        .expect("the grandchild wrote before the child ended");
+    assert_eq!(&seen[..n], b"G");
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn no_descriptor_leaks() {
+    let before = open_fds();
+    for _ in 0..20 {
+        let mut p = Process::new(|| {});
+        p.start().unwrap();
+        p.join().unwrap();
+    }
+    let mut p = Process::new(|| {});
+    p.start().unwrap();
+    drop(p);
+    assert_eq!(open_fds(), before);
+}
