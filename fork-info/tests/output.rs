@@ -1,0 +1,84 @@
+//! The example's output: against its golden file, and beside its Python original.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{Run, assert_golden, normalise, redact_pids, run, run_python};
+
+fn fork_info() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fork-info"))
+}
+
+/// The ids that `info` printed, per process: (parent process, process id).
+fn ids(stdout: &str) -> Vec<(u32, u32)> {
+    let values = |prefix: &str| -> Vec<u32> {
+        stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix(prefix)?.parse().ok())
+            .collect()
+    };
+    let parents = values("parent process: ");
+    let own = values("process id: ");
+    assert_eq!(parents.len(), own.len(), "unpaired ids in:\n{stdout}");
+    parents.into_iter().zip(own).collect()
+}
+
+/// The main process was started by this test; its child's parent is the main process.
+fn assert_ids_are_related(run: &Run) {
+    let ids = ids(&run.stdout);
+    assert_eq!(
+        ids.len(),
+        2,
+        "two processes print their ids:\n{}",
+        run.stdout
+    );
+    let (main, child) = (ids[0], ids[1]);
+    assert_eq!(main, (std::process::id(), run.pid), "main line ids");
+    assert_eq!(child.0, main.1, "the child's parent is the main process");
+    assert_ne!(child.1, main.1, "the child is a process of its own");
+}
+
+#[test]
+fn prints_the_golden_output() {
+    let out = run(fork_info()).success();
+    assert_golden(
+        &redact_pids(&out.stdout),
+        snapbox::file!["golden/fork_info.stdout"],
+    );
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn the_child_is_a_new_process_whose_parent_is_main() {
+    assert_ids_are_related(&run(fork_info()).success());
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/fork_info.py");
+    let Some(python) = run_python(&script, &[]) else {
+        return;
+    };
+    assert_ids_are_related(&python);
+    let rust = run(fork_info()).success();
+    assert_eq!(normalise(&rust.stdout), normalise(&python.stdout));
+}
+
+#[test]
+fn refuses_arguments_with_usage() {
+    let mut cmd = fork_info();
+    cmd.arg("--bogus");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr.contains("unknown argument '--bogus'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("usage: cargo run -p fork-info"),
+        "{}",
+        out.stderr
+    );
+}
