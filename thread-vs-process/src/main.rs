@@ -1,0 +1,66 @@
+//! Section 3: threads share memory, processes do not.
+//!
+//! Ten threads append their number to one list and print it: the list grows, `[0]`,
+//! `[0, 1]`, ... Then ten processes do the same, but each appends to its own copy of the
+//! list, made by `fork`, and prints a list of one: `[0]`, `[1]`, ... in any order.
+//!
+//! Run both halves with `cargo run -p thread-vs-process`, or one alone with
+//! `cargo run -p thread-vs-process -- threads` (or `-- processes`). Beside them:
+//! `python3 thread-vs-process/python/thread_share.py` and `.../process_no_share.py`.
+//! It prints (the threads' order may vary, the processes' lines come in any order):
+//!
+//! ```text
+//! [0]
+//! [0, 1]
+//! ...
+//! [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+//! [0]
+//! [1]
+//! ...
+//! [9]
+//! ```
+
+use common::{Process, repr};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+
+const USAGE: &str = "usage: cargo run -p thread-vs-process [-- threads | processes]";
+
+fn run(info_list: &mut Vec<i32>, n: i32) {
+    info_list.push(n);
+    println!("{}", repr(info_list));
+}
+
+/// thread_share.py: the threads share `info`. Python's GIL keeps the list whole;
+/// in Rust a `Mutex` does, held while the thread appends and prints.
+fn thread_share() {
+    let info = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        for i in 0..10 {
+            let info = &info;
+            s.spawn(move || run(&mut info.lock().unwrap_or_else(PoisonError::into_inner), i));
+        }
+    }); // The scope joins every thread here, as Python waits for its threads at exit.
+}
+
+/// process_no_share.py: each child appends to its own copy of `info`.
+fn process_no_share() -> Result<(), common::Error> {
+    let mut info = Vec::new();
+    for i in 0..10 {
+        let mut p = Process::new(|| run(&mut info, i));
+        p.start()?;
+    } // The children are joined at exit, as Python joins them.
+    Ok(())
+}
+
+fn main() -> Result<(), common::Error> {
+    match common::args::one_of(USAGE, &["threads", "processes"]) {
+        Some("threads") => thread_share(),
+        Some(_) => process_no_share()?,
+        None => {
+            thread_share();
+            process_no_share()?;
+        }
+    }
+    Ok(())
+}
