@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
@@ -131,6 +131,39 @@ impl<F> Process<F> {
     /// The child's process id, once started: Python's `p.pid`.
     pub fn pid(&self) -> Option<Pid> {
         self.pid
+    }
+
+    /// How the child ended, without waiting; `None` while it runs or before `start`.
+    /// Python's `p.exitcode` is this status's [`code`](ExitStatus::code).
+    pub fn poll(&mut self) -> Result<Option<ExitStatus>, Error> {
+        if let (Some(pid), None) = (self.pid, self.status) {
+            self.status = wait(pid, Block::No)?;
+        }
+        Ok(self.status)
+    }
+
+    /// True from `start` until the child has ended: Python's `p.is_alive()`.
+    pub fn is_alive(&mut self) -> Result<bool, Error> {
+        Ok(self.pid.is_some() && self.poll()?.is_none())
+    }
+
+    /// Sends SIGTERM to the child, unless it has been reaped: Python's `p.terminate()`.
+    pub fn terminate(&self) -> Result<(), Error> {
+        self.signal(Signal::SIGTERM)
+    }
+
+    /// Sends SIGKILL to the child, unless it has been reaped: Python's `p.kill()`.
+    pub fn kill(&self) -> Result<(), Error> {
+        self.signal(Signal::SIGKILL)
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), Error> {
+        match (self.pid, self.status) {
+            // Until it is reaped its pid cannot be reused, so the signal reaches this child.
+            (Some(pid), None) => kill(pid, signal).map_err(|e| Error::os("kill", e)),
+            (None, _) => Err(Error::NotStarted),
+            (Some(_), Some(_)) => Ok(()),
+        }
     }
 }
 

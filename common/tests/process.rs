@@ -50,6 +50,10 @@ fn main() {
             child_joins_its_own_dropped_children,
         ),
         ("no_descriptor_leaks", no_descriptor_leaks),
+        (
+            "is_alive_poll_terminate_and_kill",
+            is_alive_poll_terminate_and_kill,
+        ),
     ];
     // A hang is a failure too: SIGALRM ends this binary if the tests take two minutes.
     // SAFETY: alarm only arms a timer; no memory is touched.
@@ -286,6 +290,34 @@ fn no_descriptor_leaks() {
     }
     let mut p = Process::new(|| {});
     p.start().unwrap();
+    wait_until_exited(p.pid().unwrap());
     drop(p);
     assert_eq!(open_fds(), before);
+    assert_no_children();
+}
+
+fn is_alive_poll_terminate_and_kill() {
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+    assert!(!p.is_alive().unwrap());
+    assert!(matches!(p.terminate(), Err(Error::NotStarted)));
+    p.start().unwrap();
+    assert!(p.is_alive().unwrap());
+    assert_eq!(p.poll().unwrap(), None);
+    p.terminate().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Signaled(Signal::SIGTERM));
+    assert!(!p.is_alive().unwrap());
+    assert_eq!(p.poll().unwrap().map(ExitStatus::code), Some(-15));
+    // Once reaped, its pid may belong to another process: no signal is sent.
+    p.kill().unwrap();
+
+    let mut q = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+    q.start().unwrap();
+    q.kill().unwrap();
+    wait_until_exited(q.pid().unwrap());
+    assert_eq!(
+        q.poll().unwrap(),
+        Some(ExitStatus::Signaled(Signal::SIGKILL))
+    );
+    assert!(!q.is_alive().unwrap());
+    assert_no_children();
 }
