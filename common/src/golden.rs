@@ -106,6 +106,22 @@ fn kill_group(pgid: u32) {
     unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
 }
 
+/// Runs `cmd` and checks that it refused its arguments as a usage error: exit status 2,
+/// nothing on stdout, and each of `says` on stderr.
+#[track_caller]
+pub fn assert_usage_error(cmd: Command, says: &[&str]) {
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "");
+    for text in says {
+        assert!(
+            out.stderr.contains(text),
+            "no {text:?} in stderr: {}",
+            out.stderr
+        );
+    }
+}
+
 /// The processes, zombies included, whose process group is `pgid`, read from `/proc`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

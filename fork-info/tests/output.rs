@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{Run, assert_golden, normalise, redact_pids, run, run_python};
+use common::golden::{
+    Run, assert_golden, assert_usage_error, normalise, redact_pids, run, run_python,
+};
 
 fn fork_info() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fork-info"))
@@ -68,17 +70,11 @@ fn prints_what_the_python_original_prints() {
 fn refuses_arguments_with_usage() {
     let mut cmd = fork_info();
     cmd.arg("--bogus");
-    let out = run(cmd);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(out.stdout, "");
-    assert!(
-        out.stderr.contains("unknown argument '--bogus'"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("usage: cargo run -p fork-info"),
-        "{}",
-        out.stderr
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument '--bogus'",
+            "usage: cargo run -p fork-info",
+        ],
     );
 }

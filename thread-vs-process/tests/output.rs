@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, check_golden, normalise, run, run_python};
+use common::golden::{assert_golden, assert_usage_error, check_golden, normalise, run, run_python};
 use snapbox::{Data, IntoData};
 
 fn example(args: &[&str]) -> String {
@@ -139,15 +139,7 @@ fn wrong_ports_fail_the_checks() {
 fn refuses_unknown_arguments_with_usage() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
     cmd.arg("thread");
-    let out = run(cmd);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(out.stdout, "");
-    assert!(
-        out.stderr.contains("unknown argument 'thread'"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("threads | processes"), "{}", out.stderr);
+    assert_usage_error(cmd, &["unknown argument 'thread'", "threads | processes"]);
 }
 
 /// Runs a Python original and returns its lines, pulled apart where they ran together.
