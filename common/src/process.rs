@@ -98,7 +98,7 @@ impl<F: FnOnce()> Process<F> {
         ensure_single_threaded()?;
         io::stdout()
             .flush()
-            .map_err(|e| Error::os("fflush(stdout)", e))?;
+            .map_err(|e| Error::os("write(stdout)", e))?;
         // SAFETY: `fork` is unsound only where another thread could hold a lock (malloc's, stdout's)
         // or be half-way through changing shared state: the child would inherit that state with no
         // thread to finish it. `ensure_single_threaded` just checked that this thread is the
