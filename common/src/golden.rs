@@ -132,10 +132,7 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|stat| {
-                    let (_, rest) = stat.rsplit_once(')')?;
-                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
-                })
+                .and_then(|stat| crate::process::stat_field(&stat, 5)?.parse::<u32>().ok())
                 == Some(pgid)
         })
         .collect()
@@ -177,9 +174,9 @@ pub fn check_golden(actual: &str, golden: snapbox::Data) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Runs a Python original with `python3`, or returns `None`, having said so on the terminal,
-/// where there is no `python3` (and `REQUIRE_PYTHON` is not set, else it panics).
-pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
+/// A `python3` command, or `None`, having said so on the terminal, where there is none
+/// (and `REQUIRE_PYTHON` is not set, else it panics). `what` names the check that is skipped.
+pub fn python3(what: &str) -> Option<Command> {
     let found = Command::new("python3")
         .arg("--version")
         .stdout(Stdio::null())
@@ -192,15 +189,21 @@ pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
             "python3 not found, and {REQUIRE_PYTHON_ENV} is set"
         );
         // Written to the stderr handle itself, which the test harness does not capture,
-        // so that a skipped parity check is seen.
+        // so that a skipped check is seen.
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED: python3 not found; parity with {} not checked",
-            script.display()
+            "SKIPPED: python3 not found; {what} not checked"
         );
         return None;
     }
     let mut cmd = Command::new("python3");
-    cmd.arg(script).args(args).env("PYTHONIOENCODING", "utf-8");
+    cmd.env("PYTHONIOENCODING", "utf-8");
+    Some(cmd)
+}
+
+/// Runs a Python original with [`python3`], or returns `None` where there is none.
+pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
+    let mut cmd = python3(&format!("parity with {}", script.display()))?;
+    cmd.arg(script).args(args);
     Some(run(cmd).success())
 }

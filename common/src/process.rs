@@ -287,11 +287,17 @@ fn ensure_single_threaded() -> Result<(), Error> {
 fn thread_count() -> Result<usize, Error> {
     let stat = std::fs::read_to_string("/proc/self/stat")
         .map_err(|e| Error::os("open(/proc/self/stat)", e))?;
-    // The command name, field 2, is in parentheses and may hold spaces: count after it.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+    stat_field(&stat, 20)
         .and_then(|field| field.parse().ok())
         .ok_or(Error::os("read(/proc/self/stat)", Errno::EINVAL))
+}
+
+/// Field `n` of a `/proc/<pid>/stat` line, numbered from 1 as proc(5) numbers them.
+#[cfg(any(target_os = "linux", feature = "test-support"))]
+pub(crate) fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]

@@ -6,30 +6,19 @@
 #![allow(clippy::approx_constant)]
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::golden::REQUIRE_PYTHON_ENV;
+use common::golden::python3;
 use common::repr;
 
 /// Runs `program` in python3 with `input` on stdin; `None` (said on the terminal) without it.
 fn python(program: &str, input: &str) -> Option<String> {
-    let child = Command::new("python3")
+    let mut child = python3("repr parity")?
         .args(["-c", program])
-        .env("PYTHONIOENCODING", "utf-8")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        assert!(
-            std::env::var_os(REQUIRE_PYTHON_ENV).is_none(),
-            "python3 not found"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: python3 not found; repr parity not checked"
-        );
-        return None;
-    };
+        .spawn()
+        .unwrap();
     // Written from a thread while this one reads, so that neither pipe fills up and stalls.
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_owned();
