@@ -207,3 +207,61 @@ pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
     cmd.arg(script).args(args);
     Some(run(cmd).success())
 }
+
+/// Runs `tests` one by one on the main thread and exits with status 1 if any failed, printing
+/// what libtest prints. For `harness = false` test binaries: their tests fork, and `fork` is
+/// refused while libtest's threads run. A hang fails too: SIGALRM ends the binary after two
+/// minutes.
+pub fn run_tests(tests: &[(&str, fn())]) {
+    // SAFETY: alarm only arms a timer; no memory is touched.
+    unsafe { libc::alarm(120) };
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    println!("\nrunning {} tests", tests.len());
+    for (name, test) in tests {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+        println!(
+            "test {name} ... {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
+        if result.is_err() {
+            failed.push(*name);
+        }
+    }
+    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
+        tests.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+/// Panics unless this process has no child left to reap: none running, no zombie.
+pub fn assert_no_children() {
+    assert_eq!(
+        nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+        Err(nix::errno::Errno::ECHILD)
+    );
+}
+
+/// This process's open file descriptors, each as `fd -> what it refers to`, in fd order:
+/// compare a list taken before with one taken after to see what leaked.
+pub fn open_fds() -> Vec<String> {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            Some((fd, target.display().to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.into_iter()
+        .map(|(fd, target)| format!("{fd} -> {target}"))
+        .collect()
+}

@@ -6,11 +6,10 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::panic::{self, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::golden::{assert_no_children, open_fds};
 use common::{Error, ExitStatus, Process};
-use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, raise};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 
@@ -55,40 +54,7 @@ fn main() {
             is_alive_poll_terminate_and_kill,
         ),
     ];
-    // A hang is a failure too: SIGALRM ends this binary if the tests take two minutes.
-    // SAFETY: alarm only arms a timer; no memory is touched.
-    unsafe { libc::alarm(120) };
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    println!("\nrunning {} tests", tests.len());
-    for (name, test) in tests {
-        let result = panic::catch_unwind(AssertUnwindSafe(test));
-        println!(
-            "test {name} ... {}",
-            if result.is_ok() { "ok" } else { "FAILED" }
-        );
-        if result.is_err() {
-            failed.push(*name);
-        }
-    }
-    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
-        tests.len() - failed.len(),
-        failed.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
-}
-
-/// No child of this process is left to reap: none running, no zombie.
-fn assert_no_children() {
-    assert_eq!(
-        waitpid(None, Some(WaitPidFlag::WNOHANG)),
-        Err(Errno::ECHILD)
-    );
+    common::golden::run_tests(tests);
 }
 
 fn child_changes_only_its_own_copy() {
@@ -275,10 +241,6 @@ fn child_joins_its_own_dropped_children() {
         .read(&mut seen)
         .expect("the grandchild wrote before the child ended");
     assert_eq!(&seen[..n], b"G");
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 fn no_descriptor_leaks() {
