@@ -19,6 +19,10 @@ pub enum Error {
     AlreadyStarted,
     /// `join` was called on a process that was never started.
     NotStarted,
+    /// A lock was acquired again by the thread that holds it, which would wait forever.
+    AlreadyHeld,
+    /// A lock was released by a thread that does not hold it.
+    NotHolder,
 }
 
 impl Error {
@@ -41,6 +45,10 @@ impl fmt::Display for Error {
             ),
             Error::AlreadyStarted => f.write_str("cannot start a process twice"),
             Error::NotStarted => f.write_str("can only join a started process"),
+            Error::AlreadyHeld => f.write_str(
+                "acquire of a lock that this thread already holds: it would wait forever",
+            ),
+            Error::NotHolder => f.write_str("release of a lock that this thread does not hold"),
         }
     }
 }

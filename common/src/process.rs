@@ -20,7 +20,8 @@ pub const PANIC_EXIT_CODE: i32 = 101;
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
-    /// It ended with this exit code: 0 when its target returned, 101 when it panicked.
+    /// It ended with this exit code: 0 when its target returned (or returned `Ok`), 1 when
+    /// it returned `Err`, 101 when it panicked.
     Exited(i32),
     /// A signal ended it.
     Signaled(Signal),
@@ -46,6 +47,35 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Exited(code) => write!(f, "exit code {code}"),
             ExitStatus::Signaled(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
+/// What a child's target returns, and the exit code it makes: `()` exits 0; a `Result`
+/// exits 0 when `Ok`, and 1 when `Err`, after printing `Error: ` and the error to stderr, as
+/// a Rust `main` does. So a target can use `?`.
+///
+/// A closure whose only statement is a `panic!` returns `!`, which is not an `Outcome`:
+/// give such a target a named `fn` that returns `()`.
+pub trait Outcome {
+    /// The child's exit code for this outcome.
+    fn exit_code(self) -> i32;
+}
+
+impl Outcome for () {
+    fn exit_code(self) -> i32 {
+        0
+    }
+}
+
+impl<E: fmt::Debug> Outcome for Result<(), E> {
+    fn exit_code(self) -> i32 {
+        match self {
+            Ok(()) => 0,
+            Err(error) => {
+                let _ = writeln!(io::stderr(), "Error: {error:?}");
+                1
+            }
         }
     }
 }
@@ -79,7 +109,7 @@ pub struct Process<F> {
     status: Option<ExitStatus>,
 }
 
-impl<F: FnOnce()> Process<F> {
+impl<F: FnOnce() -> R, R: Outcome> Process<F> {
     /// A process that will run `target`: Python's `Process(target=f, args=(...))`.
     pub fn new(target: F) -> Self {
         Process {
@@ -179,7 +209,7 @@ impl<F> Drop for Process<F> {
 }
 
 /// Runs in the child, after `fork`: the target, then `_exit`. Never returns.
-fn run_child<F: FnOnce()>(target: Option<F>) -> ! {
+fn run_child<F: FnOnce() -> R, R: Outcome>(target: Option<F>) -> ! {
     // The parent's unjoined children are not this process's to wait for.
     DETACHED
         .lock()
@@ -187,11 +217,14 @@ fn run_child<F: FnOnce()>(target: Option<F>) -> ! {
         .clear();
     let mut code = 0;
     if let Some(target) = target {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(target)) {
-            // The panic hook has printed the message. Dropping the payload could panic again,
-            // and the process is about to end, so it is forgotten instead.
-            std::mem::forget(payload);
-            code = PANIC_EXIT_CODE;
+        match panic::catch_unwind(AssertUnwindSafe(target)) {
+            Ok(outcome) => code = outcome.exit_code(),
+            Err(payload) => {
+                // The panic hook has printed the message. Dropping the payload could panic
+                // again, and the process is about to end, so it is forgotten instead.
+                std::mem::forget(payload);
+                code = PANIC_EXIT_CODE;
+            }
         }
     }
     // Children that the target started and did not join are joined here, not orphaned.

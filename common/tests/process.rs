@@ -25,6 +25,10 @@ fn main() {
         ),
         ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
         (
+            "an_err_target_exits_1_with_its_error",
+            an_err_target_exits_1_with_its_error,
+        ),
+        (
             "child_never_runs_the_parents_code",
             child_never_runs_the_parents_code,
         ),
@@ -112,11 +116,13 @@ fn silence_stderr() {
 
 fn panic_message_goes_to_stderr() {
     let (mut r, w) = os_pipe::pipe().unwrap();
-    let mut p = Process::new(|| {
+    // A named fn: a closure that only panics would return `!`, which is no Outcome.
+    fn fail(stderr: &os_pipe::PipeWriter) {
         // SAFETY: dup2 onto fd 2 replaces the child's own stderr; both descriptors are open.
-        unsafe { libc::dup2(w.as_raw_fd(), 2) };
+        unsafe { libc::dup2(stderr.as_raw_fd(), 2) };
         panic!("worker failed: {}", 42);
-    });
+    }
+    let mut p = Process::new(|| fail(&w));
     p.start().unwrap();
     assert_eq!(p.join().unwrap().code(), 101);
     drop(p);
@@ -124,6 +130,22 @@ fn panic_message_goes_to_stderr() {
     let mut stderr = String::new();
     r.read_to_string(&mut stderr).unwrap();
     assert!(stderr.contains("worker failed: 42"), "stderr was: {stderr}");
+}
+
+fn an_err_target_exits_1_with_its_error() {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut p = Process::new(|| -> Result<(), Error> {
+        // SAFETY: dup2 onto fd 2 replaces the child's own stderr; both descriptors are open.
+        unsafe { libc::dup2(w.as_raw_fd(), 2) };
+        Err(Error::NotStarted)
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(1));
+    drop(p);
+    drop(w);
+    let mut stderr = String::new();
+    r.read_to_string(&mut stderr).unwrap();
+    assert_eq!(stderr, "Error: can only join a started process\n");
 }
 
 fn child_never_runs_the_parents_code() {

@@ -1,0 +1,237 @@
+//! A lock that works across forked processes: Python's `multiprocessing.Lock`.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::mem::{MaybeUninit, size_of};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use crate::{Error, Mapping};
+
+/// How [`Lock::acquire`] got the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lock was free, or its holder released it.
+    Released,
+    /// The process that held the lock died holding it. The lock is now the caller's, but
+    /// what it guarded may be half-changed: the dead holder never finished its work.
+    OwnerDied {
+        /// The process id of the holder that died.
+        pid: u32,
+    },
+}
+
+/// A process-shared lock: a robust, error-checking pthread mutex in a `MAP_SHARED` mapping.
+///
+/// Make it before `fork`: every child forked afterwards shares it with the parent, as the
+/// children of Python's `Lock()` do. Lock and unlock are a few atomic instructions while no
+/// one waits; a waiter sleeps in the kernel (a futex) until the holder releases.
+///
+/// ```no_run
+/// use common::{Lock, Process};
+///
+/// let lock = Lock::new()?;
+/// let mut p = Process::new(|| {
+///     let _held = lock.lock().expect("lock");
+///     println!("only one process at a time prints here");
+/// });
+/// p.start()?;
+/// p.join()?;
+/// # Ok::<(), common::Error>(())
+/// ```
+///
+/// Where Python's lock would stay locked forever, this one does not:
+/// - if its holder dies (killed, or exits without releasing), the next `acquire` gets the
+///   lock and returns [`Acquired::OwnerDied`] with the dead holder's pid;
+/// - acquiring a lock the calling thread already holds is an error, not a deadlock;
+/// - releasing a lock the calling thread does not hold is an error.
+///
+/// Layout of the mapping: a `pthread_mutex_t` (PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST,
+/// PTHREAD_MUTEX_ERRORCHECK), then the holder's pid as a `u32` (0 while free). The mutex is
+/// never destroyed, only unmapped: a child that outlives the parent's handle may still use it.
+pub struct Lock {
+    map: Mapping,
+}
+
+#[repr(C)]
+struct State {
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
+    holder: AtomicU32,
+}
+
+/// The lock, held until dropped: the Rust way to write Python's `with lock:`.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    acquired: Acquired,
+}
+
+impl Lock {
+    /// A new, unlocked lock in memory shared with every child forked afterwards.
+    pub fn new() -> Result<Self, Error> {
+        let map = Mapping::new(size_of::<State>())?;
+        let mutex = map.as_ptr().cast::<libc::pthread_mutex_t>();
+        let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        let attr = attr.as_mut_ptr();
+        // SAFETY: `attr` points to writable memory for a mutexattr, initialised by the first
+        // call and destroyed by the last; `mutex` is the start of a fresh, page-aligned mapping
+        // large enough for a `State`, which no one else uses yet.
+        unsafe {
+            check("pthread_mutexattr_init", libc::pthread_mutexattr_init(attr))?;
+            let set = check(
+                "pthread_mutexattr_setpshared",
+                libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED),
+            )
+            .and_then(|()| {
+                check(
+                    "pthread_mutexattr_settype",
+                    libc::pthread_mutexattr_settype(attr, libc::PTHREAD_MUTEX_ERRORCHECK),
+                )
+            })
+            .and_then(|()| set_robust(attr))
+            .and_then(|()| check("pthread_mutex_init", libc::pthread_mutex_init(mutex, attr)));
+            libc::pthread_mutexattr_destroy(attr);
+            set?;
+        }
+        Ok(Lock { map })
+    }
+
+    fn state(&self) -> &State {
+        // SAFETY: `new` initialised a `State` at the start of the mapping, which lives as long
+        // as `self`; its fields are shared only through the mutex's own calls and an atomic.
+        unsafe { &*self.map.as_ptr().cast::<State>() }
+    }
+
+    /// Blocks until the lock is the caller's: Python's `l.acquire()`.
+    pub fn acquire(&self) -> Result<Acquired, Error> {
+        // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
+        let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
+        self.acquired("pthread_mutex_lock", rc)?
+            .ok_or(Error::os("pthread_mutex_lock", Errno::ETIMEDOUT))
+    }
+
+    /// Waits at most `timeout` for the lock: Python's `l.acquire(timeout=...)`.
+    /// `Ok(None)` when the time ran out.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, Error> {
+        // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
+        let mut now = MaybeUninit::<libc::timespec>::uninit();
+        // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, now.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(Error::os("clock_gettime", std::io::Error::last_os_error()));
+        }
+        // SAFETY: clock_gettime succeeded, so `now` is initialised.
+        let now = unsafe { now.assume_init() };
+        let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+        let secs = (now.tv_sec as u64)
+            .saturating_add(timeout.as_secs())
+            .saturating_add(nanos / 1_000_000_000);
+        let deadline = libc::timespec {
+            tv_sec: secs.min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as _,
+        };
+        // SAFETY: the mutex was initialised by `new` and lives as long as `self`; `deadline` is
+        // a valid timespec that outlives the call.
+        let rc = unsafe { libc::pthread_mutex_timedlock(self.state().mutex.get(), &deadline) };
+        self.acquired("pthread_mutex_timedlock", rc)
+    }
+
+    /// Acquires the lock and returns a guard that releases it when dropped.
+    pub fn lock(&self) -> Result<LockGuard<'_>, Error> {
+        let acquired = self.acquire()?;
+        Ok(LockGuard {
+            lock: self,
+            acquired,
+        })
+    }
+
+    /// Releases the lock: Python's `l.release()`. It is an error to release a lock that the
+    /// calling thread does not hold.
+    pub fn release(&self) -> Result<(), Error> {
+        let state = self.state();
+        let holder = state.holder.swap(0, Ordering::Relaxed);
+        // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
+        let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
+        if rc == libc::EPERM {
+            state.holder.store(holder, Ordering::Relaxed);
+            return Err(Error::NotHolder);
+        }
+        check("pthread_mutex_unlock", rc)
+    }
+
+    /// The pid of the process holding the lock, or `None` while it is free.
+    pub fn holder(&self) -> Option<u32> {
+        match self.state().holder.load(Ordering::Relaxed) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+
+    /// What a lock call's return code means: `Ok(None)` on a timeout.
+    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<Option<Acquired>, Error> {
+        let state = self.state();
+        let acquired = match rc {
+            0 => Acquired::Released,
+            libc::ETIMEDOUT => return Ok(None),
+            libc::EOWNERDEAD => {
+                // SAFETY: EOWNERDEAD means this thread now holds the mutex, which is what
+                // pthread_mutex_consistent requires.
+                let rc = unsafe { libc::pthread_mutex_consistent(state.mutex.get()) };
+                check("pthread_mutex_consistent", rc)?;
+                Acquired::OwnerDied {
+                    pid: state.holder.load(Ordering::Relaxed),
+                }
+            }
+            libc::EDEADLK => return Err(Error::AlreadyHeld),
+            rc => return Err(Error::os(call, Errno::from_raw(rc))),
+        };
+        state.holder.store(std::process::id(), Ordering::Relaxed);
+        Ok(Some(acquired))
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("holder", &self.holder())
+            .finish()
+    }
+}
+
+impl LockGuard<'_> {
+    /// How the lock was acquired: [`Acquired::OwnerDied`] if its previous holder died.
+    pub fn acquired(&self) -> Acquired {
+        self.acquired
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // This thread holds the lock (the guard proves it), so release cannot fail.
+        let _ = self.lock.release();
+    }
+}
+
+/// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.
+#[cfg(target_os = "linux")]
+unsafe fn set_robust(attr: *mut libc::pthread_mutexattr_t) -> Result<(), Error> {
+    // SAFETY: the caller passes an initialised mutexattr.
+    let rc = unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) };
+    check("pthread_mutexattr_setrobust", rc)
+}
+
+/// macOS has no robust mutexes: there, a lock whose holder dies stays locked, as in Python.
+#[cfg(not(target_os = "linux"))]
+unsafe fn set_robust(_attr: *mut libc::pthread_mutexattr_t) -> Result<(), Error> {
+    Ok(())
+}
+
+/// pthread calls return the error number instead of setting errno.
+fn check(call: &'static str, rc: libc::c_int) -> Result<(), Error> {
+    match rc {
+        0 => Ok(()),
+        rc => Err(Error::os(call, Errno::from_raw(rc))),
+    }
+}

@@ -1,0 +1,71 @@
+//! An anonymous `MAP_SHARED` mapping: memory that a parent and its forked children share.
+
+use std::ptr::NonNull;
+
+use crate::Error;
+
+/// `len` bytes of zeroed memory, mapped `MAP_SHARED | MAP_ANONYMOUS`.
+///
+/// A child made by `fork` after the mapping inherits it: both processes then see the same
+/// physical pages, and a write by one is seen by the other. Memory that is not mapped this
+/// way is copied on fork, which is why processes do not share ordinary variables.
+///
+/// The mapping is page-aligned and is unmapped when dropped. A forked child that is still
+/// running keeps its own mapping of the pages until it exits.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` zeroed bytes (at least one) shared with every child forked afterwards.
+    pub fn new(len: usize) -> Result<Self, Error> {
+        let len = len.max(1);
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no memory
+        // that Rust knows of; the result is checked against MAP_FAILED before it is used.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::os("mmap", std::io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or(Error::os("mmap", nix::errno::Errno::EINVAL))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The first byte of the mapping; it is page-aligned, so aligned for any type.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: a mapping holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are exactly what mmap returned and was asked for, and no
+        // reference into the mapping outlives `self` (every user borrows it from `self`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is plain memory owned by this handle; what is stored in it, and how
+// it is synchronised, is the business of the types built on it.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` hands out only a raw pointer, whose use is unsafe.
+unsafe impl Sync for Mapping {}

@@ -1,0 +1,185 @@
+//! Tests of `Lock` across forked processes. `harness = false`, because fork is refused while
+//! libtest's threads run.
+
+// A failed unwrap is a failed test here, as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::golden::{assert_no_children, run_tests};
+use common::{Acquired, Error, ExitStatus, Lock, Mapping, Process};
+
+fn main() {
+    run_tests(&[
+        ("one_holder_at_a_time", one_holder_at_a_time),
+        ("a_dead_holder_is_reported", a_dead_holder_is_reported),
+        ("acquire_timeout_gives_up", acquire_timeout_gives_up),
+        ("misuse_is_an_error", misuse_is_an_error),
+        ("guard_releases_on_drop", guard_releases_on_drop),
+        ("mappings_are_unmapped", mappings_are_unmapped),
+    ]);
+}
+
+/// Four processes each add 1 to a plain (non-atomic) shared counter 20,000 times, under the
+/// lock: none of the increments is lost, which an unguarded read-modify-write would allow.
+fn one_holder_at_a_time() {
+    let lock = Lock::new().unwrap();
+    let counter = Mapping::new(8).unwrap();
+    let cell = counter.as_ptr().cast::<u64>();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| {
+            Process::new(|| {
+                for _ in 0..20_000 {
+                    let _held = lock.lock().unwrap();
+                    // SAFETY: the counter is 8 aligned bytes of the mapping, only touched
+                    // while the lock is held.
+                    unsafe { cell.write_volatile(cell.read_volatile() + 1) };
+                }
+            })
+        })
+        .collect();
+    for p in &mut children {
+        p.start().unwrap();
+    }
+    for p in &mut children {
+        assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    }
+    // SAFETY: every child has ended; nothing else writes the counter.
+    assert_eq!(unsafe { cell.read_volatile() }, 80_000);
+    assert_no_children();
+}
+
+/// A child takes the lock and is killed holding it: the next acquire gets the lock at once
+/// and names the dead holder, and after a release the lock works as before.
+fn a_dead_holder_is_reported() {
+    let lock = Lock::new().unwrap();
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let lock = &lock;
+    // `move`, so that the parent's copy of the write end is closed once the child starts.
+    let mut holder = Process::new(move || {
+        lock.acquire().unwrap();
+        (&w).write_all(b"L").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    holder.start().unwrap();
+    let mut byte = [0];
+    r.read_exact(&mut byte).unwrap();
+    let pid = holder.pid().unwrap().as_raw() as u32;
+    assert_eq!(lock.holder(), Some(pid));
+    holder.kill().unwrap();
+    holder.join().unwrap();
+
+    let started = Instant::now();
+    let acquired = lock.acquire_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(acquired, Some(Acquired::OwnerDied { pid }));
+    assert_eq!(lock.holder(), Some(std::process::id()));
+    lock.release().unwrap();
+    assert_eq!(lock.acquire().unwrap(), Acquired::Released);
+    lock.release().unwrap();
+
+    // A holder that exits without releasing is a dead holder too.
+    let mut quitter = Process::new(|| {
+        std::mem::forget(lock.lock().unwrap());
+    });
+    quitter.start().unwrap();
+    let pid = quitter.pid().unwrap().as_raw() as u32;
+    quitter.join().unwrap();
+    let guard = lock.lock().unwrap();
+    assert_eq!(guard.acquired(), Acquired::OwnerDied { pid });
+    drop(guard);
+    assert_no_children();
+}
+
+/// While a child holds the lock, acquire_timeout waits its time, then gives up.
+fn acquire_timeout_gives_up() {
+    let lock = Lock::new().unwrap();
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let lock = &lock;
+    let mut holder = Process::new(move || {
+        let _held = lock.lock().unwrap();
+        (&w).write_all(b"L").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    holder.start().unwrap();
+    r.read_exact(&mut [0]).unwrap();
+
+    let started = Instant::now();
+    assert_eq!(
+        lock.acquire_timeout(Duration::from_millis(200)).unwrap(),
+        None
+    );
+    let waited = started.elapsed();
+    // The upper bound only catches a hang.
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "waited {waited:?}"
+    );
+    holder.kill().unwrap();
+    holder.join().unwrap();
+    assert_no_children();
+}
+
+fn misuse_is_an_error() {
+    let lock = Lock::new().unwrap();
+    assert!(matches!(lock.release(), Err(Error::NotHolder)));
+    let held = lock.lock().unwrap();
+    assert!(matches!(lock.acquire(), Err(Error::AlreadyHeld)));
+    assert!(matches!(
+        lock.acquire_timeout(Duration::from_secs(1)),
+        Err(Error::AlreadyHeld)
+    ));
+    drop(held);
+    assert_eq!(lock.holder(), None);
+
+    // A child cannot release the lock its parent holds.
+    let held = lock.lock().unwrap();
+    let mut p = Process::new(|| {
+        assert!(matches!(lock.release(), Err(Error::NotHolder)));
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(lock.holder(), Some(std::process::id()));
+    drop(held);
+}
+
+fn guard_releases_on_drop() {
+    let lock = Lock::new().unwrap();
+    {
+        let guard = lock.lock().unwrap();
+        assert_eq!(guard.acquired(), Acquired::Released);
+        assert_eq!(lock.holder(), Some(std::process::id()));
+    }
+    assert_eq!(lock.holder(), None);
+    let mut p = Process::new(|| {
+        let _held = lock
+            .acquire_timeout(Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        lock.release().unwrap();
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// Dropping locks and mappings unmaps their memory.
+fn mappings_are_unmapped() {
+    let maps = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let before = maps();
+    for _ in 0..100 {
+        let lock = Lock::new().unwrap();
+        let map = Mapping::new(1 << 20).unwrap();
+        drop((lock, map));
+    }
+    assert!(maps() <= before + 1, "{} mappings, {before} before", maps());
+}

@@ -1,0 +1,73 @@
+//! The example's output, with and without the lock: against its golden file (in any order,
+//! for the ten processes print in any order) and beside its Python original.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{assert_golden, assert_usage_error, run, run_python};
+use snapbox::IntoData;
+
+fn lock(args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lock"));
+    cmd.args(args);
+    let out = run(cmd).success();
+    assert_eq!(out.stderr, "");
+    out.stdout
+}
+
+fn golden() -> snapbox::Data {
+    snapbox::file!["golden/lock.stdout"].unordered()
+}
+
+#[test]
+fn prints_the_golden_output_in_any_order() {
+    assert_golden(&lock(&[]), golden());
+}
+
+#[test]
+fn without_the_lock_the_lines_are_still_whole() {
+    // One println! is one write(2) of a line shorter than PIPE_BUF: never mixed.
+    assert_golden(&lock(&["--no-lock"]), golden());
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/lock.py");
+    let Some(python) = run_python(&script, &[]) else {
+        return;
+    };
+    let python = python.success();
+    assert_eq!(python.stderr, "");
+    // Python's lines, under its lock, are whole; both sides hold the same ten in any order.
+    assert_golden(&python.stdout, golden());
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&lock(&[])), sorted(&python.stdout));
+}
+
+#[test]
+fn the_unordered_golden_check_rejects_wrong_lines() {
+    let wrong = "hello world 0\nhello world 1\nhello world 2\nhello world 3\nhello world 4\n\
+                 hello world 5\nhello world 6\nhello world 7\nhello world 8\nhello world 8\n";
+    let err = common::golden::check_golden(wrong, golden().into_data());
+    assert!(err.is_err(), "a duplicated line must fail");
+    let mixed = "hello world hello world 1\n0\nhello world 2\nhello world 3\nhello world 4\n\
+                 hello world 5\nhello world 6\nhello world 7\nhello world 8\nhello world 9\n";
+    assert!(common::golden::check_golden(mixed, golden().into_data()).is_err());
+}
+
+#[test]
+fn refuses_unknown_arguments_with_usage() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lock"));
+    cmd.arg("--nolock");
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument '--nolock'",
+            "usage: cargo run -p lock [-- --no-lock]",
+        ],
+    );
+}

@@ -1,0 +1,203 @@
+//! `Value` and `Array`: plain data in memory shared with forked children, each with its own
+//! process-shared lock, as Python's `multiprocessing.Value` and `Array` are.
+
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::ops::{Deref, DerefMut};
+
+use common::{Error, Lock, LockGuard, Mapping};
+
+/// Data that may live in memory shared between processes.
+///
+/// A `String` or a `Vec` holds a pointer to memory of the process that made it; another
+/// process would read garbage through it, or free it twice. So only types without pointers
+/// qualify: the integers and floats Python's type codes name (`'i'` is `i32`, `'d'` is
+/// `f64`, ...), and arrays of them. A type with a pointer does not compile:
+///
+/// ```compile_fail
+/// let name = shared_value::Value::new(String::from("bob")); // String is not Plain
+/// ```
+///
+/// # Safety
+/// An implementing type must be `Copy`, hold no pointer or reference, and be valid for every
+/// bit pattern: the mapping starts zeroed, and a process killed in the middle of a write can
+/// leave a value half-written.
+pub unsafe trait Plain: Copy + Send + 'static {}
+
+macro_rules! plain {
+    ($($t:ty)*) => {
+        // SAFETY: integers and floats are Copy, hold no pointer, and every bit pattern is one
+        // of their values.
+        $(unsafe impl Plain for $t {})*
+    };
+}
+plain!(i8 u8 i16 u16 i32 u32 i64 u64 i128 u128 isize usize f32 f64);
+
+// SAFETY: an array of Plain values is as plain as its elements.
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+
+/// One `T` in shared memory, with its own lock: Python's `Value(typecode, value)`.
+///
+/// `value` and `set_value` each hold the lock for one read or one write, as Python's
+/// `num.value` does. So `num.set_value(num.value()? + 1)` can lose updates when two
+/// processes do it at once, exactly as `num.value += 1` can in Python. Hold the lock across
+/// the read and the write with [`get_lock`](Value::get_lock) instead.
+///
+/// Layout: a mapping of its own holds the `T`; the [`Lock`] has another.
+pub struct Value<T: Plain> {
+    lock: Lock,
+    map: Mapping,
+    _value: PhantomData<T>,
+}
+
+/// The value's lock, held: reads and writes the value until dropped.
+pub struct ValueGuard<'a, T: Plain> {
+    _held: LockGuard<'a>,
+    value: &'a mut T,
+}
+
+impl<T: Plain> Value<T> {
+    /// A shared `value`: `Value::new(0.0)` is Python's `Value('d', 0.0)`.
+    pub fn new(value: T) -> Result<Self, Error> {
+        let map = Mapping::new(size_of::<T>())?;
+        // SAFETY: the mapping is page-aligned and at least size_of::<T>() bytes, and no one
+        // else can see it yet.
+        unsafe { map.as_ptr().cast::<T>().write(value) };
+        Ok(Value {
+            lock: Lock::new()?,
+            map,
+            _value: PhantomData,
+        })
+    }
+
+    /// The value, read under the lock: Python's `num.value`.
+    pub fn value(&self) -> Result<T, Error> {
+        Ok(*self.get_lock()?)
+    }
+
+    /// Writes the value under the lock: Python's `num.value = x`.
+    pub fn set_value(&self, value: T) -> Result<(), Error> {
+        *self.get_lock()? = value;
+        Ok(())
+    }
+
+    /// Takes the value's lock; the guard reads and writes the value until dropped. Python's
+    /// `with num.get_lock(): num.value += 1` is `*num.get_lock()? += 1`.
+    pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, Error> {
+        let held = self.lock.lock()?;
+        // SAFETY: the mapping holds a T (written by `new`) and lives as long as `self`. Every
+        // access to it goes through this lock, which this process now holds, so no other
+        // reference to the value exists until the guard is dropped.
+        let value = unsafe { &mut *self.map.as_ptr().cast::<T>() };
+        Ok(ValueGuard { _held: held, value })
+    }
+}
+
+impl<T: Plain> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value
+    }
+}
+
+impl<T: Plain> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value
+    }
+}
+
+/// A fixed number of `T` in shared memory, with one lock: Python's `Array(typecode, items)`.
+///
+/// `get` and `set` each hold the lock for one element, as Python's `a[i]` does; hold it
+/// across several with [`get_lock`](Array::get_lock).
+///
+/// Layout: a mapping of its own holds the elements one after another, as a `[T]`; the
+/// [`Lock`] has another.
+pub struct Array<T: Plain> {
+    lock: Lock,
+    map: Mapping,
+    len: usize,
+    _items: PhantomData<T>,
+}
+
+/// The array's lock, held: reads and writes the elements as a slice until dropped.
+pub struct ArrayGuard<'a, T: Plain> {
+    _held: LockGuard<'a>,
+    items: &'a mut [T],
+}
+
+impl<T: Plain> Array<T> {
+    /// A shared array of `items`: `Array::new(0..10)` is Python's `Array('i', range(10))`.
+    pub fn new(items: impl IntoIterator<Item = T>) -> Result<Self, Error> {
+        let items: Vec<T> = items.into_iter().collect();
+        const { assert!(align_of::<T>() <= 4096, "a page-aligned mapping aligns T") };
+        let map = Mapping::new(size_of::<T>() * items.len())?;
+        // SAFETY: the mapping is page-aligned, holds at least `items.len()` values of T, and no
+        // one else can see it yet; the source is a separate Vec.
+        unsafe {
+            std::ptr::copy_nonoverlapping(items.as_ptr(), map.as_ptr().cast::<T>(), items.len())
+        };
+        Ok(Array {
+            lock: Lock::new()?,
+            map,
+            len: items.len(),
+            _items: PhantomData,
+        })
+    }
+
+    /// How many elements it holds: Python's `len(a)`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Element `i`, read under the lock: Python's `a[i]`.
+    ///
+    /// # Panics
+    /// If `i` is out of range, as indexing a slice does (Python raises IndexError).
+    pub fn get(&self, i: usize) -> Result<T, Error> {
+        Ok(self.get_lock()?[i])
+    }
+
+    /// Writes element `i` under the lock: Python's `a[i] = x`.
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn set(&self, i: usize, value: T) -> Result<(), Error> {
+        self.get_lock()?[i] = value;
+        Ok(())
+    }
+
+    /// A copy of every element, read under the lock: Python's `a[:]`.
+    pub fn to_vec(&self) -> Result<Vec<T>, Error> {
+        Ok(self.get_lock()?.to_vec())
+    }
+
+    /// Takes the array's lock; the guard reads and writes the elements until dropped.
+    pub fn get_lock(&self) -> Result<ArrayGuard<'_, T>, Error> {
+        let held = self.lock.lock()?;
+        // SAFETY: the mapping holds `len` values of T (written by `new`) and lives as long as
+        // `self`. Every access goes through this lock, which this process now holds, so no
+        // other reference to the elements exists until the guard is dropped.
+        let items =
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().cast::<T>(), self.len) };
+        Ok(ArrayGuard { _held: held, items })
+    }
+}
+
+impl<T: Plain> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.items
+    }
+}
+
+impl<T: Plain> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.items
+    }
+}

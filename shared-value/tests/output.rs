@@ -1,0 +1,86 @@
+//! The example's output: against its golden file, beside its Python original, and the
+//! counter that shows why `+=` needs the value's lock.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{assert_golden, assert_usage_error, run, run_python};
+
+fn shared_value(args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shared-value"));
+    cmd.args(args);
+    let out = run(cmd).success();
+    assert_eq!(out.stderr, "");
+    out.stdout
+}
+
+fn python(script: &str) -> Option<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let out = run_python(&script, &[])?.success();
+    assert_eq!(out.stderr, "");
+    Some(out.stdout)
+}
+
+#[test]
+fn prints_the_golden_output() {
+    assert_golden(
+        &shared_value(&[]),
+        snapbox::file!["golden/shared_value.stdout"],
+    );
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let Some(python) = python("shared_value.py") else {
+        return;
+    };
+    assert_eq!(shared_value(&[]), python);
+}
+
+/// The two counter lines: (without get_lock, with get_lock).
+fn counts(stdout: &str) -> (u32, u32) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let count = |line: &str, label: &str| -> u32 {
+        line.strip_prefix(label)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("expected {label:?} and a count, got {line:?}"))
+    };
+    assert_eq!(lines.len(), 2, "two lines: {stdout:?}");
+    (
+        count(lines[0], "without get_lock: "),
+        count(lines[1], "with get_lock: "),
+    )
+}
+
+#[test]
+fn the_counter_is_exact_under_get_lock() {
+    let (unlocked, locked) = counts(&shared_value(&["counter"]));
+    assert_eq!(locked, 200_000);
+    // Lost updates are likely, not certain: only the bound is asserted.
+    assert!(unlocked <= 200_000, "{unlocked}");
+}
+
+#[test]
+fn the_counter_matches_python_where_it_is_determined() {
+    let Some(python) = python("counter.py") else {
+        return;
+    };
+    let (python_unlocked, python_locked) = counts(&python);
+    assert_eq!(python_locked, 200_000);
+    assert!(python_unlocked <= 200_000);
+}
+
+#[test]
+fn refuses_unknown_arguments_with_usage() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shared-value"));
+    cmd.arg("count");
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument 'count'",
+            "usage: cargo run -p shared-value [-- counter]",
+        ],
+    );
+}
