@@ -2,22 +2,27 @@
 //!
 //! - [`Process`]: start a closure in a child made by `fork`, and join it;
 //! - [`repr()`]: print values as Python prints them, to the byte;
+//! - [`Pool`]: worker processes that run functions on arguments sent to them;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`Lock`]: a lock that works across processes, and survives a holder that dies;
+//! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
 //! - [`Error`]: failures that name the OS call that failed;
 //! - [`args`]: the examples' few command-line arguments, with usage on a wrong one.
 
 pub mod args;
 mod error;
+pub mod frame;
 #[cfg(feature = "test-support")]
 pub mod golden;
 mod lock;
+mod pool;
 mod process;
 pub mod repr;
 mod shm;
 
 pub use error::Error;
 pub use lock::{Acquired, Lock, LockGuard};
+pub use pool::{AsyncResult, Pool, PoolError};
 pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process};
 pub use repr::{Dict, PyRepr, PyValue, repr};
 pub use shm::Mapping;

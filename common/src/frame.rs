@@ -1,0 +1,349 @@
+//! Values between processes: bincode frames with a length prefix, over pipes and sockets.
+//!
+//! A frame is a little-endian `u32` payload length, then the payload: one value encoded with
+//! bincode 2's standard configuration. A reader checks the length against [`MAX_FRAME`]
+//! before it waits for or allocates the payload, so a wrong or hostile prefix costs nothing,
+//! and a payload that does not decode to exactly one value is an error, never a panic.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// The largest payload a frame may carry: 16 MiB.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// The length prefix's size.
+const PREFIX: usize = 4;
+
+const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME>> =
+    bincode::config::standard().with_limit::<MAX_FRAME>();
+
+/// How long a reader polls a non-blocking descriptor before it sleeps in `poll(2)`. A reply
+/// that comes within this time is read about a microsecond after it is written, where a
+/// sleeping reader would take tens of microseconds to be woken and scheduled.
+pub const SPIN: Duration = Duration::from_micros(50);
+
+/// What can be wrong with a frame.
+pub enum FrameError {
+    /// The length prefix claims more than [`MAX_FRAME`] bytes.
+    TooLarge {
+        /// The length the prefix claims, or the encoded value's length.
+        len: usize,
+    },
+    /// The stream ended in the middle of a frame.
+    Truncated {
+        /// How many bytes of the frame had arrived.
+        got: usize,
+    },
+    /// The value could not be encoded.
+    Encode(bincode::error::EncodeError),
+    /// The payload is not one value of the expected type.
+    Decode(String),
+    /// Reading or writing failed.
+    Io(Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { len } => {
+                write!(f, "frame of {len} bytes is over the limit of {MAX_FRAME}")
+            }
+            FrameError::Truncated { got } => {
+                write!(f, "stream ended inside a frame, after {got} bytes")
+            }
+            FrameError::Encode(e) => write!(f, "cannot encode value: {e}"),
+            FrameError::Decode(e) => write!(f, "malformed frame: {e}"),
+            FrameError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The same text as `Display`, so that a worker's `Error:` line reads as a message.
+impl fmt::Debug for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<Error> for FrameError {
+    fn from(e: Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Starts a frame at the end of `buf`: reserves its length prefix. Returns where it starts,
+/// for [`end_frame`].
+pub fn start_frame(buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; PREFIX]);
+    start
+}
+
+/// Appends `value`'s encoding to `buf`, inside a frame begun with [`start_frame`].
+pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), FrameError> {
+    bincode::serde::encode_into_std_write(value, buf, CONFIG)
+        .map(drop)
+        .map_err(FrameError::Encode)
+}
+
+/// Ends the frame that starts at `start`: writes its length prefix. A frame over the limit
+/// is taken out of `buf` again and reported.
+pub fn end_frame(buf: &mut Vec<u8>, start: usize) -> Result<(), FrameError> {
+    let len = buf.len() - start - PREFIX;
+    if len > MAX_FRAME {
+        buf.truncate(start);
+        return Err(FrameError::TooLarge { len });
+    }
+    buf[start..start + PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Appends one frame holding `value` to `buf`.
+pub fn encode<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), FrameError> {
+    let start = start_frame(buf);
+    if let Err(e) = encode_into(buf, value) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    end_frame(buf, start)
+}
+
+/// Decodes a payload that must hold exactly one `T`.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    let (value, used) = bincode::serde::decode_from_slice(payload, CONFIG)
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    if used != payload.len() {
+        return Err(FrameError::Decode(format!(
+            "{} bytes left over after the value",
+            payload.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// Bytes read from a stream and not yet taken as frames: one buffer, reused, so reading
+/// many small frames costs few system calls and no allocation per frame.
+#[derive(Default)]
+pub struct FrameBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameBuf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        FrameBuf::default()
+    }
+
+    /// The payload length of the next frame, if the whole frame has arrived.
+    pub fn ready(&self) -> Result<Option<usize>, FrameError> {
+        let have = &self.buf[self.start..];
+        let Some(prefix) = have.get(..PREFIX) else {
+            return Ok(None);
+        };
+        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge { len });
+        }
+        Ok((have.len() >= PREFIX + len).then_some(len))
+    }
+
+    /// The next whole frame's payload, if it has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let Some(len) = self.ready()? else {
+            return Ok(None);
+        };
+        let from = self.start + PREFIX;
+        self.start = from + len;
+        Ok(Some(&self.buf[from..from + len]))
+    }
+
+    /// How many bytes wait that are not a whole frame yet.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Reads once from `r` into the buffer: what `read(2)` returns, 0 at end of stream.
+    pub fn fill(&mut self, r: &mut impl Read) -> io::Result<usize> {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        // Room for at least 64 KiB, or for the rest of a large frame whose prefix is here.
+        let want = match self.ready() {
+            Ok(None) if self.pending() >= PREFIX => {
+                let mut prefix = [0; PREFIX];
+                prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX]);
+                PREFIX + u32::from_le_bytes(prefix) as usize - self.pending()
+            }
+            _ => 0,
+        }
+        .max(64 << 10);
+        let old = self.buf.len();
+        self.buf.resize(old + want, 0);
+        let n = r.read(&mut self.buf[old..]);
+        self.buf.truncate(old + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
+    /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the
+    /// end of the stream between frames. `r` must be non-blocking (see [`set_nonblocking`]):
+    /// it is polled for [`SPIN`] before the reader sleeps in `poll(2)`.
+    pub fn read_frame<R: Read + AsFd>(&mut self, r: &mut R) -> Result<Option<&[u8]>, FrameError> {
+        let mut spin_until = None;
+        while self.ready()?.is_none() {
+            match self.fill(r) {
+                Ok(0) if self.pending() == 0 => return Ok(None),
+                Ok(0) => {
+                    return Err(FrameError::Truncated {
+                        got: self.pending(),
+                    });
+                }
+                Ok(_) => spin_until = None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN);
+                    if Instant::now() < until {
+                        std::hint::spin_loop();
+                    } else {
+                        wait_readable(r.as_fd(), None)?;
+                    }
+                }
+                Err(e) => return Err(Error::os("read", e).into()),
+            }
+        }
+        self.next_frame()
+    }
+}
+
+/// Makes `fd` non-blocking: a read with nothing to read returns `WouldBlock`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    // SAFETY: F_GETFL reads the flags of a descriptor that `fd` keeps open for the call;
+    // no memory is passed.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(Error::os("fcntl", io::Error::last_os_error()));
+    }
+    // SAFETY: as above; F_SETFL sets the flags read just before, plus O_NONBLOCK.
+    let set = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if set < 0 {
+        return Err(Error::os("fcntl", io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Sleeps until `fd` is readable (or at its end, or in error), or `timeout` has passed.
+/// Returns whether it is ready.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX),
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("poll", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_round_trips() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &(7, "hello".to_string())).unwrap();
+        encode(&mut buf, &vec![1.5f64, -0.0]).unwrap();
+        let mut frames = FrameBuf::new();
+        frames.fill(&mut &buf[..]).unwrap();
+        let first: (i32, String) = decode(frames.next_frame().unwrap().unwrap()).unwrap();
+        assert_eq!(first, (7, "hello".to_string()));
+        let second: Vec<f64> = decode(frames.next_frame().unwrap().unwrap()).unwrap();
+        assert_eq!(second, [1.5, -0.0]);
+        assert!(frames.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_prefix_over_the_limit_is_refused_before_its_payload() {
+        let mut frames = FrameBuf::new();
+        let prefix = (MAX_FRAME as u32 + 1).to_le_bytes();
+        frames.fill(&mut &prefix[..]).unwrap();
+        assert!(matches!(
+            frames.next_frame(),
+            Err(FrameError::TooLarge { len }) if len == MAX_FRAME + 1
+        ));
+        // Nor is a value over the limit written.
+        let mut buf = vec![9];
+        let big = vec![0u8; MAX_FRAME + 1];
+        assert!(matches!(
+            encode(&mut buf, &big),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(buf, [9]);
+    }
+
+    #[test]
+    fn garbage_and_leftovers_are_decode_errors() {
+        assert!(matches!(
+            decode::<String>(&[5, b'a']),
+            Err(FrameError::Decode(_))
+        ));
+        assert!(matches!(decode::<u8>(&[1, 2]), Err(FrameError::Decode(_))));
+        // A Vec claiming 2^60 elements in a few bytes fails without allocating them.
+        let claim = [253, 0, 0, 0, 0, 0, 0, 0, 16];
+        assert!(matches!(
+            decode::<Vec<u64>>(&claim),
+            Err(FrameError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn a_stream_that_stops_inside_a_frame_is_truncated() {
+        let mut buf = Vec::new();
+        encode(&mut buf, "a frame that will be cut").unwrap();
+        let (r, mut w) = os_pipe::pipe().unwrap();
+        std::io::Write::write_all(&mut w, &buf[..10]).unwrap();
+        drop(w);
+        let mut r = r;
+        set_nonblocking(r.as_fd()).unwrap();
+        let mut frames = FrameBuf::new();
+        assert!(matches!(
+            frames.read_frame(&mut r),
+            Err(FrameError::Truncated { got: 10 })
+        ));
+    }
+
+    #[test]
+    fn frames_larger_than_a_pipe_arrive_whole() {
+        let mut buf = Vec::new();
+        let big: Vec<u32> = (0..100_000).collect();
+        encode(&mut buf, &big).unwrap();
+        let (mut r, mut w) = os_pipe::pipe().unwrap();
+        set_nonblocking(r.as_fd()).unwrap();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &buf));
+        let mut frames = FrameBuf::new();
+        let got: Vec<u32> = decode(frames.read_frame(&mut r).unwrap().unwrap()).unwrap();
+        assert_eq!(got, big);
+        writer.join().unwrap().unwrap();
+        assert!(frames.read_frame(&mut r).unwrap().is_none());
+    }
+}

@@ -1,0 +1,469 @@
+//! The parent's side of a pool: tasks waiting, tasks on each worker, results, deaths.
+//!
+//! Everything happens on the caller's thread, inside the pool's calls. The parent never
+//! blocks on a pipe: its ends are non-blocking and one `poll(2)` waits on them all, so a
+//! worker busy writing results can never deadlock a parent busy writing tasks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use os_pipe::{PipeReader, PipeWriter};
+use serde::Serialize;
+
+use super::PoolError;
+use super::worker::{self, PANICKED, RETURNED, Trampoline};
+use crate::frame::{self, FrameBuf, FrameError, SPIN, set_nonblocking};
+use crate::{Error, ExitStatus, Process};
+
+/// A finished task.
+pub(super) enum Done {
+    Value(Vec<u8>),
+    Panicked {
+        pid: u32,
+        task: u64,
+        message: String,
+    },
+    Died {
+        pid: u32,
+        task: u64,
+        status: ExitStatus,
+    },
+    Closed,
+}
+
+struct Task {
+    id: u64,
+    frame: Vec<u8>,
+}
+
+type Target = Box<dyn FnOnce() -> Result<(), FrameError>>;
+
+struct Worker {
+    process: Process<Target>,
+    pid: u32,
+    /// Where tasks go; `None` once the worker cannot take more.
+    tasks: Option<PipeWriter>,
+    results: PipeReader,
+    frames: FrameBuf,
+    /// Tasks given to this worker, oldest first: it runs them in this order.
+    in_flight: VecDeque<Task>,
+    /// How many of `in_flight` have been written whole; `offset` bytes of the next have.
+    unsent: usize,
+    offset: usize,
+}
+
+pub(super) struct Engine {
+    workers: Vec<Worker>,
+    queue: VecDeque<Task>,
+    done: HashMap<u64, Done>,
+    /// Tasks in flight whose result no one will read.
+    abandoned: HashSet<u64>,
+    next_task: u64,
+    closed: bool,
+    owner: u32,
+    pollfds: Vec<libc::pollfd>,
+}
+
+impl Engine {
+    pub(super) fn new(processes: usize) -> Result<Engine, PoolError> {
+        if processes == 0 {
+            return Err(PoolError::NoProcesses);
+        }
+        let mut engine = Engine {
+            workers: Vec::with_capacity(processes),
+            queue: VecDeque::new(),
+            done: HashMap::new(),
+            abandoned: HashSet::new(),
+            next_task: 0,
+            closed: false,
+            owner: std::process::id(),
+            pollfds: Vec::new(),
+        };
+        for _ in 0..processes {
+            let worker = spawn(&engine.workers)?;
+            engine.workers.push(worker);
+        }
+        Ok(engine)
+    }
+
+    pub(super) fn processes(&self) -> usize {
+        self.workers.len().max(1)
+    }
+
+    pub(super) fn pids(&self) -> Vec<u32> {
+        self.workers.iter().map(|w| w.pid).collect()
+    }
+
+    /// Queues `call(f, args)`; returns the task's number.
+    pub(super) fn submit<A: Serialize + ?Sized>(
+        &mut self,
+        call: Trampoline,
+        f: usize,
+        args: &A,
+    ) -> Result<u64, PoolError> {
+        if self.owner != std::process::id() {
+            return Err(PoolError::NotOwner { owner: self.owner });
+        }
+        if self.closed {
+            return Err(PoolError::Closed);
+        }
+        let id = self.next_task;
+        let mut frame = Vec::new();
+        worker::encode_task(&mut frame, id, call, f, args)?;
+        self.next_task += 1;
+        self.queue.push_back(Task { id, frame });
+        Ok(id)
+    }
+
+    pub(super) fn is_done(&self, task: u64) -> bool {
+        self.done.contains_key(&task)
+    }
+
+    /// Runs the pool until `task` is done, or until `deadline`.
+    pub(super) fn wait(&mut self, task: u64, deadline: Option<Instant>) -> Result<(), PoolError> {
+        while !self.done.contains_key(&task) {
+            if self.workers.is_empty() {
+                return Err(PoolError::Closed);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PoolError::Timeout(Duration::ZERO));
+            }
+            self.step(deadline)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn peek(&self, task: u64) -> Result<&Done, PoolError> {
+        self.done.get(&task).ok_or(PoolError::Closed)
+    }
+
+    pub(super) fn take(&mut self, task: u64) -> Result<Done, PoolError> {
+        self.done.remove(&task).ok_or(PoolError::Closed)
+    }
+
+    /// Forgets `task`: its result is dropped now, or when it comes.
+    pub(super) fn abandon(&mut self, task: u64) {
+        if self.done.remove(&task).is_some() {
+            return;
+        }
+        if let Some(at) = self.queue.iter().position(|t| t.id == task) {
+            self.queue.remove(at);
+        } else if self
+            .workers
+            .iter()
+            .any(|w| w.in_flight.iter().any(|t| t.id == task))
+        {
+            self.abandoned.insert(task);
+        }
+    }
+
+    /// Sends what can be sent and reads what has come, without waiting.
+    pub(super) fn progress(&mut self) -> Result<(), PoolError> {
+        self.dispatch();
+        self.send_all();
+        if self.poll(0)? > 0 {
+            self.handle_events()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Closes the pool, lets the workers finish every task, and reaps them.
+    pub(super) fn join(&mut self) -> Result<(), PoolError> {
+        self.closed = true;
+        while !self.queue.is_empty() || self.workers.iter().any(|w| !w.in_flight.is_empty()) {
+            self.step(None)?;
+        }
+        for w in &mut self.workers {
+            // The end of its task pipe tells the worker to exit.
+            w.tasks = None;
+        }
+        for mut w in self.workers.drain(..) {
+            w.process.join()?;
+        }
+        Ok(())
+    }
+
+    /// Stops every worker now; tasks not finished are done as `Closed`.
+    pub(super) fn terminate(&mut self) -> Result<(), PoolError> {
+        self.closed = true;
+        for w in &mut self.workers {
+            w.tasks = None;
+            w.process.terminate()?;
+        }
+        let mut unfinished: Vec<u64> = self.queue.drain(..).map(|t| t.id).collect();
+        for mut w in self.workers.drain(..) {
+            w.process.join()?;
+            unfinished.extend(w.in_flight.iter().map(|t| t.id));
+        }
+        for task in unfinished {
+            if !self.abandoned.remove(&task) {
+                self.done.insert(task, Done::Closed);
+            }
+        }
+        Ok(())
+    }
+
+    /// One round: hand out tasks, write them, wait for something to happen (polling for
+    /// `SPIN` first, then sleeping in `poll` until `deadline`), and handle it.
+    fn step(&mut self, deadline: Option<Instant>) -> Result<(), PoolError> {
+        self.dispatch();
+        self.send_all();
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            let now = Instant::now();
+            let timeout = match deadline {
+                _ if now < spin_until => 0,
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(now);
+                    // Rounded up, so a wait does not end just before its deadline.
+                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                }
+            };
+            if self.poll(timeout)? > 0 {
+                return self.handle_events();
+            }
+            if timeout != 0 || deadline.is_some_and(|d| now >= d) {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Gives queued tasks to workers: one each to idle workers first, then more each
+    /// while many wait, so a worker need not wait for the parent between tasks.
+    fn dispatch(&mut self) {
+        let n = self.workers.len();
+        if n == 0 {
+            return;
+        }
+        let most = (1 + self.queue.len() / (2 * n)).min(64);
+        for round in 1..=most {
+            for w in &mut self.workers {
+                if w.tasks.is_some() && w.in_flight.len() < round {
+                    match self.queue.pop_front() {
+                        Some(task) => w.in_flight.push_back(task),
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_all(&mut self) {
+        for w in &mut self.workers {
+            w.send();
+        }
+    }
+
+    /// `poll(2)` on every worker's results, and on the task pipes that have bytes to go.
+    fn poll(&mut self, timeout_ms: i32) -> Result<usize, PoolError> {
+        self.pollfds.clear();
+        for w in &self.workers {
+            self.pollfds
+                .push(pollfd(w.results.as_raw_fd(), libc::POLLIN));
+            if let (Some(tasks), true) = (&w.tasks, w.unsent < w.in_flight.len()) {
+                self.pollfds.push(pollfd(tasks.as_raw_fd(), libc::POLLOUT));
+            }
+        }
+        loop {
+            // SAFETY: `pollfds` is a valid array of `len` pollfd structs, alive for the call;
+            // its descriptors belong to this engine's workers.
+            let n = unsafe {
+                libc::poll(
+                    self.pollfds.as_mut_ptr(),
+                    self.pollfds.len() as libc::nfds_t,
+                    timeout_ms,
+                )
+            };
+            match n {
+                0.. => return Ok(n as usize),
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {
+                    if timeout_ms != 0 {
+                        return Ok(0);
+                    }
+                }
+                _ => return Err(Error::os("poll", io::Error::last_os_error()).into()),
+            }
+        }
+    }
+
+    /// Writes where `poll` found room, then reads where it found data (a read may replace
+    /// a dead worker, whose descriptors are then no longer the ones polled).
+    fn handle_events(&mut self) -> Result<(), PoolError> {
+        let events: Vec<(RawFd, bool)> = self
+            .pollfds
+            .iter()
+            .filter(|p| p.revents != 0)
+            .map(|p| (p.fd, p.events == libc::POLLOUT))
+            .collect();
+        for &(fd, _) in events.iter().filter(|(_, write)| *write) {
+            if let Some(w) = self.workers.iter_mut().find(|w| w.tasks_fd() == Some(fd)) {
+                w.send();
+            }
+        }
+        for &(fd, _) in events.iter().filter(|(_, write)| !*write) {
+            if let Some(i) = self
+                .workers
+                .iter()
+                .position(|w| w.results.as_raw_fd() == fd)
+            {
+                self.receive(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what worker `i` sent: results, or the end of its pipe when it died.
+    fn receive(&mut self, i: usize) -> Result<(), PoolError> {
+        let w = &mut self.workers[i];
+        match w.frames.fill(&mut w.results) {
+            Ok(0) => return self.died(i),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(Error::os("read", e).into()),
+        }
+        while let Some(payload) = w.frames.next_frame()? {
+            let (task, kind, value) = worker::parse_result(payload)?;
+            if w.unsent == 0 || w.in_flight.front().map(|t| t.id) != Some(task) {
+                return Err(FrameError::Decode(format!("result for task {task}, not sent")).into());
+            }
+            w.in_flight.pop_front();
+            w.unsent -= 1;
+            if self.abandoned.remove(&task) {
+                continue;
+            }
+            let done = match kind {
+                RETURNED => Done::Value(value.to_vec()),
+                PANICKED => Done::Panicked {
+                    pid: w.pid,
+                    task,
+                    message: frame::decode(value)?,
+                },
+                _ => return Err(FrameError::Decode(format!("result kind {kind}")).into()),
+            };
+            self.done.insert(task, done);
+        }
+        Ok(())
+    }
+
+    /// Worker `i` died: the task it was running fails, the tasks it had not started go back
+    /// to the queue, and a new worker takes its place.
+    fn died(&mut self, i: usize) -> Result<(), PoolError> {
+        let w = &mut self.workers[i];
+        let status = w.process.join()?;
+        let pid = w.pid;
+        let mut in_flight = std::mem::take(&mut w.in_flight);
+        // Only a task written whole had reached the worker; the first of them was running.
+        if w.unsent > 0 {
+            if let Some(task) = in_flight.pop_front().map(|t| t.id) {
+                if !self.abandoned.remove(&task) {
+                    self.done.insert(task, Done::Died { pid, task, status });
+                }
+            }
+        }
+        for task in in_flight.into_iter().rev() {
+            if !self.abandoned.remove(&task.id) {
+                self.queue.push_front(task);
+            }
+        }
+        let replacement = spawn(&self.workers)?;
+        self.workers[i] = replacement;
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.workers.is_empty() && self.owner == std::process::id() {
+            let _ = self.terminate();
+        }
+    }
+}
+
+impl Worker {
+    fn tasks_fd(&self) -> Option<RawFd> {
+        self.tasks.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Writes as much of the unsent tasks as the pipe takes now.
+    fn send(&mut self) {
+        let Worker {
+            tasks,
+            in_flight,
+            unsent,
+            offset,
+            ..
+        } = self;
+        let Some(pipe) = tasks else {
+            return;
+        };
+        while let Some(task) = in_flight.get(*unsent) {
+            match pipe.write(&task.frame[*offset..]) {
+                Ok(n) => {
+                    *offset += n;
+                    if *offset == task.frame.len() {
+                        *unsent += 1;
+                        *offset = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The worker is gone (EPIPE); the end of its result pipe will say how.
+                Err(_) => {
+                    *tasks = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Forks a worker with two new pipes: tasks in, results out.
+fn spawn(workers: &[Worker]) -> Result<Worker, PoolError> {
+    let (tasks_r, tasks_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
+    let (results_r, results_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
+    // The parent's ends of every pool pipe, which the worker must not hold open.
+    let mut inherited: Vec<RawFd> = workers
+        .iter()
+        .flat_map(|w| w.tasks_fd().into_iter().chain([w.results.as_raw_fd()]))
+        .collect();
+    inherited.extend([tasks_w.as_raw_fd(), results_r.as_raw_fd()]);
+    let target: Target = Box::new(move || worker::run(tasks_r, results_w, inherited));
+    let mut process = Process::new(target);
+    process.start()?;
+    set_nonblocking(tasks_w.as_fd())?;
+    set_nonblocking(results_r.as_fd())?;
+    let pid = process.pid().map_or(0, |p| p.as_raw() as u32);
+    Ok(Worker {
+        process,
+        pid,
+        tasks: Some(tasks_w),
+        results: results_r,
+        frames: FrameBuf::new(),
+        in_flight: VecDeque::new(),
+        unsent: 0,
+        offset: 0,
+    })
+}

@@ -1,0 +1,316 @@
+//! A pool of worker processes: Python's `multiprocessing.Pool`.
+
+mod engine;
+mod worker;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::frame::{self, FrameError};
+use crate::{Error, ExitStatus};
+use engine::{Done, Engine};
+
+/// What went wrong with a pool's call.
+pub enum PoolError {
+    /// `f` panicked (or its arguments did not decode) in a worker; the worker goes on.
+    Panicked {
+        /// The worker's pid.
+        pid: u32,
+        /// The task's number, counted from 0 for each pool.
+        task: u64,
+        /// The panic's message.
+        message: String,
+    },
+    /// The worker running the task died: killed by a signal, or it exited. A replacement
+    /// worker has been started.
+    WorkerDied {
+        /// The dead worker's pid.
+        pid: u32,
+        /// The task's number.
+        task: u64,
+        /// How the worker ended.
+        status: ExitStatus,
+    },
+    /// No result came within the time given to `get_timeout`: Python's `TimeoutError`.
+    /// The task goes on; `get` can be called again.
+    Timeout(Duration),
+    /// The pool was closed or terminated before the task could run.
+    Closed,
+    /// `Pool::new(0)`: a pool needs at least one process.
+    NoProcesses,
+    /// A child forked after the pool was made tried to use it: only the process that made
+    /// a pool talks to its workers.
+    NotOwner {
+        /// The pid of the process that made the pool.
+        owner: u32,
+    },
+    /// An argument or a result could not be sent.
+    Frame(FrameError),
+    /// An OS call failed.
+    Os(Error),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Panicked { pid, task, message } => {
+                write!(f, "task {task} panicked in worker {pid}: {message}")
+            }
+            PoolError::WorkerDied {
+                pid,
+                task,
+                status: ExitStatus::Signaled(signal),
+            } => write!(
+                f,
+                "worker {pid} was killed by {signal} while running task {task}"
+            ),
+            PoolError::WorkerDied {
+                pid,
+                task,
+                status: ExitStatus::Exited(code),
+            } => write!(
+                f,
+                "worker {pid} exited with code {code} while running task {task}"
+            ),
+            PoolError::Timeout(t) => write!(f, "no result within {t:?}"),
+            PoolError::Closed => f.write_str("the pool is closed"),
+            PoolError::NoProcesses => f.write_str("a pool needs at least one process"),
+            PoolError::NotOwner { owner } => write!(
+                f,
+                "the pool belongs to process {owner}; a child forked from it cannot use it"
+            ),
+            PoolError::Frame(e) => write!(f, "{e}"),
+            PoolError::Os(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The same text as `Display`, so that `main` returning this error prints the message.
+impl fmt::Debug for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+impl From<Error> for PoolError {
+    fn from(e: Error) -> Self {
+        PoolError::Os(e)
+    }
+}
+
+impl From<FrameError> for PoolError {
+    fn from(e: FrameError) -> Self {
+        PoolError::Frame(e)
+    }
+}
+
+/// Worker processes that run functions on arguments sent to them: Python's `Pool`.
+///
+/// ```no_run
+/// use common::Pool;
+///
+/// fn f(x: i32) -> i32 {
+///     x * x
+/// }
+///
+/// let p = Pool::new(5)?;
+/// assert_eq!(p.map(f, &[1, 2, 3])?, [1, 4, 9]);
+/// # Ok::<(), common::PoolError>(())
+/// ```
+///
+/// - The workers are forked once, by `new`, and live until the pool is closed, terminated
+///   or dropped. Each call names its function: `map`, `apply` and `apply_async` take a
+///   plain `fn` (a closure that captures nothing also coerces to one). The worker receives
+///   the function's address: a child made by `fork` runs the same program at the same
+///   addresses, so the address means the same function there. That is why the function is
+///   not serialized, and why this works for forked workers only (Python pickles a
+///   function's name instead, which `spawn` needs).
+/// - Arguments and results are any serde types, sent as bincode frames over pipes.
+/// - What a worker prints goes to the inherited stdout, as in Python.
+/// - The pool runs no thread of its own, because it forks replacement workers and fork is
+///   refused while other threads run. Its work (sending tasks, reading results) happens
+///   inside its calls: `apply_async` sends what it can and returns; `get` and `map` wait.
+///   Python runs three threads for the same work.
+/// - A worker that dies does not hang anything, where Python's pool hangs forever (CPython
+///   issue 66587): the task it was running fails with [`PoolError::WorkerDied`], naming the
+///   worker and the signal or exit code, tasks it had not started go to other workers, and
+///   a replacement is forked. A panic in `f` fails that task only ([`PoolError::Panicked`]).
+/// - Dropping the pool terminates its workers (SIGTERM, as Python's `Pool.__exit__` does)
+///   and reaps them; [`close`](Pool::close) and [`join`](Pool::join) let them finish first.
+pub struct Pool {
+    engine: RefCell<Engine>,
+}
+
+/// A result that will come: Python's `AsyncResult`, made by [`Pool::apply_async`].
+pub struct AsyncResult<'p, R> {
+    pool: &'p Pool,
+    task: u64,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl Pool {
+    /// Forks `processes` workers: Python's `Pool(processes)`.
+    pub fn new(processes: usize) -> Result<Pool, PoolError> {
+        Ok(Pool {
+            engine: RefCell::new(Engine::new(processes)?),
+        })
+    }
+
+    /// Applies `f` to every item, in the workers, and returns the results in the items'
+    /// order: Python's `pool.map(f, iterable)`. The items go in chunks, as Python's do
+    /// (`len / (4 x processes)` items, rounded up, a chunk). If a task fails, `map` returns
+    /// that error, and the results of its other chunks are dropped as they come.
+    pub fn map<A, R>(&self, f: fn(A) -> R, iterable: &[A]) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let mut engine = self.engine.borrow_mut();
+        if iterable.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunksize = iterable.len().div_ceil(4 * engine.processes());
+        let mut tasks = Vec::with_capacity(iterable.len().div_ceil(chunksize));
+        for chunk in iterable.chunks(chunksize) {
+            match engine.submit(worker::call_chunk::<A, R>, f as usize, chunk) {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    tasks.iter().for_each(|&t| engine.abandon(t));
+                    return Err(e);
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(iterable.len());
+        for (i, &task) in tasks.iter().enumerate() {
+            let chunk = engine
+                .wait(task, None)
+                .and_then(|()| engine.take(task))
+                .and_then(|done| decode::<Vec<R>>(&done));
+            match chunk {
+                Ok(chunk) => results.extend(chunk),
+                Err(e) => {
+                    tasks[i + 1..].iter().for_each(|&t| engine.abandon(t));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Runs `f(arg)` in a worker and waits for its result: Python's `pool.apply(f, [arg])`.
+    /// For several arguments, pass a tuple.
+    pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let mut engine = self.engine.borrow_mut();
+        let task = engine.submit(worker::call_one::<A, R>, f as usize, &arg)?;
+        engine.wait(task, None)?;
+        decode(&engine.take(task)?)
+    }
+
+    /// Sends `f(arg)` to a worker and returns at once with a handle to its result: Python's
+    /// `pool.apply_async(f, [arg])`.
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<'_, R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let mut engine = self.engine.borrow_mut();
+        let task = engine.submit(worker::call_one::<A, R>, f as usize, &arg)?;
+        engine.progress()?;
+        Ok(AsyncResult {
+            pool: self,
+            task,
+            _result: PhantomData,
+        })
+    }
+
+    /// Accepts no more tasks: Python's `pool.close()`. Tasks already given still run.
+    pub fn close(&self) {
+        self.engine.borrow_mut().close();
+    }
+
+    /// Waits for every given task to finish, then for the workers to exit: Python's
+    /// `pool.join()`. Call [`close`](Pool::close) first.
+    pub fn join(&self) -> Result<(), PoolError> {
+        self.engine.borrow_mut().join()
+    }
+
+    /// Stops the workers now, with SIGTERM, and reaps them: Python's `pool.terminate()`.
+    /// Tasks not finished fail with [`PoolError::Closed`].
+    pub fn terminate(&self) -> Result<(), PoolError> {
+        self.engine.borrow_mut().terminate()
+    }
+
+    /// The workers' pids, in worker order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.engine.borrow().pids()
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<'_, R> {
+    /// Waits for the result, however long it takes: Python's `r.get()`.
+    pub fn get(&self) -> Result<R, PoolError> {
+        self.get_until(None)
+    }
+
+    /// Waits at most `timeout` for the result: Python's `r.get(timeout=...)`. Returns
+    /// [`PoolError::Timeout`] when the time is up; the task goes on, and `get` may be
+    /// called again. A result can be read any number of times.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
+        self.get_until(Some(Instant::now() + timeout))
+            .map_err(|e| match e {
+                PoolError::Timeout(_) => PoolError::Timeout(timeout),
+                e => e,
+            })
+    }
+
+    /// True once the result is in: Python's `r.ready()`.
+    pub fn ready(&self) -> Result<bool, PoolError> {
+        let mut engine = self.pool.engine.borrow_mut();
+        engine.progress()?;
+        Ok(engine.is_done(self.task))
+    }
+
+    fn get_until(&self, deadline: Option<Instant>) -> Result<R, PoolError> {
+        let mut engine = self.pool.engine.borrow_mut();
+        engine.wait(self.task, deadline)?;
+        decode(engine.peek(self.task)?)
+    }
+}
+
+impl<R> Drop for AsyncResult<'_, R> {
+    fn drop(&mut self) {
+        // A result no handle can read any more is dropped, now or when it comes.
+        if let Ok(mut engine) = self.pool.engine.try_borrow_mut() {
+            engine.abandon(self.task);
+        }
+    }
+}
+
+/// A finished task's outcome, as the caller sees it.
+fn decode<R: DeserializeOwned>(done: &Done) -> Result<R, PoolError> {
+    match done {
+        Done::Value(bytes) => Ok(frame::decode(bytes)?),
+        Done::Panicked { pid, task, message } => Err(PoolError::Panicked {
+            pid: *pid,
+            task: *task,
+            message: message.clone(),
+        }),
+        Done::Died { pid, task, status } => Err(PoolError::WorkerDied {
+            pid: *pid,
+            task: *task,
+            status: *status,
+        }),
+        Done::Closed => Err(PoolError::Closed),
+    }
+}

@@ -1,0 +1,173 @@
+//! The worker's side of a pool: what travels on its two pipes, and the loop it runs.
+//!
+//! A task frame's payload is the task id (`u64`), the addresses of a trampoline and of the
+//! user's function (`usize` each, little-endian), then the bincode arguments. A result
+//! frame's payload is the task id, a kind byte ([`RETURNED`] or [`PANICKED`]), then the
+//! bincode result or panic message.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use os_pipe::{PipeReader, PipeWriter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::frame::{self, FrameBuf, FrameError};
+
+/// The result's kind byte: `f` returned; a bincode value follows.
+pub(super) const RETURNED: u8 = 0;
+/// The result's kind byte: `f` panicked, or its arguments did not decode; a message follows.
+pub(super) const PANICKED: u8 = 1;
+
+const HEADER: usize = 24;
+
+/// Decodes the arguments, calls `f` on them, and appends the encoded result to `out`;
+/// `Err` holds a panic's message. One is made per argument and result type.
+pub(super) type Trampoline = fn(f: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+
+/// Appends a task frame for `call(f, args)` to `buf`.
+pub(super) fn encode_task<A: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    id: u64,
+    call: Trampoline,
+    f: usize,
+    args: &A,
+) -> Result<(), FrameError> {
+    let start = frame::start_frame(buf);
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&(call as usize as u64).to_le_bytes());
+    buf.extend_from_slice(&(f as u64).to_le_bytes());
+    if let Err(e) = frame::encode_into(buf, args) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    frame::end_frame(buf, start)
+}
+
+/// Splits a result payload into (task id, kind, value bytes).
+pub(super) fn parse_result(payload: &[u8]) -> Result<(u64, u8, &[u8]), FrameError> {
+    let (id, rest) = payload
+        .split_first_chunk::<8>()
+        .ok_or_else(|| FrameError::Decode("result frame shorter than its header".into()))?;
+    let (&kind, value) = rest
+        .split_first()
+        .ok_or_else(|| FrameError::Decode("result frame without a kind".into()))?;
+    Ok((u64::from_le_bytes(*id), kind, value))
+}
+
+/// Calls one `f(A) -> R`: `apply` and `apply_async` send this.
+pub(super) fn call_one<A: DeserializeOwned, R: Serialize>(
+    f: usize,
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let arg: A = frame::decode(args).map_err(|e| format!("arguments: {e}"))?;
+    // SAFETY: `f` is the address of an `fn(A) -> R`, taken by the pool in the process that
+    // forked this worker, and sent with this very trampoline, which was made for A and R.
+    // A child made by fork (without exec) runs the same program at the same addresses, so
+    // the address names the same function here. That holds for forked workers only.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
+    let result = panic::catch_unwind(AssertUnwindSafe(|| f(arg))).map_err(panic_message)?;
+    frame::encode_into(out, &result).map_err(|e| format!("result: {e}"))
+}
+
+/// Calls `f` on each item of a chunk, in order: `map` sends this.
+pub(super) fn call_chunk<A: DeserializeOwned, R: Serialize>(
+    f: usize,
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let items: Vec<A> = frame::decode(args).map_err(|e| format!("arguments: {e}"))?;
+    // SAFETY: as in `call_one`: the address of an `fn(A) -> R` from the forking process.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
+    let results: Vec<R> =
+        panic::catch_unwind(AssertUnwindSafe(|| items.into_iter().map(f).collect()))
+            .map_err(panic_message)?;
+    frame::encode_into(out, &results).map_err(|e| format!("result: {e}"))
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_string());
+    // Dropping a payload can panic again; the message is all that is needed.
+    std::mem::forget(payload);
+    message
+}
+
+/// After a task that ran this long, its result is written at once, not batched.
+const BATCH_FOR: Duration = Duration::from_millis(1);
+
+/// The worker process: runs tasks until its task pipe ends, then returns.
+///
+/// `inherited` are descriptors of the parent's side of every pool pipe, this worker's own
+/// included, which fork copied into this process: they are closed first, so that a worker
+/// sees the end of its task pipe when the pool closes it.
+pub(super) fn run(
+    mut tasks: PipeReader,
+    mut results: PipeWriter,
+    inherited: Vec<RawFd>,
+) -> Result<(), FrameError> {
+    for fd in inherited {
+        // SAFETY: these descriptors were the parent's; nothing in this process uses them.
+        unsafe { libc::close(fd) };
+    }
+    frame::set_nonblocking(tasks.as_fd())?;
+    let mut frames = FrameBuf::new();
+    let mut out = Vec::new();
+    let mut batched_since = Instant::now();
+    loop {
+        // Results wait in `out` while more tasks are already here; before waiting for
+        // more, or once they have waited long enough, they are written.
+        if !out.is_empty() && (frames.ready()?.is_none() || batched_since.elapsed() > BATCH_FOR) {
+            results
+                .write_all(&out)
+                .map_err(|e| crate::Error::os("write", e))?;
+            out.clear();
+        }
+        let Some(payload) = frames.read_frame(&mut tasks)? else {
+            return Ok(());
+        };
+        if out.is_empty() {
+            batched_since = Instant::now();
+        }
+        let (header, args) = payload
+            .split_first_chunk::<HEADER>()
+            .ok_or_else(|| FrameError::Decode("task frame shorter than its header".into()))?;
+        let word = |i: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&header[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let (id, call, f) = (word(0), word(1) as usize, word(2) as usize);
+        // SAFETY: `call` is the address of a `Trampoline`, written by `encode_task` in the
+        // process that forked this worker, on a pipe only the pool writes: the same program
+        // at the same addresses, as in `call_one`.
+        let call = unsafe { std::mem::transmute::<usize, Trampoline>(call) };
+        let start = frame::start_frame(&mut out);
+        out.extend_from_slice(&id.to_le_bytes());
+        let kind_at = out.len();
+        out.push(RETURNED);
+        if let Err(message) = call(f, args, &mut out) {
+            out.truncate(kind_at);
+            out.push(PANICKED);
+            frame::encode_into(&mut out, &message)?;
+        }
+        if let Err(too_large) = frame::end_frame(&mut out, start) {
+            // end_frame took the frame out again; the caller learns why instead.
+            let start = frame::start_frame(&mut out);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.push(PANICKED);
+            frame::encode_into(&mut out, &format!("result: {too_large}"))?;
+            frame::end_frame(&mut out, start)?;
+        }
+        // What f printed is on its way before its result is.
+        io::stdout()
+            .flush()
+            .map_err(|e| crate::Error::os("write(stdout)", e))?;
+    }
+}

@@ -1,0 +1,306 @@
+//! Tests of `Pool`. `harness = false`, because a pool forks its workers, and fork is
+//! refused while libtest's threads run.
+
+// A failed unwrap is a failed test here, as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use common::golden::{assert_no_children, open_fds, run_tests};
+use common::{ExitStatus, Pool, PoolError, Process};
+use nix::sys::signal::{Signal, kill, raise};
+use nix::unistd::Pid;
+
+fn main() {
+    run_tests(&[
+        ("map_returns_results_in_order", map_returns_results_in_order),
+        ("map_of_nothing_and_of_many", map_of_nothing_and_of_many),
+        ("apply_and_apply_async", apply_and_apply_async),
+        ("a_panic_fails_its_task_only", a_panic_fails_its_task_only),
+        ("get_timeout_returns_on_time", get_timeout_returns_on_time),
+        ("a_worker_killed_in_map", a_worker_killed_in_map),
+        ("a_worker_killed_from_outside", a_worker_killed_from_outside),
+        ("a_worker_that_exits", a_worker_that_exits),
+        (
+            "close_and_join_finish_the_tasks",
+            close_and_join_finish_the_tasks,
+        ),
+        (
+            "terminate_and_drop_stop_the_workers",
+            terminate_and_drop_stop_the_workers,
+        ),
+        (
+            "a_child_cannot_use_its_parents_pool",
+            a_child_cannot_use_its_parents_pool,
+        ),
+        (
+            "no_zombie_and_no_descriptor_after_drop",
+            no_zombie_and_no_descriptor_after_drop,
+        ),
+    ]);
+}
+
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+fn pid_of(x: i64) -> u32 {
+    std::thread::sleep(Duration::from_millis(x as u64));
+    std::process::id()
+}
+
+fn map_returns_results_in_order() {
+    let p = Pool::new(5).unwrap();
+    assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+    // Any serde types, both ways.
+    fn shout(s: (String, usize)) -> Vec<String> {
+        vec![s.0.to_uppercase(); s.1]
+    }
+    let got = p.map(shout, &[("a".into(), 2), ("b".into(), 0)]).unwrap();
+    assert_eq!(got, [vec!["A".to_string(), "A".into()], vec![]]);
+    // The work is spread: several workers answer.
+    let pids = p.map(pid_of, &[20; 20]).unwrap();
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() > 1, "one worker did everything: {pids:?}");
+    assert!(distinct.iter().all(|pid| p.pids().contains(pid)));
+}
+
+fn map_of_nothing_and_of_many() {
+    let p = Pool::new(2).unwrap();
+    assert_eq!(p.map(square, &[]).unwrap(), Vec::<i64>::new());
+    let items: Vec<i64> = (0..100_000).collect();
+    let squares: Vec<i64> = items.iter().map(|x| x * x).collect();
+    assert_eq!(p.map(square, &items).unwrap(), squares);
+}
+
+fn apply_and_apply_async() {
+    let p = Pool::new(4).unwrap();
+    for i in 0..50 {
+        assert_eq!(p.apply(square, i).unwrap(), i * i);
+    }
+    let handles: Vec<_> = (0..1000)
+        .map(|i| p.apply_async(square, i).unwrap())
+        .collect();
+    // In any order, and more than once.
+    for (i, r) in handles.iter().enumerate().rev() {
+        assert_eq!(r.get().unwrap(), (i * i) as i64);
+    }
+    assert_eq!(handles[7].get_timeout(Duration::from_secs(5)).unwrap(), 49);
+    assert!(handles[7].ready().unwrap());
+}
+
+fn boom(x: i64) -> i64 {
+    if x == 3 {
+        panic!("three is not allowed");
+    }
+    x
+}
+
+fn a_panic_fails_its_task_only() {
+    silence_stderr_for_a_while();
+    let p = Pool::new(2).unwrap();
+    let err = p.map(boom, &[1, 2, 3, 4]).unwrap_err();
+    assert!(
+        matches!(&err, PoolError::Panicked { message, .. } if message == "three is not allowed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("panicked in worker"), "{err}");
+    let err = p.apply(boom, 3).unwrap_err();
+    assert!(matches!(err, PoolError::Panicked { .. }), "{err}");
+    // The pool, and the same workers, go on.
+    let pids = p.pids();
+    assert_eq!(p.apply(boom, 4).unwrap(), 4);
+    assert_eq!(p.map(boom, &[5, 6]).unwrap(), [5, 6]);
+    assert_eq!(p.pids(), pids);
+    restore_stderr();
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn get_timeout_returns_on_time() {
+    let p = Pool::new(1).unwrap();
+    let slow = p.apply_async(sleep_ms, 1500).unwrap();
+    let started = Instant::now();
+    let err = slow.get_timeout(Duration::from_millis(300)).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, PoolError::Timeout(t) if t == Duration::from_millis(300)));
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(400),
+        "took {took:?}"
+    );
+    // The task went on; asking again gets it.
+    assert_eq!(slow.get_timeout(Duration::from_secs(10)).unwrap(), 1500);
+}
+
+fn die_on_3(x: i64) -> i64 {
+    if x == 3 {
+        raise(Signal::SIGKILL).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    x
+}
+
+fn a_worker_killed_in_map() {
+    let p = Pool::new(2).unwrap();
+    let before = p.pids();
+    let started = Instant::now();
+    let err = p.map(die_on_3, &(0..8).collect::<Vec<_>>()).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let PoolError::WorkerDied { pid, status, .. } = err else {
+        panic!("not a death: {err}");
+    };
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGKILL));
+    assert!(before.contains(&pid));
+    assert!(err_text(pid).contains("killed by SIGKILL"));
+    // A replacement took the dead worker's place, and the next call succeeds.
+    let after = p.pids();
+    assert_eq!(after.len(), 2);
+    assert!(!after.contains(&pid));
+    assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+}
+
+fn err_text(pid: u32) -> String {
+    PoolError::WorkerDied {
+        pid,
+        task: 7,
+        status: ExitStatus::Signaled(Signal::SIGKILL),
+    }
+    .to_string()
+}
+
+fn a_worker_killed_from_outside() {
+    let p = Pool::new(2).unwrap();
+    let slow = p.apply_async(sleep_ms, 5000).unwrap();
+    let other = p.apply_async(sleep_ms, 10).unwrap();
+    let queued: Vec<_> = (0..4)
+        .map(|_| p.apply_async(sleep_ms, 10).unwrap())
+        .collect();
+    assert_eq!(other.get().unwrap(), 10);
+    // The slow task is on the first worker: a killer process ends it.
+    let victim = p.pids()[0];
+    let mut killer = Process::new(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    });
+    killer.start().unwrap();
+    let started = Instant::now();
+    let err = slow.get_timeout(Duration::from_secs(10)).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("worker {victim} was killed by SIGKILL while running task 0")
+    );
+    killer.join().unwrap();
+    for r in &queued {
+        assert_eq!(r.get().unwrap(), 10);
+    }
+    assert_eq!(p.apply(square, 9).unwrap(), 81);
+}
+
+fn exit_3(x: i64) -> i64 {
+    std::process::exit(x as i32)
+}
+
+fn a_worker_that_exits() {
+    let p = Pool::new(1).unwrap();
+    let err = p.apply(exit_3, 3).unwrap_err();
+    assert!(matches!(
+        err,
+        PoolError::WorkerDied {
+            status: ExitStatus::Exited(3),
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("exited with code 3"), "{err}");
+    assert_eq!(p.apply(square, 5).unwrap(), 25);
+}
+
+fn close_and_join_finish_the_tasks() {
+    let p = Pool::new(2).unwrap();
+    let handles: Vec<_> = (0..6)
+        .map(|_| p.apply_async(sleep_ms, 50).unwrap())
+        .collect();
+    p.close();
+    assert!(matches!(p.apply(square, 1), Err(PoolError::Closed)));
+    p.join().unwrap();
+    for r in &handles {
+        assert_eq!(r.get().unwrap(), 50);
+    }
+    assert!(p.pids().is_empty());
+    assert_no_children();
+}
+
+fn terminate_and_drop_stop_the_workers() {
+    let p = Pool::new(2).unwrap();
+    let slow = p.apply_async(sleep_ms, 60_000).unwrap();
+    let started = Instant::now();
+    p.terminate().unwrap();
+    assert!(matches!(slow.get(), Err(PoolError::Closed)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_no_children();
+    drop(slow);
+    drop(p);
+
+    let p = Pool::new(2).unwrap();
+    let slow = p.apply_async(sleep_ms, 60_000).unwrap();
+    drop(slow);
+    let started = Instant::now();
+    drop(p);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_no_children();
+}
+
+fn a_child_cannot_use_its_parents_pool() {
+    let p = Pool::new(1).unwrap();
+    let mut child = Process::new(|| {
+        assert!(matches!(
+            p.apply(square, 2),
+            Err(PoolError::NotOwner { .. })
+        ));
+    });
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(p.apply(square, 2).unwrap(), 4);
+}
+
+fn no_zombie_and_no_descriptor_after_drop() {
+    let before = open_fds();
+    for _ in 0..5 {
+        let p = Pool::new(3).unwrap();
+        assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+        let _ = p.apply_async(sleep_ms, 10_000).unwrap();
+    }
+    assert_no_children();
+    assert_eq!(open_fds(), before);
+}
+
+/// Panicking workers print their panic; a test that panics them on purpose hides it.
+static SAVED_STDERR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+fn silence_stderr_for_a_while() {
+    let null = std::fs::File::create("/dev/null").unwrap();
+    // SAFETY: dup and dup2 on descriptors this process owns.
+    unsafe {
+        SAVED_STDERR.store(libc::dup(2), std::sync::atomic::Ordering::Relaxed);
+        libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 2);
+    }
+}
+
+fn restore_stderr() {
+    let saved = SAVED_STDERR.swap(-1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: `saved` is the copy of stderr made above.
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+}
