@@ -1,0 +1,45 @@
+//! Section 7, last line: "synchronous is apply". `Pool.apply` blocks until its result is in.
+//!
+//! The same `f` as `async-pool`'s, called ten times with the blocking `apply`: each square is
+//! printed by the worker, then, a second later, by `main`. One worker at a time is busy.
+//!
+//! Run it with `cargo run -p async-pool --bin apply` (about 10 s; `-- --sleep 0.05` shortens
+//! it); beside it, `python3 async-pool/python/apply_sync.py`. It prints:
+//!
+//! ```text
+//! 0
+//! 0
+//! 1
+//! 1
+//! 4
+//! 4
+//! ...
+//! 81
+//! 81
+//! ```
+
+use std::sync::OnceLock;
+use std::thread;
+use std::time::Duration;
+
+use common::{Pool, PoolError};
+
+const USAGE: &str = "usage: cargo run -p async-pool --bin apply [-- --sleep SECONDS]";
+
+/// How long f sleeps: the article's 1 s, unless `--sleep SECONDS` says otherwise.
+static SLEEP: OnceLock<Duration> = OnceLock::new();
+
+fn f(x: i32) -> i32 {
+    println!("{}", x * x);
+    thread::sleep(*SLEEP.get_or_init(|| Duration::from_secs(1)));
+    x * x
+}
+
+fn main() -> Result<(), PoolError> {
+    SLEEP.get_or_init(|| common::args::sleep(USAGE).unwrap_or(Duration::from_secs(1)));
+    let pool = Pool::new(4)?;
+    for i in 0..10 {
+        println!("{}", pool.apply(f, i)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Section 7: asynchronous calls, `Pool.apply_async` and `AsyncResult.get(timeout)`.
+//!
+//! Four workers are forked. Ten calls of `f` are handed to the pool at once; each prints its
+//! square, sleeps a second, and returns the square. Then the main process waits for each
+//! result in turn and prints it. The workers' lines and the main process's lines interleave:
+//! the first four squares print at once, then each second the finished results and the
+//! next squares.
+//!
+//! Run it with `cargo run -p async-pool` (about 3 s); `-- --sleep 0.05` shortens f's sleep.
+//! Beside it, `python3 async-pool/python/async_pool.py`. The synchronous version is
+//! `cargo run -p async-pool --bin apply`. It prints, in an order that varies a little:
+//!
+//! ```text
+//! 0
+//! 1
+//! 4
+//! 9
+//! 0
+//! 1
+//! 4
+//! 16
+//! ...
+//! ```
+//!
+//! Every square appears twice: first from the worker that computed it, then from `main`,
+//! which prints the results in the order it asked for them.
+
+use std::sync::OnceLock;
+use std::thread;
+use std::time::Duration;
+
+use common::{Pool, PoolError};
+
+const USAGE: &str = "usage: cargo run -p async-pool [-- --sleep SECONDS]";
+
+/// How long f sleeps: the article's 1 s, unless `--sleep SECONDS` says otherwise.
+static SLEEP: OnceLock<Duration> = OnceLock::new();
+
+fn f(x: i32) -> i32 {
+    println!("{}", x * x);
+    thread::sleep(*SLEEP.get_or_init(|| Duration::from_secs(1)));
+    x * x
+}
+
+fn main() -> Result<(), PoolError> {
+    SLEEP.get_or_init(|| common::args::sleep(USAGE).unwrap_or(Duration::from_secs(1)));
+    let pool = Pool::new(4)?;
+    let mut res_list = Vec::new();
+    for i in 0..10 {
+        let res = pool.apply_async(f, i)?;
+        res_list.push(res);
+    }
+    for r in &res_list {
+        println!("{}", r.get_timeout(Duration::from_secs(10))?); // timeout in seconds
+    }
+    Ok(())
+}

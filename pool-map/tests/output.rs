@@ -1,0 +1,40 @@
+//! The example's output: against its golden file, and beside its Python original.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{assert_golden, assert_usage_error, run, run_python};
+
+fn pool_map() -> String {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_pool-map"))).success();
+    assert_eq!(out.stderr, "");
+    out.stdout
+}
+
+#[test]
+fn prints_the_golden_output() {
+    assert_golden(&pool_map(), snapbox::file!["golden/pool_map.stdout"]);
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pool_map.py");
+    let Some(python) = run_python(&script, &[]) else {
+        return;
+    };
+    assert_eq!(python.stderr, "");
+    assert_eq!(pool_map(), python.stdout);
+}
+
+#[test]
+fn refuses_arguments_with_usage() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pool-map"));
+    cmd.arg("5");
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument '5'",
+            "usage: cargo run -p pool-map (no arguments)",
+        ],
+    );
+}
