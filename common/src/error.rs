@@ -26,7 +26,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn os(call: &'static str, source: impl Into<io::Error>) -> Self {
+    /// The error of OS call `call`, from what the OS said.
+    pub fn os(call: &'static str, source: impl Into<io::Error>) -> Self {
         Error::Os {
             call,
             source: source.into(),

@@ -21,7 +21,7 @@ use crate::Error;
 pub const MAX_FRAME: usize = 16 << 20;
 
 /// The length prefix's size.
-const PREFIX: usize = 4;
+pub const PREFIX: usize = 4;
 
 const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME>> =
     bincode::config::standard().with_limit::<MAX_FRAME>();
@@ -119,6 +119,19 @@ pub fn encode<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(),
     end_frame(buf, start)
 }
 
+/// The payload length that the frame starting at `bytes` claims, checked against
+/// [`MAX_FRAME`]; `None` while fewer than [`PREFIX`] bytes have come.
+pub fn payload_len(bytes: &[u8]) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = bytes.first_chunk::<PREFIX>() else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(*prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge { len });
+    }
+    Ok(Some(len))
+}
+
 /// Decodes a payload that must hold exactly one `T`.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     let (value, used) = bincode::serde::decode_from_slice(payload, CONFIG)
@@ -136,8 +149,10 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
 /// many small frames costs few system calls and no allocation per frame.
 #[derive(Default)]
 pub struct FrameBuf {
+    /// Its whole length is usable; the bytes waiting are `buf[start..end]`.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl FrameBuf {
@@ -148,15 +163,8 @@ impl FrameBuf {
 
     /// The payload length of the next frame, if the whole frame has arrived.
     pub fn ready(&self) -> Result<Option<usize>, FrameError> {
-        let have = &self.buf[self.start..];
-        let Some(prefix) = have.get(..PREFIX) else {
-            return Ok(None);
-        };
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(FrameError::TooLarge { len });
-        }
-        Ok((have.len() >= PREFIX + len).then_some(len))
+        let have = &self.buf[self.start..self.end];
+        Ok(payload_len(have)?.filter(|len| have.len() >= PREFIX + len))
     }
 
     /// The next whole frame's payload, if it has arrived.
@@ -171,33 +179,27 @@ impl FrameBuf {
 
     /// How many bytes wait that are not a whole frame yet.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// Reads once from `r` into the buffer: what `read(2)` returns, 0 at end of stream.
+    ///
+    /// The buffer holds 64 KiB, and grows only as the bytes of a larger frame arrive (to
+    /// twice what has come): a frame's claimed length is never allocated up front.
     pub fn fill(&mut self, r: &mut impl Read) -> io::Result<usize> {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 && self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
         }
-        // Room for at least 64 KiB, or for the rest of a large frame whose prefix is here.
-        let want = match self.ready() {
-            Ok(None) if self.pending() >= PREFIX => {
-                let mut prefix = [0; PREFIX];
-                prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX]);
-                PREFIX + u32::from_le_bytes(prefix) as usize - self.pending()
-            }
-            _ => 0,
+        if self.end == self.buf.len() {
+            let grown = (2 * self.buf.len()).max(64 << 10);
+            self.buf.resize(grown, 0);
         }
-        .max(64 << 10);
-        let old = self.buf.len();
-        self.buf.resize(old + want, 0);
-        let n = r.read(&mut self.buf[old..]);
-        self.buf.truncate(old + *n.as_ref().unwrap_or(&0));
-        n
+        let n = r.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
     }
 
     /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the

@@ -147,6 +147,15 @@ impl Lock {
         })
     }
 
+    /// Waits at most `timeout` for the lock, and returns a guard; `Ok(None)` when the time
+    /// ran out.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>, Error> {
+        Ok(self.acquire_timeout(timeout)?.map(|acquired| LockGuard {
+            lock: self,
+            acquired,
+        }))
+    }
+
     /// Releases the lock: Python's `l.release()`. It is an error to release a lock that the
     /// calling thread does not hold.
     pub fn release(&self) -> Result<(), Error> {

@@ -266,8 +266,8 @@ impl<K: PyRepr, V: PyRepr> PyRepr for Dict<'_, K, V> {
 }
 
 /// One value of the few kinds the article's programs use, for lists and dicts that mix them
-/// as Python's do: `[0, 'hello']`.
-#[derive(Clone, Debug, PartialEq)]
+/// as Python's do: `[0, 'hello']`. It crosses process boundaries as serde data.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum PyValue {
     /// `None`
     None,

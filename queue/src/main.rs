@@ -1,0 +1,34 @@
+//! Section 3: to share data between processes, use a `Queue`.
+//!
+//! Ten processes each put `[n, 'hello']` on one queue; the main process gets ten items and
+//! prints them, in the order they came, which varies from run to run.
+//!
+//! Run it with `cargo run -p queue`; beside it, `python3 queue/python/queue_demo.py`.
+//! It prints ten lines in an order that varies:
+//!
+//! ```text
+//! [1, 'hello']
+//! [0, 'hello']
+//! [2, 'hello']
+//! ...
+//! ```
+
+use common::{Process, PyValue, repr};
+use queue::{Queue, QueueError};
+
+fn f(q: &Queue<Vec<PyValue>>, n: i64) -> Result<(), QueueError> {
+    q.put(&vec![n.into(), "hello".into()])
+}
+
+fn main() -> Result<(), QueueError> {
+    common::args::none("usage: cargo run -p queue (no arguments)");
+    let q = Queue::new()?;
+    for i in 0..10 {
+        let mut p = Process::new(|| f(&q, i));
+        p.start()?;
+    }
+    for _ in 0..10 {
+        println!("{}", repr(&q.get()?));
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The example's output: against its golden file, and beside its Python original. The ten
+//! items come in any order, so both are compared as sets of lines.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{assert_golden, assert_usage_error, check_golden, run, run_python};
+use snapbox::IntoData;
+
+fn queue() -> String {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_queue"))).success();
+    assert_eq!(out.stderr, "");
+    out.stdout
+}
+
+fn golden() -> snapbox::Data {
+    snapbox::file!["golden/queue_demo.stdout"].unordered()
+}
+
+#[test]
+fn prints_the_golden_output_in_any_order() {
+    assert_golden(&queue(), golden());
+}
+
+#[test]
+fn the_golden_check_rejects_a_lost_or_doubled_item() {
+    let doubled = "[0, 'hello']\n[1, 'hello']\n[2, 'hello']\n[3, 'hello']\n[4, 'hello']\n\
+                   [5, 'hello']\n[6, 'hello']\n[7, 'hello']\n[8, 'hello']\n[8, 'hello']\n";
+    assert!(check_golden(doubled, golden().into_data()).is_err());
+    let tuple = doubled.replace("[8, 'hello']\n[8", "[8, 'hello']\n(9");
+    assert!(check_golden(&tuple, golden().into_data()).is_err());
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/queue_demo.py");
+    let Some(python) = run_python(&script, &[]) else {
+        return;
+    };
+    assert_eq!(python.stderr, "");
+    // Only the main process prints, one line at a time: Python's lines are whole too.
+    assert_golden(&python.stdout, golden());
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&queue()), sorted(&python.stdout));
+}
+
+#[test]
+fn refuses_arguments_with_usage() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue"));
+    cmd.arg("10");
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument '10'",
+            "usage: cargo run -p queue (no arguments)",
+        ],
+    );
+}

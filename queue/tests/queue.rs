@@ -1,0 +1,220 @@
+//! Tests of `Queue` across processes. `harness = false`, because fork is refused while
+//! libtest's threads run.
+
+// A failed unwrap is a failed test here, as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use common::golden::{assert_no_children, open_fds, run_tests};
+use common::{ExitStatus, Process};
+use queue::{Queue, QueueError};
+
+fn main() {
+    run_tests(&[
+        (
+            "many_writers_never_mix_messages",
+            many_writers_never_mix_messages,
+        ),
+        (
+            "many_readers_share_the_read_ahead",
+            many_readers_share_the_read_ahead,
+        ),
+        (
+            "get_timeout_and_get_nowait_on_empty",
+            get_timeout_and_get_nowait_on_empty,
+        ),
+        (
+            "joining_before_draining_waits",
+            joining_before_draining_waits,
+        ),
+        (
+            "a_writer_killed_mid_message_breaks_the_queue",
+            a_writer_killed_mid_message_breaks_the_queue,
+        ),
+        (
+            "no_zombie_and_no_descriptor_after_drop",
+            no_zombie_and_no_descriptor_after_drop,
+        ),
+    ]);
+}
+
+/// (writer, sequence number, payload): the payload's bytes and length follow from the other
+/// two, so a message that arrives mixed or cut is seen. (A string, which bincode copies
+/// whole, where a `Vec<u8>` would go byte by byte: that keeps the unoptimised test fast.)
+type Message = (u32, u32, String);
+
+fn message(writer: u32, seq: u32) -> Message {
+    // A few percent large (up to 256 KiB), the rest small.
+    let mix = (writer.wrapping_mul(2_654_435_761) ^ seq.wrapping_mul(40_503)) % 1000;
+    let len = if mix < 30 {
+        4096 + (mix as usize * 8_599) % (256 << 10)
+    } else {
+        mix as usize % 100
+    };
+    let bytes = (0..len)
+        .map(|i| char::from(b'a' + ((writer as usize * 31 + seq as usize * 7 + i) % 26) as u8))
+        .collect();
+    (writer, seq, bytes)
+}
+
+fn many_writers_never_mix_messages() {
+    const WRITERS: u32 = 8;
+    const EACH: u32 = 2_000;
+    let q = Queue::<Message>::new().unwrap();
+    let mut writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let q = &q;
+            Process::new(move || {
+                for seq in 0..EACH {
+                    q.put(&message(w, seq)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in &mut writers {
+        p.start().unwrap();
+    }
+    let mut next = [0u32; WRITERS as usize];
+    let mut large = 0;
+    for _ in 0..WRITERS * EACH {
+        let got = q.get_timeout(Duration::from_secs(30)).unwrap();
+        let (w, seq, _) = got;
+        assert_eq!(
+            seq, next[w as usize],
+            "writer {w}'s messages out of order or lost"
+        );
+        assert!(
+            got == message(w, seq),
+            "message {seq} of writer {w} arrived changed"
+        );
+        large += usize::from(got.2.len() > 4096);
+        next[w as usize] += 1;
+    }
+    assert_eq!(next, [EACH; WRITERS as usize]);
+    assert!(large > 100, "only {large} messages over PIPE_BUF");
+    // Nothing more: no duplicate.
+    assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
+    for p in &mut writers {
+        assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    }
+}
+
+/// Two reader processes take from one queue: every item reaches exactly one of them, also
+/// those one reader had read ahead into the shared buffer.
+fn many_readers_share_the_read_ahead() {
+    let q = Queue::<u32>::new().unwrap();
+    let back = Queue::<u32>::new().unwrap();
+    let mut readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (q, back) = (&q, &back);
+            Process::new(move || {
+                for _ in 0..5_000 {
+                    back.put(&q.get().unwrap()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in &mut readers {
+        p.start().unwrap();
+    }
+    let mut got = Vec::new();
+    for i in 0..10_000 {
+        q.put(&i).unwrap();
+        // Drain as we go, so no pipe fills up.
+        while let Ok(item) = back.get_nowait() {
+            got.push(item);
+        }
+    }
+    while got.len() < 10_000 {
+        got.push(back.get_timeout(Duration::from_secs(30)).unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (0..10_000).collect::<Vec<_>>());
+    for p in &mut readers {
+        assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    }
+}
+
+fn get_timeout_and_get_nowait_on_empty() {
+    let q = Queue::<String>::new().unwrap();
+    assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
+    let started = Instant::now();
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(200)),
+        Err(QueueError::Empty)
+    ));
+    let waited = started.elapsed();
+    // The upper bound only catches a hang.
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    q.put(&"late".to_string()).unwrap();
+    assert_eq!(q.get_nowait().unwrap(), "late");
+    assert_eq!(QueueError::Empty.to_string(), "the queue is empty");
+}
+
+/// The deadlock Python documents: a child that put more than the pipe holds cannot end
+/// until the items are read. Here it is shown, then resolved by reading first.
+fn joining_before_draining_waits() {
+    let q = Queue::<Vec<u8>>::new().unwrap();
+    let mut child = Process::new(|| {
+        for _ in 0..64 {
+            q.put(&vec![7; 16 << 10]).unwrap();
+        }
+    });
+    child.start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.is_alive().unwrap(),
+        "the child should be blocked in put"
+    );
+    for _ in 0..64 {
+        assert_eq!(
+            q.get_timeout(Duration::from_secs(10)).unwrap(),
+            vec![7; 16 << 10]
+        );
+    }
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+}
+
+fn a_writer_killed_mid_message_breaks_the_queue() {
+    let q = Queue::<Vec<u8>>::new().unwrap();
+    let mut child = Process::new(|| {
+        q.put(&vec![1; 1 << 20]).unwrap();
+    });
+    child.start().unwrap();
+    // The pipe holds 64 KiB of the message; the child waits to write the rest.
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.join().unwrap();
+    let pid = child.pid().unwrap().as_raw() as u32;
+    let started = Instant::now();
+    let err = q.get_timeout(Duration::from_secs(10)).err().unwrap();
+    assert!(
+        matches!(err, QueueError::Broken { pid: p } if p == pid),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Every later call says so too, rather than reading misaligned bytes.
+    assert!(matches!(q.put(&vec![2]), Err(QueueError::Broken { .. })));
+    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
+}
+
+fn no_zombie_and_no_descriptor_after_drop() {
+    let before = open_fds();
+    for _ in 0..5 {
+        let q = Queue::<(i64, String)>::new().unwrap();
+        let mut p = Process::new(|| q.put(&(1, "hello".into())).unwrap());
+        p.start().unwrap();
+        assert_eq!(q.get().unwrap(), (1, "hello".to_string()));
+        p.join().unwrap();
+    }
+    assert_no_children();
+    assert_eq!(open_fds(), before);
+}
