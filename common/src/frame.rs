@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_length_is_not_allocated_before_its_bytes_come() {
+        let mut frames = FrameBuf::new();
+        let mut claim = (MAX_FRAME as u32).to_le_bytes().to_vec();
+        claim.extend_from_slice(&[0; 10]);
+        frames.fill(&mut &claim[..]).unwrap();
+        frames.fill(&mut &[0u8; 10][..]).unwrap();
+        frames.fill(&mut &[0u8; 10][..]).unwrap();
+        assert!(frames.next_frame().unwrap().is_none());
+        assert_eq!(frames.pending(), 34);
+        assert!(
+            frames.buf.len() <= 64 << 10,
+            "{} bytes allocated",
+            frames.buf.len()
+        );
+    }
+
+    #[test]
     fn garbage_and_leftovers_are_decode_errors() {
         assert!(matches!(
             decode::<String>(&[5, b'a']),

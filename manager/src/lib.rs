@@ -1,0 +1,389 @@
+//! `Manager`: a server process that owns shared objects, and proxies that reach them from
+//! any process: Python's `multiprocessing.Manager`.
+
+mod protocol;
+mod server;
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use common::frame::{self, FrameBuf, FrameError};
+use common::{Error, Process, PyValue};
+
+pub use protocol::PyDict;
+use protocol::{Id, Request, Response};
+
+/// The socket's name in the manager's private directory.
+const SOCKET: &str = "socket";
+
+/// What went wrong with a manager's call.
+pub enum ManagerError {
+    /// The server refused the operation, as Python would raise: `KeyError: 1`.
+    Remote(String),
+    /// The server process has ended.
+    ServerGone,
+    /// A request or response could not be sent.
+    Frame(FrameError),
+    /// An OS call failed.
+    Os(Error),
+}
+
+impl fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagerError::Remote(e) => f.write_str(e),
+            ManagerError::ServerGone => f.write_str("the manager's server process has ended"),
+            ManagerError::Frame(e) => write!(f, "{e}"),
+            ManagerError::Os(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The same text as `Display`, so that `main` returning this error prints the message.
+impl fmt::Debug for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for ManagerError {}
+
+impl From<Error> for ManagerError {
+    fn from(e: Error) -> Self {
+        ManagerError::Os(e)
+    }
+}
+
+impl From<FrameError> for ManagerError {
+    fn from(e: FrameError) -> Self {
+        ManagerError::Frame(e)
+    }
+}
+
+type ServerTarget = Box<dyn FnOnce() -> Result<(), Error>>;
+
+/// A server process that owns dicts and lists, which every process of the program reaches
+/// through proxies: Python's `Manager()`.
+///
+/// - The server is forked by `new`. It listens on a Unix socket in a directory of its own
+///   that only this user may enter (mode 0700, made by `mkdtemp`), so no other local user
+///   can connect.
+/// - Every operation on a proxy is one request and one response, each a bincode frame on
+///   the socket: shared, but each access is a round trip ("shared, but slow", the article
+///   says). Every process uses a connection of its own: a proxy used in a child forked after
+///   the proxy was made opens a new one there, as Python's proxies do.
+/// - The server ends, and removes its socket and directory, when the manager is dropped, or
+///   within 100 ms of its owner's death (even by SIGKILL): it is never left as an orphan.
+///   It ignores Ctrl-C's SIGINT, as Python's does, and ends with its owner instead.
+/// - A connection that sends garbage, a truncated frame, or a length over the 16 MiB limit
+///   gets an error and is closed; the server goes on serving every other connection.
+pub struct Manager {
+    client: Rc<Client>,
+    server: Process<ServerTarget>,
+    dir: PathBuf,
+    owner: u32,
+}
+
+impl Manager {
+    /// Starts the server process: Python's `Manager()`.
+    pub fn new() -> Result<Manager, ManagerError> {
+        let dir = private_dir()?;
+        let path = dir.join(SOCKET);
+        let listener = match UnixListener::bind(&path) {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(Error::os("bind", e).into());
+            }
+        };
+        let owner = std::process::id();
+        let server_dir = dir.clone();
+        let target: ServerTarget = Box::new(move || server::serve(listener, owner, &server_dir));
+        let mut manager = Manager {
+            client: Rc::new(Client {
+                path,
+                conn: RefCell::new(None),
+            }),
+            server: Process::new(target),
+            dir,
+            owner,
+        };
+        // If fork fails, dropping `manager` removes the directory.
+        manager.server.start()?;
+        Ok(manager)
+    }
+
+    /// A new, empty dict in the server: Python's `manager.dict()`.
+    pub fn dict(&self) -> Result<DictProxy, ManagerError> {
+        Ok(DictProxy(self.new_object(&Request::NewDict)?))
+    }
+
+    /// A new list of `items` in the server: Python's `manager.list(range(10))`.
+    pub fn list<T: Into<PyValue>>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy, ManagerError> {
+        let items = items.into_iter().map(Into::into).collect();
+        Ok(ListProxy(self.new_object(&Request::NewList(items))?))
+    }
+
+    /// The server's socket: Python's `manager.address`.
+    pub fn address(&self) -> &Path {
+        &self.client.path
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid().map(|pid| pid.as_raw() as u32)
+    }
+
+    fn new_object(&self, request: &Request) -> Result<Proxy, ManagerError> {
+        match self.client.call(request)? {
+            Response::New(id) => Ok(Proxy {
+                client: Rc::clone(&self.client),
+                id,
+            }),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+impl Drop for Manager {
+    /// Python's `manager.shutdown()`: ends the server, reaps it, removes its socket.
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            return;
+        }
+        if self.server.pid().is_some() {
+            let _ = self.server.terminate();
+            let _ = self.server.join();
+        }
+        let _ = std::fs::remove_file(self.dir.join(SOCKET));
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A connection to the server, made by the process that uses it.
+struct Client {
+    path: PathBuf,
+    conn: RefCell<Option<Conn>>,
+}
+
+struct Conn {
+    pid: u32,
+    stream: UnixStream,
+    frames: FrameBuf,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Sends one request and waits for its response.
+    fn call(&self, request: &Request) -> Result<Response, ManagerError> {
+        let mut slot = self.conn.borrow_mut();
+        let me = std::process::id();
+        let conn = match &mut *slot {
+            Some(conn) if conn.pid == me => conn,
+            // None yet, or the parent's, inherited through fork: that one carries the
+            // parent's conversation, so this process opens its own.
+            other => other.insert(Conn {
+                pid: me,
+                stream: UnixStream::connect(&self.path).map_err(|e| Error::os("connect", e))?,
+                frames: FrameBuf::new(),
+                buf: Vec::new(),
+            }),
+        };
+        conn.buf.clear();
+        frame::encode(&mut conn.buf, request)?;
+        (&conn.stream)
+            .write_all(&conn.buf)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                    ManagerError::ServerGone
+                }
+                _ => Error::os("write", e).into(),
+            })?;
+        let payload = conn
+            .frames
+            .read_frame(&mut DontWait(&conn.stream))?
+            .ok_or(ManagerError::ServerGone)?;
+        match frame::decode(payload)? {
+            Response::Error(e) => Err(ManagerError::Remote(e)),
+            response => Ok(response),
+        }
+    }
+}
+
+/// Reads a socket without waiting (`MSG_DONTWAIT`), while its writes still block.
+struct DontWait<'a>(&'a UnixStream);
+
+impl Read for DontWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of its length for the duration of the call, and
+        // the descriptor is the stream's, open while `self` borrows it.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+                e => Err(e),
+            };
+        }
+        Ok(n as usize)
+    }
+}
+
+impl AsFd for DontWait<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A directory only this user can enter: `mkdtemp` makes it with mode 0700.
+fn private_dir() -> Result<PathBuf, Error> {
+    let template = std::env::temp_dir().join("py-multiprocess-manager-XXXXXX");
+    let template = CString::new(template.into_os_string().into_vec())
+        .map_err(|_| Error::os("mkdtemp", io::ErrorKind::InvalidInput))?;
+    let mut bytes = template.into_bytes_with_nul();
+    // SAFETY: `bytes` is a writable, NUL-terminated template ending in XXXXXX, which mkdtemp
+    // overwrites in place; it returns NULL on failure, checked below.
+    let made = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if made.is_null() {
+        return Err(Error::os("mkdtemp", io::Error::last_os_error()));
+    }
+    bytes.pop();
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)))
+}
+
+fn unexpected() -> ManagerError {
+    FrameError::Decode("a response of the wrong kind".into()).into()
+}
+
+/// A shared object's number, and the connection to reach it.
+struct Proxy {
+    client: Rc<Client>,
+    id: Id,
+}
+
+impl Proxy {
+    fn call(&self, request: Request) -> Result<Response, ManagerError> {
+        self.client.call(&request)
+    }
+
+    fn done(&self, request: Request) -> Result<(), ManagerError> {
+        match self.call(request)? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn value(&self, request: Request) -> Result<PyValue, ManagerError> {
+        match self.call(request)? {
+            Response::Value(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn len(&self) -> Result<usize, ManagerError> {
+        match self.call(Request::Len(self.id))? {
+            Response::Len(n) => Ok(n as usize),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// A dict that lives in the manager's server: Python's `DictProxy`. Keys and values are
+/// `PyValue`s (int, float, str, None, ...), compared as Python compares keys, and kept in
+/// insertion order, as Python 3.7+ keeps them.
+pub struct DictProxy(Proxy);
+
+impl DictProxy {
+    /// `d[key] = value`
+    pub fn set(
+        &self,
+        key: impl Into<PyValue>,
+        value: impl Into<PyValue>,
+    ) -> Result<(), ManagerError> {
+        self.0
+            .done(Request::SetItem(self.0.id, key.into(), value.into()))
+    }
+
+    /// `d[key]`; `KeyError` when it is not there.
+    pub fn get(&self, key: impl Into<PyValue>) -> Result<PyValue, ManagerError> {
+        self.0.value(Request::GetItem(self.0.id, key.into()))
+    }
+
+    /// `len(d)`
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.0.len()
+    }
+
+    /// True when the dict holds nothing.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A copy of the dict, here: Python's `d.copy()`. It prints as `print(d)` does.
+    pub fn copy(&self) -> Result<PyDict, ManagerError> {
+        match self.0.call(Request::Copy(self.0.id))? {
+            Response::Dict(items) => Ok(PyDict(items)),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// A list that lives in the manager's server: Python's `ListProxy`.
+pub struct ListProxy(Proxy);
+
+impl ListProxy {
+    /// `l.reverse()`
+    pub fn reverse(&self) -> Result<(), ManagerError> {
+        self.0.done(Request::Reverse(self.0.id))
+    }
+
+    /// `l.append(value)`
+    pub fn append(&self, value: impl Into<PyValue>) -> Result<(), ManagerError> {
+        self.0.done(Request::Append(self.0.id, value.into()))
+    }
+
+    /// `l[index]`; negative counts from the end; `IndexError` when out of range.
+    pub fn get(&self, index: i64) -> Result<PyValue, ManagerError> {
+        self.0.value(Request::GetItem(self.0.id, index.into()))
+    }
+
+    /// `l[index] = value`
+    pub fn set(&self, index: i64, value: impl Into<PyValue>) -> Result<(), ManagerError> {
+        self.0
+            .done(Request::SetItem(self.0.id, index.into(), value.into()))
+    }
+
+    /// `len(l)`
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.0.len()
+    }
+
+    /// True when the list holds nothing.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A copy of the list, here: Python's `l[:]`. It prints as `print(l)` does.
+    pub fn to_vec(&self) -> Result<Vec<PyValue>, ManagerError> {
+        match self.0.call(Request::Copy(self.0.id))? {
+            Response::List(items) => Ok(items),
+            _ => Err(unexpected()),
+        }
+    }
+}

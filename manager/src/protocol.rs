@@ -1,0 +1,157 @@
+//! What proxies ask the server, and what it answers: each a bincode frame on the socket.
+
+use std::collections::HashMap;
+
+use common::{PyRepr, PyValue};
+use serde::{Deserialize, Serialize};
+
+/// A shared object's number in the server.
+pub(crate) type Id = u32;
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Request {
+    NewDict,
+    NewList(Vec<PyValue>),
+    /// `d[key] = value`, `l[index] = value`
+    SetItem(Id, PyValue, PyValue),
+    /// `d[key]`, `l[index]`
+    GetItem(Id, PyValue),
+    Len(Id),
+    /// A copy of the whole object.
+    Copy(Id),
+    Append(Id, PyValue),
+    Reverse(Id),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Response {
+    Done,
+    New(Id),
+    Value(PyValue),
+    Len(u64),
+    Dict(Vec<(PyValue, PyValue)>),
+    List(Vec<PyValue>),
+    /// What Python would raise: `KeyError: 1`.
+    Error(String),
+}
+
+/// A dict's items, in insertion order: what `DictProxy::copy` returns, and prints as Python
+/// prints a dict: `{1: '1', '2': 2, 0.25: None}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PyDict(pub Vec<(PyValue, PyValue)>);
+
+impl PyRepr for PyDict {
+    fn fmt_repr(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        common::Dict(&self.0).fmt_repr(f)
+    }
+}
+
+/// A dict key as Python compares keys: `1`, `1.0` and `True` are one key.
+#[derive(Hash, PartialEq, Eq)]
+enum Key {
+    None,
+    Int(i64),
+    Float(u64),
+    Str(String),
+}
+
+fn key(value: &PyValue) -> Result<Key, String> {
+    Ok(match value {
+        PyValue::None => Key::None,
+        PyValue::Bool(b) => Key::Int(i64::from(*b)),
+        PyValue::Int(i) => Key::Int(*i),
+        PyValue::Float(x) if x.fract() == 0.0 && x.abs() < 9.2e18 => Key::Int(*x as i64),
+        PyValue::Float(x) => Key::Float(x.to_bits()),
+        PyValue::Str(s) => Key::Str(s.clone()),
+        PyValue::List(_) => return Err("TypeError: unhashable type: 'list'".into()),
+    })
+}
+
+/// A dict that keeps insertion order, as Python's does.
+#[derive(Default)]
+pub(crate) struct Dict {
+    items: Vec<(PyValue, PyValue)>,
+    index: HashMap<Key, usize>,
+}
+
+impl Dict {
+    pub(crate) fn set(&mut self, k: PyValue, v: PyValue) -> Result<(), String> {
+        match self.index.get(&key(&k)?) {
+            // Python keeps the first key object and replaces the value.
+            Some(&at) => self.items[at].1 = v,
+            None => {
+                self.index.insert(key(&k)?, self.items.len());
+                self.items.push((k, v));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, k: &PyValue) -> Result<PyValue, String> {
+        let at = self
+            .index
+            .get(&key(k)?)
+            .ok_or_else(|| format!("KeyError: {}", common::repr(k)))?;
+        Ok(self.items[*at].1.clone())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn items(&self) -> Vec<(PyValue, PyValue)> {
+        self.items.clone()
+    }
+}
+
+/// A list index as Python reads one: negative counts from the end.
+pub(crate) fn list_index(list: &[PyValue], i: &PyValue) -> Result<usize, String> {
+    let PyValue::Int(i) = *i else {
+        return Err("TypeError: list indices must be integers".into());
+    };
+    let len = list.len() as i64;
+    let at = if i < 0 { i + len } else { i };
+    if (0..len).contains(&at) {
+        Ok(at as usize)
+    } else {
+        Err("IndexError: list index out of range".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_as_in_python() {
+        let mut d = Dict::default();
+        d.set(1.into(), "1".into()).unwrap();
+        d.set("2".into(), 2.into()).unwrap();
+        d.set(0.25.into(), PyValue::None).unwrap();
+        d.set(1.0.into(), "one".into()).unwrap();
+        d.set(true.into(), "true".into()).unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.get(&1.into()).unwrap(), PyValue::from("true"));
+        assert_eq!(
+            common::repr(&PyDict(d.items())).to_string(),
+            "{1: 'true', '2': 2, 0.25: None}"
+        );
+        assert_eq!(d.get(&3.into()).unwrap_err(), "KeyError: 3");
+        assert_eq!(d.get(&"3".into()).unwrap_err(), "KeyError: '3'");
+        let list = PyValue::List(vec![]);
+        assert_eq!(
+            d.set(list, 1.into()).unwrap_err(),
+            "TypeError: unhashable type: 'list'"
+        );
+    }
+
+    #[test]
+    fn list_indices_as_in_python() {
+        let l: Vec<PyValue> = (0..3).map(PyValue::from).collect();
+        assert_eq!(list_index(&l, &(-1).into()), Ok(2));
+        assert_eq!(list_index(&l, &0.into()), Ok(0));
+        assert!(list_index(&l, &3.into()).is_err());
+        assert!(list_index(&l, &(-4).into()).is_err());
+        assert!(list_index(&l, &"0".into()).is_err());
+    }
+}

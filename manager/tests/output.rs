@@ -1,0 +1,58 @@
+//! The example's output: against its golden file, and beside its Python original.
+
+// A failed unwrap is a failed test here, as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{assert_golden, assert_usage_error, run, run_python};
+
+fn manager() -> String {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_manager"))).success();
+    assert_eq!(out.stderr, "");
+    out.stdout
+}
+
+#[test]
+fn prints_the_golden_output() {
+    // Insertion order, as Python 3 prints the dict; not the article's Python 2 hash order.
+    assert_golden(&manager(), snapbox::file!["golden/manager.stdout"]);
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/manager.py");
+    let Some(python) = run_python(&script, &[]) else {
+        return;
+    };
+    assert_eq!(python.stderr, "");
+    assert_eq!(manager(), python.stdout);
+}
+
+#[test]
+fn leaves_no_socket_behind() {
+    // A temporary directory of this test's own, so that other tests' managers are not seen.
+    let tmp = std::env::temp_dir().join(format!("manager-output-test-{}", std::process::id()));
+    std::fs::create_dir(&tmp).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manager"));
+    cmd.env("TMPDIR", &tmp);
+    let out = run(cmd).success();
+    assert_eq!(out.stdout.lines().count(), 2);
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    std::fs::remove_dir(&tmp).unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn refuses_arguments_with_usage() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manager"));
+    cmd.arg("--dict");
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument '--dict'",
+            "usage: cargo run -p manager (no arguments)",
+        ],
+    );
+}
