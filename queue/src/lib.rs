@@ -99,7 +99,8 @@ impl From<FrameError> for QueueError {
 /// [`QueueError::Broken`] rather than misreading the stream; a `get` waiting for the rest
 /// of a dead writer's message finds out within 100 ms.
 ///
-/// Layout: the pipe; two [`Lock`]s; one shared mapping holding [`State`]'s counters, then
+/// Layout: the pipe; two [`Lock`]s; one shared mapping holding five `u32` counters (read
+/// position, end, and flags for a write or read in progress and for a broken queue), then
 /// the 64 KiB read-ahead buffer.
 pub struct Queue<T> {
     reader: PipeReader,
