@@ -180,16 +180,24 @@ fn joining_before_draining_waits() {
 }
 
 fn a_writer_killed_mid_message_breaks_the_queue() {
-    let q = Queue::<Vec<u8>>::new().unwrap();
+    let q = Queue::<String>::new().unwrap();
     let mut child = Process::new(|| {
-        q.put(&vec![1; 1 << 20]).unwrap();
+        q.put(&"x".repeat(1 << 20)).unwrap();
     });
     child.start().unwrap();
-    // The pipe holds 64 KiB of the message; the child waits to write the rest.
-    std::thread::sleep(Duration::from_millis(200));
+    // Once the pipe holds 64 KiB of the message, the child sleeps in write(2), waiting to
+    // write the rest: only then is it killed.
+    let pid = child.pid().unwrap().as_raw() as u32;
+    let started = Instant::now();
+    while process_state(pid) != 'S' {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the child never blocked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().unwrap();
     child.join().unwrap();
-    let pid = child.pid().unwrap().as_raw() as u32;
     let started = Instant::now();
     let err = q.get_timeout(Duration::from_secs(10)).err().unwrap();
     assert!(
@@ -202,8 +210,15 @@ fn a_writer_killed_mid_message_breaks_the_queue() {
         started.elapsed()
     );
     // Every later call says so too, rather than reading misaligned bytes.
-    assert!(matches!(q.put(&vec![2]), Err(QueueError::Broken { .. })));
+    assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
     assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
+}
+
+/// The state letter of process `pid` (R running, S sleeping, Z zombie...), from /proc.
+fn process_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(") ").unwrap();
+    rest.chars().next().unwrap()
 }
 
 fn no_zombie_and_no_descriptor_after_drop() {
