@@ -50,6 +50,21 @@ impl Run {
     }
 }
 
+/// Runs `cmd` with [`run`] and returns its stdout, after checking that it exited with 0
+/// and wrote nothing to stderr.
+pub fn stdout_of(cmd: Command) -> String {
+    let out = run(cmd).success();
+    assert_eq!(out.stderr, "", "stderr of a successful run");
+    out.stdout
+}
+
+/// The lines of `text`, sorted: to compare outputs whose lines come in any order.
+pub fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
 /// Runs `cmd` to its end in a new process group, with stdout and stderr captured.
 ///
 /// Panics if it runs longer than [`HANG`] (the whole group is killed first), or if any

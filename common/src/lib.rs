@@ -23,6 +23,8 @@ mod shm;
 pub use error::Error;
 pub use lock::{Acquired, Lock, LockGuard};
 pub use pool::{AsyncResult, Pool, PoolError};
-pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process};
+#[cfg(target_os = "linux")]
+pub use process::process_state;
+pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process, has_ended};
 pub use repr::{Dict, PyRepr, PyValue, repr};
 pub use shm::Mapping;

@@ -325,6 +325,26 @@ fn thread_count() -> Result<usize, Error> {
         .ok_or(Error::os("read(/proc/self/stat)", Errno::EINVAL))
 }
 
+/// The state of process `pid` as `/proc/<pid>/stat` gives it (`R` running, `S` sleeping,
+/// `Z` zombie, ...), or `None` when there is no such process.
+#[cfg(target_os = "linux")]
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_field(&stat, 3)?.chars().next()
+}
+
+/// True once process `pid` has ended: it is gone, or it is a zombie not yet reaped.
+#[cfg(target_os = "linux")]
+pub fn has_ended(pid: u32) -> bool {
+    matches!(process_state(pid), None | Some('Z' | 'X'))
+}
+
+/// True once process `pid` has ended (a zombie counts as running here).
+#[cfg(not(target_os = "linux"))]
+pub fn has_ended(pid: u32) -> bool {
+    kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH)
+}
+
 /// Field `n` of a `/proc/<pid>/stat` line, numbered from 1 as proc(5) numbers them.
 #[cfg(any(target_os = "linux", feature = "test-support"))]
 pub(crate) fn stat_field(stat: &str, n: usize) -> Option<&str> {

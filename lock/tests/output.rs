@@ -4,15 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run, run_python};
+use common::golden::{assert_golden, assert_usage_error, run_python, sorted_lines, stdout_of};
 use snapbox::IntoData;
 
 fn lock(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lock"));
     cmd.args(args);
-    let out = run(cmd).success();
-    assert_eq!(out.stderr, "");
-    out.stdout
+    stdout_of(cmd)
 }
 
 fn golden() -> snapbox::Data {
@@ -40,12 +38,7 @@ fn prints_what_the_python_original_prints() {
     assert_eq!(python.stderr, "");
     // Python's lines, under its lock, are whole; both sides hold the same ten in any order.
     assert_golden(&python.stdout, golden());
-    let sorted = |text: &str| {
-        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        lines.sort();
-        lines
-    };
-    assert_eq!(sorted(&lock(&[])), sorted(&python.stdout));
+    assert_eq!(sorted_lines(&lock(&[])), sorted_lines(&python.stdout));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::golden::{assert_no_children, open_fds, run_tests};
-use common::{ExitStatus, Process, PyValue, frame, repr};
+use common::{ExitStatus, Process, PyValue, frame, has_ended, repr};
 use manager::{Manager, ManagerError};
 
 fn main() {
@@ -191,16 +191,6 @@ fn another_user_cannot_connect() {
     assert_eq!(stranger.join().unwrap(), ExitStatus::Exited(0));
 }
 
-/// True when process `pid` has ended: it no longer exists, or it is a zombie.
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
-}
-
 fn the_server_ends_when_its_owner_is_killed() {
     let (mut r, w) = os_pipe::pipe().unwrap();
     let mut owner = Process::new(move || {
@@ -219,11 +209,11 @@ fn the_server_ends_when_its_owner_is_killed() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut r), &mut told).unwrap();
     let (server, address) = told.trim().split_once(' ').unwrap();
     let (server, address): (u32, PathBuf) = (server.parse().unwrap(), address.into());
-    assert!(!gone(server) && address.exists());
+    assert!(!has_ended(server) && address.exists());
     owner.kill().unwrap();
     owner.join().unwrap();
     let started = Instant::now();
-    while !gone(server) || address.exists() {
+    while !has_ended(server) || address.exists() {
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "server {server} outlived its owner"

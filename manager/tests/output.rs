@@ -6,12 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run, run_python};
+use common::golden::{assert_golden, assert_usage_error, run, run_python, stdout_of};
 
 fn manager() -> String {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_manager"))).success();
-    assert_eq!(out.stderr, "");
-    out.stdout
+    stdout_of(Command::new(env!("CARGO_BIN_EXE_manager")))
 }
 
 #[test]

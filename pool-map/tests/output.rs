@@ -3,12 +3,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run, run_python};
+use common::golden::{assert_golden, assert_usage_error, run_python, stdout_of};
 
 fn pool_map() -> String {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_pool-map"))).success();
-    assert_eq!(out.stderr, "");
-    out.stdout
+    stdout_of(Command::new(env!("CARGO_BIN_EXE_pool-map")))
 }
 
 #[test]

@@ -296,7 +296,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Part of a message is here and the rest is late: fails if its writer died.
     fn check_writer(&self, state: &State) -> Result<(), QueueError> {
         if state.writing.load(Relaxed) != 0 {
-            if let Some(pid) = self.write_lock.holder().filter(|&pid| gone(pid)) {
+            if let Some(pid) = self
+                .write_lock
+                .holder()
+                .filter(|&pid| common::has_ended(pid))
+            {
                 state.broken.store(pid, Relaxed);
             }
         }
@@ -314,16 +318,5 @@ fn check(state: &State) -> Result<(), QueueError> {
     match state.broken.load(Relaxed) {
         0 => Ok(()),
         pid => Err(QueueError::Broken { pid }),
-    }
-}
-
-/// True when process `pid` has ended: it no longer exists, or it is a zombie.
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the field after the command name, which is in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X'])),
-        Err(_) => true,
     }
 }

@@ -4,13 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, check_golden, run, run_python};
+use common::golden::{
+    assert_golden, assert_usage_error, check_golden, run_python, sorted_lines, stdout_of,
+};
 use snapbox::IntoData;
 
 fn queue() -> String {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_queue"))).success();
-    assert_eq!(out.stderr, "");
-    out.stdout
+    stdout_of(Command::new(env!("CARGO_BIN_EXE_queue")))
 }
 
 fn golden() -> snapbox::Data {
@@ -40,12 +40,7 @@ fn prints_what_the_python_original_prints() {
     assert_eq!(python.stderr, "");
     // Only the main process prints, one line at a time: Python's lines are whole too.
     assert_golden(&python.stdout, golden());
-    let sorted = |text: &str| {
-        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        lines.sort();
-        lines
-    };
-    assert_eq!(sorted(&queue()), sorted(&python.stdout));
+    assert_eq!(sorted_lines(&queue()), sorted_lines(&python.stdout));
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn a_writer_killed_mid_message_breaks_the_queue() {
     // write the rest: only then is it killed.
     let pid = child.pid().unwrap().as_raw() as u32;
     let started = Instant::now();
-    while process_state(pid) != 'S' {
+    while common::process_state(pid) != Some('S') {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the child never blocked"
@@ -212,13 +212,6 @@ fn a_writer_killed_mid_message_breaks_the_queue() {
     // Every later call says so too, rather than reading misaligned bytes.
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
     assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
-}
-
-/// The state letter of process `pid` (R running, S sleeping, Z zombie...), from /proc.
-fn process_state(pid: u32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let (_, rest) = stat.rsplit_once(") ").unwrap();
-    rest.chars().next().unwrap()
 }
 
 fn no_zombie_and_no_descriptor_after_drop() {

@@ -4,14 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run, run_python};
+use common::golden::{assert_golden, assert_usage_error, run_python, stdout_of};
 
 fn shared_value(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shared-value"));
     cmd.args(args);
-    let out = run(cmd).success();
-    assert_eq!(out.stderr, "");
-    out.stdout
+    stdout_of(cmd)
 }
 
 fn python(script: &str) -> Option<String> {

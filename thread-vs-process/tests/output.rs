@@ -9,15 +9,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, check_golden, normalise, run, run_python};
+use common::golden::{
+    assert_golden, assert_usage_error, check_golden, normalise, run_python, stdout_of,
+};
 use snapbox::{Data, IntoData};
 
 fn example(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
     cmd.args(args);
-    let out = run(cmd).success();
-    assert_eq!(out.stderr, "");
-    normalise(&out.stdout)
+    normalise(&stdout_of(cmd))
 }
 
 fn threads_golden() -> Data {
