@@ -18,6 +18,10 @@ fn main() {
         ("apply_and_apply_async", apply_and_apply_async),
         ("a_panic_fails_its_task_only", a_panic_fails_its_task_only),
         ("get_timeout_returns_on_time", get_timeout_returns_on_time),
+        (
+            "values_over_the_frame_limit_fail_their_call",
+            values_over_the_frame_limit_fail_their_call,
+        ),
         ("a_worker_killed_in_map", a_worker_killed_in_map),
         ("a_worker_killed_from_outside", a_worker_killed_from_outside),
         ("a_worker_that_exits", a_worker_that_exits),
@@ -115,6 +119,20 @@ fn a_panic_fails_its_task_only() {
     assert_eq!(p.map(boom, &[5, 6]).unwrap(), [5, 6]);
     assert_eq!(p.pids(), pids);
     restore_stderr();
+}
+
+fn big(n: usize) -> String {
+    "x".repeat(n)
+}
+
+fn values_over_the_frame_limit_fail_their_call() {
+    let p = Pool::new(1).unwrap();
+    let over = common::frame::MAX_FRAME + 1;
+    let err = p.apply(|s: String| s.len(), big(over)).unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    let err = p.apply(big, over).unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert_eq!(p.apply(big, 3).unwrap(), "xxx");
 }
 
 fn sleep_ms(ms: u64) -> u64 {

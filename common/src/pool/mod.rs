@@ -17,7 +17,8 @@ use engine::{Done, Engine};
 
 /// What went wrong with a pool's call.
 pub enum PoolError {
-    /// `f` panicked (or its arguments did not decode) in a worker; the worker goes on.
+    /// `f` panicked in a worker, or its arguments did not decode there, or its result was
+    /// over the frame limit; the message says which. The worker goes on.
     Panicked {
         /// The worker's pid.
         pid: u32,
@@ -132,7 +133,9 @@ impl From<FrameError> for PoolError {
 ///   addresses, so the address means the same function there. That is why the function is
 ///   not serialized, and why this works for forked workers only (Python pickles a
 ///   function's name instead, which `spawn` needs).
-/// - Arguments and results are any serde types, sent as bincode frames over pipes.
+/// - Arguments and results are any serde types, sent as bincode frames over pipes. One
+///   argument, one result, and one `map` chunk's items or results must each encode to at
+///   most 16 MiB ([`frame::MAX_FRAME`]); beyond it the call fails with a frame error.
 /// - What a worker prints goes to the inherited stdout, as in Python.
 /// - The pool runs no thread of its own, because it forks replacement workers and fork is
 ///   refused while other threads run. Its work (sending tasks, reading results) happens
