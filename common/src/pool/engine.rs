@@ -159,10 +159,15 @@ impl Engine {
         }
     }
 
-    /// Sends what can be sent and reads what has come, without waiting.
-    pub(super) fn progress(&mut self) -> Result<(), PoolError> {
+    /// Hands queued tasks to workers and writes what the pipes take now.
+    pub(super) fn send(&mut self) {
         self.dispatch();
         self.send_all();
+    }
+
+    /// Sends what can be sent and reads what has come, without waiting.
+    pub(super) fn progress(&mut self) -> Result<(), PoolError> {
+        self.send();
         if self.poll(0)? > 0 {
             self.handle_events()?;
         }

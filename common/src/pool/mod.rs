@@ -183,7 +183,15 @@ impl Pool {
         let mut tasks = Vec::with_capacity(iterable.len().div_ceil(chunksize));
         for chunk in iterable.chunks(chunksize) {
             match engine.submit(worker::call_chunk::<A, R>, f as usize, chunk) {
-                Ok(task) => tasks.push(task),
+                Ok(task) => {
+                    tasks.push(task);
+                    // The first chunk of each worker goes at once, so that the workers start
+                    // while the rest are encoded; the rest queue up, and go out as the
+                    // workers ask for more.
+                    if tasks.len() <= engine.processes() {
+                        engine.send();
+                    }
+                }
                 Err(e) => {
                     tasks.iter().for_each(|&t| engine.abandon(t));
                     return Err(e);
