@@ -64,7 +64,12 @@ pub(super) struct Engine {
     closed: bool,
     owner: u32,
     pollfds: Vec<libc::pollfd>,
+    /// Buffers of finished tasks, for the next tasks' frames.
+    spare: Vec<Vec<u8>>,
 }
+
+/// How many task buffers are kept for reuse.
+const SPARE: usize = 64;
 
 impl Engine {
     pub(super) fn new(processes: usize) -> Result<Engine, PoolError> {
@@ -80,6 +85,7 @@ impl Engine {
             closed: false,
             owner: std::process::id(),
             pollfds: Vec::new(),
+            spare: Vec::new(),
         };
         for _ in 0..processes {
             let worker = spawn(&engine.workers)?;
@@ -110,8 +116,12 @@ impl Engine {
             return Err(PoolError::Closed);
         }
         let id = self.next_task;
-        let mut frame = Vec::new();
-        worker::encode_task(&mut frame, id, call, f, args)?;
+        let mut frame = self.spare.pop().unwrap_or_default();
+        frame.clear();
+        if let Err(e) = worker::encode_task(&mut frame, id, call, f, args) {
+            self.spare.push(frame);
+            return Err(e.into());
+        }
         self.next_task += 1;
         self.queue.push_back(Task { id, frame });
         Ok(id)
@@ -302,24 +312,24 @@ impl Engine {
     /// Writes where `poll` found room, then reads where it found data (a read may replace
     /// a dead worker, whose descriptors are then no longer the ones polled).
     fn handle_events(&mut self) -> Result<(), PoolError> {
-        let events: Vec<(RawFd, bool)> = self
-            .pollfds
-            .iter()
-            .filter(|p| p.revents != 0)
-            .map(|p| (p.fd, p.events == libc::POLLOUT))
-            .collect();
-        for &(fd, _) in events.iter().filter(|(_, write)| *write) {
-            if let Some(w) = self.workers.iter_mut().find(|w| w.tasks_fd() == Some(fd)) {
-                w.send();
+        for k in 0..self.pollfds.len() {
+            let p = self.pollfds[k];
+            if p.revents != 0 && p.events == libc::POLLOUT {
+                if let Some(w) = self.workers.iter_mut().find(|w| w.tasks_fd() == Some(p.fd)) {
+                    w.send();
+                }
             }
         }
-        for &(fd, _) in events.iter().filter(|(_, write)| !*write) {
-            if let Some(i) = self
-                .workers
-                .iter()
-                .position(|w| w.results.as_raw_fd() == fd)
-            {
-                self.receive(i)?;
+        for k in 0..self.pollfds.len() {
+            let p = self.pollfds[k];
+            if p.revents != 0 && p.events == libc::POLLIN {
+                if let Some(i) = self
+                    .workers
+                    .iter()
+                    .position(|w| w.results.as_raw_fd() == p.fd)
+                {
+                    self.receive(i)?;
+                }
             }
         }
         Ok(())
@@ -346,7 +356,12 @@ impl Engine {
             if w.unsent == 0 || w.in_flight.front().map(|t| t.id) != Some(task) {
                 return Err(FrameError::Decode(format!("result for task {task}, not sent")).into());
             }
-            w.in_flight.pop_front();
+            if let Some(sent) = w.in_flight.pop_front() {
+                // Its buffer serves a later task, so that a stream of calls allocates none.
+                if self.spare.len() < SPARE {
+                    self.spare.push(sent.frame);
+                }
+            }
             w.unsent -= 1;
             if self.abandoned.remove(&task) {
                 continue;
