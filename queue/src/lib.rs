@@ -245,12 +245,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Err(QueueError::Empty);
+                    }
                     if now < *spin_until.get_or_insert(now + SPIN) {
                         std::hint::spin_loop();
                         continue;
-                    }
-                    if deadline.is_some_and(|d| now >= d) {
-                        return Err(QueueError::Empty);
                     }
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));
                     if !frame::wait_readable(self.reader.as_fd(), Some(wait))? && end > 0 {
