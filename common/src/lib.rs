@@ -25,6 +25,6 @@ pub use lock::{Acquired, Lock, LockGuard};
 pub use pool::{AsyncResult, Pool, PoolError};
 #[cfg(target_os = "linux")]
 pub use process::process_state;
-pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process, has_ended};
+pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process, current_pid, has_ended};
 pub use repr::{Dict, PyRepr, PyValue, repr};
 pub use shm::Mapping;

@@ -196,7 +196,7 @@ impl Lock {
             libc::EDEADLK => return Err(Error::AlreadyHeld),
             rc => return Err(Error::os(call, Errno::from_raw(rc))),
         };
-        state.holder.store(std::process::id(), Ordering::Relaxed);
+        state.holder.store(crate::current_pid(), Ordering::Relaxed);
         Ok(Some(acquired))
     }
 }

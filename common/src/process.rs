@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -323,6 +324,30 @@ fn thread_count() -> Result<usize, Error> {
     stat_field(&stat, 20)
         .and_then(|field| field.parse().ok())
         .ok_or(Error::os("read(/proc/self/stat)", Errno::EINVAL))
+}
+
+/// This process's id, as `std::process::id()` gives it, without a system call each time:
+/// it is cached, and the cache is cleared in every child at `fork` (by a `pthread_atfork`
+/// handler, whichever code forks).
+pub fn current_pid() -> u32 {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: Once = Once::new();
+    extern "C" fn forget_pid() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    AT_FORK.call_once(|| {
+        // SAFETY: `forget_pid` is a plain function that only stores to an atomic, which is
+        // safe in a child just after fork; the other two handlers are absent.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
 }
 
 /// The state of process `pid` as `/proc/<pid>/stat` gives it (`R` running, `S` sleeping,

@@ -54,6 +54,10 @@ fn main() {
         ),
         ("no_descriptor_leaks", no_descriptor_leaks),
         (
+            "current_pid_is_each_process_own",
+            current_pid_is_each_process_own,
+        ),
+        (
             "is_alive_poll_terminate_and_kill",
             is_alive_poll_terminate_and_kill,
         ),
@@ -304,4 +308,28 @@ fn is_alive_poll_terminate_and_kill() {
     );
     assert!(!q.is_alive().unwrap());
     assert_no_children();
+}
+
+/// The cached pid is the child's own after fork, whether the fork was Process's or not.
+fn current_pid_is_each_process_own() {
+    assert_eq!(common::current_pid(), std::process::id());
+    let mut p = Process::new(|| {
+        assert_eq!(common::current_pid(), std::process::id());
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    // SAFETY: this test binary runs one thread; the child only compares two numbers and
+    // calls _exit.
+    match unsafe { libc::fork() } {
+        0 => {
+            let code = i32::from(common::current_pid() != std::process::id());
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(code) };
+        }
+        child => {
+            let status = waitpid(nix::unistd::Pid::from_raw(child), None).unwrap();
+            assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+        }
+    }
+    assert_eq!(common::current_pid(), std::process::id());
 }

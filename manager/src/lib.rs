@@ -187,7 +187,7 @@ impl Client {
     /// Sends one request and waits for its response.
     fn call(&self, request: &Request) -> Result<Response, ManagerError> {
         let mut slot = self.conn.borrow_mut();
-        let me = std::process::id();
+        let me = common::current_pid();
         let conn = match &mut *slot {
             Some(conn) if conn.pid == me => conn,
             // None yet, or the parent's, inherited through fork: that one carries the

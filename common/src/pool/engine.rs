@@ -83,7 +83,7 @@ impl Engine {
             abandoned: HashSet::new(),
             next_task: 0,
             closed: false,
-            owner: std::process::id(),
+            owner: crate::current_pid(),
             pollfds: Vec::new(),
             spare: Vec::new(),
         };
@@ -109,7 +109,7 @@ impl Engine {
         f: usize,
         args: &A,
     ) -> Result<u64, PoolError> {
-        if self.owner != std::process::id() {
+        if self.owner != crate::current_pid() {
             return Err(PoolError::NotOwner { owner: self.owner });
         }
         if self.closed {
@@ -408,7 +408,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if !self.workers.is_empty() && self.owner == std::process::id() {
+        if !self.workers.is_empty() && self.owner == crate::current_pid() {
             let _ = self.terminate();
         }
     }
