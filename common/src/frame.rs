@@ -7,11 +7,10 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -251,18 +250,32 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
 /// Sleeps until `fd` is readable (or at its end, or in error), or `timeout` has passed.
 /// Returns whether it is ready.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
-    let timeout = match timeout {
-        None => PollTimeout::NONE,
-        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX),
-    };
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, timeout) {
-            Ok(n) => return Ok(n > 0),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::os("poll", e)),
-        }
+    let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let mut fds = [pollfd(fd.as_raw_fd(), libc::POLLIN)];
+    Ok(poll_fds(&mut fds, timeout_ms)? > 0)
+}
+
+/// A `pollfd` asking for `events` on `fd`.
+pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// `poll(2)` on `fds` for at most `timeout_ms` (-1: no limit). Returns how many are ready;
+/// 0 also when a signal interrupted the wait, which callers treat as a wait to retry.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, Error> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structs for the call;
+    // poll only writes their `revents`.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match n {
+        0.. => Ok(n as usize),
+        _ => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            e => Err(Error::os("poll", e)),
+        },
     }
 }
 

@@ -108,8 +108,7 @@ impl Lock {
     pub fn acquire(&self) -> Result<Acquired, Error> {
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
-        self.acquired("pthread_mutex_lock", rc)?
-            .ok_or(Error::os("pthread_mutex_lock", Errno::ETIMEDOUT))
+        self.acquired("pthread_mutex_lock", rc)
     }
 
     /// Waits at most `timeout` for the lock: Python's `l.acquire(timeout=...)`.
@@ -135,7 +134,10 @@ impl Lock {
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`; `deadline` is
         // a valid timespec that outlives the call.
         let rc = unsafe { libc::pthread_mutex_timedlock(self.state().mutex.get(), &deadline) };
-        self.acquired("pthread_mutex_timedlock", rc)
+        match rc {
+            libc::ETIMEDOUT => Ok(None),
+            rc => self.acquired("pthread_mutex_timedlock", rc).map(Some),
+        }
     }
 
     /// Acquires the lock and returns a guard that releases it when dropped.
@@ -178,12 +180,12 @@ impl Lock {
         }
     }
 
-    /// What a lock call's return code means: `Ok(None)` on a timeout.
-    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<Option<Acquired>, Error> {
+    /// What a lock call's return code means, once the call has returned with the lock or
+    /// an error.
+    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<Acquired, Error> {
         let state = self.state();
         let acquired = match rc {
             0 => Acquired::Released,
-            libc::ETIMEDOUT => return Ok(None),
             libc::EOWNERDEAD => {
                 // SAFETY: EOWNERDEAD means this thread now holds the mutex, which is what
                 // pthread_mutex_consistent requires.
@@ -197,7 +199,7 @@ impl Lock {
             rc => return Err(Error::os(call, Errno::from_raw(rc))),
         };
         state.holder.store(crate::current_pid(), Ordering::Relaxed);
-        Ok(Some(acquired))
+        Ok(acquired)
     }
 }
 

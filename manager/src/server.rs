@@ -7,7 +7,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::frame::{self, FrameBuf, SPIN};
+use common::frame::{self, FrameBuf, SPIN, pollfd};
 use common::{Error, PyValue};
 
 use crate::protocol::{Dict, Request, Response, list_index};
@@ -75,17 +75,7 @@ fn serve_until_orphaned(listener: &UnixListener, owner: u32) -> Result<(), Error
         } else {
             OWNER_CHECK.as_millis() as i32
         };
-        // SAFETY: `pollfds` is a valid array of its length, alive for the call, holding
-        // descriptors this process owns.
-        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as _, timeout) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::os("poll", e));
-        }
-        if n == 0 {
+        if frame::poll_fds(&mut pollfds, timeout)? == 0 {
             if timeout == 0 {
                 std::hint::spin_loop();
             }
@@ -215,12 +205,4 @@ fn handle(request: Request, objects: &mut Vec<Object>) -> Response {
         (Object::List(_), _) => Err("AttributeError: 'list' object has no such method".into()),
     };
     answer.unwrap_or_else(Response::Error)
-}
-
-fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::PoolError;
 use super::worker::{self, PANICKED, RETURNED, Trampoline};
-use crate::frame::{self, FrameBuf, FrameError, SPIN, set_nonblocking};
+use crate::frame::{self, FrameBuf, FrameError, SPIN, pollfd, set_nonblocking};
 use crate::{Error, ExitStatus, Process};
 
 /// A finished task.
@@ -63,6 +63,8 @@ pub(super) struct Engine {
     next_task: u64,
     closed: bool,
     owner: u32,
+    /// How many workers the pool was made with.
+    processes: usize,
     pollfds: Vec<libc::pollfd>,
     /// Buffers of finished tasks, for the next tasks' frames.
     spare: Vec<Vec<u8>>,
@@ -84,6 +86,7 @@ impl Engine {
             next_task: 0,
             closed: false,
             owner: crate::current_pid(),
+            processes,
             pollfds: Vec::new(),
             spare: Vec::new(),
         };
@@ -95,7 +98,7 @@ impl Engine {
     }
 
     pub(super) fn processes(&self) -> usize {
-        self.workers.len().max(1)
+        self.processes
     }
 
     pub(super) fn pids(&self) -> Vec<u32> {
@@ -287,26 +290,7 @@ impl Engine {
                 self.pollfds.push(pollfd(tasks.as_raw_fd(), libc::POLLOUT));
             }
         }
-        loop {
-            // SAFETY: `pollfds` is a valid array of `len` pollfd structs, alive for the call;
-            // its descriptors belong to this engine's workers.
-            let n = unsafe {
-                libc::poll(
-                    self.pollfds.as_mut_ptr(),
-                    self.pollfds.len() as libc::nfds_t,
-                    timeout_ms,
-                )
-            };
-            match n {
-                0.. => return Ok(n as usize),
-                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {
-                    if timeout_ms != 0 {
-                        return Ok(0);
-                    }
-                }
-                _ => return Err(Error::os("poll", io::Error::last_os_error()).into()),
-            }
-        }
+        Ok(frame::poll_fds(&mut self.pollfds, timeout_ms)?)
     }
 
     /// Writes where `poll` found room, then reads where it found data (a read may replace
@@ -449,14 +433,6 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     }
 }
 
