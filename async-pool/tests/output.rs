@@ -13,7 +13,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{Run, assert_golden, assert_usage_error, run, run_python};
+use common::golden::{
+    Run, assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run, run_python,
+};
 use snapbox::IntoData;
 
 const SHORT: &[&str] = &["--sleep", "0.05"];
@@ -88,13 +90,15 @@ fn legal_python_async_order(stdout: &str) -> Result<(), String> {
 
 #[test]
 fn async_pool_prints_the_golden_lines_in_a_legal_order() {
-    let out = async_pool(SHORT);
-    assert_eq!(out.stderr, "");
-    legal_async_order(&out.stdout).unwrap();
-    assert_golden(
-        &out.stdout,
-        snapbox::file!["golden/async_pool.stdout"].unordered(),
-    );
+    repeat(|| {
+        let out = async_pool(SHORT);
+        assert_eq!(out.stderr, "");
+        legal_async_order(&out.stdout).unwrap();
+        assert_golden(
+            &out.stdout,
+            snapbox::file!["golden/async_pool.stdout"].unordered(),
+        );
+    });
 }
 
 #[test]
@@ -122,9 +126,11 @@ fn illegal_orders_are_rejected() {
 
 #[test]
 fn apply_prints_each_square_then_its_result() {
-    let out = apply(SHORT);
-    assert_eq!(out.stderr, "");
-    assert_golden(&out.stdout, snapbox::file!["golden/apply.stdout"]);
+    repeat(|| {
+        let out = apply(SHORT);
+        assert_eq!(out.stderr, "");
+        assert_golden(&out.stdout, snapbox::file!["golden/apply.stdout"]);
+    });
 }
 
 /// Both originals sleep 1 s a call, as the Rust binaries do by default: all four run at
@@ -185,4 +191,14 @@ fn refuses_unknown_arguments_and_nonsense_sleeps() {
         cmd.arg("--sleep");
         assert_usage_error(cmd, &["--sleep needs a number of seconds", usage]);
     }
+}
+
+#[test]
+fn an_interrupt_of_async_pool_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_async-pool")));
+}
+
+#[test]
+fn an_interrupt_of_apply_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_apply")));
 }

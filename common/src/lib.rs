@@ -6,6 +6,7 @@
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`Lock`]: a lock that works across processes, and survives a holder that dies;
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
+//! - [`interrupt`]: Ctrl-C ends a process's children and removes its files before it ends;
 //! - [`Error`]: failures that name the OS call that failed;
 //! - [`args`]: the examples' few command-line arguments, with usage on a wrong one.
 
@@ -14,6 +15,7 @@ mod error;
 pub mod frame;
 #[cfg(feature = "test-support")]
 pub mod golden;
+pub mod interrupt;
 mod lock;
 mod pool;
 mod process;

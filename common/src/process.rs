@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
-use crate::Error;
+use crate::{Error, interrupt};
 
 /// The exit code of a child whose target panicked, as Rust gives a panicking `main`.
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -130,13 +130,22 @@ impl<F: FnOnce() -> R, R: Outcome> Process<F> {
         io::stdout()
             .flush()
             .map_err(|e| Error::os("write(stdout)", e))?;
+        // A signal that comes while the child is made waits until it is tracked, so that the
+        // handler (see `interrupt`) ends it too.
+        let held = interrupt::Held::new();
         // SAFETY: `fork` is unsound only where another thread could hold a lock (malloc's, stdout's)
         // or be half-way through changing shared state: the child would inherit that state with no
         // thread to finish it. `ensure_single_threaded` just checked that this thread is the
         // process's only one, so nothing is held or half-changed at this point.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => run_child(self.target.take()),
+            Ok(ForkResult::Child) => {
+                interrupt::forget_in_child();
+                drop(held);
+                run_child(self.target.take())
+            }
             Ok(ForkResult::Parent { child }) => {
+                interrupt::track(child.as_raw());
+                drop(held);
                 self.pid = Some(child);
                 // The parent's copy of the target is never run; drop what it captured now.
                 self.target = None;
@@ -252,15 +261,26 @@ fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
         Block::No => Some(WaitPidFlag::WNOHANG),
     };
     loop {
+        // A reaped child is no longer the signal handler's to end. (Between the reaping and
+        // `untrack`, the handler would find its pid gone: waitpid says ECHILD.)
         match waitpid(pid, flags) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(Some(ExitStatus::Exited(code))),
+            Ok(WaitStatus::Exited(_, code)) => {
+                interrupt::untrack(pid.as_raw());
+                return Ok(Some(ExitStatus::Exited(code)));
+            }
             Ok(WaitStatus::Signaled(_, signal, _)) => {
+                interrupt::untrack(pid.as_raw());
                 return Ok(Some(ExitStatus::Signaled(signal)));
             }
             Ok(WaitStatus::StillAlive) => return Ok(None),
             // Stops and continues are reported only when asked for, which we do not.
             Ok(_) | Err(Errno::EINTR) => continue,
-            Err(errno) => return Err(Error::os("waitpid", errno)),
+            Err(errno) => {
+                if errno == Errno::ECHILD {
+                    interrupt::untrack(pid.as_raw());
+                }
+                return Err(Error::os("waitpid", errno));
+            }
         }
     }
 }

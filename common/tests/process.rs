@@ -61,6 +61,14 @@ fn main() {
             "is_alive_poll_terminate_and_kill",
             is_alive_poll_terminate_and_kill,
         ),
+        (
+            "a_signal_ends_even_a_child_that_ignores_sigterm",
+            a_signal_ends_even_a_child_that_ignores_sigterm,
+        ),
+        (
+            "an_ignored_sigint_stays_ignored",
+            an_ignored_sigint_stays_ignored,
+        ),
     ];
     common::golden::run_tests(tests);
 }
@@ -332,4 +340,71 @@ fn current_pid_is_each_process_own() {
         }
     }
     assert_eq!(common::current_pid(), std::process::id());
+}
+
+/// A parent that starts a child which ignores SIGTERM and then waits; the child's pid comes
+/// back through `pids` once it ignores SIGTERM. Returns the parent and that pid.
+fn parent_of_a_stubborn_child(before: fn()) -> (Process<impl FnOnce()>, i32) {
+    let (mut pids, w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(move || {
+        before();
+        let mut stubborn = Process::new(|| {
+            // SAFETY: SIG_IGN for SIGTERM is a valid disposition; no handler runs.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            (&w).write_all(&std::process::id().to_ne_bytes()).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        stubborn.start().unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    parent.start().unwrap();
+    let mut pid = [0; 4];
+    pids.read_exact(&mut pid).unwrap();
+    (parent, i32::from_ne_bytes(pid))
+}
+
+/// The handler (common::interrupt) ends a child that ignores SIGTERM with SIGKILL after its
+/// grace period, and only then ends its own process, by the signal it got.
+fn a_signal_ends_even_a_child_that_ignores_sigterm() {
+    let (mut parent, stubborn) = parent_of_a_stubborn_child(|| {});
+    let sent = std::time::Instant::now();
+    parent.terminate().unwrap();
+    assert_eq!(
+        parent.join().unwrap(),
+        ExitStatus::Signaled(Signal::SIGTERM)
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(
+        common::has_ended(stubborn as u32),
+        "{stubborn} outlived its parent"
+    );
+    assert_no_children();
+}
+
+/// A SIGINT that the program ignores (as `nohup` or a background job arranges) stays ignored
+/// when it starts children: the handler is installed only over a default disposition.
+fn an_ignored_sigint_stays_ignored() {
+    let (mut parent, stubborn) = parent_of_a_stubborn_child(|| {
+        // SAFETY: SIG_IGN for SIGINT is a valid disposition; no handler runs.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    });
+    kill(parent.pid().unwrap(), Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        parent.is_alive().unwrap(),
+        "an ignored SIGINT ended the parent"
+    );
+    parent.kill().unwrap();
+    assert_eq!(
+        parent.join().unwrap(),
+        ExitStatus::Signaled(Signal::SIGKILL)
+    );
+    // SIGKILL cannot be handled: the stubborn child is left, as it would be by any program.
+    // SAFETY: kill touches no memory; the orphan is this test's own grandchild.
+    unsafe { libc::kill(stubborn, libc::SIGKILL) };
+    assert_no_children();
 }

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::golden::{
-    Run, assert_golden, assert_usage_error, normalise, redact_pids, run, run_python,
+    Run, assert_golden, assert_interrupts_are_clean, assert_usage_error, normalise, redact_pids,
+    repeat, run, run_python,
 };
 
 fn fork_info() -> Command {
@@ -42,12 +43,14 @@ fn assert_ids_are_related(run: &Run) {
 
 #[test]
 fn prints_the_golden_output() {
-    let out = run(fork_info()).success();
-    assert_golden(
-        &redact_pids(&out.stdout),
-        snapbox::file!["golden/fork_info.stdout"],
-    );
-    assert_eq!(out.stderr, "");
+    repeat(|| {
+        let out = run(fork_info()).success();
+        assert_golden(
+            &redact_pids(&out.stdout),
+            snapbox::file!["golden/fork_info.stdout"],
+        );
+        assert_eq!(out.stderr, "");
+    });
 }
 
 #[test]
@@ -77,4 +80,9 @@ fn refuses_arguments_with_usage() {
             "usage: cargo run -p fork-info",
         ],
     );
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_fork-info")));
 }

@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run_python, sorted_lines, stdout_of};
+use common::golden::{
+    assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run_python,
+    sorted_lines, stdout_of,
+};
 use snapbox::IntoData;
 
 fn lock(args: &[&str]) -> String {
@@ -19,13 +22,17 @@ fn golden() -> snapbox::Data {
 
 #[test]
 fn prints_the_golden_output_in_any_order() {
-    assert_golden(&lock(&[]), golden());
+    repeat(|| {
+        assert_golden(&lock(&[]), golden());
+    });
 }
 
 #[test]
 fn without_the_lock_the_lines_are_still_whole() {
-    // One println! is one write(2) of a line shorter than PIPE_BUF: never mixed.
-    assert_golden(&lock(&["--no-lock"]), golden());
+    repeat(|| {
+        // One println! is one write(2) of a line shorter than PIPE_BUF: never mixed.
+        assert_golden(&lock(&["--no-lock"]), golden());
+    });
 }
 
 #[test]
@@ -63,4 +70,9 @@ fn refuses_unknown_arguments_with_usage() {
             "usage: cargo run -p lock [-- --no-lock]",
         ],
     );
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_lock")));
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use common::frame::{self, FrameBuf, FrameError};
+use common::interrupt::{self, RemoveOnSignal};
 use common::{Error, Process, PyValue};
 
 pub use protocol::PyDict;
@@ -81,7 +82,9 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error>>;
 ///   the proxy was made opens a new one there, as Python's proxies do.
 /// - The server ends, and removes its socket and directory, when the manager is dropped, or
 ///   within 100 ms of its owner's death (even by SIGKILL): it is never left as an orphan.
-///   It ignores Ctrl-C's SIGINT, as Python's does, and ends with its owner instead.
+///   It ignores Ctrl-C's SIGINT, as Python's does, and ends with its owner instead: the
+///   owner's handler (see [`common::interrupt`]) ends the server, then removes the socket and
+///   the directory, before the owner itself ends.
 /// - A connection that sends garbage, a truncated frame, or a length over the 16 MiB limit
 ///   gets an error and is closed; the server goes on serving every other connection.
 pub struct Manager {
@@ -89,18 +92,29 @@ pub struct Manager {
     server: Process<ServerTarget>,
     dir: PathBuf,
     owner: u32,
+    /// The socket and the directory, for the handler that ends this process on Ctrl-C.
+    _remove_on_signal: [RemoveOnSignal; 2],
 }
 
 impl Manager {
     /// Starts the server process: Python's `Manager()`.
     pub fn new() -> Result<Manager, ManagerError> {
+        // Made and registered with no signal in between, so that Ctrl-C at any moment
+        // leaves neither the directory nor the socket behind.
+        let held = interrupt::Held::new();
         let dir = private_dir()?;
         let path = dir.join(SOCKET);
-        let listener = match UnixListener::bind(&path) {
-            Ok(listener) => listener,
+        let made = (|| {
+            let remove_on_signal = [RemoveOnSignal::new(&path)?, RemoveOnSignal::new(&dir)?];
+            drop(held);
+            let listener = UnixListener::bind(&path).map_err(|e| Error::os("bind", e))?;
+            Ok::<_, Error>((remove_on_signal, listener))
+        })();
+        let (remove_on_signal, listener) = match made {
+            Ok(made) => made,
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
-                return Err(Error::os("bind", e).into());
+                return Err(e.into());
             }
         };
         let owner = std::process::id();
@@ -114,6 +128,7 @@ impl Manager {
             server: Process::new(target),
             dir,
             owner,
+            _remove_on_signal: remove_on_signal,
         };
         // If fork fails, dropping `manager` removes the directory.
         manager.server.start()?;

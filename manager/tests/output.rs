@@ -6,7 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run, run_python, stdout_of};
+use common::golden::{
+    assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run, run_python,
+    stdout_of,
+};
 
 fn manager() -> String {
     stdout_of(Command::new(env!("CARGO_BIN_EXE_manager")))
@@ -14,8 +17,10 @@ fn manager() -> String {
 
 #[test]
 fn prints_the_golden_output() {
-    // Insertion order, as Python 3 prints the dict; not the article's Python 2 hash order.
-    assert_golden(&manager(), snapbox::file!["golden/manager.stdout"]);
+    repeat(|| {
+        // Insertion order, as Python 3 prints the dict; not the article's Python 2 hash order.
+        assert_golden(&manager(), snapbox::file!["golden/manager.stdout"]);
+    });
 }
 
 #[test]
@@ -53,4 +58,9 @@ fn refuses_arguments_with_usage() {
             "usage: cargo run -p manager (no arguments)",
         ],
     );
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_manager")));
 }

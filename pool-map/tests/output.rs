@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run_python, stdout_of};
+use common::golden::{
+    assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run_python, stdout_of,
+};
 
 fn pool_map() -> String {
     stdout_of(Command::new(env!("CARGO_BIN_EXE_pool-map")))
@@ -11,7 +13,9 @@ fn pool_map() -> String {
 
 #[test]
 fn prints_the_golden_output() {
-    assert_golden(&pool_map(), snapbox::file!["golden/pool_map.stdout"]);
+    repeat(|| {
+        assert_golden(&pool_map(), snapbox::file!["golden/pool_map.stdout"]);
+    });
 }
 
 #[test]
@@ -35,4 +39,9 @@ fn refuses_arguments_with_usage() {
             "usage: cargo run -p pool-map (no arguments)",
         ],
     );
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_pool-map")));
 }

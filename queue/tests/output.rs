@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::golden::{
-    assert_golden, assert_usage_error, check_golden, run_python, sorted_lines, stdout_of,
+    assert_golden, assert_interrupts_are_clean, assert_usage_error, check_golden, repeat,
+    run_python, sorted_lines, stdout_of,
 };
 use snapbox::IntoData;
 
@@ -19,7 +20,9 @@ fn golden() -> snapbox::Data {
 
 #[test]
 fn prints_the_golden_output_in_any_order() {
-    assert_golden(&queue(), golden());
+    repeat(|| {
+        assert_golden(&queue(), golden());
+    });
 }
 
 #[test]
@@ -54,4 +57,9 @@ fn refuses_arguments_with_usage() {
             "usage: cargo run -p queue (no arguments)",
         ],
     );
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_queue")));
 }

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_golden, assert_usage_error, run_python, stdout_of};
+use common::golden::{
+    assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run_python, stdout_of,
+};
 
 fn shared_value(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shared-value"));
@@ -23,10 +25,12 @@ fn python(script: &str) -> Option<String> {
 
 #[test]
 fn prints_the_golden_output() {
-    assert_golden(
-        &shared_value(&[]),
-        snapbox::file!["golden/shared_value.stdout"],
-    );
+    repeat(|| {
+        assert_golden(
+            &shared_value(&[]),
+            snapbox::file!["golden/shared_value.stdout"],
+        );
+    });
 }
 
 #[test]
@@ -54,10 +58,12 @@ fn counts(stdout: &str) -> (u32, u32) {
 
 #[test]
 fn the_counter_is_exact_under_get_lock() {
-    let (unlocked, locked) = counts(&shared_value(&["counter"]));
-    assert_eq!(locked, 200_000);
-    // Lost updates are likely, not certain: only the bound is asserted.
-    assert!(unlocked <= 200_000, "{unlocked}");
+    repeat(|| {
+        let (unlocked, locked) = counts(&shared_value(&["counter"]));
+        assert_eq!(locked, 200_000);
+        // Lost updates are likely, not certain: only the bound is asserted.
+        assert!(unlocked <= 200_000, "{unlocked}");
+    });
 }
 
 #[test]
@@ -81,4 +87,9 @@ fn refuses_unknown_arguments_with_usage() {
             "usage: cargo run -p shared-value [-- counter]",
         ],
     );
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_shared-value")));
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::golden::{
-    assert_golden, assert_usage_error, check_golden, normalise, run_python, stdout_of,
+    assert_golden, assert_interrupts_are_clean, assert_usage_error, check_golden, normalise,
+    repeat, run_python, stdout_of,
 };
 use snapbox::{Data, IntoData};
 
@@ -86,24 +87,30 @@ fn lines(text: &str) -> Vec<&str> {
 
 #[test]
 fn threads_share_one_list() {
-    let out = example(&["threads"]);
-    let canonical = canonical_threads(&lines(&out)).unwrap_or_else(|e| panic!("{e}"));
-    assert_golden(&canonical, threads_golden());
+    repeat(|| {
+        let out = example(&["threads"]);
+        let canonical = canonical_threads(&lines(&out)).unwrap_or_else(|e| panic!("{e}"));
+        assert_golden(&canonical, threads_golden());
+    });
 }
 
 #[test]
 fn processes_each_append_to_their_own_copy() {
-    assert_golden(&example(&["processes"]), processes_golden());
+    repeat(|| {
+        assert_golden(&example(&["processes"]), processes_golden());
+    });
 }
 
 #[test]
 fn without_arguments_prints_threads_then_processes() {
-    let out = example(&[]);
-    let all = lines(&out);
-    assert_eq!(all.len(), 20, "{out}");
-    let canonical = canonical_threads(&all[..10]).unwrap_or_else(|e| panic!("{e}"));
-    assert_golden(&canonical, threads_golden());
-    assert_golden(&(all[10..].join("\n") + "\n"), processes_golden());
+    repeat(|| {
+        let out = example(&[]);
+        let all = lines(&out);
+        assert_eq!(all.len(), 20, "{out}");
+        let canonical = canonical_threads(&all[..10]).unwrap_or_else(|e| panic!("{e}"));
+        assert_golden(&canonical, threads_golden());
+        assert_golden(&(all[10..].join("\n") + "\n"), processes_golden());
+    });
 }
 
 #[test]
@@ -188,4 +195,9 @@ fn processes_print_what_process_no_share_py_prints() {
     rust.sort();
     py.sort();
     assert_eq!(rust, py);
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_thread-vs-process")));
 }

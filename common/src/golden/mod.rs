@@ -2,21 +2,23 @@
 //! running an example or its Python original, the normalisation both go through, and the
 //! comparison with a golden file.
 //!
-//! Every run is made in a process group of its own and is checked to leave no process of
-//! that group behind, so each golden or parity test is also an orphan test.
+//! Every run is made in a session of its own, in an empty directory of its own, and is
+//! checked to leave no process of that session and no file behind: so each golden or parity
+//! test is also an orphan and leftover test.
 
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use regex::Regex;
 
-/// How long one run may take before it is taken for a hang and killed.
-pub const HANG: Duration = Duration::from_secs(60);
+mod run;
+pub use run::{
+    HANG, Run, Session, assert_interrupt_is_clean, assert_interrupts_are_clean, run,
+    session_members, stdout_of,
+};
 
 /// Set to `overwrite` to write the actual outputs into the golden files.
 pub const UPDATE_ENV: &str = "SNAPSHOTS";
@@ -24,38 +26,25 @@ pub const UPDATE_ENV: &str = "SNAPSHOTS";
 /// Set (to anything) to make a parity test fail, not skip, where `python3` is missing.
 pub const REQUIRE_PYTHON_ENV: &str = "REQUIRE_PYTHON";
 
-/// What a finished run printed and how it ended.
-#[derive(Debug)]
-pub struct Run {
-    /// Everything written to stdout.
-    pub stdout: String,
-    /// Everything written to stderr.
-    pub stderr: String,
-    /// How the process ended.
-    pub status: std::process::ExitStatus,
-    /// Its process id, which was also its process group's id.
-    pub pid: u32,
-}
+/// Set to a number to make each golden check of an example run that many times: the stress
+/// run (`scripts/stress`).
+pub const STRESS_ENV: &str = "STRESS_RUNS";
 
-impl Run {
-    /// Panics, showing stderr, unless the run exited with status 0.
-    pub fn success(self) -> Self {
-        assert!(
-            self.status.success(),
-            "exited with {}; stderr:\n{}",
-            self.status,
-            self.stderr
-        );
-        self
+/// Runs `check` once, or `STRESS_RUNS` times, stopping at the first failure, which is told
+/// with its run's number.
+pub fn repeat(mut check: impl FnMut()) {
+    let runs = match std::env::var(STRESS_ENV) {
+        Ok(n) => n
+            .parse::<u32>()
+            .unwrap_or_else(|_| panic!("{STRESS_ENV}={n:?} is not a number of runs")),
+        Err(_) => 1,
+    };
+    for n in 1..=runs {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut check)) {
+            let _ = writeln!(std::io::stderr(), "failed at run {n} of {runs}");
+            std::panic::resume_unwind(panic);
+        }
     }
-}
-
-/// Runs `cmd` with [`run`] and returns its stdout, after checking that it exited with 0
-/// and wrote nothing to stderr.
-pub fn stdout_of(cmd: Command) -> String {
-    let out = run(cmd).success();
-    assert_eq!(out.stderr, "", "stderr of a successful run");
-    out.stdout
 }
 
 /// The lines of `text`, sorted: to compare outputs whose lines come in any order.
@@ -63,62 +52,6 @@ pub fn sorted_lines(text: &str) -> Vec<&str> {
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort_unstable();
     lines
-}
-
-/// Runs `cmd` to its end in a new process group, with stdout and stderr captured.
-///
-/// Panics if it runs longer than [`HANG`] (the whole group is killed first), or if any
-/// process of its group is still there once it has exited: an orphan.
-pub fn run(mut cmd: Command) -> Run {
-    let mut child = cmd
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let pid = child.id();
-    let stdout = child.stdout.take().map(read_all);
-    let stderr = child.stderr.take().map(read_all);
-    let deadline = Instant::now() + HANG;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waitpid") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            kill_group(pid);
-            let _ = child.wait();
-            panic!("{cmd:?} still ran after {HANG:?}: killed it and its process group");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let left = group_members(pid);
-    if !left.is_empty() {
-        kill_group(pid);
-        panic!("{cmd:?} exited but left these processes of its group running: {left:?}");
-    }
-    let text = |reader: Option<thread::JoinHandle<String>>| {
-        reader.map_or_else(String::new, |r| r.join().expect("reader thread"))
-    };
-    Run {
-        stdout: text(stdout),
-        stderr: text(stderr),
-        status,
-        pid,
-    }
-}
-
-fn read_all(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        pipe.read_to_end(&mut bytes).expect("read child output");
-        String::from_utf8(bytes).expect("output is UTF-8")
-    })
-}
-
-fn kill_group(pgid: u32) {
-    // SAFETY: `kill` with a negative pid signals a process group; it touches no memory.
-    unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
 }
 
 /// Runs `cmd` and checks that it refused its arguments as a usage error: exit status 2,
@@ -135,22 +68,6 @@ pub fn assert_usage_error(cmd: Command, says: &[&str]) {
             out.stderr
         );
     }
-}
-
-/// The processes, zombies included, whose process group is `pgid`, read from `/proc`.
-pub fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| crate::process::stat_field(&stat, 5)?.parse::<u32>().ok())
-                == Some(pgid)
-        })
-        .collect()
 }
 
 static PID_LINE: LazyLock<Regex> =

@@ -1,0 +1,322 @@
+//! Ctrl-C and `kill`: a process that has started children ends them before it ends itself.
+//!
+//! The first [`Process::start`](crate::Process::start) of a process installs a handler for
+//! SIGINT, SIGTERM and SIGHUP (each one still at its default: a signal that is ignored, as
+//! under `nohup`, or that the program handles itself, is left alone). When one arrives, the
+//! handler, in the process that started the children:
+//!
+//! 1. sends SIGTERM to every child not yet reaped (pool workers, the manager's server, the
+//!    examples' processes), then waits for each of them, with SIGKILL after two seconds;
+//! 2. removes the files and directories registered with [`RemoveOnSignal`] (the manager's
+//!    socket and its directory);
+//! 3. ends the process by the same signal, so that its status is the one a shell expects:
+//!    130 after Ctrl-C, 143 after SIGTERM.
+//!
+//! No orphan and no file is left behind. A child does not inherit the handler: `fork` resets
+//! it in the child, which gets a handler of its own only if it starts children itself.
+//! Python leaves this to `KeyboardInterrupt` and to `atexit`; a Rust program must do it in
+//! the handler, with async-signal-safe calls only (`kill`, `waitpid`, `unlink`, `raise`).
+
+use std::ffi::{CString, c_char, c_int};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+
+use crate::Error;
+
+/// The signals that end a process and its children.
+const SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// Children not yet reaped that the handler can track; more are not ended by it.
+const MAX_CHILDREN: usize = 1024;
+/// Paths the handler can remove.
+const MAX_PATHS: usize = 16;
+/// How long children have to end after SIGTERM, before SIGKILL.
+const GRACE_NS: i64 = 2_000_000_000;
+
+/// Pids of the children not yet reaped; 0 marks a free slot. Slots past `USED` are free.
+static CHILDREN: [AtomicI32; MAX_CHILDREN] = [const { AtomicI32::new(0) }; MAX_CHILDREN];
+static USED: AtomicUsize = AtomicUsize::new(0);
+/// Paths to remove, as C strings made by `CString::into_raw`; null marks a free slot.
+static PATHS: [AtomicPtr<c_char>; MAX_PATHS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_PATHS];
+/// The process whose handler is installed: a forked child has another pid, so it installs
+/// its own when it starts children.
+static INSTALLED_IN: AtomicI32 = AtomicI32::new(0);
+
+/// Installs the handler in this process, once; a child installs its own.
+pub(crate) fn install() {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    if INSTALLED_IN.swap(pid, Ordering::Relaxed) == pid {
+        return;
+    }
+    for signal in SIGNALS {
+        // SAFETY: a zeroed sigaction is a valid value of the C struct (no handler, no flags,
+        // empty mask), and sigaction only reads `action` and writes `old`, both alive here.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
+            action.sa_mask = signal_set();
+            libc::sigaction(signal, &action, ptr::null_mut());
+        }
+    }
+}
+
+/// The three signals, as a set.
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set that sigaddset then adds to; both only write it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Holds back SIGINT, SIGTERM and SIGHUP until dropped: a signal that arrives meanwhile is
+/// handled at the drop. Made around a step that must not be cut in two, such as a `fork`
+/// and the recording of its child, or making a file and registering it for removal.
+pub struct Held {
+    old: libc::sigset_t,
+}
+
+impl Held {
+    /// Blocks the three signals in the calling thread.
+    pub fn new() -> Held {
+        let set = signal_set();
+        // SAFETY: a zeroed sigset_t is valid for pthread_sigmask to overwrite with the old mask.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both sets are valid and alive; pthread_sigmask cannot fail with SIG_BLOCK
+        // and a valid set.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+        Held { old }
+    }
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Held::new()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: `old` is the mask saved by `new`; restoring it is always valid.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, ptr::null_mut()) };
+    }
+}
+
+/// Records a child just forked, so that the handler ends it. Call it while [`Held`].
+pub(crate) fn track(pid: i32) {
+    install();
+    for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
+        if slot
+            .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let used = USED.fetch_add(1, Ordering::AcqRel);
+    if used < MAX_CHILDREN {
+        CHILDREN[used].store(pid, Ordering::Release);
+    }
+}
+
+/// Forgets a child once it is reaped.
+pub(crate) fn untrack(pid: i32) {
+    for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
+        if slot
+            .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// In a child just forked, with the signals still held: the parent's children and files are
+/// not this process's, and the handler goes back to the default until it starts children.
+pub(crate) fn forget_in_child() {
+    for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
+        slot.store(0, Ordering::Relaxed);
+    }
+    USED.store(0, Ordering::Release);
+    for slot in &PATHS {
+        let path = slot.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !path.is_null() {
+            // SAFETY: every non-null slot holds a pointer from `CString::into_raw`, taken out
+            // of the slot just above, so it is freed once. The child's heap is its own copy.
+            drop(unsafe { CString::from_raw(path) });
+        }
+    }
+    for signal in SIGNALS {
+        // SAFETY: a zeroed sigaction is valid; the handler is put back to the default only
+        // where it is ours, so an ignored signal stays ignored in the child.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, ptr::null(), &mut old) == 0
+                && old.sa_sigaction == on_signal as extern "C" fn(c_int) as libc::sighandler_t
+            {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// A file or an empty directory that the handler removes if a signal ends this process
+/// before it is removed in the ordinary way; dropping this forgets it (without removing it).
+/// Make it while [`Held`], together with the file, so that no signal falls between the two.
+#[must_use = "the path is forgotten as soon as this is dropped"]
+pub struct RemoveOnSignal {
+    slot: usize,
+}
+
+impl RemoveOnSignal {
+    /// Registers `path`, and installs the handler in this process.
+    pub fn new(path: &Path) -> Result<RemoveOnSignal, Error> {
+        let path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::os("unlink", std::io::ErrorKind::InvalidInput))?
+            .into_raw();
+        install();
+        for (slot, cell) in PATHS.iter().enumerate() {
+            if cell
+                .compare_exchange(ptr::null_mut(), path, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(RemoveOnSignal { slot });
+            }
+        }
+        // SAFETY: `path` came from `into_raw` just above and was stored nowhere.
+        drop(unsafe { CString::from_raw(path) });
+        Err(Error::os("unlink", std::io::ErrorKind::OutOfMemory))
+    }
+}
+
+impl Drop for RemoveOnSignal {
+    fn drop(&mut self) {
+        let path = PATHS[self.slot].swap(ptr::null_mut(), Ordering::AcqRel);
+        if !path.is_null() {
+            // SAFETY: the slot held a pointer from `into_raw`, now taken out of it: freed once.
+            drop(unsafe { CString::from_raw(path) });
+        }
+    }
+}
+
+/// The handler. Only async-signal-safe calls from here on: no allocation, no lock, no stdio.
+extern "C" fn on_signal(signal: c_int) {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } == INSTALLED_IN.load(Ordering::Relaxed) {
+        end_children();
+        remove_paths();
+    }
+    die(signal)
+}
+
+/// SIGTERM to every tracked child, then reap them all; SIGKILL to those still there after
+/// the grace period.
+fn end_children() {
+    let children = &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)];
+    let send = |signal| {
+        for slot in children {
+            let pid = slot.load(Ordering::Acquire);
+            if pid > 0 {
+                // SAFETY: kill touches no memory. The pid is a child not yet reaped, so it
+                // cannot have been reused by another process.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+    };
+    send(libc::SIGTERM);
+    let started = now_ns();
+    let mut killed = false;
+    loop {
+        let mut running = false;
+        for slot in children {
+            let pid = slot.load(Ordering::Acquire);
+            if pid <= 0 {
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: waitpid writes only `status`, which is alive.
+            let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if reaped == 0 || (reaped < 0 && errno() == libc::EINTR) {
+                running = true;
+            } else {
+                // Reaped now, or already reaped elsewhere (ECHILD).
+                slot.store(0, Ordering::Release);
+            }
+        }
+        if !running {
+            return;
+        }
+        if !killed && now_ns() - started > GRACE_NS {
+            send(libc::SIGKILL);
+            killed = true;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep reads `pause` and may write nothing else (null remainder).
+        unsafe { libc::nanosleep(&pause, ptr::null_mut()) };
+    }
+}
+
+/// Unlinks every registered path, then removes those that are directories (their files
+/// first, so a directory is empty by the time it is removed).
+fn remove_paths() {
+    for cell in &PATHS {
+        let path = cell.load(Ordering::Acquire);
+        if !path.is_null() {
+            // SAFETY: a non-null slot holds a live NUL-terminated string from `into_raw`.
+            unsafe { libc::unlink(path) };
+        }
+    }
+    for cell in &PATHS {
+        let path = cell.load(Ordering::Acquire);
+        if !path.is_null() {
+            // SAFETY: as above.
+            unsafe { libc::rmdir(path) };
+        }
+    }
+}
+
+/// Ends the process by `signal`, with the default action, as if no handler had been there.
+fn die(signal: c_int) -> ! {
+    // SAFETY: signal, sigprocmask, raise and _exit are async-signal-safe and read only the
+    // set made here. Unblocking the signal (the handler runs with it blocked) makes raise
+    // deliver it at once, and the default action ends the process.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut());
+        libc::raise(signal);
+        libc::_exit(128 + signal)
+    }
+}
+
+fn now_ns() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes `now`, which is alive; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec * 1_000_000_000 + now.tv_nsec
+}
+
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
