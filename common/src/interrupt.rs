@@ -12,8 +12,8 @@
 //! 3. ends the process by the same signal, so that its status is the one a shell expects:
 //!    130 after Ctrl-C, 143 after SIGTERM.
 //!
-//! No orphan and no file is left behind. A child does not inherit the handler: `fork` resets
-//! it in the child, which gets a handler of its own only if it starts children itself.
+//! No orphan and no file is left behind. In a child, the handler it inherits does only what
+//! the default would, end it by the signal, until the child starts children of its own.
 //! Python leaves this to `KeyboardInterrupt` and to `atexit`; a Rust program must do it in
 //! the handler, with async-signal-safe calls only (`kill`, `waitpid`, `unlink`, `raise`).
 
@@ -46,23 +46,27 @@ static INSTALLED_IN: AtomicI32 = AtomicI32::new(0);
 
 /// Installs the handler in this process, once; a child installs its own.
 pub(crate) fn install() {
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    if INSTALLED_IN.swap(pid, Ordering::Relaxed) == pid {
+    let pid = crate::current_pid() as i32;
+    if INSTALLED_IN.load(Ordering::Relaxed) == pid {
         return;
     }
+    // A child forked after its parent installed the handler: the children and the paths it
+    // inherited are its parent's, not its own to end or remove.
+    forget_inherited();
+    INSTALLED_IN.store(pid, Ordering::Relaxed);
+    let ours = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
     for signal in SIGNALS {
         // SAFETY: a zeroed sigaction is a valid value of the C struct (no handler, no flags,
         // empty mask), and sigaction only reads `action` and writes `old`, both alive here.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(signal, ptr::null(), &mut old) != 0
-                || old.sa_sigaction != libc::SIG_DFL
+                || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != ours)
             {
                 continue;
             }
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
+            action.sa_sigaction = ours;
             action.sa_mask = signal_set();
             libc::sigaction(signal, &action, ptr::null_mut());
         }
@@ -144,9 +148,8 @@ pub(crate) fn untrack(pid: i32) {
     }
 }
 
-/// In a child just forked, with the signals still held: the parent's children and files are
-/// not this process's, and the handler goes back to the default until it starts children.
-pub(crate) fn forget_in_child() {
+/// Empties the lists of children and paths, which a child inherits from its parent.
+fn forget_inherited() {
     for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
         slot.store(0, Ordering::Relaxed);
     }
@@ -159,18 +162,6 @@ pub(crate) fn forget_in_child() {
             drop(unsafe { CString::from_raw(path) });
         }
     }
-    for signal in SIGNALS {
-        // SAFETY: a zeroed sigaction is valid; the handler is put back to the default only
-        // where it is ours, so an ignored signal stays ignored in the child.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, ptr::null(), &mut old) == 0
-                && old.sa_sigaction == on_signal as extern "C" fn(c_int) as libc::sighandler_t
-            {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-    }
 }
 
 /// A file or an empty directory that the handler removes if a signal ends this process
@@ -179,6 +170,8 @@ pub(crate) fn forget_in_child() {
 #[must_use = "the path is forgotten as soon as this is dropped"]
 pub struct RemoveOnSignal {
     slot: usize,
+    /// The process that registered it: a copy inherited by a child forgets nothing.
+    pid: u32,
 }
 
 impl RemoveOnSignal {
@@ -193,7 +186,10 @@ impl RemoveOnSignal {
                 .compare_exchange(ptr::null_mut(), path, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                return Ok(RemoveOnSignal { slot });
+                return Ok(RemoveOnSignal {
+                    slot,
+                    pid: crate::current_pid(),
+                });
             }
         }
         // SAFETY: `path` came from `into_raw` just above and was stored nowhere.
@@ -204,6 +200,9 @@ impl RemoveOnSignal {
 
 impl Drop for RemoveOnSignal {
     fn drop(&mut self) {
+        if self.pid != crate::current_pid() {
+            return;
+        }
         let path = PATHS[self.slot].swap(ptr::null_mut(), Ordering::AcqRel);
         if !path.is_null() {
             // SAFETY: the slot held a pointer from `into_raw`, now taken out of it: freed once.
@@ -213,6 +212,9 @@ impl Drop for RemoveOnSignal {
 }
 
 /// The handler. Only async-signal-safe calls from here on: no allocation, no lock, no stdio.
+/// In a child that inherited it and has started no child of its own, it is the default
+/// action: the process ends by the signal. (Leaving it in place costs a child nothing at
+/// fork, where putting the defaults back would take six system calls.)
 extern "C" fn on_signal(signal: c_int) {
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } == INSTALLED_IN.load(Ordering::Relaxed) {

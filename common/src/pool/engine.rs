@@ -440,6 +440,8 @@ impl Worker {
 fn spawn(workers: &[Worker]) -> Result<Worker, PoolError> {
     let (tasks_r, tasks_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
     let (results_r, results_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
+    frame::enlarge_pipe(tasks_w.as_fd());
+    frame::enlarge_pipe(results_w.as_fd());
     // The parent's ends of every pool pipe, which the worker must not hold open.
     let mut inherited: Vec<RawFd> = workers
         .iter()

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use crate::frame::{self, FrameError};
 use crate::{Error, ExitStatus};
@@ -203,9 +203,13 @@ impl Pool {
             let chunk = engine
                 .wait(task, None)
                 .and_then(|()| engine.take(task))
-                .and_then(|done| decode::<Vec<R>>(&done));
+                .and_then(|done| {
+                    decode_with(&done, |bytes| {
+                        frame::decode_seed(AppendTo(&mut results), bytes)
+                    })
+                });
             match chunk {
-                Ok(chunk) => results.extend(chunk),
+                Ok(()) => {}
                 Err(e) => {
                     tasks[i + 1..].iter().for_each(|&t| engine.abandon(t));
                     return Err(e);
@@ -310,8 +314,16 @@ impl<R> Drop for AsyncResult<'_, R> {
 
 /// A finished task's outcome, as the caller sees it.
 fn decode<R: DeserializeOwned>(done: &Done) -> Result<R, PoolError> {
+    decode_with(done, |bytes| frame::decode(bytes))
+}
+
+/// A task's result, decoded from its bytes by `decode`, or the task's failure.
+fn decode_with<T>(
+    done: &Done,
+    decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
+) -> Result<T, PoolError> {
     match done {
-        Done::Value(bytes) => Ok(frame::decode(bytes)?),
+        Done::Value(bytes) => Ok(decode(bytes)?),
         Done::Panicked { pid, task, message } => Err(PoolError::Panicked {
             pid: *pid,
             task: *task,
@@ -323,5 +335,32 @@ fn decode<R: DeserializeOwned>(done: &Done) -> Result<R, PoolError> {
             status: *status,
         }),
         Done::Closed => Err(PoolError::Closed),
+    }
+}
+
+/// Decodes a chunk's results straight onto the end of the results of `map`, with no vector
+/// of its own to fill, copy and free.
+struct AppendTo<'a, R>(&'a mut Vec<R>);
+
+impl<'de, R: Deserialize<'de>> DeserializeSeed<'de> for AppendTo<'_, R> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, R: Deserialize<'de>> Visitor<'de> for AppendTo<'_, R> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a chunk of results")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(result) = seq.next_element()? {
+            self.0.push(result);
+        }
+        Ok(())
     }
 }
