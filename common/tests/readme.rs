@@ -22,3 +22,25 @@ fn readme_snippets_match_their_files() {
     }
     assert!(checked >= 5, "only {checked} snippets found");
 }
+
+/// The bench's figures in the README are those of the last full run, in bench/results.
+#[test]
+fn readme_bench_tables_are_the_last_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let results = std::fs::read_to_string(root.join("bench/results/bench.md")).unwrap();
+    let tables: Vec<&str> = results.lines().filter(|l| l.starts_with('|')).collect();
+    assert!(tables.len() > 10, "bench.md holds no tables:\n{results}");
+    for line in tables {
+        assert!(
+            readme.lines().any(|l| l == line),
+            "the README lacks this line of bench/results/bench.md:\n{line}"
+        );
+    }
+    let (when, _) = results.split_once(':').unwrap();
+    let date = when.trim_start_matches("Measured on ").get(..10).unwrap();
+    assert!(
+        readme.contains(&format!("Measured on {date}")),
+        "the README's date is not {date}"
+    );
+}

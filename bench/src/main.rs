@@ -1,0 +1,313 @@
+//! What each way of sharing costs: the workspace's Rust types beside Python's
+//! `multiprocessing` beside the raw OS limit, measured in one run on one machine.
+//!
+//! Run it with `cargo run --release -p bench` (a few minutes). Rounds alternate Rust and
+//! Python; each figure is the median of the rounds. It prints a Markdown table on stdout,
+//! progress on stderr, and writes `bench/results/bench.md` and `bench/results/bench.svg`.
+//! `-- --quick` runs small counts once and only checks that every workload runs and every
+//! check holds (exact totals, every message received); it writes nothing.
+
+mod chart;
+mod limits;
+mod python;
+mod report;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use python::Python;
+use report::{Measured, Samples};
+use workloads::Timed;
+
+const USAGE: &str =
+    "usage: cargo run --release -p bench [-- [--quick] [--rounds N] [--no-python] [--out DIR]]";
+
+/// A raw limit: the bound a workload is compared with.
+pub struct Limit {
+    /// Its name in the tables.
+    pub name: &'static str,
+    /// Operations in a full run, and in a quick one.
+    pub full: usize,
+    quick: usize,
+    run: fn(usize) -> Timed,
+}
+
+const FORK: usize = 0;
+const ROUND_TRIP: usize = 1;
+/// Shown in the table of limits only, beside the blocking round trip.
+const POLLING_ROUND_TRIP: usize = 2;
+const STREAM: usize = 3;
+const MUTEX: usize = 4;
+
+const LIMITS: [Limit; 5] = [
+    Limit {
+        name: "fork + _exit + waitpid",
+        full: 2_000,
+        quick: 100,
+        run: limits::fork_exit_wait,
+    },
+    Limit {
+        name: "pipe round trip, blocking reads",
+        full: 50_000,
+        quick: 1_000,
+        run: |n| limits::round_trip(n, false),
+    },
+    Limit {
+        name: "pipe round trip, polling reads",
+        full: 50_000,
+        quick: 1_000,
+        run: |n| limits::round_trip(n, true),
+    },
+    Limit {
+        name: "16-byte messages streamed through a pipe",
+        full: 2_000_000,
+        quick: 10_000,
+        run: limits::stream,
+    },
+    Limit {
+        name: "process-shared mutex, uncontended",
+        full: 10_000_000,
+        quick: 10_000,
+        run: limits::mutex,
+    },
+];
+
+/// One workload: its Python name (bench.py's), what it does, its size, and its limit.
+pub struct Workload {
+    /// Its name, as `bench.py` takes it.
+    pub name: &'static str,
+    /// What it does, for the table.
+    pub what: &'static str,
+    /// Its size, in a full run and in a quick one: processes that each do `n` count `n` each.
+    pub full: usize,
+    quick: usize,
+    /// Operations per unit of size: 2 where two processes each do `n`.
+    pub ops_per_n: usize,
+    rust: fn(usize) -> Timed,
+    /// Which of [`LIMITS`] bounds it.
+    pub limit: usize,
+}
+
+const WORKLOADS: [Workload; 8] = [
+    Workload {
+        name: "process",
+        what: "start and join an empty process",
+        full: 500,
+        quick: 20,
+        ops_per_n: 1,
+        rust: workloads::process,
+        limit: FORK,
+    },
+    Workload {
+        name: "map",
+        what: "`map` of x*x over ints",
+        full: 200_000,
+        quick: 5_000,
+        ops_per_n: 1,
+        rust: workloads::map,
+        limit: STREAM,
+    },
+    Workload {
+        name: "apply",
+        what: "`apply`, synchronous calls",
+        full: 5_000,
+        quick: 200,
+        ops_per_n: 1,
+        rust: workloads::apply,
+        limit: ROUND_TRIP,
+    },
+    Workload {
+        name: "apply_async",
+        what: "`apply_async` calls, then `get` on all",
+        full: 20_000,
+        quick: 1_000,
+        ops_per_n: 1,
+        rust: workloads::apply_async,
+        limit: STREAM,
+    },
+    Workload {
+        name: "queue",
+        what: "queue: `(int, 'hello')` from one producer",
+        full: 200_000,
+        quick: 5_000,
+        ops_per_n: 1,
+        rust: workloads::queue,
+        limit: STREAM,
+    },
+    Workload {
+        name: "lock",
+        what: "lock: acquire/release in 2 processes",
+        full: 100_000,
+        quick: 5_000,
+        ops_per_n: 2,
+        rust: workloads::lock,
+        limit: MUTEX,
+    },
+    Workload {
+        name: "value",
+        what: "`Value` += 1 under its lock, 2 processes",
+        full: 100_000,
+        quick: 5_000,
+        ops_per_n: 2,
+        rust: workloads::value,
+        limit: MUTEX,
+    },
+    Workload {
+        name: "manager",
+        what: "manager: a child sets dict items",
+        full: 20_000,
+        quick: 500,
+        ops_per_n: 1,
+        rust: workloads::manager,
+        limit: ROUND_TRIP,
+    },
+];
+
+struct Options {
+    quick: bool,
+    rounds: usize,
+    python: bool,
+    out: Option<PathBuf>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut options = Options {
+        quick: false,
+        rounds: 5,
+        python: true,
+        out: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")),
+    };
+    let mut rounds_given = false;
+    let mut out_given = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--no-python" => options.python = false,
+            "--rounds" => {
+                let n = args.next().ok_or("--rounds needs a number")?;
+                options.rounds = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or(format!("--rounds takes 1 to 100; not '{n}'"))?;
+                rounds_given = true;
+            }
+            "--out" => {
+                options.out = Some(args.next().ok_or("--out needs a directory")?.into());
+                out_given = true;
+            }
+            _ => return Err(format!("unknown argument '{arg}'")),
+        }
+    }
+    if options.quick {
+        options.rounds = if rounds_given { options.rounds } else { 1 };
+        options.out = if out_given { options.out } else { None };
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let options = match options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("bench: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let python = match options.python.then(Python::find) {
+        Some(Ok(python)) => Some(python),
+        Some(Err(e)) => {
+            eprintln!("bench: {e}: the Python column stays empty");
+            None
+        }
+        None => None,
+    };
+    let size = |full: usize, quick: usize| if options.quick { quick } else { full };
+    let mut limits: Vec<Samples> = LIMITS.iter().map(|_| Samples::default()).collect();
+    let mut measured: Vec<Measured> = WORKLOADS.iter().map(|_| Measured::default()).collect();
+    for round in 1..=options.rounds {
+        eprintln!("round {round} of {}", options.rounds);
+        // Alternate who goes first, so that neither always runs on a warmer machine.
+        let python_first = round % 2 == 0;
+        // Each limit is measured just before the first workload it bounds, so that the two
+        // see the machine in the same state; the polling round trip goes with the blocking one.
+        let mut measured_limits = [false; LIMITS.len()];
+        let mut measure_limit = |k: usize| {
+            if !std::mem::replace(&mut measured_limits[k], true) {
+                let (limit, samples) = (&LIMITS[k], &mut limits[k]);
+                let n = size(limit.full, limit.quick);
+                samples.add((limit.run)(n).map_err(|e| e.to_string()), n);
+                eprintln!("  {:<44} {}", limit.name, samples.last());
+            }
+        };
+        for (w, m) in WORKLOADS.iter().zip(&mut measured) {
+            measure_limit(w.limit);
+            if w.limit == ROUND_TRIP {
+                measure_limit(POLLING_ROUND_TRIP);
+            }
+            let n = size(w.full, w.quick);
+            let ops = n * w.ops_per_n;
+            m.ops = ops;
+            for python_turn in [python_first, !python_first] {
+                match (&python, python_turn) {
+                    (Some(py), true) => m.python.add(py.run(w.name, n), ops),
+                    (None, true) => {}
+                    (_, false) => m.rust.add((w.rust)(n).map_err(|e| e.to_string()), ops),
+                }
+            }
+            eprintln!(
+                "  {:<12} Rust {}   Python {}",
+                w.name,
+                m.rust.last(),
+                m.python.last()
+            );
+        }
+    }
+    let meta = report::Meta::now(&options_line(&options), python.as_ref());
+    let markdown = report::markdown(&WORKLOADS, &measured, &LIMITS, &limits, &meta);
+    print!("{markdown}");
+    if let Some(dir) = &options.out {
+        if let Err(e) = report::write(dir, &markdown, &WORKLOADS, &measured, &limits) {
+            eprintln!("bench: cannot write the results to {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {0}/bench.md and {0}/bench.svg", dir.display());
+    }
+    let failures = report::failures(&WORKLOADS, &measured, &LIMITS, &limits);
+    for failure in &failures {
+        eprintln!("bench: FAILED {failure}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The command that made these figures, as the results say.
+fn options_line(options: &Options) -> String {
+    let mut line = String::from("cargo run --release -p bench");
+    let mut extra = Vec::new();
+    if options.quick {
+        extra.push("--quick".to_owned());
+    }
+    if options.rounds != 5 && !options.quick {
+        extra.push(format!("--rounds {}", options.rounds));
+    }
+    if !options.python {
+        extra.push("--no-python".to_owned());
+    }
+    if !extra.is_empty() {
+        line += " -- ";
+        line += &extra.join(" ");
+    }
+    line
+}
+
+/// Operations per second.
+pub fn ops_per_sec(ops: usize, elapsed: Duration) -> f64 {
+    ops as f64 / elapsed.as_secs_f64().max(1e-9)
+}

@@ -1,0 +1,277 @@
+//! Medians, the Markdown tables and the SVG chart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::python::Python;
+use crate::{Limit, Workload, ops_per_sec};
+
+/// The rounds' figures of one side of one workload, in operations per second.
+#[derive(Default)]
+pub struct Samples {
+    ops_per_sec: Vec<f64>,
+    /// The first failure, if any round failed.
+    error: Option<String>,
+    ran: bool,
+}
+
+impl Samples {
+    /// Adds one round: `ops` operations done in the time given, or a failure.
+    pub fn add(&mut self, result: Result<Duration, String>, ops: usize) {
+        self.ran = true;
+        match result {
+            Ok(elapsed) => self.ops_per_sec.push(ops_per_sec(ops, elapsed)),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The last round's figure, or its failure, for the progress lines.
+    pub fn last(&self) -> String {
+        match (&self.error, self.ops_per_sec.last()) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(x)) => format!("{:>12} ops/s", number(*x)),
+            (None, None) => "-".to_owned(),
+        }
+    }
+
+    /// The median of the rounds, unless a round failed or none ran.
+    pub fn median(&self) -> Option<f64> {
+        if self.error.is_some() || self.ops_per_sec.is_empty() {
+            return None;
+        }
+        let mut sorted = self.ops_per_sec.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        Some(if sorted.len() % 2 == 1 {
+            sorted[mid]
+        } else {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        })
+    }
+}
+
+/// Both sides of one workload.
+#[derive(Default)]
+pub struct Measured {
+    /// Operations per round.
+    pub ops: usize,
+    /// Through the workspace's types.
+    pub rust: Samples,
+    /// Through Python's `multiprocessing`.
+    pub python: Samples,
+}
+
+/// Where and how the figures were made.
+pub struct Meta {
+    date: String,
+    cores: usize,
+    cpu: String,
+    python: String,
+    command: String,
+}
+
+impl Meta {
+    /// Today's date and this machine's cores, CPU and Python.
+    pub fn now(command: &str, python: Option<&Python>) -> Meta {
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("model name"))?;
+                Some(line.split_once(':')?.1.trim().to_owned())
+            })
+            .unwrap_or_else(|| "an unknown CPU".to_owned());
+        Meta {
+            date: civil_date(days as i64),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            python: python.map_or("no Python".to_owned(), |p| p.version.clone()),
+            command: command.to_owned(),
+        }
+    }
+}
+
+/// The two tables, with a line saying where and how they were made.
+pub fn markdown(
+    workloads: &[Workload],
+    measured: &[Measured],
+    limits: &[Limit],
+    limit_samples: &[Samples],
+    meta: &Meta,
+) -> String {
+    let rounds = measured.first().map_or(0, |m| m.rust.ops_per_sec.len());
+    let mut md = format!(
+        "Measured on {} on {} cores ({}), {}, by `{}`: medians of {rounds} round{}, \
+         in operations per second; higher is better.\n\n",
+        meta.date,
+        meta.cores,
+        meta.cpu,
+        meta.python,
+        meta.command,
+        if rounds == 1 { "" } else { "s" }
+    );
+    md += "| workload | Python ops/s | Rust ops/s | raw limit ops/s | Rust / Python | Rust / limit |\n";
+    md += "|---|---:|---:|---:|---:|---:|\n";
+    for (i, (w, m)) in workloads.iter().zip(measured).enumerate() {
+        let (python, rust) = (m.python.median(), m.rust.median());
+        let limit = limit_samples[w.limit].median();
+        md += &format!(
+            "| {}. {}, {} | {} | {} | {} ({}) | {} | {} |\n",
+            i + 1,
+            w.what,
+            count(m.ops),
+            cell(python, number),
+            cell(rust, number),
+            cell(limit, number),
+            limits[w.limit].name,
+            cell(ratio(rust, python), |r| format!("{r:.1}x")),
+            cell(ratio(rust, limit), |r| format!("{r:.2}")),
+        );
+    }
+    md += "\n| raw limit | ops/s |\n|---|---:|\n";
+    for (limit, samples) in limits.iter().zip(limit_samples) {
+        md += &format!("| {} | {} |\n", limit.name, cell(samples.median(), number));
+    }
+    md
+}
+
+/// Every failure, as `queue, Rust: the queue lost or reordered a message`.
+pub fn failures(
+    workloads: &[Workload],
+    measured: &[Measured],
+    limits: &[Limit],
+    limit_samples: &[Samples],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (w, m) in workloads.iter().zip(measured) {
+        for (side, samples) in [("Rust", &m.rust), ("Python", &m.python)] {
+            if let Some(e) = &samples.error {
+                failures.push(format!("{}, {side}: {e}", w.name));
+            }
+        }
+    }
+    for (limit, samples) in limits.iter().zip(limit_samples) {
+        if let Some(e) = &samples.error {
+            failures.push(format!("{}: {e}", limit.name));
+        }
+    }
+    failures
+}
+
+/// Writes `bench.md` and `bench.svg` into `dir`.
+pub fn write(
+    dir: &Path,
+    markdown: &str,
+    workloads: &[Workload],
+    measured: &[Measured],
+    limit_samples: &[Samples],
+) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("bench.md"), markdown)?;
+    let bars: Vec<[Option<f64>; 3]> = workloads
+        .iter()
+        .zip(measured)
+        .map(|(w, m)| {
+            [
+                m.python.median(),
+                m.rust.median(),
+                limit_samples[w.limit].median(),
+            ]
+        })
+        .collect();
+    let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
+    crate::chart::draw(&dir.join("bench.svg"), &names, &bars)
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+fn cell(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    value.map_or("-".to_owned(), format)
+}
+
+/// A figure to three significant digits, with thousands separated: `51,300,000`, `4.56`.
+pub fn number(x: f64) -> String {
+    if !x.is_finite() || x <= 0.0 {
+        return "0".to_owned();
+    }
+    let scale = 10f64.powi(x.log10().floor() as i32 - 2);
+    let rounded = (x / scale).round() * scale;
+    if rounded < 100.0 {
+        return format!(
+            "{:.*}",
+            (2 - rounded.log10().floor() as i32).max(0) as usize,
+            rounded
+        );
+    }
+    count(rounded as usize)
+}
+
+/// An integer with thousands separated: `200,000`.
+fn count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The date of `days` since 1970-01-01, as `2026-11-24` (Howard Hinnant's civil_from_days).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_have_three_significant_digits() {
+        assert_eq!(number(51_234_567.0), "51,200,000");
+        assert_eq!(number(489.6), "490");
+        assert_eq!(number(4.567), "4.57");
+        assert_eq!(number(45.67), "45.7");
+        assert_eq!(number(999.6), "1,000");
+        assert_eq!(count(200_000), "200,000");
+        assert_eq!(count(5), "5");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_416), "2025-11-24");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts_and_failures() {
+        let mut s = Samples::default();
+        for secs in [1.0, 4.0, 2.0] {
+            s.add(Ok(Duration::from_secs_f64(secs)), 4);
+        }
+        assert_eq!(s.median(), Some(2.0));
+        s.add(Ok(Duration::from_secs_f64(0.5)), 4);
+        assert_eq!(s.median(), Some(3.0));
+        s.add(Err("lost a message".into()), 4);
+        assert_eq!(s.median(), None);
+        assert!(s.last().contains("lost a message"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The bench as CI runs it: `--quick` runs every workload once, with small counts, and
+//! every check inside them holds; its table and chart come out whole. No time is asserted.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::golden::{assert_usage_error, python3, run};
+
+const WORKLOADS: [&str; 8] = [
+    "1. start and join an empty process",
+    "2. `map`",
+    "3. `apply`",
+    "4. `apply_async`",
+    "5. queue",
+    "6. lock",
+    "7. `Value`",
+    "8. manager",
+];
+
+fn bench(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench"));
+    cmd.args(args);
+    cmd
+}
+
+/// The cells of the table row that starts with `start`.
+fn row<'a>(table: &'a str, start: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {start}")))
+        .unwrap_or_else(|| panic!("no row for {start:?} in:\n{table}"));
+    line.trim_matches('|').split(" | ").map(str::trim).collect()
+}
+
+#[test]
+fn quick_runs_every_workload_and_prints_the_table() {
+    let with_python = python3("the Python column of the bench").is_some();
+    // Writes nothing: the run fails if it leaves a file in its directory.
+    let out = run(bench(&["--quick"]));
+    assert!(out.status.success(), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("round 1 of 1"),
+        "progress goes to stderr"
+    );
+    for workload in WORKLOADS {
+        let cells = row(&out.stdout, workload);
+        assert_eq!(cells.len(), 6, "{cells:?}");
+        // Python, Rust and the limit are all measured: figures, not "-".
+        let measured = if with_python {
+            &cells[1..4]
+        } else {
+            &cells[2..4]
+        };
+        for cell in measured {
+            assert!(
+                cell.starts_with(|c: char| c.is_ascii_digit()),
+                "{workload}: {cells:?}"
+            );
+        }
+    }
+    for limit in ["fork + _exit + waitpid", "pipe round trip, polling reads"] {
+        assert_eq!(row(&out.stdout, limit).len(), 2);
+    }
+}
+
+#[test]
+fn the_results_are_written_where_asked() {
+    let dir = std::env::temp_dir().join(format!("bench-results-{}", std::process::id()));
+    let out = run(bench(&[
+        "--quick",
+        "--no-python",
+        "--out",
+        dir.to_str().expect("a UTF-8 path"),
+    ]));
+    let md = std::fs::read_to_string(dir.join("bench.md"));
+    let svg = std::fs::read_to_string(dir.join("bench.svg"));
+    std::fs::remove_dir_all(&dir).expect("rm -r");
+    assert!(out.status.success(), "stderr:\n{}", out.stderr);
+    assert_eq!(md.expect("bench.md"), out.stdout);
+    let svg = svg.expect("bench.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("Rust, this workspace"));
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("python/bench.py")
+            .is_file()
+    );
+}
+
+#[test]
+fn refuses_unknown_arguments_and_nonsense_rounds() {
+    let usage = "usage: cargo run --release -p bench";
+    assert_usage_error(bench(&["--fast"]), &["unknown argument '--fast'", usage]);
+    assert_usage_error(
+        bench(&["--rounds", "0"]),
+        &["--rounds takes 1 to 100; not '0'", usage],
+    );
+    assert_usage_error(bench(&["--out"]), &["--out needs a directory", usage]);
+}
+
+/// A directory holding a `python3` that prints `says`, for PATH.
+fn fake_python(says: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("bench-fake-python-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let script = dir.join("python3");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n[ \"$1\" = --version ] && echo 'Python 3.0' || echo '{says}'\n"),
+    )
+    .expect("write the fake python3");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+#[test]
+fn missing_python_leaves_its_column_empty_and_a_broken_one_fails() {
+    let mut cmd = bench(&["--quick"]);
+    cmd.env("PATH", "/nonexistent");
+    let out = run(cmd);
+    assert!(out.status.success(), "stderr:\n{}", out.stderr);
+    assert!(out.stderr.contains("python3 not found"), "{}", out.stderr);
+    assert_eq!(row(&out.stdout, WORKLOADS[1])[1], "-");
+
+    let dir = fake_python("not a number");
+    let mut cmd = bench(&["--quick"]);
+    cmd.env("PATH", &dir);
+    let out = run(cmd);
+    std::fs::remove_dir_all(&dir).expect("rm -r");
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("FAILED map, Python: bench.py map printed \"not a number\\n\", not seconds"),
+        "{}",
+        out.stderr
+    );
+}
