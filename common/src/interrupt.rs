@@ -225,7 +225,9 @@ extern "C" fn on_signal(signal: c_int) {
 }
 
 /// SIGTERM to every tracked child, then reap them all; SIGKILL to those still there after
-/// the grace period.
+/// the grace period. The children are stopped first and continued last, so that each has
+/// SIGTERM pending before any of them ends: a child never sees another end (a manager's
+/// client its server, say) and reports it as an error on its way out.
 fn end_children() {
     let children = &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)];
     let send = |signal| {
@@ -238,7 +240,9 @@ fn end_children() {
             }
         }
     };
+    send(libc::SIGSTOP);
     send(libc::SIGTERM);
+    send(libc::SIGCONT);
     let started = now_ns();
     let mut killed = false;
     loop {

@@ -74,7 +74,8 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
         match self {
             Ok(()) => 0,
             Err(error) => {
-                let _ = writeln!(io::stderr(), "Error: {error:?}");
+                // One write, so that the line is whole even if the process is killed now.
+                let _ = io::stderr().write_all(format!("Error: {error:?}\n").as_bytes());
                 1
             }
         }
