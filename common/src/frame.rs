@@ -136,19 +136,11 @@ pub fn payload_len(bytes: &[u8]) -> Result<Option<usize>, FrameError> {
 
 /// Decodes a payload that must hold exactly one `T`.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (value, used) = bincode::serde::decode_from_slice(payload, CONFIG)
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
-    if used != payload.len() {
-        return Err(FrameError::Decode(format!(
-            "{} bytes left over after the value",
-            payload.len() - used
-        )));
-    }
-    Ok(value)
+    decode_seed(std::marker::PhantomData::<T>, payload)
 }
 
-/// Decodes a frame's payload with a serde `seed`, as [`decode`] does: for a value that is
-/// to go into memory the caller already has, such as the end of a vector.
+/// Decodes a payload that must hold exactly one value, with a serde `seed`: for a value that
+/// goes into memory the caller already has, such as the end of a vector.
 pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
     seed: S,
     payload: &'de [u8],
