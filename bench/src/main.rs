@@ -29,7 +29,7 @@ pub struct Limit {
     /// Its name in the tables.
     pub name: &'static str,
     /// Operations in a full run, and in a quick one.
-    pub full: usize,
+    full: usize,
     quick: usize,
     run: fn(usize) -> Timed,
 }
@@ -81,10 +81,10 @@ pub struct Workload {
     /// What it does, for the table.
     pub what: &'static str,
     /// Its size, in a full run and in a quick one: processes that each do `n` count `n` each.
-    pub full: usize,
+    full: usize,
     quick: usize,
     /// Operations per unit of size: 2 where two processes each do `n`.
-    pub ops_per_n: usize,
+    ops_per_n: usize,
     rust: fn(usize) -> Timed,
     /// Which of [`LIMITS`] bounds it.
     pub limit: usize,
@@ -165,6 +165,9 @@ const WORKLOADS: [Workload; 8] = [
     },
 ];
 
+/// Rounds in a full run.
+const ROUNDS: usize = 5;
+
 struct Options {
     quick: bool,
     rounds: usize,
@@ -173,40 +176,29 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut options = Options {
-        quick: false,
-        rounds: 5,
-        python: true,
-        out: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")),
-    };
-    let mut rounds_given = false;
-    let mut out_given = false;
+    let (mut quick, mut python, mut rounds, mut out) = (false, true, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => options.quick = true,
-            "--no-python" => options.python = false,
+            "--quick" => quick = true,
+            "--no-python" => python = false,
             "--rounds" => {
-                let n = args.next().ok_or("--rounds needs a number")?;
-                options.rounds = n
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or(format!("--rounds takes 1 to 100; not '{n}'"))?;
-                rounds_given = true;
+                let given = args.next().ok_or("--rounds needs a number")?;
+                let n = given.parse().ok().filter(|n| (1..=100).contains(n));
+                rounds = Some(n.ok_or(format!("--rounds takes 1 to 100; not '{given}'"))?);
             }
-            "--out" => {
-                options.out = Some(args.next().ok_or("--out needs a directory")?.into());
-                out_given = true;
-            }
+            "--out" => out = Some(args.next().ok_or("--out needs a directory")?.into()),
             _ => return Err(format!("unknown argument '{arg}'")),
         }
     }
-    if options.quick {
-        options.rounds = if rounds_given { options.rounds } else { 1 };
-        options.out = if out_given { options.out } else { None };
-    }
-    Ok(options)
+    // A quick run is a check, not a measurement: one round, and nothing written unless asked.
+    let default_out = || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+    Ok(Options {
+        quick,
+        python,
+        rounds: rounds.unwrap_or(if quick { 1 } else { ROUNDS }),
+        out: out.or_else(|| (!quick).then(default_out)),
+    })
 }
 
 fn main() -> ExitCode {
@@ -294,7 +286,7 @@ fn options_line(options: &Options) -> String {
     if options.quick {
         extra.push("--quick".to_owned());
     }
-    if options.rounds != 5 && !options.quick {
+    if options.rounds != ROUNDS && !options.quick {
         extra.push(format!("--rounds {}", options.rounds));
     }
     if !options.python {

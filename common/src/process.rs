@@ -104,7 +104,9 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
 ///   (the panic message goes to stderr);
 /// - every child is reaped. A handle dropped while its child runs does not wait: as in Python,
 ///   the child goes on, and is joined by the next `start` that finds it finished, or when the
-///   program exits (Python joins its non-daemon children at exit too).
+///   program exits (Python joins its non-daemon children at exit too);
+/// - Ctrl-C, SIGTERM or SIGHUP sent to the parent ends every child not yet reaped before it
+///   ends the parent (see [`interrupt`](crate::interrupt)): none is left as an orphan.
 pub struct Process<F> {
     target: Option<F>,
     pid: Option<Pid>,

@@ -57,7 +57,7 @@ pub fn run(cmd: Command) -> Run {
 }
 
 /// A command started by [`Session::start`], not yet finished.
-pub struct Session {
+struct Session {
     cmd: String,
     child: Child,
     stdout: Option<thread::JoinHandle<String>>,
@@ -68,7 +68,7 @@ pub struct Session {
 impl Session {
     /// Starts `cmd` as [`run`] does, with SIGINT, SIGTERM and SIGHUP at their defaults
     /// (a shell may have left them ignored).
-    pub fn start(mut cmd: Command) -> Session {
+    fn start(mut cmd: Command) -> Session {
         let scratch = Scratch::new();
         if cmd.get_current_dir().is_none() {
             cmd.current_dir(&scratch.0);
@@ -105,12 +105,12 @@ impl Session {
     }
 
     /// The started process's id, which is also its session's and its process group's.
-    pub fn pid(&self) -> u32 {
+    fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits for the end, then makes the checks [`run`] describes.
-    pub fn finish(mut self) -> Run {
+    fn finish(mut self) -> Run {
         let pid = self.pid();
         let cmd = &self.cmd;
         let deadline = Instant::now() + HANG;
@@ -188,7 +188,7 @@ fn kill_session(sid: u32) {
 }
 
 /// The processes, zombies included, whose session is `sid`, read from `/proc`.
-pub fn session_members(sid: u32) -> Vec<u32> {
+fn session_members(sid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -226,7 +226,7 @@ const ATTEMPTS: u32 = 400;
 /// alone (or, with `whole_group`, to its process group, as Ctrl-C in a terminal does), and
 /// the session is continued. Panics unless, in at least three runs, the example still had
 /// children running when the signal came: those are the runs that test its handler.
-pub fn assert_interrupt_is_clean(make: impl Fn() -> Command, signal: i32, whole_group: bool) {
+fn assert_interrupt_is_clean(make: impl Fn() -> Command, signal: i32, whole_group: bool) {
     let mut caught = 0;
     for attempt in 0..ATTEMPTS {
         let session = Session::start(make());
