@@ -1,16 +1,20 @@
 //! `Queue`: values from any process to any process, over one pipe: Python's
 //! `multiprocessing.Queue`.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Relaxed, Release, SeqCst},
+    fence,
+};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::frame::{self, FrameError, PREFIX, SPIN};
-use common::{Acquired, Error, Lock, Mapping};
+use common::{Acquired, Error, Lock, LockGuard, Mapping};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,37 +98,84 @@ impl From<FrameError> for QueueError {
 ///
 /// # Processes that die
 ///
-/// A process killed in the middle of a large `put` or of a `get` leaves the pipe holding
-/// part of a message. The robust locks tell the next caller, which returns
-/// [`QueueError::Broken`] rather than misreading the stream; a `get` waiting for the rest
-/// of a dead writer's message finds out within 100 ms.
+/// A process may be killed at any instruction of a `put` or a `get`, and no item is then
+/// taken twice or out of order. A reader killed while it takes an item from the read-ahead
+/// buffer has taken it or not, in one store: at worst its item is lost with it. A process
+/// killed while it moves bytes through the pipe or the buffer (writing a frame, reading
+/// ahead) may leave part of a message behind; the robust locks tell the next caller, which
+/// marks the queue broken and returns [`QueueError::Broken`] rather than misreading the
+/// stream. A `get` waiting for the rest of a dead writer's message finds out within 100 ms.
+/// A reader killed while it waits for data, outside those moves, breaks nothing.
 ///
-/// Layout: the pipe; two [`Lock`]s; one shared mapping holding five `u32` counters (read
-/// position, end, and flags for a write or read in progress and for a broken queue), then
-/// the 64 KiB read-ahead buffer.
+/// Layout: the pipe; two [`Lock`]s; one shared mapping holding the read-ahead span (start
+/// and end, in one `u64`) and three `u32` flags (a write or a read in progress, a broken
+/// queue), then the 64 KiB read-ahead buffer.
 pub struct Queue<T> {
     reader: PipeReader,
     writer: PipeWriter,
     write_lock: Lock,
     read_lock: Lock,
     shared: Mapping,
-    /// This process's buffer for encoding an item.
-    scratch: RefCell<Vec<u8>>,
+    /// This process's buffer for encoding an item, reused by every put. A `Mutex` rather
+    /// than a `RefCell` so that `&Queue` can go to another thread, or into a `Process`.
+    scratch: Mutex<Vec<u8>>,
     _items: PhantomData<fn(T) -> T>,
 }
 
-/// The head of the shared mapping. `start` and `end` bound the bytes read ahead and not yet
-/// taken; they change only under the read lock.
+/// The head of the shared mapping.
 #[repr(C)]
 struct State {
-    start: AtomicU32,
-    end: AtomicU32,
-    /// Non-zero while a put is writing a frame.
+    /// The bytes read ahead and not yet taken, `buf[start..end]`, as `start << 32 | end`:
+    /// one word, so that taking a frame is one store (see [`State::set_span`]). Changes only
+    /// under the read lock.
+    span: AtomicU64,
+    /// Non-zero while a put is writing a frame into the pipe.
     writing: AtomicU32,
-    /// Non-zero while a get is moving bytes from the pipe into the buffer.
+    /// Non-zero while a get moves bytes within the buffer or out of the pipe.
     reading: AtomicU32,
     /// The pid of a process that died in the middle of a message, or 0.
     broken: AtomicU32,
+}
+
+impl State {
+    /// `(start, end)`: the bytes read ahead and not yet taken are `buf[start..end]`.
+    fn span(&self) -> (usize, usize) {
+        let span = self.span.load(Relaxed);
+        ((span >> 32) as usize, span as u32 as usize)
+    }
+
+    /// Both ends in one store. With two, a reader killed between them left a span that
+    /// covered items already taken, and the next reader got them again.
+    fn set_span(&self, start: usize, end: usize) {
+        self.span.store((start as u64) << 32 | end as u64, Relaxed);
+    }
+}
+
+/// Raises `flag` (`writing` or `reading`) for a change of the pipe or the buffer that takes
+/// more than one step: a process that dies before [`lower`] leaves the flag up, and the next
+/// holder of the lock marks the queue broken (see [`after_lock`]).
+fn raise(flag: &AtomicU32) {
+    flag.store(1, Relaxed);
+    // Neither the compiler nor the CPU may move the change's reads and writes before the
+    // flag: whatever instruction of the change a process is killed at, the flag is up.
+    fence(SeqCst);
+}
+
+/// Ends a change begun with [`raise`].
+fn lower(flag: &AtomicU32) {
+    // Release: every write of the change is made before the flag is seen down.
+    flag.store(0, Release);
+}
+
+/// Run by whoever has just taken a lock: if the previous holder died with `flag` raised, in
+/// the middle of a change, the queue is broken for good. Fails if the queue is broken.
+fn after_lock(state: &State, held: &LockGuard<'_>, flag: &AtomicU32) -> Result<(), QueueError> {
+    if let Acquired::OwnerDied { pid } = held.acquired() {
+        if flag.load(Relaxed) != 0 {
+            state.broken.store(pid, Relaxed);
+        }
+    }
+    check(state)
 }
 
 /// Where the read-ahead buffer starts in the mapping.
@@ -143,7 +194,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             write_lock: Lock::new()?,
             read_lock: Lock::new()?,
             shared: Mapping::new(BUF_AT + BUF)?,
-            scratch: RefCell::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
             _items: PhantomData,
         })
     }
@@ -151,22 +202,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Puts `item` at the end of the queue: Python's `q.put(item)`. Blocks while the pipe
     /// is full.
     pub fn put(&self, item: &T) -> Result<(), QueueError> {
-        let mut buf = self.scratch.borrow_mut();
+        // A put that panicked in `serialize` poisoned the mutex, and left nothing that
+        // matters: the buffer is cleared first.
+        let mut buf = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
         buf.clear();
         frame::encode(&mut buf, item)?;
         let held = self.write_lock.lock()?;
         let state = self.state();
-        if let Acquired::OwnerDied { pid } = held.acquired() {
-            if state.writing.load(Relaxed) != 0 {
-                state.broken.store(pid, Relaxed);
-            }
-        }
-        check(state)?;
-        state.writing.store(1, Relaxed);
+        after_lock(state, &held, &state.writing)?;
+        // A writer killed before its first byte is in the pipe, or after its last, breaks
+        // the queue too: the flag cannot tell those deaths from one in the middle.
+        raise(&state.writing);
         (&self.writer)
             .write_all(&buf)
             .map_err(|e| Error::os("write", e))?;
-        state.writing.store(0, Relaxed);
+        lower(&state.writing);
         Ok(())
     }
 
@@ -196,49 +246,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .ok_or(QueueError::Empty)?,
         };
         let state = self.state();
-        if let Acquired::OwnerDied { pid } = held.acquired() {
-            if state.reading.load(Relaxed) != 0 {
-                state.broken.store(pid, Relaxed);
-            }
-        }
-        check(state)?;
+        after_lock(state, &held, &state.reading)?;
         // SAFETY: the read lock is held until this function returns, and every access to the
         // buffer is made under it, so this is the only reference to the buffer's bytes. The
         // buffer is BUF bytes of the mapping from BUF_AT on, which `new` allocated.
         let buf = unsafe { std::slice::from_raw_parts_mut(self.shared.as_ptr().add(BUF_AT), BUF) };
         let mut spin_until = None;
         loop {
-            let (start, end) = (
-                state.start.load(Relaxed) as usize,
-                state.end.load(Relaxed) as usize,
-            );
+            let (start, end) = state.span();
             match frame::payload_len(&buf[start..end])? {
                 Some(len) if PREFIX + len <= end - start => {
+                    // Taking the frame is this one store: a reader killed before it has not
+                    // taken the frame, one killed after it has (and the frame is lost).
                     let at = start + PREFIX;
-                    let (start, end) = if at + len == end {
-                        (0, 0)
+                    if at + len == end {
+                        state.set_span(0, 0);
                     } else {
-                        (at + len, end)
-                    };
-                    state.start.store(start as u32, Relaxed);
-                    state.end.store(end as u32, Relaxed);
+                        state.set_span(at + len, end);
+                    }
                     return Ok(frame::decode(&buf[at..at + len])?);
                 }
                 Some(len) if PREFIX + len > BUF => return self.get_large(state, buf, len),
                 _ => {}
             }
-            state.reading.store(1, Relaxed);
+            // Moving the waiting bytes to the front, and reading the pipe after them, take
+            // many steps: a reader killed in the middle leaves bytes half moved, or gone from
+            // the pipe and not yet in the span.
+            raise(&state.reading);
             if start > 0 {
                 buf.copy_within(start..end, 0);
-                state.start.store(0, Relaxed);
-                state.end.store((end - start) as u32, Relaxed);
             }
             let end = end - start;
             let read = (&self.reader).read(&mut buf[end..]);
-            if let Ok(n) = read {
-                state.end.store((end + n) as u32, Relaxed);
-            }
-            state.reading.store(0, Relaxed);
+            state.set_span(0, end + read.as_ref().map_or(0, |&n| n));
+            lower(&state.reading);
             match read {
                 Ok(0) => return Err(Error::os("read", io::ErrorKind::UnexpectedEof).into()),
                 Ok(_) => spin_until = None,
@@ -265,15 +306,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Reads a message larger than the read-ahead buffer straight from the pipe: the part
     /// already in the buffer, then the rest, which its writer is writing now.
     fn get_large(&self, state: &State, buf: &[u8], len: usize) -> Result<T, QueueError> {
-        state.reading.store(1, Relaxed);
-        let (start, end) = (
-            state.start.load(Relaxed) as usize,
-            state.end.load(Relaxed) as usize,
-        );
+        // From here until the whole message is read, a reader killed leaves the rest of the
+        // message in the pipe, where the next reader would take it for a frame.
+        raise(&state.reading);
+        let (start, end) = state.span();
         let mut payload = Vec::with_capacity(len);
         payload.extend_from_slice(&buf[start + PREFIX..end]);
-        state.start.store(0, Relaxed);
-        state.end.store(0, Relaxed);
+        state.set_span(0, 0);
         let mut filled = payload.len();
         payload.resize(len, 0);
         while filled < len {
@@ -289,7 +328,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) => return Err(Error::os("read", e).into()),
             }
         }
-        state.reading.store(0, Relaxed);
+        lower(&state.reading);
         Ok(frame::decode(&payload)?)
     }
 

@@ -36,6 +36,7 @@ fn main() {
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
+        ("a_queue_is_sync", a_queue_is_sync),
     ]);
 }
 
@@ -225,4 +226,11 @@ fn no_zombie_and_no_descriptor_after_drop() {
     }
     assert_no_children();
     assert_eq!(open_fds(), before);
+}
+
+/// A `Process` closure that captures `&Queue` must be `Send`, so `Queue` must be `Sync`. A
+/// compile-time check: this does not build once it is not.
+fn a_queue_is_sync() {
+    fn assert_sync<T: Sync>() {}
+    assert_sync::<Queue<String>>();
 }
