@@ -15,6 +15,18 @@ pub enum Error {
         /// How many threads the process had, the calling one included.
         threads: usize,
     },
+    /// `fork` was refused because guards of shared memory are alive in this process: the
+    /// child would get a copy of their references (see [`SharedBorrow`](crate::SharedBorrow)).
+    SharedBorrowHeld {
+        /// How many guards are alive.
+        guards: usize,
+    },
+    /// The process that held a lock died holding it. The lock was made usable again, but
+    /// what it guarded may be half-changed: the dead holder never finished its work.
+    OwnerDied {
+        /// The process id of the holder that died.
+        pid: u32,
+    },
     /// `start` was called on a process that was already started.
     AlreadyStarted,
     /// `join` was called on a process that was never started.
@@ -43,6 +55,15 @@ impl fmt::Display for Error {
                 f,
                 "fork refused: {threads} threads are running, and a child would inherit \
                  locks that only they can release; join the other threads before fork"
+            ),
+            Error::SharedBorrowHeld { guards } => write!(
+                f,
+                "fork refused: {guards} guard(s) of shared memory are held, and a child would \
+                 write through their references as if it held the lock too; drop them before fork"
+            ),
+            Error::OwnerDied { pid } => write!(
+                f,
+                "process {pid} died holding the lock; what it guarded may be half-changed"
             ),
             Error::AlreadyStarted => f.write_str("cannot start a process twice"),
             Error::NotStarted => f.write_str("can only join a started process"),

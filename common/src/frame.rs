@@ -249,15 +249,12 @@ pub const PIPE_SIZE: usize = 1 << 20;
 
 /// Asks for a [`PIPE_SIZE`] buffer for the pipe `fd` belongs to, so that a big frame crosses
 /// in a few writes and reads instead of one per 64 KiB, each waking the other side. Where the
-/// system refuses (another limit, another OS), the pipe keeps its size: only speed changes.
+/// system refuses (another limit), the pipe keeps its size: only speed changes.
 pub fn enlarge_pipe(fd: BorrowedFd<'_>) {
-    #[cfg(target_os = "linux")]
     // SAFETY: F_SETPIPE_SZ on a descriptor the caller holds; it touches no memory.
     unsafe {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = fd;
 }
 
 /// Makes `fd` non-blocking: a read with nothing to read returns `WouldBlock`.

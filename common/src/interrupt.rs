@@ -27,22 +27,99 @@ use crate::Error;
 
 /// The signals that end a process and its children.
 const SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-/// Children not yet reaped that the handler can track; more are not ended by it.
-const MAX_CHILDREN: usize = 1024;
-/// Paths the handler can remove.
-const MAX_PATHS: usize = 16;
 /// How long children have to end after SIGTERM, before SIGKILL.
 const GRACE_NS: i64 = 2_000_000_000;
 
-/// Pids of the children not yet reaped; 0 marks a free slot. Slots past `USED` are free.
-static CHILDREN: [AtomicI32; MAX_CHILDREN] = [const { AtomicI32::new(0) }; MAX_CHILDREN];
-static USED: AtomicUsize = AtomicUsize::new(0);
-/// Paths to remove, as C strings made by `CString::into_raw`; null marks a free slot.
-static PATHS: [AtomicPtr<c_char>; MAX_PATHS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_PATHS];
+/// Pids of the children not yet reaped.
+static CHILDREN: Slots = Slots::new();
+/// Paths to remove, as C strings made by `CString::into_raw`.
+static PATHS: Slots = Slots::new();
 /// The process whose handler is installed: a forked child has another pid, so it installs
 /// its own when it starts children.
 static INSTALLED_IN: AtomicI32 = AtomicI32::new(0);
+
+/// A set of non-zero words that a signal handler can read while other code adds and
+/// removes: slots in blocks of 256, linked as they are needed. A handler may not allocate,
+/// so blocks are allocated only by `insert`, never freed, and reused: the set holds as many
+/// words as were ever in it at once, with no limit.
+struct Slots {
+    first: Block,
+}
+
+struct Block {
+    slots: [AtomicUsize; 256],
+    next: AtomicPtr<Block>,
+}
+
+impl Slots {
+    const fn new() -> Slots {
+        Slots {
+            first: Block::new(),
+        }
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = &Block> {
+        std::iter::successors(Some(&self.first), |block| {
+            // SAFETY: `next` is null or a block leaked by `insert`, which lives forever.
+            unsafe { block.next.load(Ordering::Acquire).as_ref() }
+        })
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &AtomicUsize> {
+        self.blocks().flat_map(|block| &block.slots)
+    }
+
+    /// Puts `word` (not 0) in a free slot, adding a block when every slot is taken.
+    fn insert(&self, word: usize) {
+        let mut block = &self.first;
+        loop {
+            for slot in &block.slots {
+                if slot
+                    .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            let mut next = block.next.load(Ordering::Acquire);
+            if next.is_null() {
+                let new = Box::into_raw(Box::new(Block::new()));
+                next = match block.next.compare_exchange(
+                    ptr::null_mut(),
+                    new,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => new,
+                    Err(other) => {
+                        // SAFETY: `new` was made just above and published nowhere.
+                        drop(unsafe { Box::from_raw(new) });
+                        other
+                    }
+                };
+            }
+            // SAFETY: `next` is a block leaked by `insert`, which lives forever.
+            block = unsafe { &*next };
+        }
+    }
+
+    /// Takes `word` out of its slot; false if it was not there.
+    fn remove(&self, word: usize) -> bool {
+        self.slots().any(|slot| {
+            slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+}
+
+impl Block {
+    const fn new() -> Block {
+        Block {
+            slots: [const { AtomicUsize::new(0) }; 256],
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
 
 /// Installs the handler in this process, once; a child installs its own.
 pub(crate) fn install() {
@@ -122,42 +199,24 @@ impl Drop for Held {
 /// Records a child just forked, so that the handler ends it. Call it while [`Held`].
 pub(crate) fn track(pid: i32) {
     install();
-    for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
-        if slot
-            .compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let used = USED.fetch_add(1, Ordering::AcqRel);
-    if used < MAX_CHILDREN {
-        CHILDREN[used].store(pid, Ordering::Release);
-    }
+    CHILDREN.insert(pid as usize);
 }
 
-/// Forgets a child once it is reaped.
+/// Forgets a child that has ended, before it is reaped: a pid in the set always belongs to
+/// one of this process's children, alive or a zombie, so the handler may signal it.
 pub(crate) fn untrack(pid: i32) {
-    for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
-        if slot
-            .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
-        }
-    }
+    CHILDREN.remove(pid as usize);
 }
 
-/// Empties the lists of children and paths, which a child inherits from its parent.
+/// Empties the sets of children and paths, which a child inherits from its parent.
 fn forget_inherited() {
-    for slot in &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)] {
+    for slot in CHILDREN.slots() {
         slot.store(0, Ordering::Relaxed);
     }
-    USED.store(0, Ordering::Release);
-    for slot in &PATHS {
-        let path = slot.swap(ptr::null_mut(), Ordering::AcqRel);
+    for slot in PATHS.slots() {
+        let path = slot.swap(0, Ordering::AcqRel) as *mut c_char;
         if !path.is_null() {
-            // SAFETY: every non-null slot holds a pointer from `CString::into_raw`, taken out
+            // SAFETY: every non-zero slot holds a pointer from `CString::into_raw`, taken out
             // of the slot just above, so it is freed once. The child's heap is its own copy.
             drop(unsafe { CString::from_raw(path) });
         }
@@ -169,7 +228,7 @@ fn forget_inherited() {
 /// Make it while [`Held`], together with the file, so that no signal falls between the two.
 #[must_use = "the path is forgotten as soon as this is dropped"]
 pub struct RemoveOnSignal {
-    slot: usize,
+    path: *mut c_char,
     /// The process that registered it: a copy inherited by a child forgets nothing.
     pid: u32,
 }
@@ -181,20 +240,11 @@ impl RemoveOnSignal {
             .map_err(|_| Error::os("unlink", std::io::ErrorKind::InvalidInput))?
             .into_raw();
         install();
-        for (slot, cell) in PATHS.iter().enumerate() {
-            if cell
-                .compare_exchange(ptr::null_mut(), path, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Ok(RemoveOnSignal {
-                    slot,
-                    pid: crate::current_pid(),
-                });
-            }
-        }
-        // SAFETY: `path` came from `into_raw` just above and was stored nowhere.
-        drop(unsafe { CString::from_raw(path) });
-        Err(Error::os("unlink", std::io::ErrorKind::OutOfMemory))
+        PATHS.insert(path as usize);
+        Ok(RemoveOnSignal {
+            path,
+            pid: crate::current_pid(),
+        })
     }
 }
 
@@ -203,10 +253,11 @@ impl Drop for RemoveOnSignal {
         if self.pid != crate::current_pid() {
             return;
         }
-        let path = PATHS[self.slot].swap(ptr::null_mut(), Ordering::AcqRel);
-        if !path.is_null() {
-            // SAFETY: the slot held a pointer from `into_raw`, now taken out of it: freed once.
-            drop(unsafe { CString::from_raw(path) });
+        // Held, so that the handler cannot be reading the path on this thread as it is freed.
+        let _held = Held::new();
+        if PATHS.remove(self.path as usize) {
+            // SAFETY: the set held this pointer from `into_raw`, now taken out of it: freed once.
+            drop(unsafe { CString::from_raw(self.path) });
         }
     }
 }
@@ -229,13 +280,12 @@ extern "C" fn on_signal(signal: c_int) {
 /// SIGTERM pending before any of them ends: a child never sees another end (a manager's
 /// client its server, say) and reports it as an error on its way out.
 fn end_children() {
-    let children = &CHILDREN[..USED.load(Ordering::Acquire).min(MAX_CHILDREN)];
     let send = |signal| {
-        for slot in children {
-            let pid = slot.load(Ordering::Acquire);
+        for slot in CHILDREN.slots() {
+            let pid = slot.load(Ordering::Acquire) as i32;
             if pid > 0 {
-                // SAFETY: kill touches no memory. The pid is a child not yet reaped, so it
-                // cannot have been reused by another process.
+                // SAFETY: kill touches no memory. The pid is a child not yet reaped (see
+                // `untrack`), so it cannot have been reused by another process.
                 unsafe { libc::kill(pid, signal) };
             }
         }
@@ -247,8 +297,8 @@ fn end_children() {
     let mut killed = false;
     loop {
         let mut running = false;
-        for slot in children {
-            let pid = slot.load(Ordering::Acquire);
+        for slot in CHILDREN.slots() {
+            let pid = slot.load(Ordering::Acquire) as i32;
             if pid <= 0 {
                 continue;
             }
@@ -281,15 +331,15 @@ fn end_children() {
 /// Unlinks every registered path, then removes those that are directories (their files
 /// first, so a directory is empty by the time it is removed).
 fn remove_paths() {
-    for cell in &PATHS {
-        let path = cell.load(Ordering::Acquire);
+    for slot in PATHS.slots() {
+        let path = slot.load(Ordering::Acquire) as *const c_char;
         if !path.is_null() {
-            // SAFETY: a non-null slot holds a live NUL-terminated string from `into_raw`.
+            // SAFETY: a non-zero slot holds a live NUL-terminated string from `into_raw`.
             unsafe { libc::unlink(path) };
         }
     }
-    for cell in &PATHS {
-        let path = cell.load(Ordering::Acquire);
+    for slot in PATHS.slots() {
+        let path = slot.load(Ordering::Acquire) as *const c_char;
         if !path.is_null() {
             // SAFETY: as above.
             unsafe { libc::rmdir(path) };
@@ -325,4 +375,22 @@ fn now_ns() -> i64 {
 
 fn errno() -> c_int {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Whether `pid` is in the set of children the handler would signal.
+#[cfg(test)]
+pub(crate) fn is_tracked(pid: i32) -> bool {
+    CHILDREN
+        .slots()
+        .any(|slot| slot.load(Ordering::Acquire) == pid as usize)
+}
+
+/// Every pid tracked so far, for a test that watches the set from another thread.
+#[cfg(test)]
+pub(crate) fn tracked() -> Vec<i32> {
+    CHILDREN
+        .slots()
+        .map(|slot| slot.load(Ordering::Acquire) as i32)
+        .filter(|&pid| pid > 0)
+        .collect()
 }

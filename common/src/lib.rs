@@ -6,6 +6,7 @@
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`Lock`]: a lock that works across processes, and survives a holder that dies;
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
+//! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - [`interrupt`]: Ctrl-C ends a process's children and removes its files before it ends;
 //! - [`Error`]: failures that name the OS call that failed;
 //! - [`args`]: the examples' few command-line arguments, with usage on a wrong one.
@@ -18,6 +19,7 @@ pub mod golden;
 pub mod interrupt;
 mod lock;
 mod pool;
+mod private_fd;
 mod process;
 pub mod repr;
 mod shm;
@@ -25,8 +27,9 @@ mod shm;
 pub use error::Error;
 pub use lock::{Acquired, Lock, LockGuard};
 pub use pool::{AsyncResult, Pool, PoolError};
-#[cfg(target_os = "linux")]
-pub use process::process_state;
-pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process, current_pid, has_ended};
+pub use private_fd::Private;
+pub use process::{
+    ExitStatus, Outcome, PANIC_EXIT_CODE, Process, current_pid, has_ended, process_state,
+};
 pub use repr::{Dict, PyRepr, PyValue, repr};
-pub use shm::Mapping;
+pub use shm::{Mapping, SharedBorrow};

@@ -2,6 +2,7 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::{MaybeUninit, size_of};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -62,10 +63,22 @@ struct State {
 }
 
 /// The lock, held until dropped: the Rust way to write Python's `with lock:`.
+///
+/// Like std's `MutexGuard`, it stays on the thread that took the lock (it is neither `Send`
+/// nor `Sync`): the mutex knows its holder by thread, and only that thread can release it. A
+/// guard dropped elsewhere would leave the lock held forever, so that does not compile:
+///
+/// ```compile_fail
+/// let lock = common::Lock::new()?;
+/// let held = lock.lock()?;
+/// std::thread::spawn(move || drop(held)); // LockGuard is not Send
+/// # Ok::<(), common::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     acquired: Acquired,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl Lock {
@@ -146,6 +159,7 @@ impl Lock {
         Ok(LockGuard {
             lock: self,
             acquired,
+            _not_send: PhantomData,
         })
     }
 
@@ -155,6 +169,7 @@ impl Lock {
         Ok(self.acquire_timeout(timeout)?.map(|acquired| LockGuard {
             lock: self,
             acquired,
+            _not_send: PhantomData,
         }))
     }
 
@@ -220,23 +235,17 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        // This thread holds the lock (the guard proves it), so release cannot fail.
+        // This thread holds the lock (the guard proves it, and it cannot leave the thread),
+        // so release cannot fail.
         let _ = self.lock.release();
     }
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.
-#[cfg(target_os = "linux")]
 unsafe fn set_robust(attr: *mut libc::pthread_mutexattr_t) -> Result<(), Error> {
     // SAFETY: the caller passes an initialised mutexattr.
     let rc = unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) };
     check("pthread_mutexattr_setrobust", rc)
-}
-
-/// macOS has no robust mutexes: there, a lock whose holder dies stays locked, as in Python.
-#[cfg(not(target_os = "linux"))]
-unsafe fn set_robust(_attr: *mut libc::pthread_mutexattr_t) -> Result<(), Error> {
-    Ok(())
 }
 
 /// pthread calls return the error number instead of setting errno.

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
-use crate::{Error, interrupt};
+use crate::{Error, SharedBorrow, interrupt, private_fd};
 
 /// The exit code of a child whose target panicked, as Rust gives a panicking `main`.
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -98,7 +98,10 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
 ///
 /// Rules that hold for every child:
 /// - stdout is flushed before `fork`, so no half-written line is printed twice;
-/// - `fork` is refused while other threads run (see [`Error::ThreadsRunning`]);
+/// - `fork` is refused while other threads run (see [`Error::ThreadsRunning`]), and while a
+///   guard of shared memory is held (see [`SharedBorrow`]);
+/// - the child closes, before anything else, the descriptors that other mechanisms keep for
+///   their own process (see [`Private`](crate::Private)): a pool's pipes, say;
 /// - the child runs `target` and then ends with `_exit`: it never returns into the caller's
 ///   code, and runs none of the parent's destructors. Its exit code is 0, or 101 after a panic
 ///   (the panic message goes to stderr);
@@ -113,8 +116,20 @@ pub struct Process<F> {
     status: Option<ExitStatus>,
 }
 
-impl<F: FnOnce() -> R, R: Outcome> Process<F> {
+impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
     /// A process that will run `target`: Python's `Process(target=f, args=(...))`.
+    ///
+    /// `target` must be `Send`: what could not go to another thread cannot go to a child.
+    /// A child gets a copy of what the target captured, and a reference into shared memory
+    /// still points at the same memory there; so a lock's guard, which is not `Send`, can
+    /// never reach a child, and neither can a reference to one:
+    ///
+    /// ```compile_fail
+    /// let lock = common::Lock::new()?;
+    /// let held = lock.lock()?;
+    /// let mut p = common::Process::new(|| drop(&held)); // LockGuard is not Sync
+    /// # Ok::<(), common::Error>(())
+    /// ```
     pub fn new(target: F) -> Self {
         Process {
             target: Some(target),
@@ -130,6 +145,11 @@ impl<F: FnOnce() -> R, R: Outcome> Process<F> {
         }
         reap_detached(Block::No);
         ensure_single_threaded()?;
+        if SharedBorrow::live() > 0 {
+            return Err(Error::SharedBorrowHeld {
+                guards: SharedBorrow::live(),
+            });
+        }
         io::stdout()
             .flush()
             .map_err(|e| Error::os("write(stdout)", e))?;
@@ -142,6 +162,7 @@ impl<F: FnOnce() -> R, R: Outcome> Process<F> {
         // process's only one, so nothing is held or half-changed at this point.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
+                private_fd::close_inherited();
                 drop(held);
                 run_child(self.target.take())
             }
@@ -156,7 +177,9 @@ impl<F: FnOnce() -> R, R: Outcome> Process<F> {
             Err(errno) => Err(Error::os("fork", errno)),
         }
     }
+}
 
+impl<F> Process<F> {
     /// Waits for the child to end: Python's `p.join()`. Joining again returns the same status.
     pub fn join(&mut self) -> Result<ExitStatus, Error> {
         if let Some(status) = self.status {
@@ -167,9 +190,7 @@ impl<F: FnOnce() -> R, R: Outcome> Process<F> {
         self.status = Some(status);
         Ok(status)
     }
-}
 
-impl<F> Process<F> {
     /// The child's process id, once started: Python's `p.pid`.
     pub fn pid(&self) -> Option<Pid> {
         self.pid
@@ -256,33 +277,39 @@ enum Block {
     No,
 }
 
-/// `waitpid` for one child: `Ok(None)` when `Block::No` and it is still running.
+/// Waits for one child: `Ok(None)` when `Block::No` and it is still running.
+///
+/// It looks first without reaping (`waitid` with `WNOWAIT`): until it is reaped, the ended
+/// child stays a zombie whose pid no other process can take. Only once it is untracked is it
+/// reaped, so the interrupt handler, which signals every tracked pid, never signals a pid
+/// that may belong to another process by then.
 fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
-    let flags = match block {
-        Block::Yes => None,
-        Block::No => Some(WaitPidFlag::WNOHANG),
-    };
-    loop {
-        // A reaped child is no longer the signal handler's to end. (Between the reaping and
-        // `untrack`, the handler would find its pid gone: waitpid says ECHILD.)
-        match waitpid(pid, flags) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                interrupt::untrack(pid.as_raw());
-                return Ok(Some(ExitStatus::Exited(code)));
-            }
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                interrupt::untrack(pid.as_raw());
-                return Ok(Some(ExitStatus::Signaled(signal)));
-            }
+    let mut flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    if let Block::No = block {
+        flags |= WaitPidFlag::WNOHANG;
+    }
+    let status = loop {
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, code)) => break ExitStatus::Exited(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => break ExitStatus::Signaled(signal),
             Ok(WaitStatus::StillAlive) => return Ok(None),
             // Stops and continues are reported only when asked for, which we do not.
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(errno) => {
                 if errno == Errno::ECHILD {
+                    // Reaped by other code: no longer ours to signal either.
                     interrupt::untrack(pid.as_raw());
                 }
-                return Err(Error::os("waitpid", errno));
+                return Err(Error::os("waitid", errno));
             }
+        }
+    };
+    interrupt::untrack(pid.as_raw());
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(Some(status)),
+            Err(errno) => return Err(Error::os("waitpid", errno)),
         }
     }
 }
@@ -342,7 +369,6 @@ fn ensure_single_threaded() -> Result<(), Error> {
 /// `/proc/self/task` (two, plus one per thread): one `stat`, where reading field 20 of
 /// `/proc/self/stat` takes an open, several reads and a close, four times as long. Where
 /// that count is not kept (it reads two or less), the stat line is read instead.
-#[cfg(target_os = "linux")]
 fn thread_count() -> Result<usize, Error> {
     use std::os::unix::fs::MetadataExt;
     let links = std::fs::metadata("/proc/self/task")
@@ -384,54 +410,67 @@ pub fn current_pid() -> u32 {
 
 /// The state of process `pid` as `/proc/<pid>/stat` gives it (`R` running, `S` sleeping,
 /// `Z` zombie, ...), or `None` when there is no such process.
-#[cfg(target_os = "linux")]
 pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat_field(&stat, 3)?.chars().next()
 }
 
 /// True once process `pid` has ended: it is gone, or it is a zombie not yet reaped.
-#[cfg(target_os = "linux")]
 pub fn has_ended(pid: u32) -> bool {
     matches!(process_state(pid), None | Some('Z' | 'X'))
 }
 
-/// True once process `pid` has ended (a zombie counts as running here).
-#[cfg(not(target_os = "linux"))]
-pub fn has_ended(pid: u32) -> bool {
-    kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH)
-}
-
 /// Field `n` of a `/proc/<pid>/stat` line, numbered from 1 as proc(5) numbers them.
-#[cfg(any(target_os = "linux", feature = "test-support"))]
 pub(crate) fn stat_field(stat: &str, n: usize) -> Option<&str> {
     // The command name, field 2, is in parentheses and may hold spaces: count after it.
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(n.checked_sub(3)?)
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
-compile_error!("counting this process's threads before fork is written for Linux and macOS only");
+#[cfg(not(target_os = "linux"))]
+compile_error!("written for Linux: robust mutexes, /proc, waitid with WNOWAIT, pipe sizes");
 
-/// The number of threads in this process, from `proc_pidinfo`.
-#[cfg(target_os = "macos")]
-fn thread_count() -> Result<usize, Error> {
-    let mut info = std::mem::MaybeUninit::<libc::proc_taskinfo>::zeroed();
-    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
-    // SAFETY: `info` is a writable buffer of `size` bytes, as `proc_pidinfo` requires.
-    let written = unsafe {
-        libc::proc_pidinfo(
-            libc::getpid(),
-            libc::PROC_PIDTASKINFO,
-            0,
-            info.as_mut_ptr().cast(),
-            size,
-        )
-    };
-    if written != size {
-        return Err(Error::os("proc_pidinfo", io::Error::last_os_error()));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// The interrupt handler signals every tracked pid, so a tracked pid must never have been
+    /// reaped: its number could belong to another process by then. One thread forks and
+    /// waits for short-lived children again and again; another keeps checking that every
+    /// pid it sees tracked is still a child of ours (alive or a zombie).
+    #[test]
+    fn a_tracked_child_is_never_already_reaped() {
+        let done = AtomicBool::new(false);
+        let mut seen_reaped = Vec::new();
+        thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..3000 {
+                    let held = interrupt::Held::new();
+                    // SAFETY: the child only calls `_exit`, which is async-signal-safe, so
+                    // forking from a process with other threads is safe here.
+                    let pid = match unsafe { libc::fork() } {
+                        // SAFETY: `_exit` ends the child at once, as a forked child must.
+                        0 => unsafe { libc::_exit(0) },
+                        pid => pid,
+                    };
+                    interrupt::track(pid);
+                    drop(held);
+                    wait(Pid::from_raw(pid), Block::Yes).expect("waitid");
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+            while !done.load(Ordering::Relaxed) {
+                for pid in interrupt::tracked() {
+                    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+                    if waitid(Id::Pid(Pid::from_raw(pid)), flags) == Err(Errno::ECHILD)
+                        && interrupt::is_tracked(pid)
+                    {
+                        seen_reaped.push(pid);
+                    }
+                }
+            }
+        });
+        assert_eq!(seen_reaped, [], "tracked after they were reaped");
     }
-    // SAFETY: `proc_pidinfo` filled all `size` bytes, checked just above.
-    let info = unsafe { info.assume_init() };
-    Ok(info.pti_threadnum.max(1) as usize)
 }

@@ -1,6 +1,8 @@
 //! An anonymous `MAP_SHARED` mapping: memory that a parent and its forked children share.
 
+use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Error;
 
@@ -69,3 +71,48 @@ impl Drop for Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: as above; `&Mapping` hands out only a raw pointer, whose use is unsafe.
 unsafe impl Sync for Mapping {}
+
+/// How many [`SharedBorrow`]s live in this process.
+static BORROWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Proof that a reference into shared memory is alive in this process, such as a `&mut T`
+/// handed out under a lock: while one lives, [`Process::start`](crate::Process::start)
+/// refuses to fork ([`Error::SharedBorrowHeld`]).
+///
+/// A child made by `fork` gets a copy of every reference of its parent, and a reference
+/// into a `MAP_SHARED` mapping still points at the same memory there. So a child started
+/// while a guard's `&mut T` is alive could write through it at the same time as its parent,
+/// both believing they hold the lock: undefined behaviour, reached from safe code. Borrows
+/// end with the guard that made them, so no guard alive means no such reference alive.
+///
+/// It stays on the thread that made it (`!Send`), as the guard that holds it does.
+pub struct SharedBorrow {
+    _not_send: PhantomData<*const ()>,
+}
+
+impl SharedBorrow {
+    /// Counts a borrow of shared memory until this is dropped.
+    pub fn new() -> Self {
+        BORROWS.fetch_add(1, Ordering::Relaxed);
+        SharedBorrow {
+            _not_send: PhantomData,
+        }
+    }
+
+    /// How many live in this process.
+    pub(crate) fn live() -> usize {
+        BORROWS.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for SharedBorrow {
+    fn default() -> Self {
+        SharedBorrow::new()
+    }
+}
+
+impl Drop for SharedBorrow {
+    fn drop(&mut self) {
+        BORROWS.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -26,10 +26,10 @@ fn main() {
 fn one_holder_at_a_time() {
     let lock = Lock::new().unwrap();
     let counter = Mapping::new(8).unwrap();
-    let cell = counter.as_ptr().cast::<u64>();
     let mut children: Vec<_> = (0..4)
         .map(|_| {
             Process::new(|| {
+                let cell = counter.as_ptr().cast::<u64>();
                 for _ in 0..20_000 {
                     let _held = lock.lock().unwrap();
                     // SAFETY: the counter is 8 aligned bytes of the mapping, only touched
@@ -45,6 +45,8 @@ fn one_holder_at_a_time() {
     for p in &mut children {
         assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
     }
+    drop(children);
+    let cell = counter.as_ptr().cast::<u64>();
     // SAFETY: every child has ended; nothing else writes the counter.
     assert_eq!(unsafe { cell.read_volatile() }, 80_000);
     assert_no_children();

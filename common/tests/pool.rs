@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use common::golden::{assert_no_children, open_fds, run_tests};
-use common::{ExitStatus, Pool, PoolError, Process};
+use common::{AsyncResult, ExitStatus, Pool, PoolError, Process};
 use nix::sys::signal::{Signal, kill, raise};
 use nix::unistd::Pid;
 
@@ -36,6 +36,18 @@ fn main() {
         (
             "a_child_cannot_use_its_parents_pool",
             a_child_cannot_use_its_parents_pool,
+        ),
+        (
+            "a_death_blames_the_running_task_and_runs_none_twice",
+            a_death_blames_the_running_task_and_runs_none_twice,
+        ),
+        (
+            "join_ends_while_other_children_live",
+            join_ends_while_other_children_live,
+        ),
+        (
+            "a_worker_killed_with_a_helper_alive",
+            a_worker_killed_with_a_helper_alive,
         ),
         (
             "no_zombie_and_no_descriptor_after_drop",
@@ -248,7 +260,7 @@ fn close_and_join_finish_the_tasks() {
     let handles: Vec<_> = (0..6)
         .map(|_| p.apply_async(sleep_ms, 50).unwrap())
         .collect();
-    p.close();
+    p.close().unwrap();
     assert!(matches!(p.apply(square, 1), Err(PoolError::Closed)));
     p.join().unwrap();
     for r in &handles {
@@ -278,17 +290,169 @@ fn terminate_and_drop_stop_the_workers() {
     assert_no_children();
 }
 
+thread_local! {
+    /// A pool, and a result of it, that a child reaches without capturing them: a target
+    /// cannot capture a `Pool` (it is not `Sync`), but a thread-local is copied by fork.
+    static LEAKED: std::cell::OnceCell<(&'static Pool, AsyncResult<'static, u64>)> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// Every operation of a child on its parent's pool is refused, and changes nothing: the
+/// parent still gets its result, and its workers still run.
 fn a_child_cannot_use_its_parents_pool() {
-    let p = Pool::new(1).unwrap();
+    let p: &'static Pool = Box::leak(Box::new(Pool::new(2).unwrap()));
+    let pids = p.pids();
+    let slow = p.apply_async(sleep_ms, 300).unwrap();
+    LEAKED.with(|leaked| leaked.set((p, slow)).ok().unwrap());
     let mut child = Process::new(|| {
-        assert!(matches!(
-            p.apply(square, 2),
-            Err(PoolError::NotOwner { .. })
-        ));
+        LEAKED.with(|leaked| {
+            let (p, slow) = leaked.get().unwrap();
+            let refused = |r: Result<_, PoolError>| matches!(r, Err(PoolError::NotOwner { .. }));
+            assert!(refused(slow.get().map(drop)));
+            assert!(refused(slow.get_timeout(Duration::from_secs(1)).map(drop)));
+            assert!(refused(slow.ready().map(drop)));
+            assert!(refused(p.apply(square, 2).map(drop)));
+            assert!(refused(p.apply_async(square, 2).map(drop)));
+            assert!(refused(p.map(square, &[]).map(drop)));
+            assert!(refused(p.map(square, &[1, 2]).map(drop)));
+            assert!(refused(p.close()));
+            assert!(refused(p.join()));
+            assert!(refused(p.terminate()));
+        })
     });
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
-    assert_eq!(p.apply(square, 2).unwrap(), 4);
+    LEAKED.with(|leaked| {
+        let (p, slow) = leaked.get().unwrap();
+        assert_eq!(slow.get_timeout(Duration::from_secs(10)).unwrap(), 300);
+        assert_eq!(p.pids(), pids);
+        assert_eq!(p.apply(square, 2).unwrap(), 4);
+        assert_eq!(p.map(square, &[1, 2]).unwrap(), [1, 4]);
+        p.terminate().unwrap();
+    });
+    assert_no_children();
+}
+
+/// Writes `x` to the pipe `fd` (one byte: which tasks ran, and how often), and exits with
+/// code 3 on task 2.
+fn record_and_exit_on_2((fd, x): (i32, u8)) -> u8 {
+    // SAFETY: `fd` is the write end of the test's pipe, inherited by the worker.
+    unsafe { libc::write(fd, [x].as_ptr().cast(), 1) };
+    if x == 2 {
+        std::process::exit(3);
+    }
+    x
+}
+
+/// One worker, eight tasks, task 2 exits: task 1 keeps its result, task 2 is the one blamed,
+/// and every other task runs once.
+fn a_death_blames_the_running_task_and_runs_none_twice() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let p = Pool::new(1).unwrap();
+    let results: Vec<_> = (0..8u8)
+        .map(|x| {
+            p.apply_async(record_and_exit_on_2, (w.as_raw_fd(), x))
+                .unwrap()
+        })
+        .collect();
+    for (x, result) in results.iter().enumerate() {
+        match (x, result.get_timeout(Duration::from_secs(10))) {
+            (2, Err(PoolError::WorkerDied { task, status, .. })) => {
+                assert_eq!(task, 2);
+                assert_eq!(status, ExitStatus::Exited(3));
+            }
+            (x, got) => assert_eq!(got.unwrap(), x as u8),
+        }
+    }
+    drop(results);
+    drop(p);
+    drop(w);
+    let mut ran = Vec::new();
+    r.read_to_end(&mut ran).unwrap();
+    ran.sort();
+    assert_eq!(
+        ran,
+        [0, 1, 2, 3, 4, 5, 6, 7],
+        "tasks that ran, with repeats"
+    );
+    assert_no_children();
+}
+
+/// `close` and `join` end even while other children hold copies of descriptors: another
+/// pool's workers, and a process started after the pool.
+fn join_ends_while_other_children_live() {
+    let first = Pool::new(2).unwrap();
+    let second = Pool::new(2).unwrap();
+    let mut sleeper = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
+    sleeper.start().unwrap();
+    assert_eq!(first.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+    first.close().unwrap();
+    first.join().unwrap();
+    assert!(first.pids().is_empty());
+    assert_eq!(second.map(square, &[4]).unwrap(), [16]);
+    second.close().unwrap();
+    second.join().unwrap();
+    sleeper.kill().unwrap();
+    sleeper.join().unwrap();
+    assert_no_children();
+}
+
+/// Starts a helper that outlives its worker by 30 s, by `start` (which closes the pool's
+/// descriptors in it) or by a bare `fork` (which keeps them), sends its pid back, and waits.
+fn start_helper_and_wait((fd, bare): (i32, bool)) -> u8 {
+    let pid = if bare {
+        // SAFETY: the worker has one thread; the child only sleeps and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                std::thread::sleep(Duration::from_secs(30));
+                // SAFETY: ends the helper at once, as a forked child must.
+                unsafe { libc::_exit(0) }
+            }
+            pid => pid,
+        }
+    } else {
+        let mut helper = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
+        helper.start().unwrap();
+        helper.pid().unwrap().as_raw()
+    };
+    // SAFETY: `fd` is the write end of the test's pipe, inherited by the worker.
+    unsafe { libc::write(fd, pid.to_le_bytes().as_ptr().cast(), 4) };
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// A worker killed while a process it started lives is reported within a second.
+fn a_worker_killed_with_a_helper_alive() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    for bare in [false, true] {
+        let (mut r, w) = os_pipe::pipe().unwrap();
+        let p = Pool::new(1).unwrap();
+        let victim = p.pids()[0];
+        let waiting = p
+            .apply_async(start_helper_and_wait, (w.as_raw_fd(), bare))
+            .unwrap();
+        let mut pid = [0u8; 4];
+        r.read_exact(&mut pid).unwrap();
+        let helper = Pid::from_raw(i32::from_le_bytes(pid));
+        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+        let started = Instant::now();
+        let err = waiting.get_timeout(Duration::from_secs(10)).unwrap_err();
+        let took = started.elapsed();
+        let _ = kill(helper, Signal::SIGKILL);
+        assert!(
+            matches!(err, PoolError::WorkerDied { pid, .. } if pid == victim),
+            "{err}"
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "bare fork {bare}: took {took:?}"
+        );
+        assert_eq!(p.apply(square, 3).unwrap(), 9);
+    }
+    assert_no_children();
 }
 
 fn no_zombie_and_no_descriptor_after_drop() {

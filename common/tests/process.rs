@@ -69,6 +69,14 @@ fn main() {
             "an_ignored_sigint_stays_ignored",
             an_ignored_sigint_stays_ignored,
         ),
+        (
+            "a_signal_ends_any_number_of_children",
+            a_signal_ends_any_number_of_children,
+        ),
+        (
+            "a_signal_removes_any_number_of_paths",
+            a_signal_removes_any_number_of_paths,
+        ),
     ];
     common::golden::run_tests(tests);
 }
@@ -407,4 +415,81 @@ fn an_ignored_sigint_stays_ignored() {
     // SAFETY: kill touches no memory; the orphan is this test's own grandchild.
     unsafe { libc::kill(stubborn, libc::SIGKILL) };
     assert_no_children();
+}
+
+/// No table limits what the handler ends: a parent with 1,100 children, sent SIGTERM, ends
+/// every one of them before it ends.
+fn a_signal_ends_any_number_of_children() {
+    const CHILDREN: usize = 1100;
+    let (mut pids, w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(move || {
+        let mut children = Vec::new();
+        for _ in 0..CHILDREN {
+            let mut child = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+            child.start().unwrap();
+            (&w).write_all(&child.pid().unwrap().as_raw().to_ne_bytes())
+                .unwrap();
+            children.push(child);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    parent.start().unwrap();
+    let mut children = Vec::new();
+    for _ in 0..CHILDREN {
+        let mut pid = [0; 4];
+        pids.read_exact(&mut pid).unwrap();
+        children.push(i32::from_ne_bytes(pid));
+    }
+    parent.terminate().unwrap();
+    assert_eq!(
+        parent.join().unwrap(),
+        ExitStatus::Signaled(Signal::SIGTERM)
+    );
+    let left: Vec<_> = children
+        .iter()
+        .filter(|&&pid| !common::has_ended(pid as u32))
+        .collect();
+    // Clean up after a failure, so the next tests do not run beside a thousand orphans.
+    for &&pid in &left {
+        // SAFETY: kill touches no memory; these are this test's grandchildren.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        left.is_empty(),
+        "{} of {CHILDREN} children outlived their parent",
+        left.len()
+    );
+    assert_no_children();
+}
+
+/// Nor does a table limit the paths it removes: 40 files, each registered, all removed when
+/// SIGTERM ends the process that made them.
+fn a_signal_removes_any_number_of_paths() {
+    let dir = std::env::temp_dir().join(format!("remove-on-signal-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let paths: Vec<_> = (0..40).map(|i| dir.join(i.to_string())).collect();
+    let (mut ready, w) = os_pipe::pipe().unwrap();
+    let to_register = paths.clone();
+    let mut parent = Process::new(move || {
+        let registered: Vec<_> = to_register
+            .iter()
+            .map(|path| {
+                std::fs::write(path, b"").unwrap();
+                common::interrupt::RemoveOnSignal::new(path).unwrap()
+            })
+            .collect();
+        (&w).write_all(b"r").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(registered);
+    });
+    parent.start().unwrap();
+    ready.read_exact(&mut [0]).unwrap();
+    parent.terminate().unwrap();
+    assert_eq!(
+        parent.join().unwrap(),
+        ExitStatus::Signaled(Signal::SIGTERM)
+    );
+    let left: Vec<_> = paths.iter().filter(|path| path.exists()).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

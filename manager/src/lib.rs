@@ -68,7 +68,7 @@ impl From<FrameError> for ManagerError {
     }
 }
 
-type ServerTarget = Box<dyn FnOnce() -> Result<(), Error>>;
+type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 
 /// A server process that owns dicts and lists, which every process of the program reaches
 /// through proxies: Python's `Manager()`.

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
 
-use common::{Error, Lock, LockGuard, Mapping};
+use common::{Acquired, Error, Lock, LockGuard, Mapping, SharedBorrow};
 
 /// Data that may live in memory shared between processes.
 ///
@@ -18,11 +18,27 @@ use common::{Error, Lock, LockGuard, Mapping};
 /// let name = shared_value::Value::new(String::from("bob")); // String is not Plain
 /// ```
 ///
+/// A type aligned to more than a page (4096 bytes) cannot be placed in a page-aligned
+/// mapping, and is refused when the program is built:
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy)]
+/// #[repr(align(8192))]
+/// struct Huge(u8);
+/// // SAFETY: (wrongly) claimed plain, but no Value can hold it anyway.
+/// unsafe impl shared_value::Plain for Huge {}
+/// let v = shared_value::Value::new(Huge(0)); // align 8192 > 4096
+/// ```
+///
 /// # Safety
-/// An implementing type must be `Copy`, hold no pointer or reference, and be valid for every
-/// bit pattern: the mapping starts zeroed, and a process killed in the middle of a write can
-/// leave a value half-written.
-pub unsafe trait Plain: Copy + Send + 'static {}
+/// An implementing type must be `Copy`, hold no pointer or reference, be valid for every
+/// bit pattern (the mapping starts zeroed, and a process killed in the middle of a write can
+/// leave a value half-written), and be aligned to at most 4096 bytes, a page, which is the
+/// alignment of the mapping that holds it (checked when a `Value` or `Array` is built).
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+
+/// The largest alignment a mapping gives: it starts on a page.
+const PAGE: usize = 4096;
 
 macro_rules! plain {
     ($($t:ty)*) => {
@@ -51,17 +67,31 @@ pub struct Value<T: Plain> {
 }
 
 /// The value's lock, held: reads and writes the value until dropped.
+///
+/// The `&mut T` it gives points into memory that other processes share, so it must never
+/// reach another process: while a guard lives, `Process::start` refuses to fork (see
+/// [`SharedBorrow`]), and the guard stays on its thread (it is neither `Send` nor `Sync`),
+/// so it cannot be captured by a child's target at all:
+///
+/// ```compile_fail
+/// let num = shared_value::Value::new(0.0)?;
+/// let mut held = num.get_lock()?;
+/// let mut p = common::Process::new(|| *held += 1.0); // ValueGuard is not Send
+/// # Ok::<(), common::Error>(())
+/// ```
 pub struct ValueGuard<'a, T: Plain> {
     _held: LockGuard<'a>,
+    _borrow: SharedBorrow,
     value: &'a mut T,
 }
 
 impl<T: Plain> Value<T> {
     /// A shared `value`: `Value::new(0.0)` is Python's `Value('d', 0.0)`.
     pub fn new(value: T) -> Result<Self, Error> {
+        const { assert!(align_of::<T>() <= PAGE, "a page-aligned mapping aligns T") };
         let map = Mapping::new(size_of::<T>())?;
-        // SAFETY: the mapping is page-aligned and at least size_of::<T>() bytes, and no one
-        // else can see it yet.
+        // SAFETY: the mapping is page-aligned (so aligned for T, checked above) and at least
+        // size_of::<T>() bytes, and no one else can see it yet.
         unsafe { map.as_ptr().cast::<T>().write(value) };
         Ok(Value {
             lock: Lock::new()?,
@@ -83,13 +113,25 @@ impl<T: Plain> Value<T> {
 
     /// Takes the value's lock; the guard reads and writes the value until dropped. Python's
     /// `with num.get_lock(): num.value += 1` is `*num.get_lock()? += 1`.
+    ///
+    /// If the process that held the lock died holding it, the value may be half-written:
+    /// this call returns [`Error::OwnerDied`] instead, and releases the lock, which is
+    /// usable again; the next call takes it as usual.
     pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, Error> {
-        let held = self.lock.lock()?;
+        let held = lock(&self.lock)?;
+        let borrow = SharedBorrow::new();
         // SAFETY: the mapping holds a T (written by `new`) and lives as long as `self`. Every
-        // access to it goes through this lock, which this process now holds, so no other
-        // reference to the value exists until the guard is dropped.
+        // access to it goes through this lock, which this thread of this process now holds:
+        // - no other process holds it, and no copy of this reference can reach one, since
+        //   fork is refused while `borrow` lives and the guard cannot leave this thread;
+        // - no other thread holds it, and the lock refuses a second `lock` on this thread.
+        // So this is the only reference to the value until the guard is dropped.
         let value = unsafe { &mut *self.map.as_ptr().cast::<T>() };
-        Ok(ValueGuard { _held: held, value })
+        Ok(ValueGuard {
+            _held: held,
+            _borrow: borrow,
+            value,
+        })
     }
 }
 
@@ -120,9 +162,11 @@ pub struct Array<T: Plain> {
     _items: PhantomData<T>,
 }
 
-/// The array's lock, held: reads and writes the elements as a slice until dropped.
+/// The array's lock, held: reads and writes the elements as a slice until dropped. Like
+/// [`ValueGuard`], it never reaches another process or thread.
 pub struct ArrayGuard<'a, T: Plain> {
     _held: LockGuard<'a>,
+    _borrow: SharedBorrow,
     items: &'a mut [T],
 }
 
@@ -130,7 +174,7 @@ impl<T: Plain> Array<T> {
     /// A shared array of `items`: `Array::new(0..10)` is Python's `Array('i', range(10))`.
     pub fn new(items: impl IntoIterator<Item = T>) -> Result<Self, Error> {
         let items: Vec<T> = items.into_iter().collect();
-        const { assert!(align_of::<T>() <= 4096, "a page-aligned mapping aligns T") };
+        const { assert!(align_of::<T>() <= PAGE, "a page-aligned mapping aligns T") };
         let map = Mapping::new(size_of::<T>() * items.len())?;
         // SAFETY: the mapping is page-aligned, holds at least `items.len()` values of T, and no
         // one else can see it yet; the source is a separate Vec.
@@ -178,14 +222,32 @@ impl<T: Plain> Array<T> {
     }
 
     /// Takes the array's lock; the guard reads and writes the elements until dropped.
+    /// [`Error::OwnerDied`] if the lock's holder died holding it, as for
+    /// [`Value::get_lock`].
     pub fn get_lock(&self) -> Result<ArrayGuard<'_, T>, Error> {
-        let held = self.lock.lock()?;
+        let held = lock(&self.lock)?;
+        let borrow = SharedBorrow::new();
         // SAFETY: the mapping holds `len` values of T (written by `new`) and lives as long as
-        // `self`. Every access goes through this lock, which this process now holds, so no
-        // other reference to the elements exists until the guard is dropped.
+        // `self`. As in `Value::get_lock`: the lock is this thread's, fork is refused while
+        // `borrow` lives, and the guard cannot leave this thread, so no other reference to
+        // the elements exists, in any process, until the guard is dropped.
         let items =
             unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().cast::<T>(), self.len) };
-        Ok(ArrayGuard { _held: held, items })
+        Ok(ArrayGuard {
+            _held: held,
+            _borrow: borrow,
+            items,
+        })
+    }
+}
+
+/// Takes `lock`; [`Error::OwnerDied`] (and the lock released) if its holder died holding it,
+/// so that no one reads what it left half-written as if it were whole.
+fn lock(lock: &Lock) -> Result<LockGuard<'_>, Error> {
+    let held = lock.lock()?;
+    match held.acquired() {
+        Acquired::Released => Ok(held),
+        Acquired::OwnerDied { pid } => Err(Error::OwnerDied { pid }),
     }
 }
 

@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use common::golden::{assert_no_children, run_tests};
-use common::{ExitStatus, Process};
+use common::{Error, ExitStatus, Process};
+use nix::sys::signal::{Signal, raise};
 use shared_value::{Array, Value};
 
 fn main() {
@@ -20,23 +21,32 @@ fn main() {
         ),
         ("arrays_of_any_length", arrays_of_any_length),
         ("guards_exclude_other_access", guards_exclude_other_access),
+        (
+            "fork_is_refused_while_a_guard_lives",
+            fork_is_refused_while_a_guard_lives,
+        ),
+        (
+            "a_holder_that_dies_half_way_is_reported",
+            a_holder_that_dies_half_way_is_reported,
+        ),
     ]);
 }
 
 fn a_child_changes_what_the_parent_sees() {
     let num = Value::new(0.5f64).unwrap();
     let arr = Array::new([1u8, 2, 3]).unwrap();
-    let plain = std::cell::Cell::new(7);
+    let mut plain = 7;
     let mut p = Process::new(|| {
         num.set_value(-2.25).unwrap();
         arr.set(1, 20).unwrap();
-        plain.set(8); // the child's own copy
+        plain = 8; // the child's own copy
     });
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    drop(p);
     assert_eq!(num.value().unwrap(), -2.25);
     assert_eq!(arr.to_vec().unwrap(), [1, 20, 3]);
-    assert_eq!(plain.get(), 7);
+    assert_eq!(plain, 7);
     assert_no_children();
 }
 
@@ -85,15 +95,87 @@ fn arrays_of_any_length() {
 /// While this process holds the guard, reading the value again is refused, not a deadlock,
 /// and a child waits for the guard's release.
 fn guards_exclude_other_access() {
+    use std::io::{Read, Write};
     let num = Value::new(1u32).unwrap();
-    let mut held = num.get_lock().unwrap();
-    assert!(matches!(num.value(), Err(common::Error::AlreadyHeld)));
-    let mut p = Process::new(|| {
+    let (mut r, mut w) = os_pipe::pipe().unwrap();
+    let num = &num;
+    let mut p = Process::new(move || {
+        // Wait until the parent holds the guard, then read: that waits for the release.
+        r.read_exact(&mut [0]).unwrap();
         assert_eq!(num.value().unwrap(), 2);
     });
     p.start().unwrap();
+    let mut held = num.get_lock().unwrap();
+    assert!(matches!(num.value(), Err(Error::AlreadyHeld)));
+    w.write_all(b"x").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     *held = 2;
     drop(held);
     assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// A child forked while a guard lives would get a copy of its `&mut T` into shared memory,
+/// and write through it while the parent does: two processes "under the lock" at once. A
+/// target cannot capture the guard (that does not compile, see `ValueGuard`), but it can
+/// capture a `&mut T` taken from it; so fork is refused while any guard lives.
+fn fork_is_refused_while_a_guard_lives() {
+    let num = Value::new(0u64).unwrap();
+    let arr = Array::new([0u8; 4]).unwrap();
+    {
+        let mut held = num.get_lock().unwrap();
+        let inside: &mut u64 = &mut held;
+        let mut p = Process::new(move || *inside += 1);
+        assert!(matches!(
+            p.start(),
+            Err(Error::SharedBorrowHeld { guards: 1 })
+        ));
+        assert_eq!(p.pid(), None);
+    }
+    {
+        let mut held = arr.get_lock().unwrap();
+        let _other = num.get_lock().unwrap();
+        let items: &mut [u8] = &mut held;
+        let mut p = Process::new(move || items[0] = 1);
+        assert!(matches!(
+            p.start(),
+            Err(Error::SharedBorrowHeld { guards: 2 })
+        ));
+    }
+    // Once the guards are gone, fork is allowed again.
+    let mut p = Process::new(|| *num.get_lock().unwrap() += 1);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(num.value().unwrap(), 1);
+    assert_eq!(arr.to_vec().unwrap(), [0; 4]);
+    assert_no_children();
+}
+
+/// A child killed half-way through negating an array under its lock leaves it half-changed;
+/// the next user learns that, instead of reading it as if it were whole.
+fn a_holder_that_dies_half_way_is_reported() {
+    let arr = Array::new(0..10).unwrap();
+    let num = Value::new(1.5f64).unwrap();
+    let mut p = Process::new(|| {
+        let mut a = arr.get_lock().unwrap();
+        for x in &mut a[..5] {
+            *x = -*x;
+        }
+        let _n = num.get_lock().unwrap();
+        raise(Signal::SIGKILL).unwrap();
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Signaled(Signal::SIGKILL));
+    let pid = p.pid().unwrap().as_raw() as u32;
+    match arr.to_vec() {
+        Err(Error::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        other => panic!("a dead holder's half-negated array read as {other:?}"),
+    }
+    match num.value() {
+        Err(Error::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        other => panic!("a dead holder's value read as {other:?}"),
+    }
+    // Told once, the lock is usable again: what the holder left is there to repair.
+    assert_eq!(arr.to_vec().unwrap(), [0, -1, -2, -3, -4, 5, 6, 7, 8, 9]);
+    assert_eq!(num.value().unwrap(), 1.5);
+    assert_no_children();
 }

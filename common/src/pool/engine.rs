@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::PoolError;
 use super::worker::{self, PANICKED, RETURNED, Trampoline};
 use crate::frame::{self, FrameBuf, FrameError, SPIN, pollfd, set_nonblocking};
-use crate::{Error, ExitStatus, Process};
+use crate::{Error, ExitStatus, Private, Process};
 
 /// A finished task.
 pub(super) enum Done {
@@ -38,14 +38,20 @@ struct Task {
     frame: Vec<u8>,
 }
 
-type Target = Box<dyn FnOnce() -> Result<(), FrameError>>;
+type Target = Box<dyn FnOnce() -> Result<(), FrameError> + Send>;
+
+/// How often a waiting pool checks that its workers are alive, beside watching their pipes:
+/// a worker whose pipe a process it started still holds open never shows its end there.
+const LIVENESS: Duration = Duration::from_millis(100);
 
 struct Worker {
     process: Process<Target>,
     pid: u32,
-    /// Where tasks go; `None` once the worker cannot take more.
-    tasks: Option<PipeWriter>,
-    results: PipeReader,
+    /// Where tasks go; `None` once the worker cannot take more. Both ends are the parent's
+    /// own ([`Private`]): no other child keeps them open, so the worker sees its task pipe
+    /// end when the pool closes it, and the pool sees the results end when the worker dies.
+    tasks: Option<Private<PipeWriter>>,
+    results: Private<PipeReader>,
     frames: FrameBuf,
     /// Tasks given to this worker, oldest first: it runs them in this order.
     in_flight: VecDeque<Task>,
@@ -68,6 +74,8 @@ pub(super) struct Engine {
     pollfds: Vec<libc::pollfd>,
     /// Buffers of finished tasks, for the next tasks' frames.
     spare: Vec<Vec<u8>>,
+    /// When the workers were last checked to be alive.
+    checked: Instant,
 }
 
 /// How many task buffers are kept for reuse.
@@ -89,12 +97,22 @@ impl Engine {
             processes,
             pollfds: Vec::new(),
             spare: Vec::new(),
+            checked: Instant::now(),
         };
         for _ in 0..processes {
-            let worker = spawn(&engine.workers)?;
+            let worker = spawn()?;
             engine.workers.push(worker);
         }
         Ok(engine)
+    }
+
+    /// Fails unless this is the process that made the pool: a child forked from it has a
+    /// copy of the pool, but not its pipes, and must change nothing of its parent's.
+    pub(super) fn check_owner(&self) -> Result<(), PoolError> {
+        if self.owner != crate::current_pid() {
+            return Err(PoolError::NotOwner { owner: self.owner });
+        }
+        Ok(())
     }
 
     pub(super) fn processes(&self) -> usize {
@@ -112,9 +130,7 @@ impl Engine {
         f: usize,
         args: &A,
     ) -> Result<u64, PoolError> {
-        if self.owner != crate::current_pid() {
-            return Err(PoolError::NotOwner { owner: self.owner });
-        }
+        self.check_owner()?;
         if self.closed {
             return Err(PoolError::Closed);
         }
@@ -136,6 +152,7 @@ impl Engine {
 
     /// Runs the pool until `task` is done, or until `deadline`.
     pub(super) fn wait(&mut self, task: u64, deadline: Option<Instant>) -> Result<(), PoolError> {
+        self.check_owner()?;
         while !self.done.contains_key(&task) {
             if self.workers.is_empty() {
                 return Err(PoolError::Closed);
@@ -158,6 +175,9 @@ impl Engine {
 
     /// Forgets `task`: its result is dropped now, or when it comes.
     pub(super) fn abandon(&mut self, task: u64) {
+        if self.check_owner().is_err() {
+            return;
+        }
         if self.done.remove(&task).is_some() {
             return;
         }
@@ -180,6 +200,7 @@ impl Engine {
 
     /// Sends what can be sent and reads what has come, without waiting.
     pub(super) fn progress(&mut self) -> Result<(), PoolError> {
+        self.check_owner()?;
         self.send();
         if self.poll(0)? > 0 {
             self.handle_events()?;
@@ -187,12 +208,15 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn close(&mut self) {
+    pub(super) fn close(&mut self) -> Result<(), PoolError> {
+        self.check_owner()?;
         self.closed = true;
+        Ok(())
     }
 
     /// Closes the pool, lets the workers finish every task, and reaps them.
     pub(super) fn join(&mut self) -> Result<(), PoolError> {
+        self.check_owner()?;
         self.closed = true;
         while !self.queue.is_empty() || self.workers.iter().any(|w| !w.in_flight.is_empty()) {
             self.step(None)?;
@@ -209,6 +233,7 @@ impl Engine {
 
     /// Stops every worker now; tasks not finished are done as `Closed`.
     pub(super) fn terminate(&mut self) -> Result<(), PoolError> {
+        self.check_owner()?;
         self.closed = true;
         for w in &mut self.workers {
             w.tasks = None;
@@ -228,21 +253,26 @@ impl Engine {
     }
 
     /// One round: hand out tasks, write them, wait for something to happen (polling for
-    /// `SPIN` first, then sleeping in `poll` until `deadline`), and handle it.
+    /// `SPIN` first, then sleeping in `poll` until `deadline`), and handle it. Every
+    /// [`LIVENESS`] the workers are also checked to be alive.
     fn step(&mut self, deadline: Option<Instant>) -> Result<(), PoolError> {
         self.dispatch();
         self.send_all();
         let spin_until = Instant::now() + SPIN;
         loop {
             let now = Instant::now();
-            let timeout = match deadline {
-                _ if now < spin_until => 0,
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(now);
-                    // Rounded up, so a wait does not end just before its deadline.
-                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-                }
+            if now >= self.checked + LIVENESS {
+                self.checked = now;
+                return self.check_alive();
+            }
+            let timeout = if now < spin_until {
+                0
+            } else {
+                let check = self.checked + LIVENESS;
+                let until = deadline.map_or(check, |d| d.min(check));
+                // Rounded up, so a wait does not end just before its deadline.
+                let left = until.saturating_duration_since(now);
+                left.as_micros().div_ceil(1000) as i32
             };
             if self.poll(timeout)? > 0 {
                 return self.handle_events();
@@ -252,6 +282,18 @@ impl Engine {
             }
             std::hint::spin_loop();
         }
+    }
+
+    /// Finds workers that have ended though their results pipe has not (a process they
+    /// started holds it open): takes what they wrote before they died, then replaces them.
+    fn check_alive(&mut self) -> Result<(), PoolError> {
+        for i in 0..self.workers.len() {
+            if self.workers[i].process.poll()?.is_some() {
+                self.receive(i, Drain::UntilEmpty)?;
+                self.died(i)?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives queued tasks to workers: one each to idle workers first, then more each
@@ -284,10 +326,9 @@ impl Engine {
     fn poll(&mut self, timeout_ms: i32) -> Result<usize, PoolError> {
         self.pollfds.clear();
         for w in &self.workers {
-            self.pollfds
-                .push(pollfd(w.results.as_raw_fd(), libc::POLLIN));
-            if let (Some(tasks), true) = (&w.tasks, w.unsent < w.in_flight.len()) {
-                self.pollfds.push(pollfd(tasks.as_raw_fd(), libc::POLLOUT));
+            self.pollfds.push(pollfd(w.results_fd(), libc::POLLIN));
+            if let (Some(tasks), true) = (w.tasks_fd(), w.unsent < w.in_flight.len()) {
+                self.pollfds.push(pollfd(tasks, libc::POLLOUT));
             }
         }
         Ok(frame::poll_fds(&mut self.pollfds, timeout_ms)?)
@@ -307,34 +348,39 @@ impl Engine {
         for k in 0..self.pollfds.len() {
             let p = self.pollfds[k];
             if p.revents != 0 && p.events == libc::POLLIN {
-                if let Some(i) = self
-                    .workers
-                    .iter()
-                    .position(|w| w.results.as_raw_fd() == p.fd)
-                {
-                    self.receive(i)?;
+                if let Some(i) = self.workers.iter().position(|w| w.results_fd() == p.fd) {
+                    self.receive(i, Drain::Once)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Reads what worker `i` sent: results, or the end of its pipe when it died.
-    fn receive(&mut self, i: usize) -> Result<(), PoolError> {
-        let w = &mut self.workers[i];
-        match w.frames.fill(&mut w.results) {
-            Ok(0) => return self.died(i),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
+    /// Reads what worker `i` sent: results, or the end of its pipe when it died. With
+    /// `Drain::UntilEmpty`, reads until nothing more is there (for a worker known dead).
+    fn receive(&mut self, i: usize, drain: Drain) -> Result<(), PoolError> {
+        loop {
+            let w = &mut self.workers[i];
+            let Some(results) = w.results.get_mut() else {
+                return Err(PoolError::NotOwner { owner: self.owner });
+            };
+            match w.frames.fill(results) {
+                Ok(0) if matches!(drain, Drain::Once) => return self.died(i),
+                Ok(0) => return Ok(()),
+                Ok(_) => self.take_results(i)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(Error::os("read", e).into()),
+            }
+            if matches!(drain, Drain::Once) {
                 return Ok(());
             }
-            Err(e) => return Err(Error::os("read", e).into()),
         }
+    }
+
+    /// Takes every whole result frame that worker `i` has sent.
+    fn take_results(&mut self, i: usize) -> Result<(), PoolError> {
+        let w = &mut self.workers[i];
         while let Some(payload) = w.frames.next_frame()? {
             let (task, kind, value) = worker::parse_result(payload)?;
             if w.unsent == 0 || w.in_flight.front().map(|t| t.id) != Some(task) {
@@ -384,7 +430,7 @@ impl Engine {
                 self.queue.push_front(task);
             }
         }
-        let replacement = spawn(&self.workers)?;
+        let replacement = spawn()?;
         self.workers[i] = replacement;
         Ok(())
     }
@@ -398,9 +444,25 @@ impl Drop for Engine {
     }
 }
 
+/// How much `receive` reads.
+#[derive(Clone, Copy)]
+enum Drain {
+    /// One read: what `poll` found.
+    Once,
+    /// Until the pipe is empty: a dead worker's last results.
+    UntilEmpty,
+}
+
 impl Worker {
     fn tasks_fd(&self) -> Option<RawFd> {
-        self.tasks.as_ref().map(AsRawFd::as_raw_fd)
+        self.tasks
+            .as_ref()
+            .and_then(Private::get)
+            .map(AsRawFd::as_raw_fd)
+    }
+
+    fn results_fd(&self) -> RawFd {
+        self.results.get().map_or(-1, AsRawFd::as_raw_fd)
     }
 
     /// Writes as much of the unsent tasks as the pipe takes now.
@@ -412,7 +474,7 @@ impl Worker {
             offset,
             ..
         } = self;
-        let Some(pipe) = tasks else {
+        let Some(pipe) = tasks.as_mut().and_then(Private::get_mut) else {
             return;
         };
         while let Some(task) = in_flight.get(*unsent) {
@@ -436,23 +498,19 @@ impl Worker {
     }
 }
 
-/// Forks a worker with two new pipes: tasks in, results out.
-fn spawn(workers: &[Worker]) -> Result<Worker, PoolError> {
+/// Forks a worker with two new pipes: tasks in, results out. The parent's ends are
+/// [`Private`], so this worker, later workers, and every other child close them at fork.
+fn spawn() -> Result<Worker, PoolError> {
     let (tasks_r, tasks_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
     let (results_r, results_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
     frame::enlarge_pipe(tasks_w.as_fd());
     frame::enlarge_pipe(results_w.as_fd());
-    // The parent's ends of every pool pipe, which the worker must not hold open.
-    let mut inherited: Vec<RawFd> = workers
-        .iter()
-        .flat_map(|w| w.tasks_fd().into_iter().chain([w.results.as_raw_fd()]))
-        .collect();
-    inherited.extend([tasks_w.as_raw_fd(), results_r.as_raw_fd()]);
-    let target: Target = Box::new(move || worker::run(tasks_r, results_w, inherited));
-    let mut process = Process::new(target);
-    process.start()?;
     set_nonblocking(tasks_w.as_fd())?;
     set_nonblocking(results_r.as_fd())?;
+    let (tasks_w, results_r) = (Private::new(tasks_w), Private::new(results_r));
+    let target: Target = Box::new(move || worker::run(tasks_r, results_w));
+    let mut process = Process::new(target);
+    process.start()?;
     let pid = process.pid().map_or(0, |p| p.as_raw() as u32);
     Ok(Worker {
         process,

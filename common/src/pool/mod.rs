@@ -176,6 +176,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let mut engine = self.engine.borrow_mut();
+        engine.check_owner()?;
         if iterable.is_empty() {
             return Ok(Vec::new());
         }
@@ -250,8 +251,8 @@ impl Pool {
     }
 
     /// Accepts no more tasks: Python's `pool.close()`. Tasks already given still run.
-    pub fn close(&self) {
-        self.engine.borrow_mut().close();
+    pub fn close(&self) -> Result<(), PoolError> {
+        self.engine.borrow_mut().close()
     }
 
     /// Waits for every given task to finish, then for the workers to exit: Python's

@@ -7,14 +7,14 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 
+use crate::Private;
 use crate::frame::{self, FrameBuf, FrameError};
 
 /// The result's kind byte: `f` returned; a bincode value follows.
@@ -150,42 +150,25 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     message
 }
 
-/// After a task that ran this long, its result is written at once, not batched.
-const BATCH_FOR: Duration = Duration::from_millis(1);
-
 /// The worker process: runs tasks until its task pipe ends, then returns.
 ///
-/// `inherited` are descriptors of the parent's side of every pool pipe, this worker's own
-/// included, which fork copied into this process: they are closed first, so that a worker
-/// sees the end of its task pipe when the pool closes it.
-pub(super) fn run(
-    mut tasks: PipeReader,
-    mut results: PipeWriter,
-    inherited: Vec<RawFd>,
-) -> Result<(), FrameError> {
-    for fd in inherited {
-        // SAFETY: these descriptors were the parent's; nothing in this process uses them.
-        unsafe { libc::close(fd) };
-    }
+/// Each result is written as soon as its task returns, before the next task starts: a
+/// worker that dies (killed, or `f` exits) loses no result of a task that returned, and the
+/// pool knows the task it was running is the first whose result did not come.
+pub(super) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameError> {
+    // Its own ends, so that a process `f` starts does not keep them open: the pool would
+    // not see this worker's end while that process lives.
+    let (mut tasks, mut results) = (Private::new(tasks), Private::new(results));
+    let (Some(tasks), Some(results)) = (tasks.get_mut(), results.get_mut()) else {
+        return Ok(());
+    };
     frame::set_nonblocking(tasks.as_fd())?;
     let mut frames = FrameBuf::new();
     let mut out = Vec::new();
-    let mut batched_since = Instant::now();
     loop {
-        // Results wait in `out` while more tasks are already here; before waiting for
-        // more, or once they have waited long enough, they are written.
-        if !out.is_empty() && (frames.ready()?.is_none() || batched_since.elapsed() > BATCH_FOR) {
-            results
-                .write_all(&out)
-                .map_err(|e| crate::Error::os("write", e))?;
-            out.clear();
-        }
-        let Some(payload) = frames.read_frame(&mut tasks)? else {
+        let Some(payload) = frames.read_frame(tasks)? else {
             return Ok(());
         };
-        if out.is_empty() {
-            batched_since = Instant::now();
-        }
         let (header, args) = payload
             .split_first_chunk::<HEADER>()
             .ok_or_else(|| FrameError::Decode("task frame shorter than its header".into()))?;
@@ -220,5 +203,9 @@ pub(super) fn run(
         io::stdout()
             .flush()
             .map_err(|e| crate::Error::os("write(stdout)", e))?;
+        results
+            .write_all(&out)
+            .map_err(|e| crate::Error::os("write", e))?;
+        out.clear();
     }
 }
