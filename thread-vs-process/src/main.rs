@@ -33,14 +33,19 @@ fn run(info_list: &mut Vec<i32>, n: i32) {
 
 /// thread_share.py: the threads share `info`. Python's GIL keeps the list whole;
 /// in Rust a `Mutex` does, held while the thread appends and prints.
-fn thread_share() {
+fn thread_share() -> Result<(), common::Error> {
     let info = Mutex::new(Vec::new());
     thread::scope(|s| {
         for i in 0..10 {
             let info = &info;
-            s.spawn(move || run(&mut info.lock().unwrap_or_else(PoisonError::into_inner), i));
+            thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    run(&mut info.lock().unwrap_or_else(PoisonError::into_inner), i)
+                })
+                .map_err(|e| common::Error::os("pthread_create", e))?;
         }
-    }); // The scope joins every thread here, as Python waits for its threads at exit.
+        Ok(())
+    }) // The scope joins every thread here, as Python waits for its threads at exit.
 }
 
 /// process_no_share.py: each child appends to its own copy of `info`.
@@ -55,10 +60,10 @@ fn process_no_share() -> Result<(), common::Error> {
 
 fn main() -> Result<(), common::Error> {
     match common::args::one_of(USAGE, &["threads", "processes"]) {
-        Some("threads") => thread_share(),
+        Some("threads") => thread_share()?,
         Some(_) => process_no_share()?,
         None => {
-            thread_share();
+            thread_share()?;
             process_no_share()?;
         }
     }

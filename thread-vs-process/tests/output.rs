@@ -201,3 +201,23 @@ fn processes_print_what_process_no_share_py_prints() {
 fn an_interrupt_ends_every_child_and_leaves_nothing() {
     assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_thread-vs-process")));
 }
+
+/// A thread that cannot be started (here: a stack larger than memory, asked for through
+/// `RUST_MIN_STACK`; `ulimit -u` does the same to a user that is not root) is an error with
+/// exit status 1, as every example reports a failed OS call, not a panic.
+#[test]
+fn a_thread_that_cannot_start_is_an_error() {
+    for args in [&["threads"][..], &[]] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
+        cmd.args(args)
+            .env("RUST_MIN_STACK", (1u64 << 40).to_string());
+        let out = common::golden::run(cmd);
+        assert_eq!(out.status.code(), Some(1), "stderr:\n{}", out.stderr);
+        assert!(
+            out.stderr.starts_with("Error: pthread_create: "),
+            "stderr:\n{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}
