@@ -25,7 +25,7 @@ fn check(ok: bool, what: impl Into<String>) -> Result<(), Box<dyn Error>> {
 /// Starts `processes` that each run `target`, joins them all, and checks that each exited 0.
 fn start_and_join<F, R>(processes: usize, target: F) -> Result<(), Box<dyn Error>>
 where
-    F: Fn() -> R + Copy,
+    F: Fn() -> R + Copy + Send,
     R: Outcome,
 {
     let mut ps: Vec<_> = (0..processes).map(|_| Process::new(target)).collect();
