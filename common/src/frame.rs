@@ -145,8 +145,12 @@ pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
     seed: S,
     payload: &'de [u8],
 ) -> Result<S::Value, FrameError> {
-    let (value, used) = bincode::serde::seed_decode_from_slice(seed, payload, CONFIG)
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::seed_decode_from_slice(seed, payload, CONFIG).map_err(|e| match e {
+            // A type's own message (serde's `Error::custom`), as it wrote it.
+            bincode::error::DecodeError::OtherString(why) => FrameError::Decode(why),
+            e => FrameError::Decode(e.to_string()),
+        })?;
     if used != payload.len() {
         return Err(FrameError::Decode(format!(
             "{} bytes left over after the value",
