@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use common::frame::{self, FrameBuf, FrameError};
 use common::interrupt::{self, RemoveOnSignal};
-use common::{Error, ExitStatus, Process, PyValue};
+use common::{Error, Process, PyValue};
 
 pub use protocol::PyDict;
 use protocol::{Id, Request, Response};
@@ -36,8 +36,6 @@ pub enum ManagerError {
     Frame(FrameError),
     /// An OS call failed.
     Os(Error),
-    /// A child process that used the proxies failed (it printed why on stderr).
-    ChildFailed(ExitStatus),
 }
 
 impl fmt::Display for ManagerError {
@@ -47,7 +45,6 @@ impl fmt::Display for ManagerError {
             ManagerError::ServerGone => f.write_str("the manager's server process has ended"),
             ManagerError::Frame(e) => write!(f, "{e}"),
             ManagerError::Os(e) => write!(f, "{e}"),
-            ManagerError::ChildFailed(status) => write!(f, "the child process failed ({status})"),
         }
     }
 }

@@ -189,30 +189,21 @@ impl Conn {
                 return;
             }
             let response = match self.frames.next_frame() {
-                Ok(Some(payload)) => match frame::decode::<Request>(payload) {
+                Ok(Some(payload)) => Some(match frame::decode::<Request>(payload) {
                     Ok(request) => handle(request, objects),
                     Err(e) => self.refuse(format!("bad request: {e}")),
-                },
+                }),
                 // A length over the limit: refused before any of it is read.
-                Err(e) => self.refuse(format!("bad request: {e}")),
-                Ok(None) if read => return,
-                Ok(None) => {
-                    read = true;
-                    match self.frames.fill(&mut self.stream) {
-                        Ok(0) => self.closed = true,
-                        Ok(_) => {}
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                            ) =>
-                        {
-                            return;
-                        }
-                        Err(_) => self.closed = true,
-                    }
-                    continue;
+                Err(e) => Some(self.refuse(format!("bad request: {e}"))),
+                Ok(None) => None,
+            };
+            // Nothing whole has come: read once, then serve what came.
+            let Some(response) = response else {
+                if read || !self.read() {
+                    return;
                 }
+                read = true;
+                continue;
             };
             if let Err(e) = frame::encode(&mut self.out, &response) {
                 // `encode` has left `out` as it was (empty): this request alone fails.
@@ -220,6 +211,19 @@ impl Conn {
                 let _ = frame::encode(&mut self.out, &Response::Error(why));
             }
         }
+    }
+
+    /// Reads once from the socket: true when bytes came. At the end of the stream, or on an
+    /// error, the connection is closed.
+    fn read(&mut self) -> bool {
+        match self.frames.fill(&mut self.stream) {
+            Ok(0) => self.closed = true,
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.closed = true,
+        }
+        false
     }
 
     fn refuse(&mut self, why: String) -> Response {

@@ -93,13 +93,24 @@ fn every_descriptor_limit_gives_a_clear_error_or_the_whole_output() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/manager.stdout"),
     )
     .unwrap();
+    // What Python prints too when its child raised: the dict and the list untouched.
+    let untouched = "{}\n[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n";
+    let refused = "Error: the manager's server is out of file descriptors \
+                   (accept: Too many open files (os error 24))\n";
     let mut full_runs = 0;
     // Below 4, the dynamic loader itself has no descriptor for the program's libraries.
     for limit in 4..=12 {
         let run = manager_with_descriptors(limit);
-        if run.status.success() {
-            assert_eq!((run.stdout.as_str(), run.stderr.as_str()), (&*golden, ""));
+        if run.status.success() && run.stderr.is_empty() {
+            assert_eq!(run.stdout, golden, "limit {limit}");
             full_runs += 1;
+        } else if run.status.success() {
+            // Room for the parent's connection and not the child's: the child fails with
+            // the error, and main goes on, as Python's does, and prints what it finds.
+            assert_eq!(
+                (run.stdout.as_str(), run.stderr.as_str()),
+                (untouched, refused)
+            );
         } else {
             assert_eq!(run.status.code(), Some(1), "limit {limit}: {run:?}");
             assert_eq!(run.stdout, "", "limit {limit}");

@@ -56,8 +56,7 @@ impl Serialize for Nested<'_> {
             PyValue::Int(i) => s.serialize_newtype_variant(NAME, 2, "Int", i),
             PyValue::Float(x) => s.serialize_newtype_variant(NAME, 3, "Float", x),
             PyValue::Str(t) => s.serialize_newtype_variant(NAME, 4, "Str", t),
-            PyValue::List(items) if self.lists_around >= MAX_DEPTH => {
-                let _ = items;
+            PyValue::List(_) if self.lists_around >= MAX_DEPTH => {
                 Err(ser::Error::custom(too_deep()))
             }
             PyValue::List(items) => {
