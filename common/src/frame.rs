@@ -62,6 +62,10 @@ impl fmt::Display for FrameError {
             FrameError::Truncated { got } => {
                 write!(f, "stream ended inside a frame, after {got} bytes")
             }
+            // A type's own message (serde's `Error::custom`), as it wrote it.
+            FrameError::Encode(bincode::error::EncodeError::OtherString(e)) => {
+                write!(f, "cannot encode value: {e}")
+            }
             FrameError::Encode(e) => write!(f, "cannot encode value: {e}"),
             FrameError::Decode(e) => write!(f, "malformed frame: {e}"),
             FrameError::Io(e) => write!(f, "{e}"),
