@@ -62,6 +62,10 @@ impl fmt::Display for FrameError {
             FrameError::Truncated { got } => {
                 write!(f, "stream ended inside a frame, after {got} bytes")
             }
+            // A type's own message (serde's `Error::custom`), as it wrote it.
+            FrameError::Encode(bincode::error::EncodeError::OtherString(e)) => {
+                write!(f, "cannot encode value: {e}")
+            }
             FrameError::Encode(e) => write!(f, "cannot encode value: {e}"),
             FrameError::Decode(e) => write!(f, "malformed frame: {e}"),
             FrameError::Io(e) => write!(f, "{e}"),
@@ -145,8 +149,12 @@ pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
     seed: S,
     payload: &'de [u8],
 ) -> Result<S::Value, FrameError> {
-    let (value, used) = bincode::serde::seed_decode_from_slice(seed, payload, CONFIG)
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::seed_decode_from_slice(seed, payload, CONFIG).map_err(|e| match e {
+            // A type's own message (serde's `Error::custom`), as it wrote it.
+            bincode::error::DecodeError::OtherString(why) => FrameError::Decode(why),
+            e => FrameError::Decode(e.to_string()),
+        })?;
     if used != payload.len() {
         return Err(FrameError::Decode(format!(
             "{} bytes left over after the value",

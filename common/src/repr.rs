@@ -3,6 +3,10 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
+mod nesting;
+
+pub use nesting::MAX_DEPTH;
+
 /// A value that Python would print this way. Containers print their items with `repr`,
 /// as Python's `print([...])` does.
 pub trait PyRepr {
@@ -266,8 +270,9 @@ impl<K: PyRepr, V: PyRepr> PyRepr for Dict<'_, K, V> {
 }
 
 /// One value of the few kinds the article's programs use, for lists and dicts that mix them
-/// as Python's do: `[0, 'hello']`. It crosses process boundaries as serde data.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// as Python's do: `[0, 'hello']`. It crosses process boundaries as serde data, its lists
+/// nested at most [`MAX_DEPTH`] deep: a deeper one is an error, never a stack overflow.
+#[derive(Clone, Debug, PartialEq)]
 pub enum PyValue {
     /// `None`
     None,

@@ -4,7 +4,6 @@
 mod protocol;
 mod server;
 
-use std::cell::RefCell;
 use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -12,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use common::frame::{self, FrameBuf, FrameError};
 use common::interrupt::{self, RemoveOnSignal};
@@ -28,6 +27,9 @@ const SOCKET: &str = "socket";
 pub enum ManagerError {
     /// The server refused the operation, as Python would raise: `KeyError: 1`.
     Remote(String),
+    /// The server will not serve this connection, and has closed it: it is out of file
+    /// descriptors, or the request was malformed. The next call connects again.
+    Refused(String),
     /// The server process has ended.
     ServerGone,
     /// A request or response could not be sent.
@@ -39,7 +41,7 @@ pub enum ManagerError {
 impl fmt::Display for ManagerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ManagerError::Remote(e) => f.write_str(e),
+            ManagerError::Remote(e) | ManagerError::Refused(e) => f.write_str(e),
             ManagerError::ServerGone => f.write_str("the manager's server process has ended"),
             ManagerError::Frame(e) => write!(f, "{e}"),
             ManagerError::Os(e) => write!(f, "{e}"),
@@ -85,10 +87,18 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   It ignores Ctrl-C's SIGINT, as Python's does, and ends with its owner instead: the
 ///   owner's handler (see [`common::interrupt`]) ends the server, then removes the socket and
 ///   the directory, before the owner itself ends.
-/// - A connection that sends garbage, a truncated frame, or a length over the 16 MiB limit
-///   gets an error and is closed; the server goes on serving every other connection.
+/// - A connection that sends garbage, a truncated frame, a length over the 16 MiB limit, or
+///   lists nested deeper than [`common::repr::MAX_DEPTH`] gets an error and is closed; the
+///   server goes on serving every other connection.
+/// - The server answers each connection's requests one at a time, and reads no more from a
+///   connection until its last answer is written: a client that does not read its answers
+///   holds up only itself. An answer over the 16 MiB limit is an error for that request.
+/// - Out of file descriptors, the server accepts a new connection with a spare one it keeps,
+///   tells it so ([`ManagerError::Refused`]) and closes it, and serves the connections it has.
+/// - Proxies are `Send` and `Sync`: threads of a process share its connection, one call at
+///   a time.
 pub struct Manager {
-    client: Rc<Client>,
+    client: Arc<Client>,
     server: Process<ServerTarget>,
     dir: PathBuf,
     owner: u32,
@@ -107,10 +117,13 @@ impl Manager {
         let made = (|| {
             let remove_on_signal = [RemoveOnSignal::new(&path)?, RemoveOnSignal::new(&dir)?];
             drop(held);
+            // Opened first: a process without a descriptor to spare fails here, and leaves
+            // no socket behind.
+            let spare = server::spare()?;
             let listener = UnixListener::bind(&path).map_err(|e| Error::os("bind", e))?;
-            Ok::<_, Error>((remove_on_signal, listener))
+            Ok::<_, Error>((remove_on_signal, listener, spare))
         })();
-        let (remove_on_signal, listener) = match made {
+        let (remove_on_signal, listener, spare) = match made {
             Ok(made) => made,
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -119,11 +132,12 @@ impl Manager {
         };
         let owner = std::process::id();
         let server_dir = dir.clone();
-        let target: ServerTarget = Box::new(move || server::serve(listener, owner, &server_dir));
+        let target: ServerTarget =
+            Box::new(move || server::serve(listener, spare, owner, &server_dir));
         let mut manager = Manager {
-            client: Rc::new(Client {
+            client: Arc::new(Client {
                 path,
-                conn: RefCell::new(None),
+                conn: Mutex::new(None),
             }),
             server: Process::new(target),
             dir,
@@ -162,7 +176,7 @@ impl Manager {
     fn new_object(&self, request: &Request) -> Result<Proxy, ManagerError> {
         match self.client.call(request)? {
             Response::New(id) => Ok(Proxy {
-                client: Rc::clone(&self.client),
+                client: Arc::clone(&self.client),
                 id,
             }),
             _ => Err(unexpected()),
@@ -188,7 +202,7 @@ impl Drop for Manager {
 /// A connection to the server, made by the process that uses it.
 struct Client {
     path: PathBuf,
-    conn: RefCell<Option<Conn>>,
+    conn: Mutex<Option<Conn>>,
 }
 
 struct Conn {
@@ -201,7 +215,14 @@ struct Conn {
 impl Client {
     /// Sends one request and waits for its response.
     fn call(&self, request: &Request) -> Result<Response, ManagerError> {
-        let mut slot = self.conn.borrow_mut();
+        let mut slot = self.conn.lock().unwrap_or_else(|poisoned| {
+            // A call panicked half-way, and its answer may still come on this connection:
+            // it is closed, and this call opens another.
+            self.conn.clear_poison();
+            let mut slot = PoisonError::into_inner(poisoned);
+            *slot = None;
+            slot
+        });
         let me = common::current_pid();
         let conn = match &mut *slot {
             Some(conn) if conn.pid == me => conn,
@@ -216,19 +237,30 @@ impl Client {
         };
         conn.buf.clear();
         frame::encode(&mut conn.buf, request)?;
-        (&conn.stream)
-            .write_all(&conn.buf)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
-                    ManagerError::ServerGone
-                }
-                _ => Error::os("write", e).into(),
-            })?;
+        let sent = match (&conn.stream).write_all(&conn.buf) {
+            Ok(()) => true,
+            // The server closed the connection; it may have said why before it did.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                false
+            }
+            Err(e) => return Err(Error::os("write", e).into()),
+        };
         let payload = conn
             .frames
             .read_frame(&mut DontWait(&conn.stream))?
             .ok_or(ManagerError::ServerGone)?;
         match frame::decode(payload)? {
+            Response::Refused(e) => {
+                // The server has closed this connection; the next call opens another.
+                *slot = None;
+                Err(ManagerError::Refused(e))
+            }
+            _ if !sent => Err(ManagerError::ServerGone),
             Response::Error(e) => Err(ManagerError::Remote(e)),
             response => Ok(response),
         }
@@ -288,7 +320,7 @@ fn unexpected() -> ManagerError {
 
 /// A shared object's number, and the connection to reach it.
 struct Proxy {
-    client: Rc<Client>,
+    client: Arc<Client>,
     id: Id,
 }
 

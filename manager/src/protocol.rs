@@ -33,6 +33,9 @@ pub(crate) enum Response {
     List(Vec<PyValue>),
     /// What Python would raise: `KeyError: 1`.
     Error(String),
+    /// Why the server will not serve this connection (a bad request, no descriptor left);
+    /// it closes the connection after this.
+    Refused(String),
 }
 
 /// A dict's items, in insertion order: what `DictProxy::copy` returns, and prints as Python

@@ -1,6 +1,7 @@
 //! The manager's server process: it owns the shared objects and answers every connection,
 //! one request at a time, on one thread, waiting on them all with `poll(2)`.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -20,30 +21,52 @@ enum Object {
     List(Vec<PyValue>),
 }
 
+/// What a connection may hold of the answers to its requests, once they are written: more
+/// is given back to the allocator, so that one big answer does not stay allocated.
+const OUT_KEPT: usize = 64 << 10;
+
 struct Conn {
     stream: UnixStream,
     frames: FrameBuf,
-    /// Responses not yet written, from `sent` on.
+    /// The answer to one request, from `sent` on. Until it is written, nothing more of the
+    /// connection is read or served: a client that sends requests and does not read the
+    /// answers makes the server wait, not buffer answers without end.
     out: Vec<u8>,
     sent: usize,
-    /// Set after a bad request: the error is sent, then the connection is closed.
+    /// Set after a bad request: the error is written, then the connection is closed.
     closing: bool,
+    /// The peer has gone, or the socket failed: the connection is dropped.
+    closed: bool,
 }
 
 /// Serves until the owner ends (its Manager is dropped, or it dies), then removes the
-/// socket and its directory.
-pub(crate) fn serve(listener: UnixListener, owner: u32, dir: &Path) -> Result<(), Error> {
+/// socket and its directory. `spare` is a descriptor kept for when the others run out.
+pub(crate) fn serve(
+    listener: UnixListener,
+    spare: File,
+    owner: u32,
+    dir: &Path,
+) -> Result<(), Error> {
     // Ctrl-C signals every process of the terminal's group. Like Python's manager, the
     // server ignores it, and ends when its owner does.
     // SAFETY: SIG_IGN installs no handler code; nothing runs in signal context.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let served = serve_until_orphaned(&listener, owner);
+    let served = serve_until_orphaned(&listener, Some(spare), owner);
     let _ = std::fs::remove_file(dir.join(crate::SOCKET));
     let _ = std::fs::remove_dir(dir);
     served
 }
 
-fn serve_until_orphaned(listener: &UnixListener, owner: u32) -> Result<(), Error> {
+/// A descriptor to give up when the process has no other left (see [`accept`]).
+pub(crate) fn spare() -> Result<File, Error> {
+    File::open("/dev/null").map_err(|e| Error::os("open(/dev/null)", e))
+}
+
+fn serve_until_orphaned(
+    listener: &UnixListener,
+    mut spare: Option<File>,
+    owner: u32,
+) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::os("fcntl", e))?;
@@ -60,15 +83,21 @@ fn serve_until_orphaned(listener: &UnixListener, owner: u32) -> Result<(), Error
             }
             checked = Instant::now();
         }
+        if spare.is_none() {
+            spare = self::spare().ok();
+        }
         pollfds.clear();
-        pollfds.push(pollfd(listener.as_raw_fd(), libc::POLLIN));
+        // Without a spare descriptor, a connection could be neither served nor refused: it
+        // waits in the listener's backlog until a connection closes and the spare is back.
+        let listen = if spare.is_some() { libc::POLLIN } else { 0 };
+        pollfds.push(pollfd(listener.as_raw_fd(), listen));
         for c in &conns {
-            let out = if c.sent < c.out.len() {
+            let events = if c.sent < c.out.len() {
                 libc::POLLOUT
             } else {
-                0
+                libc::POLLIN
             };
-            pollfds.push(pollfd(c.stream.as_raw_fd(), libc::POLLIN | out));
+            pollfds.push(pollfd(c.stream.as_raw_fd(), events));
         }
         let timeout = if Instant::now() < spin_until {
             0
@@ -87,77 +116,139 @@ fn serve_until_orphaned(listener: &UnixListener, owner: u32) -> Result<(), Error
                 c.serve(&mut objects);
             }
         }
-        conns.retain(|c| !c.closing);
+        conns.retain(|c| !c.closed);
         if pollfds[0].revents != 0 {
-            accept(listener, &mut conns);
+            accept(listener, &mut conns, &mut spare);
         }
     }
 }
 
-fn accept(listener: &UnixListener, conns: &mut Vec<Conn>) {
-    while let Ok((stream, _)) = listener.accept() {
-        if stream.set_nonblocking(true).is_ok() {
-            conns.push(Conn {
-                stream,
-                frames: FrameBuf::new(),
-                out: Vec::new(),
-                sent: 0,
-                closing: false,
-            });
+/// Accepts every waiting connection. At the descriptor limit (EMFILE, ENFILE) a waiting
+/// connection would keep the listener readable while `accept` fails, and the server would
+/// spin; so the server gives up its spare descriptor, accepts the connection with it, tells
+/// the client why it cannot be served, closes it, and takes the spare back.
+fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<File>) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(true).is_ok() {
+                    conns.push(Conn::new(stream));
+                }
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                if spare.take().is_none() {
+                    return;
+                }
+                let refused = listener.accept().map(|(stream, _)| refuse(stream, &e));
+                *spare = self::spare().ok();
+                if refused.is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
+            // WouldBlock: none waits any more.
+            Err(_) => return,
         }
+    }
+}
+
+/// Tells a connection that the server has no descriptor to serve it with, and closes it.
+fn refuse(mut stream: UnixStream, why: &io::Error) {
+    let mut buf = Vec::new();
+    let why = format!("the manager's server is out of file descriptors (accept: {why})");
+    if frame::encode(&mut buf, &Response::Refused(why)).is_ok() {
+        // A new socket has room for these few bytes: the write does not block.
+        let _ = stream.write_all(&buf);
     }
 }
 
 impl Conn {
-    /// Reads what came, answers every whole request, and writes what it can.
-    fn serve(&mut self, objects: &mut Vec<Object>) {
-        match self.frames.fill(&mut self.stream) {
-            Ok(0) => self.closing = true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => self.closing = true,
+    fn new(stream: UnixStream) -> Self {
+        Conn {
+            stream,
+            frames: FrameBuf::new(),
+            out: Vec::new(),
+            sent: 0,
+            closing: false,
+            closed: false,
         }
-        while !self.closing {
+    }
+
+    /// Writes what it can of the pending answer; then answers the requests that have come,
+    /// one at a time, each once the one before is written. It reads from the socket at most
+    /// once, so that one busy client does not hold up the others.
+    fn serve(&mut self, objects: &mut Vec<Object>) {
+        let mut read = false;
+        while self.flush() {
+            if self.closing {
+                self.closed = true;
+                return;
+            }
             let response = match self.frames.next_frame() {
-                Ok(None) => break,
-                Ok(Some(payload)) => match frame::decode::<Request>(payload) {
+                Ok(Some(payload)) => Some(match frame::decode::<Request>(payload) {
                     Ok(request) => handle(request, objects),
                     Err(e) => self.refuse(format!("bad request: {e}")),
-                },
+                }),
                 // A length over the limit: refused before any of it is read.
-                Err(e) => self.refuse(format!("bad request: {e}")),
+                Err(e) => Some(self.refuse(format!("bad request: {e}"))),
+                Ok(None) => None,
             };
-            if frame::encode(&mut self.out, &response).is_err() {
-                self.out.clear();
-                let _ = frame::encode(&mut self.out, &Response::Error("response too large".into()));
+            // Nothing whole has come: read once, then serve what came.
+            let Some(response) = response else {
+                if read || !self.read() {
+                    return;
+                }
+                read = true;
+                continue;
+            };
+            if let Err(e) = frame::encode(&mut self.out, &response) {
+                // `encode` has left `out` as it was (empty): this request alone fails.
+                let why = format!("cannot send the answer: {e}");
+                let _ = frame::encode(&mut self.out, &Response::Error(why));
             }
         }
-        self.flush();
+    }
+
+    /// Reads once from the socket: true when bytes came. At the end of the stream, or on an
+    /// error, the connection is closed.
+    fn read(&mut self) -> bool {
+        match self.frames.fill(&mut self.stream) {
+            Ok(0) => self.closed = true,
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.closed = true,
+        }
+        false
     }
 
     fn refuse(&mut self, why: String) -> Response {
         self.closing = true;
-        Response::Error(why)
+        Response::Refused(why)
     }
 
-    fn flush(&mut self) {
+    /// Writes what it can of `out`. True once all of it is written; false while some waits
+    /// for room in the socket, or when the connection is closed.
+    fn flush(&mut self) -> bool {
         while self.sent < self.out.len() {
             match self.stream.write(&self.out[self.sent..]) {
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.closing => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(_) => {
-                    self.closing = true;
-                    return;
+                    self.closed = true;
+                    return false;
                 }
             }
         }
         self.out.clear();
+        self.out.shrink_to(OUT_KEPT);
         self.sent = 0;
+        !self.closed
     }
 }
 

@@ -10,9 +10,11 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::frame::FrameError;
 use common::golden::{assert_no_children, open_fds, run_tests};
+use common::repr::MAX_DEPTH;
 use common::{ExitStatus, Process, PyValue, frame, has_ended, repr};
-use manager::{Manager, ManagerError};
+use manager::{DictProxy, ListProxy, Manager, ManagerError};
 
 fn main() {
     run_tests(&[
@@ -28,6 +30,23 @@ fn main() {
             "bad_connections_are_closed_and_others_served",
             bad_connections_are_closed_and_others_served,
         ),
+        (
+            "lists_nested_too_deep_are_refused_and_others_served",
+            lists_nested_too_deep_are_refused_and_others_served,
+        ),
+        (
+            "a_client_that_does_not_read_holds_up_only_itself",
+            a_client_that_does_not_read_holds_up_only_itself,
+        ),
+        (
+            "an_answer_too_large_fails_that_request_alone",
+            an_answer_too_large_fails_that_request_alone,
+        ),
+        (
+            "out_of_descriptors_new_connections_are_refused_and_old_ones_served",
+            out_of_descriptors_new_connections_are_refused_and_old_ones_served,
+        ),
+        ("proxies_are_send_and_sync", proxies_are_send_and_sync),
         (
             "the_socket_is_private_and_removed",
             the_socket_is_private_and_removed,
@@ -152,6 +171,244 @@ fn bad_connections_are_closed_and_others_served() {
     assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
     d.set("after", 2).unwrap();
     assert_eq!(d.len().unwrap(), 2);
+}
+
+/// The request numbers of the protocol (the order of `Request`'s variants), for raw frames.
+const COPY: u32 = 5;
+const LEN: u32 = 4;
+const APPEND: u32 = 6;
+
+/// A raw request frame: the variant, then its fields' bytes.
+fn request(variant: u32, fields: &[&[u8]]) -> Vec<u8> {
+    let payload = [&variant.to_le_bytes()[..], &fields.concat()].concat();
+    [&(payload.len() as u32).to_le_bytes()[..], &payload].concat()
+}
+
+/// Reads one frame's payload from a raw connection.
+fn read_payload(raw: &mut UnixStream) -> Vec<u8> {
+    let mut prefix = [0; frame::PREFIX];
+    raw.read_exact(&mut prefix).unwrap();
+    let mut payload = vec![0; u32::from_le_bytes(prefix) as usize];
+    raw.read_exact(&mut payload).unwrap();
+    payload
+}
+
+/// A few round trips on the proxy's connection: whatever was written on another connection
+/// before this, the server has read and served by the time it returns.
+fn round_trips(l: &ListProxy) {
+    for _ in 0..3 {
+        l.len().unwrap();
+    }
+}
+
+/// `lists` lists, one inside the other, around `None`.
+fn nested(lists: usize) -> PyValue {
+    (0..lists).fold(PyValue::None, |v, _| PyValue::List(vec![v]))
+}
+
+fn lists_nested_too_deep_are_refused_and_others_served() {
+    let manager = Manager::new().unwrap();
+    let l = manager.list(0..3).unwrap();
+    // `l.append([[[...]]])` with 50,000 lists: 12 bytes a level (variant, then a length of
+    // one), a 600 KB frame that would take the server's decoder far past its stack.
+    let mut deep = Vec::new();
+    for _ in 0..50_000 {
+        deep.extend_from_slice(&5u32.to_le_bytes());
+        deep.extend_from_slice(&1u64.to_le_bytes());
+    }
+    deep.extend_from_slice(&0u32.to_le_bytes());
+    let answer = send_raw(
+        &manager.address().to_path_buf(),
+        &request(APPEND, &[&0u32.to_le_bytes(), &deep]),
+    );
+    let text = error_text(&answer);
+    assert!(
+        text.contains("bad request: malformed frame: lists nested deeper than 256 levels"),
+        "{text}"
+    );
+    assert!(!has_ended(manager.pid().unwrap()), "the server died");
+    assert_eq!(l.to_vec().unwrap(), [0, 1, 2].map(PyValue::from));
+    // A proxy refuses such a value before it sends it, and its connection goes on.
+    match l.append(nested(MAX_DEPTH + 1)) {
+        Err(ManagerError::Frame(FrameError::Encode(e))) => {
+            let e = ManagerError::Frame(FrameError::Encode(e)).to_string();
+            assert_eq!(
+                e,
+                "cannot encode value: lists nested deeper than 256 levels"
+            );
+        }
+        other => panic!("not an encode error: {other:?}"),
+    }
+    l.append(nested(MAX_DEPTH)).unwrap();
+    assert_eq!(l.get(-1).unwrap(), nested(MAX_DEPTH));
+}
+
+/// The server's resident memory, and its peak, in KiB.
+fn server_memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn a_client_that_does_not_read_holds_up_only_itself() {
+    const LIMIT_KIB: u64 = 64 << 10;
+    let manager = Manager::new().unwrap();
+    let server = manager.pid().unwrap();
+    // 90,000 ints: an answer of 1 MiB (12 bytes an item); object 0 in the server.
+    let items: Vec<PyValue> = (0..90_000).map(PyValue::from).collect();
+    let l = manager.list(items.clone()).unwrap();
+    let mut raw = UnixStream::connect(manager.address()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    round_trips(&l);
+    // 500 requests for a copy, 500 MiB of answers, and none read yet.
+    let copy = request(COPY, &[&0u32.to_le_bytes()]);
+    raw.write_all(&copy.repeat(500)).unwrap();
+    round_trips(&l);
+    let (rss, _) = server_memory(server);
+    assert!(
+        rss < LIMIT_KIB,
+        "server holds {rss} KiB while its client does not read"
+    );
+    // Every answer comes, whole and in order, once the client reads.
+    for n in 0..500 {
+        let payload = read_payload(&mut raw);
+        let (variant, got): (u32, Vec<PyValue>) = frame::decode(&payload).unwrap();
+        assert!(variant == 5 && got == items, "answer {n} is not the list");
+    }
+    let (_, peak) = server_memory(server);
+    assert!(peak < LIMIT_KIB, "server grew to {peak} KiB");
+    drop(raw);
+    assert_eq!(l.len().unwrap(), 90_000);
+}
+
+fn an_answer_too_large_fails_that_request_alone() {
+    let manager = Manager::new().unwrap();
+    // Object 0: 17 strings of 1 MiB, built by appends; its copy is over the 16 MiB limit.
+    let big = manager.list(Vec::<i64>::new()).unwrap();
+    let mib = "x".repeat(1 << 20);
+    for _ in 0..17 {
+        big.append(mib.as_str()).unwrap();
+    }
+    match big.to_vec() {
+        Err(ManagerError::Remote(e)) => assert!(e.contains("over the limit"), "{e}"),
+        other => panic!("not a remote error: {other:?}"),
+    }
+    assert_eq!(big.len().unwrap(), 17);
+    // Object 1: a 1 MiB answer. A raw client asks for it, and before it reads the answer
+    // (which the server has begun to write) for the copy that is too large.
+    let items: Vec<PyValue> = (0..90_000).map(PyValue::from).collect();
+    let small = manager.list(items.clone()).unwrap();
+    let mut raw = UnixStream::connect(manager.address()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    round_trips(&small);
+    raw.write_all(&request(COPY, &[&1u32.to_le_bytes()]))
+        .unwrap();
+    round_trips(&small);
+    raw.write_all(&request(COPY, &[&0u32.to_le_bytes()]))
+        .unwrap();
+    round_trips(&small);
+    let (variant, got): (u32, Vec<PyValue>) = frame::decode(&read_payload(&mut raw)).unwrap();
+    assert!(
+        variant == 5 && got == items,
+        "the first answer is not whole"
+    );
+    let (variant, error): (u32, String) = frame::decode(&read_payload(&mut raw)).unwrap();
+    assert_eq!(variant, 6, "not an error: {error}");
+    assert!(error.contains("over the limit"), "{error}");
+    // And the connection goes on.
+    raw.write_all(&request(LEN, &[&0u32.to_le_bytes()]))
+        .unwrap();
+    let len: (u32, u64) = frame::decode(&read_payload(&mut raw)).unwrap();
+    assert_eq!(len, (3, 17));
+}
+
+/// The server's limit on descriptors is lowered to what it holds: what it inherited, the
+/// listener, a spare, and this process's connection. New connections are refused; the old
+/// one is served.
+fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
+    let manager = Manager::new().unwrap();
+    let server = manager.pid().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("before", 1).unwrap();
+    let fds = || -> Vec<u64> {
+        let fds = std::fs::read_dir(format!("/proc/{server}/fd")).unwrap();
+        fds.map(|fd| fd.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let mut held = fds();
+    held.sort_unstable();
+    // A new descriptor takes the lowest free number, and gets none at or over the limit.
+    let lowest_free = (0..).find(|n| !held.contains(n)).unwrap();
+    let limit = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: lowest_free,
+    };
+    // SAFETY: prlimit reads the struct passed, valid for the call, and writes nothing (the
+    // old limit's pointer is null); the server is this process's child, of the same user.
+    let set = unsafe {
+        libc::prlimit(
+            server as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    for _ in 0..3 {
+        let answer = send_raw(&manager.address().to_path_buf(), &[]);
+        let text = error_text(&answer);
+        assert!(
+            text.contains("the manager's server is out of file descriptors (accept: "),
+            "{text}"
+        );
+        assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
+    }
+    // A child's proxy, which opens a connection of its own, gets the same clear error, and
+    // so does its next call, which tries again.
+    let mut child = Process::new(|| {
+        for _ in 0..2 {
+            match d.get("before") {
+                Err(ManagerError::Refused(e)) => {
+                    assert!(e.contains("out of file descriptors"), "{e}");
+                }
+                other => panic!("not refused: {other:?}"),
+            }
+        }
+    });
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    d.set("after", 2).unwrap();
+    assert_eq!(d.len().unwrap(), 2);
+    // Refusing did not make the server spin: it has used little processor time in all.
+    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    assert!(
+        ticks < 100,
+        "the server used {ticks} ticks of processor time"
+    );
+    let mut now = fds();
+    now.sort_unstable();
+    assert_eq!(now, held, "the server lost or leaked a descriptor");
+}
+
+fn proxies_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<DictProxy>();
+    assert_send_sync::<ListProxy>();
 }
 
 fn the_socket_is_private_and_removed() {

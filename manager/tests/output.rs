@@ -64,3 +64,62 @@ fn refuses_arguments_with_usage() {
 fn an_interrupt_ends_every_child_and_leaves_nothing() {
     assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_manager")));
 }
+
+/// The example run with at most `limit` descriptors: `ulimit -n`, then the example itself.
+fn manager_with_descriptors(limit: u32) -> common::golden::Run {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"ulimit -n "$1" && exec "$0""#])
+        .arg(env!("CARGO_BIN_EXE_manager"))
+        .arg(limit.to_string());
+    // `run` kills it and fails if it hangs, and fails if it leaves a process or a file.
+    run(cmd)
+}
+
+#[test]
+fn out_of_descriptors_is_a_clear_error() {
+    let run = manager_with_descriptors(5);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "Error: the manager's server is out of file descriptors \
+         (accept: Too many open files (os error 24))\n"
+    );
+}
+
+#[test]
+fn every_descriptor_limit_gives_a_clear_error_or_the_whole_output() {
+    let golden = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/manager.stdout"),
+    )
+    .unwrap();
+    // What Python prints too when its child raised: the dict and the list untouched.
+    let untouched = "{}\n[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n";
+    let refused = "Error: the manager's server is out of file descriptors \
+                   (accept: Too many open files (os error 24))\n";
+    let mut full_runs = 0;
+    // Below 4, the dynamic loader itself has no descriptor for the program's libraries.
+    for limit in 4..=12 {
+        let run = manager_with_descriptors(limit);
+        if run.status.success() && run.stderr.is_empty() {
+            assert_eq!(run.stdout, golden, "limit {limit}");
+            full_runs += 1;
+        } else if run.status.success() {
+            // Room for the parent's connection and not the child's: the child fails with
+            // the error, and main goes on, as Python's does, and prints what it finds.
+            assert_eq!(
+                (run.stdout.as_str(), run.stderr.as_str()),
+                (untouched, refused)
+            );
+        } else {
+            assert_eq!(run.status.code(), Some(1), "limit {limit}: {run:?}");
+            assert_eq!(run.stdout, "", "limit {limit}");
+            assert!(
+                run.stderr.lines().all(|l| l.starts_with("Error: ")) && !run.stderr.is_empty(),
+                "limit {limit}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(full_runs > 0, "no limit from 4 to 12 was enough");
+}
