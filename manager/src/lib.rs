@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use common::frame::{self, FrameBuf, FrameError};
 use common::interrupt::{self, RemoveOnSignal};
-use common::{Error, Process, PyValue};
+use common::{Error, Private, Process, PyValue};
 
 pub use protocol::PyDict;
 use protocol::{Id, Request, Response};
@@ -206,8 +206,8 @@ struct Client {
 }
 
 struct Conn {
-    pid: u32,
-    stream: UnixStream,
+    /// This process's own: a child forked later closes it at once, and opens its own.
+    stream: Private<UnixStream>,
     frames: FrameBuf,
     buf: Vec<u8>,
 }
@@ -223,21 +223,22 @@ impl Client {
             *slot = None;
             slot
         });
-        let me = common::current_pid();
         let conn = match &mut *slot {
-            Some(conn) if conn.pid == me => conn,
-            // None yet, or the parent's, inherited through fork: that one carries the
-            // parent's conversation, so this process opens its own.
+            Some(conn) if conn.stream.get().is_some() => conn,
+            // None yet, or the parent's, inherited through fork and closed in this process
+            // (it carries the parent's conversation): this process opens its own.
             other => other.insert(Conn {
-                pid: me,
-                stream: UnixStream::connect(&self.path).map_err(|e| Error::os("connect", e))?,
+                stream: Private::new(
+                    UnixStream::connect(&self.path).map_err(|e| Error::os("connect", e))?,
+                ),
                 frames: FrameBuf::new(),
                 buf: Vec::new(),
             }),
         };
+        let mut stream = conn.stream.get().ok_or(ManagerError::ServerGone)?;
         conn.buf.clear();
         frame::encode(&mut conn.buf, request)?;
-        let sent = match (&conn.stream).write_all(&conn.buf) {
+        let sent = match stream.write_all(&conn.buf) {
             Ok(()) => true,
             // The server closed the connection; it may have said why before it did.
             Err(e)
@@ -252,7 +253,7 @@ impl Client {
         };
         let payload = conn
             .frames
-            .read_frame(&mut DontWait(&conn.stream))?
+            .read_frame(&mut DontWait(stream))?
             .ok_or(ManagerError::ServerGone)?;
         match frame::decode(payload)? {
             Response::Refused(e) => {

@@ -48,6 +48,10 @@ fn main() {
         ),
         ("proxies_are_send_and_sync", proxies_are_send_and_sync),
         (
+            "a_child_does_not_keep_its_parents_connection",
+            a_child_does_not_keep_its_parents_connection,
+        ),
+        (
             "the_socket_is_private_and_removed",
             the_socket_is_private_and_removed,
         ),
@@ -492,4 +496,26 @@ fn no_zombie_and_no_descriptor_after_drop() {
     }
     assert_no_children();
     assert_eq!(open_fds(), before);
+}
+
+/// A process's connection to the server is its own: a child forked after the parent used a
+/// proxy closes the parent's connection at once (it would otherwise hold it open, unused,
+/// for as long as it runs), and opens its own when it calls.
+fn a_child_does_not_keep_its_parents_connection() {
+    let manager = Manager::new().unwrap();
+    let before = open_fds();
+    let d = manager.dict().unwrap();
+    let opened: Vec<String> = open_fds()
+        .into_iter()
+        .filter(|fd| !before.contains(fd) && fd.contains("socket:"))
+        .collect();
+    assert_eq!(opened.len(), 1, "the connection: {opened:?}");
+    let conn = opened[0].clone();
+    let mut child = Process::new(|| {
+        assert!(!open_fds().contains(&conn), "the child holds fd {conn}");
+        d.set(1, 2).unwrap();
+    });
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(d.get(1).unwrap(), PyValue::from(2));
 }
