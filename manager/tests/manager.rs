@@ -52,6 +52,10 @@ fn main() {
             a_child_does_not_keep_its_parents_connection,
         ),
         (
+            "a_killed_client_or_server_hangs_no_one",
+            a_killed_client_or_server_hangs_no_one,
+        ),
+        (
             "the_socket_is_private_and_removed",
             the_socket_is_private_and_removed,
         ),
@@ -518,4 +522,37 @@ fn a_child_does_not_keep_its_parents_connection() {
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
     assert_eq!(d.get(1).unwrap(), PyValue::from(2));
+}
+
+/// A client killed in the middle of its calls costs the others nothing; a server killed
+/// makes every call fail with `ServerGone`, and the manager still ends and cleans up.
+fn a_killed_client_or_server_hangs_no_one() {
+    let manager = Manager::new().unwrap();
+    let l = manager.list(0..1000).unwrap();
+    for pause in [0, 1, 5, 20] {
+        let mut client = Process::new(|| while l.reverse().is_ok() && l.to_vec().is_ok() {});
+        client.start().unwrap();
+        std::thread::sleep(Duration::from_millis(pause));
+        client.kill().unwrap();
+        assert_eq!(
+            client.join().unwrap(),
+            ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
+        );
+        assert_eq!(l.len().unwrap(), 1000);
+    }
+    let dir = manager.address().parent().unwrap().to_path_buf();
+    let server = manager.pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let started = Instant::now();
+    assert!(matches!(l.len(), Err(ManagerError::ServerGone)));
+    assert!(matches!(manager.dict(), Err(ManagerError::ServerGone)));
+    drop(l);
+    drop(manager);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!dir.exists(), "{dir:?} left behind");
+    assert_no_children();
 }
