@@ -27,6 +27,13 @@ pub enum Error {
         /// The process id of the holder that died.
         pid: u32,
     },
+    /// A thread ended holding a lock while its process went on (it exited, or leaked its
+    /// guard): that process may still use what the lock guarded, so the lock can never be
+    /// taken again.
+    LockAbandoned {
+        /// The process whose thread held the lock.
+        pid: u32,
+    },
     /// `start` was called on a process that was already started.
     AlreadyStarted,
     /// `join` was called on a process that was never started.
@@ -64,6 +71,11 @@ impl fmt::Display for Error {
             Error::OwnerDied { pid } => write!(
                 f,
                 "process {pid} died holding the lock; what it guarded may be half-changed"
+            ),
+            Error::LockAbandoned { pid } => write!(
+                f,
+                "a thread of process {pid} ended holding the lock while its process goes on; \
+                 the lock cannot be taken again"
             ),
             Error::AlreadyStarted => f.write_str("cannot start a process twice"),
             Error::NotStarted => f.write_str("can only join a started process"),

@@ -21,7 +21,7 @@ use std::ffi::{CString, c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::Error;
 
@@ -34,9 +34,21 @@ const GRACE_NS: i64 = 2_000_000_000;
 static CHILDREN: Slots = Slots::new();
 /// Paths to remove, as C strings made by `CString::into_raw`.
 static PATHS: Slots = Slots::new();
-/// The process whose handler is installed: a forked child has another pid, so it installs
-/// its own when it starts children.
-static INSTALLED_IN: AtomicI32 = AtomicI32::new(0);
+/// The process whose handler is installed ([`crate::process_key`]): a forked child has
+/// another key, so it installs its own when it starts children.
+static INSTALLED_IN: AtomicU64 = AtomicU64::new(0);
+/// Set for good by the handler before it reads a slot. Another thread that takes a word out
+/// of a slot checks it afterwards, and if it is set, neither frees the path (it leaks it:
+/// the process is ending) nor reaps the child (the handler does): what the handler may have
+/// read stays valid. Every access to it and to the slots is `SeqCst`, so of the two orders
+/// (the handler's store before its reads, the other thread's removal before its check) one
+/// side always sees the other.
+static HANDLING: AtomicBool = AtomicBool::new(false);
+
+/// True once the handler has started in this process: see [`HANDLING`].
+pub(crate) fn handling() -> bool {
+    HANDLING.load(Ordering::SeqCst)
+}
 
 /// A set of non-zero words that a signal handler can read while other code adds and
 /// removes: slots in blocks of 256, linked as they are needed. A handler may not allocate,
@@ -106,7 +118,7 @@ impl Slots {
     /// Takes `word` out of its slot; false if it was not there.
     fn remove(&self, word: usize) -> bool {
         self.slots().any(|slot| {
-            slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+            slot.compare_exchange(word, 0, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         })
     }
@@ -123,14 +135,14 @@ impl Block {
 
 /// Installs the handler in this process, once; a child installs its own.
 pub(crate) fn install() {
-    let pid = crate::current_pid() as i32;
-    if INSTALLED_IN.load(Ordering::Relaxed) == pid {
+    let key = crate::process_key();
+    if INSTALLED_IN.load(Ordering::Relaxed) == key {
         return;
     }
     // A child forked after its parent installed the handler: the children and the paths it
     // inherited are its parent's, not its own to end or remove.
     forget_inherited();
-    INSTALLED_IN.store(pid, Ordering::Relaxed);
+    INSTALLED_IN.store(key, Ordering::Relaxed);
     let ours = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
     for signal in SIGNALS {
         // SAFETY: a zeroed sigaction is a valid value of the C struct (no handler, no flags,
@@ -230,7 +242,7 @@ fn forget_inherited() {
 pub struct RemoveOnSignal {
     path: *mut c_char,
     /// The process that registered it: a copy inherited by a child forgets nothing.
-    pid: u32,
+    owner: u64,
 }
 
 impl RemoveOnSignal {
@@ -243,20 +255,22 @@ impl RemoveOnSignal {
         PATHS.insert(path as usize);
         Ok(RemoveOnSignal {
             path,
-            pid: crate::current_pid(),
+            owner: crate::process_key(),
         })
     }
 }
 
 impl Drop for RemoveOnSignal {
     fn drop(&mut self) {
-        if self.pid != crate::current_pid() {
+        if self.owner != crate::process_key() {
             return;
         }
-        // Held, so that the handler cannot be reading the path on this thread as it is freed.
+        // Held, so that the handler cannot run on this thread between the two steps; on
+        // another thread it may, and then the path is left to it (see HANDLING).
         let _held = Held::new();
-        if PATHS.remove(self.path as usize) {
-            // SAFETY: the set held this pointer from `into_raw`, now taken out of it: freed once.
+        if PATHS.remove(self.path as usize) && !handling() {
+            // SAFETY: the set held this pointer from `into_raw`, now taken out of it, and the
+            // handler had not started when it was: no one else can read it. Freed once.
             drop(unsafe { CString::from_raw(self.path) });
         }
     }
@@ -267,8 +281,8 @@ impl Drop for RemoveOnSignal {
 /// action: the process ends by the signal. (Leaving it in place costs a child nothing at
 /// fork, where putting the defaults back would take six system calls.)
 extern "C" fn on_signal(signal: c_int) {
-    // SAFETY: getpid has no preconditions.
-    if unsafe { libc::getpid() } == INSTALLED_IN.load(Ordering::Relaxed) {
+    if crate::process::process_key_in_handler() == INSTALLED_IN.load(Ordering::Relaxed) {
+        HANDLING.store(true, Ordering::SeqCst);
         end_children();
         remove_paths();
     }
@@ -282,10 +296,11 @@ extern "C" fn on_signal(signal: c_int) {
 fn end_children() {
     let send = |signal| {
         for slot in CHILDREN.slots() {
-            let pid = slot.load(Ordering::Acquire) as i32;
+            let pid = slot.load(Ordering::SeqCst) as i32;
             if pid > 0 {
-                // SAFETY: kill touches no memory. The pid is a child not yet reaped (see
-                // `untrack`), so it cannot have been reused by another process.
+                // SAFETY: kill touches no memory. The pid is a child not yet reaped: `wait`
+                // untracks a child before it reaps it, and reaps none once HANDLING is set,
+                // so it cannot have been reused by another process.
                 unsafe { libc::kill(pid, signal) };
             }
         }
@@ -298,7 +313,7 @@ fn end_children() {
     loop {
         let mut running = false;
         for slot in CHILDREN.slots() {
-            let pid = slot.load(Ordering::Acquire) as i32;
+            let pid = slot.load(Ordering::SeqCst) as i32;
             if pid <= 0 {
                 continue;
             }
@@ -332,14 +347,15 @@ fn end_children() {
 /// first, so a directory is empty by the time it is removed).
 fn remove_paths() {
     for slot in PATHS.slots() {
-        let path = slot.load(Ordering::Acquire) as *const c_char;
+        let path = slot.load(Ordering::SeqCst) as *const c_char;
         if !path.is_null() {
-            // SAFETY: a non-zero slot holds a live NUL-terminated string from `into_raw`.
+            // SAFETY: a non-zero slot holds a NUL-terminated string from `into_raw`, which
+            // stays alive: once HANDLING is set, no thread frees a path (see `drop`).
             unsafe { libc::unlink(path) };
         }
     }
     for slot in PATHS.slots() {
-        let path = slot.load(Ordering::Acquire) as *const c_char;
+        let path = slot.load(Ordering::SeqCst) as *const c_char;
         if !path.is_null() {
             // SAFETY: as above.
             unsafe { libc::rmdir(path) };

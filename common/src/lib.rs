@@ -27,9 +27,10 @@ mod shm;
 pub use error::Error;
 pub use lock::{Acquired, Lock, LockGuard};
 pub use pool::{AsyncResult, Pool, PoolError};
-pub use private_fd::Private;
+pub use private_fd::{Owns, Private};
 pub use process::{
-    ExitStatus, Outcome, PANIC_EXIT_CODE, Process, current_pid, has_ended, process_state,
+    ExitStatus, Outcome, PANIC_EXIT_CODE, Process, current_pid, has_ended, process_key,
+    process_state,
 };
 pub use repr::{Dict, PyRepr, PyValue, repr};
 pub use shm::{Mapping, SharedBorrow};

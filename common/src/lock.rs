@@ -46,6 +46,8 @@ pub enum Acquired {
 /// Where Python's lock would stay locked forever, this one does not:
 /// - if its holder dies (killed, or exits without releasing), the next `acquire` gets the
 ///   lock and returns [`Acquired::OwnerDied`] with the dead holder's pid;
+/// - if a thread ends holding it while its process goes on, every later `acquire` fails
+///   with [`Error::LockAbandoned`]: that process may still use what the lock guarded;
 /// - acquiring a lock the calling thread already holds is an error, not a deadlock;
 /// - releasing a lock the calling thread does not hold is an error.
 ///
@@ -202,13 +204,27 @@ impl Lock {
         let acquired = match rc {
             0 => Acquired::Released,
             libc::EOWNERDEAD => {
+                let pid = state.holder.load(Ordering::Relaxed);
+                if !crate::has_ended(pid) {
+                    // The thread that held it ended, but its process goes on: whatever that
+                    // thread handed out under the lock (a leaked guard's `&mut`) may still be
+                    // in use there. So no one gets the lock again: unlocked without being
+                    // made consistent, the mutex is unrecoverable, and every later lock
+                    // fails (ENOTRECOVERABLE, below).
+                    // SAFETY: EOWNERDEAD means this thread now holds the mutex.
+                    unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
+                    return Err(Error::LockAbandoned { pid });
+                }
                 // SAFETY: EOWNERDEAD means this thread now holds the mutex, which is what
                 // pthread_mutex_consistent requires.
                 let rc = unsafe { libc::pthread_mutex_consistent(state.mutex.get()) };
                 check("pthread_mutex_consistent", rc)?;
-                Acquired::OwnerDied {
+                Acquired::OwnerDied { pid }
+            }
+            libc::ENOTRECOVERABLE => {
+                return Err(Error::LockAbandoned {
                     pid: state.holder.load(Ordering::Relaxed),
-                }
+                });
             }
             libc::EDEADLK => return Err(Error::AlreadyHeld),
             rc => return Err(Error::os(call, Errno::from_raw(rc))),

@@ -17,36 +17,66 @@ static REGISTERED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 /// A descriptor (a pipe end, a socket) that belongs to the process that made this value:
 /// children forked by [`Process::start`](crate::Process::start) do not inherit it.
-pub struct Private<T: AsRawFd> {
+///
+/// It is made only of a type that owns its descriptor and never changes it ([`Owns`]): a
+/// registered number that another value owned, or that was swapped out, would be closed in
+/// every child under the feet of whatever holds that number there. So a borrowed
+/// descriptor does not compile:
+///
+/// ```compile_fail
+/// use std::os::fd::AsFd;
+/// let file = std::fs::File::open("/dev/null")?;
+/// let private = common::Private::new(file.as_fd()); // BorrowedFd does not own it
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Private<T: Owns> {
     value: ManuallyDrop<T>,
-    owner: u32,
+    owner: u64,
 }
 
-impl<T: AsRawFd> Private<T> {
+/// A type that owns one descriptor, for as long as it lives, and never swaps it for another:
+/// what [`Private`] may hold. Sealed: a pipe end, a Unix socket, a file, an `OwnedFd`.
+pub trait Owns: AsRawFd + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! owns {
+    ($($t:ty),*) => {
+        $(impl sealed::Sealed for $t {}
+        impl Owns for $t {})*
+    };
+}
+owns!(
+    os_pipe::PipeReader,
+    os_pipe::PipeWriter,
+    std::os::unix::net::UnixStream,
+    std::fs::File,
+    std::os::fd::OwnedFd
+);
+
+impl<T: Owns> Private<T> {
     /// Registers `value`'s descriptor, to be closed in every child forked from now on.
     pub fn new(value: T) -> Self {
         lock().push(value.as_raw_fd());
         Private {
             value: ManuallyDrop::new(value),
-            owner: crate::current_pid(),
+            owner: crate::process_key(),
         }
     }
 
     /// The descriptor, in the process that made it; `None` in a child, where it was closed
-    /// at fork and its number may name another file by now.
+    /// at fork and its number may name another file by now. (Pipe ends and sockets read and
+    /// write through a shared reference: `impl Read for &PipeReader`.)
     pub fn get(&self) -> Option<&T> {
-        (self.owner == crate::current_pid()).then_some(&*self.value)
-    }
-
-    /// As [`get`](Private::get), mutably.
-    pub fn get_mut(&mut self) -> Option<&mut T> {
-        (self.owner == crate::current_pid()).then_some(&mut *self.value)
+        (self.owner == crate::process_key()).then_some(&*self.value)
     }
 }
 
-impl<T: AsRawFd> Drop for Private<T> {
+impl<T: Owns> Drop for Private<T> {
     fn drop(&mut self) {
-        if self.owner != crate::current_pid() {
+        if self.owner != crate::process_key() {
             // A copy made by fork: the child closed the descriptor when it started.
             return;
         }

@@ -305,6 +305,12 @@ fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
         }
     };
     interrupt::untrack(pid.as_raw());
+    if interrupt::handling() {
+        // The handler, on another thread, may have read the pid before it was untracked,
+        // and will signal and reap it: it stays a zombie for the handler, which then ends
+        // this process.
+        return Ok(Some(status));
+    }
     loop {
         match waitpid(pid, None) {
             Err(Errno::EINTR) => continue,
@@ -384,19 +390,26 @@ fn thread_count() -> Result<usize, Error> {
         .ok_or(Error::os("read(/proc/self/stat)", Errno::EINVAL))
 }
 
+/// This process's pid, cached; 0 until asked for in this process.
+static PID: AtomicU32 = AtomicU32::new(0);
+/// How many forks lie between this process and the one that first asked for its pid.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+static AT_FORK: Once = Once::new();
+
+/// Runs in every child just after `fork`, whichever code forks.
+extern "C" fn after_fork_in_child() {
+    PID.store(0, Ordering::Relaxed);
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
 /// it is cached, and the cache is cleared in every child at `fork` (by a `pthread_atfork`
 /// handler, whichever code forks).
 pub fn current_pid() -> u32 {
-    static PID: AtomicU32 = AtomicU32::new(0);
-    static AT_FORK: Once = Once::new();
-    extern "C" fn forget_pid() {
-        PID.store(0, Ordering::Relaxed);
-    }
     AT_FORK.call_once(|| {
-        // SAFETY: `forget_pid` is a plain function that only stores to an atomic, which is
-        // safe in a child just after fork; the other two handlers are absent.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+        // SAFETY: the handler only stores to atomics, which is safe in a child just after
+        // fork; the other two handlers are absent.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     match PID.load(Ordering::Relaxed) {
         0 => {
@@ -406,6 +419,27 @@ pub fn current_pid() -> u32 {
         }
         pid => pid,
     }
+}
+
+/// A number that tells this process apart from every other process that holds a copy of
+/// its memory: its pid, and how many forks led to it. A pid alone does not: once a process
+/// has died its pid may be given again, and a child of a child can get it, with copies of
+/// the dead process's objects (a pool, a private descriptor) that must not take it for
+/// their owner. Objects that belong to one process keep this key, not the pid.
+pub fn process_key() -> u64 {
+    let pid = current_pid();
+    key(pid, GENERATION.load(Ordering::Relaxed))
+}
+
+/// [`process_key`] in a signal handler: no `Once`, and the pid from `getpid`.
+pub(crate) fn process_key_in_handler() -> u64 {
+    // SAFETY: getpid has no preconditions and is async-signal-safe.
+    let pid = unsafe { libc::getpid() } as u32;
+    key(pid, GENERATION.load(Ordering::Relaxed))
+}
+
+fn key(pid: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(pid)
 }
 
 /// The state of process `pid` as `/proc/<pid>/stat` gives it (`R` running, `S` sleeping,

@@ -18,6 +18,10 @@ fn main() {
         ("misuse_is_an_error", misuse_is_an_error),
         ("guard_releases_on_drop", guard_releases_on_drop),
         ("mappings_are_unmapped", mappings_are_unmapped),
+        (
+            "a_thread_that_ends_holding_abandons_the_lock",
+            a_thread_that_ends_holding_abandons_the_lock,
+        ),
     ]);
 }
 
@@ -184,4 +188,30 @@ fn mappings_are_unmapped() {
         drop((lock, map));
     }
     assert!(maps() <= before + 1, "{} mappings, {before} before", maps());
+}
+
+/// A thread that ends holding the lock (here it leaks its guard, as safe code may) while
+/// its process goes on: that process may still use what the lock guarded, so no one, in
+/// this process or another, gets the lock again.
+fn a_thread_that_ends_holding_abandons_the_lock() {
+    let lock: &'static Lock = Box::leak(Box::new(Lock::new().unwrap()));
+    std::thread::spawn(|| std::mem::forget(lock.lock().unwrap()))
+        .join()
+        .unwrap();
+    let me = std::process::id();
+    for _ in 0..2 {
+        match lock.acquire() {
+            Err(Error::LockAbandoned { pid }) => assert_eq!(pid, me),
+            other => panic!("an abandoned lock was taken: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        lock.acquire_timeout(Duration::from_millis(10)),
+        Err(Error::LockAbandoned { .. })
+    ));
+    let mut child = Process::new(|| {
+        assert!(matches!(lock.lock(), Err(Error::LockAbandoned { .. })));
+    });
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
 }

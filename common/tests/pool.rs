@@ -50,6 +50,10 @@ fn main() {
             a_worker_killed_with_a_helper_alive,
         ),
         (
+            "a_worker_that_cannot_be_replaced_yet",
+            a_worker_that_cannot_be_replaced_yet,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -485,4 +489,36 @@ fn restore_stderr() {
         libc::dup2(saved, 2);
         libc::close(saved);
     }
+}
+
+/// A dead worker whose replacement cannot be forked now (here a guard of shared memory is
+/// held, so fork is refused): the call says why, the dead worker is blamed for its own task
+/// only, and once fork is possible again a replacement runs the next tasks.
+fn a_worker_that_cannot_be_replaced_yet() {
+    let p = Pool::new(1).unwrap();
+    let victim = p.pids()[0];
+    let slow = p.apply_async(sleep_ms, 60_000).unwrap();
+    assert!(!slow.ready().unwrap());
+    let borrow = common::SharedBorrow::new();
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    let err = slow.get_timeout(Duration::from_secs(10)).unwrap_err();
+    assert!(
+        matches!(err, PoolError::Os(common::Error::SharedBorrowHeld { .. })),
+        "{err}"
+    );
+    assert!(matches!(
+        slow.get_timeout(Duration::from_secs(10)),
+        Err(PoolError::WorkerDied { pid, task: 0, .. }) if pid == victim
+    ));
+    assert!(matches!(
+        p.apply(square, 2),
+        Err(PoolError::Os(common::Error::SharedBorrowHeld { .. }))
+    ));
+    drop(borrow);
+    assert_eq!(p.apply(square, 3).unwrap(), 9);
+    assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+    assert!(!p.pids().contains(&victim));
+    drop(slow);
+    drop(p);
+    assert_no_children();
 }

@@ -77,6 +77,10 @@ fn main() {
             "a_signal_removes_any_number_of_paths",
             a_signal_removes_any_number_of_paths,
         ),
+        (
+            "a_descendant_with_a_dead_ancestors_pid_owns_nothing",
+            a_descendant_with_a_dead_ancestors_pid_owns_nothing,
+        ),
     ];
     common::golden::run_tests(tests);
 }
@@ -492,4 +496,78 @@ fn a_signal_removes_any_number_of_paths() {
     let left: Vec<_> = paths.iter().filter(|path| path.exists()).collect();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A pid is given again once its process is reaped, and a grandchild may get it, holding
+/// copies of the dead process's objects. Those must not take it for their owner: here a
+/// `Private` pipe end of process A, seen by a grandchild G of A that got A's pid after A was
+/// killed (as root, `ns_last_pid` chooses the next pid). Without root, SKIPPED.
+fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
+    const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(NS_LAST_PID)
+        .is_err()
+    {
+        println!("SKIPPED: {NS_LAST_PID} is not writable (not root)");
+        return;
+    }
+    // A's child C outlives A: it comes back to this process, to be reaped here.
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    let (mut from_c, to_test) = os_pipe::pipe().unwrap();
+    let (mut go, mut go_ahead) = os_pipe::pipe().unwrap();
+    let mut a = Process::new(move || {
+        let (_r, w) = os_pipe::pipe().unwrap();
+        let private = common::Private::new(w);
+        let (a_pid, a_key) = (std::process::id(), common::process_key());
+        let (private, report) = (&private, &to_test);
+        let mut c = Process::new(move || {
+            go.read_exact(&mut [0]).unwrap();
+            // 0: G saw nothing of A's; 1: G took A's pipe for its own; 2: no G got A's pid.
+            let mut verdict = 2u8;
+            for _ in 0..50 {
+                std::fs::write(NS_LAST_PID, (a_pid - 1).to_string()).unwrap();
+                let mut g = Process::new(|| {
+                    if std::process::id() != a_pid {
+                        std::process::exit(2);
+                    }
+                    if private.get().is_some() || common::process_key() == a_key {
+                        std::process::exit(1);
+                    }
+                });
+                g.start().unwrap();
+                match g.join().unwrap() {
+                    ExitStatus::Exited(2) => continue,
+                    ExitStatus::Exited(code) => verdict = code as u8,
+                    other => panic!("G ended {other:?}"),
+                }
+                break;
+            }
+            { report }.write_all(&[verdict]).unwrap();
+        });
+        c.start().unwrap();
+        (&to_test)
+            .write_all(&c.pid().unwrap().as_raw().to_ne_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    a.start().unwrap();
+    let mut c_pid = [0; 4];
+    from_c.read_exact(&mut c_pid).unwrap();
+    a.kill().unwrap();
+    a.join().unwrap();
+    go_ahead.write_all(b"g").unwrap();
+    let mut verdict = [9];
+    from_c.read_exact(&mut verdict).unwrap();
+    let c_pid = nix::unistd::Pid::from_raw(i32::from_ne_bytes(c_pid));
+    assert_eq!(waitpid(c_pid, None).unwrap(), WaitStatus::Exited(c_pid, 0));
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) };
+    match verdict[0] {
+        0 => {}
+        1 => panic!("a grandchild with its dead grandparent's pid took its descriptor"),
+        _ => println!("SKIPPED: no grandchild got the dead process's pid in 50 tries"),
+    }
+    assert_no_children();
 }

@@ -29,6 +29,10 @@ fn main() {
             "a_holder_that_dies_half_way_is_reported",
             a_holder_that_dies_half_way_is_reported,
         ),
+        (
+            "a_guard_leaked_by_an_ended_thread_is_never_aliased",
+            a_guard_leaked_by_an_ended_thread_is_never_aliased,
+        ),
     ]);
 }
 
@@ -178,4 +182,23 @@ fn a_holder_that_dies_half_way_is_reported() {
     assert_eq!(arr.to_vec().unwrap(), [0, -1, -2, -3, -4, 5, 6, 7, 8, 9]);
     assert_eq!(num.value().unwrap(), 1.5);
     assert_no_children();
+}
+
+/// A thread leaks its guard (safe code may) and hands out the `&mut` it gives, then ends.
+/// The lock's holder is dead, but the reference lives: a second guard would alias it. So
+/// the value's lock is never given again.
+fn a_guard_leaked_by_an_ended_thread_is_never_aliased() {
+    let num: &'static Value<u64> = Box::leak(Box::new(Value::new(1).unwrap()));
+    let leaked: &'static mut u64 = std::thread::spawn(|| {
+        let guard = Box::leak(Box::new(num.get_lock().unwrap()));
+        &mut **guard
+    })
+    .join()
+    .unwrap();
+    *leaked = 2;
+    for _ in 0..2 {
+        assert!(matches!(num.get_lock(), Err(Error::LockAbandoned { .. })));
+        assert!(matches!(num.value(), Err(Error::LockAbandoned { .. })));
+    }
+    assert_eq!(*leaked, 2);
 }

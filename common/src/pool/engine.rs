@@ -68,7 +68,9 @@ pub(super) struct Engine {
     abandoned: HashSet<u64>,
     next_task: u64,
     closed: bool,
-    owner: u32,
+    /// The process that made the pool ([`crate::process_key`]), and its pid.
+    owner: u64,
+    owner_pid: u32,
     /// How many workers the pool was made with.
     processes: usize,
     pollfds: Vec<libc::pollfd>,
@@ -93,7 +95,8 @@ impl Engine {
             abandoned: HashSet::new(),
             next_task: 0,
             closed: false,
-            owner: crate::current_pid(),
+            owner: crate::process_key(),
+            owner_pid: crate::current_pid(),
             processes,
             pollfds: Vec::new(),
             spare: Vec::new(),
@@ -109,8 +112,10 @@ impl Engine {
     /// Fails unless this is the process that made the pool: a child forked from it has a
     /// copy of the pool, but not its pipes, and must change nothing of its parent's.
     pub(super) fn check_owner(&self) -> Result<(), PoolError> {
-        if self.owner != crate::current_pid() {
-            return Err(PoolError::NotOwner { owner: self.owner });
+        if self.owner != crate::process_key() {
+            return Err(PoolError::NotOwner {
+                owner: self.owner_pid,
+            });
         }
         Ok(())
     }
@@ -361,10 +366,12 @@ impl Engine {
     fn receive(&mut self, i: usize, drain: Drain) -> Result<(), PoolError> {
         loop {
             let w = &mut self.workers[i];
-            let Some(results) = w.results.get_mut() else {
-                return Err(PoolError::NotOwner { owner: self.owner });
+            let Some(mut results) = w.results.get() else {
+                return Err(PoolError::NotOwner {
+                    owner: self.owner_pid,
+                });
             };
-            match w.frames.fill(results) {
+            match w.frames.fill(&mut results) {
                 Ok(0) if matches!(drain, Drain::Once) => return self.died(i),
                 Ok(0) => return Ok(()),
                 Ok(_) => self.take_results(i)?,
@@ -417,8 +424,13 @@ impl Engine {
         let status = w.process.join()?;
         let pid = w.pid;
         let mut in_flight = std::mem::take(&mut w.in_flight);
+        let started = std::mem::take(&mut w.unsent) > 0;
+        // It takes no more tasks, even if no replacement can be forked now (a guard held, a
+        // thread running, no memory): it stays in its place, and is replaced on a later call.
+        w.offset = 0;
+        w.tasks = None;
         // Only a task written whole had reached the worker; the first of them was running.
-        if w.unsent > 0 {
+        if started {
             if let Some(task) = in_flight.pop_front().map(|t| t.id) {
                 if !self.abandoned.remove(&task) {
                     self.done.insert(task, Done::Died { pid, task, status });
@@ -438,7 +450,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if !self.workers.is_empty() && self.owner == crate::current_pid() {
+        if !self.workers.is_empty() && self.owner == crate::process_key() {
             let _ = self.terminate();
         }
     }
@@ -474,7 +486,7 @@ impl Worker {
             offset,
             ..
         } = self;
-        let Some(pipe) = tasks.as_mut().and_then(Private::get_mut) else {
+        let Some(mut pipe) = tasks.as_ref().and_then(Private::get) else {
             return;
         };
         while let Some(task) = in_flight.get(*unsent) {

@@ -229,7 +229,11 @@ impl Pool {
     {
         let mut engine = self.engine.borrow_mut();
         let task = engine.submit(worker::call_one::<A, R>, f as usize, &arg)?;
-        engine.wait(task, None)?;
+        if let Err(e) = engine.wait(task, None) {
+            // No one will ask for this result again.
+            engine.abandon(task);
+            return Err(e);
+        }
         decode(&engine.take(task)?)
     }
 

@@ -158,15 +158,15 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 pub(super) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameError> {
     // Its own ends, so that a process `f` starts does not keep them open: the pool would
     // not see this worker's end while that process lives.
-    let (mut tasks, mut results) = (Private::new(tasks), Private::new(results));
-    let (Some(tasks), Some(results)) = (tasks.get_mut(), results.get_mut()) else {
+    let (tasks, results) = (Private::new(tasks), Private::new(results));
+    let (Some(mut tasks), Some(mut results)) = (tasks.get(), results.get()) else {
         return Ok(());
     };
     frame::set_nonblocking(tasks.as_fd())?;
     let mut frames = FrameBuf::new();
     let mut out = Vec::new();
     loop {
-        let Some(payload) = frames.read_frame(tasks)? else {
+        let Some(payload) = frames.read_frame(&mut tasks)? else {
             return Ok(());
         };
         let (header, args) = payload
