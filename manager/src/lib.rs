@@ -101,7 +101,8 @@ pub struct Manager {
     client: Arc<Client>,
     server: Process<ServerTarget>,
     dir: PathBuf,
-    owner: u32,
+    /// The process that made it ([`common::process_key`]): only it ends the server.
+    owner: u64,
     /// The socket and the directory, for the handler that ends this process on Ctrl-C.
     _remove_on_signal: [RemoveOnSignal; 2],
 }
@@ -141,7 +142,7 @@ impl Manager {
             }),
             server: Process::new(target),
             dir,
-            owner,
+            owner: common::process_key(),
             _remove_on_signal: remove_on_signal,
         };
         // If fork fails, dropping `manager` removes the directory.
@@ -187,7 +188,7 @@ impl Manager {
 impl Drop for Manager {
     /// Python's `manager.shutdown()`: ends the server, reaps it, removes its socket.
     fn drop(&mut self) {
-        if std::process::id() != self.owner {
+        if common::process_key() != self.owner {
             return;
         }
         if self.server.pid().is_some() {
