@@ -387,6 +387,9 @@ fn a_death_blames_the_running_task_and_runs_none_twice() {
 /// `close` and `join` end even while other children hold copies of descriptors: another
 /// pool's workers, and a process started after the pool.
 fn join_ends_while_other_children_live() {
+    // A hang fails the test (SIGALRM ends it) instead of waiting forever.
+    // SAFETY: alarm touches no memory.
+    unsafe { libc::alarm(30) };
     let first = Pool::new(2).unwrap();
     let second = Pool::new(2).unwrap();
     let mut sleeper = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
@@ -400,6 +403,8 @@ fn join_ends_while_other_children_live() {
     second.join().unwrap();
     sleeper.kill().unwrap();
     sleeper.join().unwrap();
+    // SAFETY: as above; 0 cancels it.
+    unsafe { libc::alarm(0) };
     assert_no_children();
 }
 
