@@ -164,6 +164,9 @@ pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(
     Ok(value)
 }
 
+/// What a [`FrameBuf`] holds while no big frame passes through it.
+const KEPT: usize = 64 << 10;
+
 /// Bytes read from a stream and not yet taken as frames: one buffer, reused, so reading
 /// many small frames costs few system calls and no allocation per frame.
 #[derive(Default)]
@@ -208,12 +211,18 @@ impl FrameBuf {
     pub fn fill(&mut self, r: &mut impl Read) -> io::Result<usize> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
+            // What a big frame grew, it gives back once taken: a connection that sent one
+            // does not keep its megabytes.
+            if self.buf.len() > KEPT {
+                self.buf.truncate(KEPT);
+                self.buf.shrink_to_fit();
+            }
         } else if self.start > 0 && self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
         }
         if self.end == self.buf.len() {
-            let grown = (2 * self.buf.len()).max(64 << 10);
+            let grown = (2 * self.buf.len()).max(KEPT);
             self.buf.resize(grown, 0);
         }
         let n = r.read(&mut self.buf[self.end..])?;
@@ -364,6 +373,31 @@ mod tests {
             frames.buf.len() <= 64 << 10,
             "{} bytes allocated",
             frames.buf.len()
+        );
+    }
+
+    #[test]
+    fn a_big_frame_gives_its_memory_back_once_taken() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &vec![7u8; 1 << 20]).unwrap();
+        encode(&mut buf, &1u8).unwrap();
+        let (big, small) = buf.split_at(buf.len() - PREFIX - 1);
+        let mut frames = FrameBuf::new();
+        let mut big = big;
+        while frames.ready().unwrap().is_none() {
+            frames.fill(&mut big).unwrap();
+        }
+        assert!(frames.buf.len() > 1 << 20);
+        frames.next_frame().unwrap().unwrap();
+        frames.fill(&mut &small[..]).unwrap();
+        assert!(
+            frames.buf.len() <= 64 << 10,
+            "{} bytes kept",
+            frames.buf.len()
+        );
+        assert_eq!(
+            decode::<u8>(frames.next_frame().unwrap().unwrap()).unwrap(),
+            1
         );
     }
 

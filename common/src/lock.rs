@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, size_of};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -205,7 +205,7 @@ impl Lock {
             0 => Acquired::Released,
             libc::EOWNERDEAD => {
                 let pid = state.holder.load(Ordering::Relaxed);
-                if !crate::has_ended(pid) {
+                if !holder_has_ended(pid) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -255,6 +255,31 @@ impl Drop for LockGuard<'_> {
         // so release cannot fail.
         let _ = self.lock.release();
     }
+}
+
+/// Whether the process of a lock's dead holder has ended, so that nothing it handed out
+/// under the lock can still be in use. The kernel gives the lock up early in a dying
+/// process's exit, before the process is a zombie, so a killed holder is waited for, up to
+/// two seconds, before the answer is no.
+fn holder_has_ended(pid: u32) -> bool {
+    if pid == 0 {
+        // It died between taking the lock and recording itself: it handed nothing out.
+        return true;
+    }
+    if pid == crate::current_pid() {
+        // One of this process's threads, and this process goes on.
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pause = Duration::from_micros(100);
+    while !crate::has_ended(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    true
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.

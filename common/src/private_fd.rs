@@ -4,16 +4,24 @@
 //! reports its end (EOF) only when every copy of its write end is closed, so a copy kept by
 //! an unrelated child (another pool's worker, a manager's server, a helper that `f` started)
 //! keeps a reader waiting forever. A [`Private`] descriptor is registered when it is made,
-//! and [`Process::start`](crate::Process::start) closes every registered one in the child
-//! right after `fork`. The child's copy of the `Private` value then holds a number that is no
-//! longer its own: it neither hands the value out nor closes it there.
+//! and [`Process::start`](crate::Process::start) lets go of every registered one in the
+//! child right after `fork`: it puts a copy of `/dev/null` (read-only) in its place. The pipe
+//! end is gone from the child, but its number stays taken, so a reference to it that the
+//! child's target carried across (`Private::get` before the fork) reads nothing and cannot
+//! write, rather than reach another file that got the number. The child's copy of the
+//! `Private` value neither hands the value out nor closes it.
 
+use std::fs::File;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Mutex, PoisonError};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::Error;
 
 /// The descriptors of this process that its children must not keep.
 static REGISTERED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+/// `/dev/null`, read-only, opened with the first `Private`: what a child puts in their place.
+static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
 
 /// A descriptor (a pipe end, a socket) that belongs to the process that made this value:
 /// children forked by [`Process::start`](crate::Process::start) do not inherit it.
@@ -27,7 +35,7 @@ static REGISTERED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 /// use std::os::fd::AsFd;
 /// let file = std::fs::File::open("/dev/null")?;
 /// let private = common::Private::new(file.as_fd()); // BorrowedFd does not own it
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Private<T: Owns> {
     value: ManuallyDrop<T>,
@@ -57,13 +65,17 @@ owns!(
 );
 
 impl<T: Owns> Private<T> {
-    /// Registers `value`'s descriptor, to be closed in every child forked from now on.
-    pub fn new(value: T) -> Self {
+    /// Registers `value`'s descriptor, to be let go of in every child forked from now on.
+    pub fn new(value: T) -> Result<Self, Error> {
+        if DEV_NULL.get().is_none() {
+            let null = File::open("/dev/null").map_err(|e| Error::os("open(/dev/null)", e))?;
+            let _ = DEV_NULL.set(null.into());
+        }
         lock().push(value.as_raw_fd());
-        Private {
+        Ok(Private {
             value: ManuallyDrop::new(value),
             owner: crate::process_key(),
-        }
+        })
     }
 
     /// The descriptor, in the process that made it; `None` in a child, where it was closed
@@ -77,7 +89,7 @@ impl<T: Owns> Private<T> {
 impl<T: Owns> Drop for Private<T> {
     fn drop(&mut self) {
         if self.owner != crate::process_key() {
-            // A copy made by fork: the child closed the descriptor when it started.
+            // A copy made by fork: the child let the descriptor go when it started.
             return;
         }
         let fd = self.value.as_raw_fd();
@@ -87,14 +99,21 @@ impl<T: Owns> Drop for Private<T> {
     }
 }
 
-/// Closes, in a child just forked, every descriptor its parent registered. Called by
-/// `Process::start` before the child runs anything else; the process has one thread.
+/// Lets go, in a child just forked, of every descriptor its parent registered: each becomes
+/// a copy of `/dev/null`. Called by `Process::start` before the child runs anything else;
+/// the process has one thread.
 pub(crate) fn close_inherited() {
     let mut registered = lock();
+    let Some(null) = DEV_NULL.get() else {
+        return; // No `Private` was ever made, so none is registered.
+    };
     for fd in registered.drain(..) {
-        // SAFETY: the parent registered `fd` as its own; in this child nothing uses it (every
-        // `Private` copy refuses to hand it out here), so closing it breaks no owner.
-        unsafe { libc::close(fd) };
+        // SAFETY: dup3 touches no memory. `fd` was registered by a `Private` of the parent,
+        // which owns it; here every copy of that `Private` refuses to hand it out or close
+        // it. Replacing what the number names, rather than closing it, keeps the number
+        // taken: a reference carried across fork reads EOF and fails to write (EBADF), and
+        // never reaches a file opened later in this process. O_CLOEXEC: exec drops it.
+        unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) };
     }
 }
 

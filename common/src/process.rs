@@ -449,9 +449,12 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat_field(&stat, 3)?.chars().next()
 }
 
-/// True once process `pid` has ended: it is gone, or it is a zombie not yet reaped.
+/// True once process `pid` has ended: it is gone (`kill` says there is no such process), or
+/// `/proc` shows a zombie not yet reaped. Where `/proc` cannot be read, a zombie counts as
+/// running: the answer errs on the side of "still running".
 pub fn has_ended(pid: u32) -> bool {
-    matches!(process_state(pid), None | Some('Z' | 'X'))
+    matches!(process_state(pid), Some('Z' | 'X'))
+        || kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH)
 }
 
 /// Field `n` of a `/proc/<pid>/stat` line, numbered from 1 as proc(5) numbers them.

@@ -14,6 +14,10 @@ fn main() {
     run_tests(&[
         ("one_holder_at_a_time", one_holder_at_a_time),
         ("a_dead_holder_is_reported", a_dead_holder_is_reported),
+        (
+            "a_holder_killed_while_others_wait",
+            a_holder_killed_while_others_wait,
+        ),
         ("acquire_timeout_gives_up", acquire_timeout_gives_up),
         ("misuse_is_an_error", misuse_is_an_error),
         ("guard_releases_on_drop", guard_releases_on_drop),
@@ -214,4 +218,42 @@ fn a_thread_that_ends_holding_abandons_the_lock() {
     });
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// The kernel gives a killed holder's lock to a waiter early in the holder's exit, while
+/// the holder still looks alive (a big process takes a while to unmap its memory). The
+/// waiter still learns `OwnerDied`, never takes the lock for abandoned. Here the waiter is
+/// already blocked, the holder has 64 MiB, and no one has reaped it yet.
+fn a_holder_killed_while_others_wait() {
+    let lock = Lock::new().unwrap();
+    for _ in 0..5 {
+        let (mut r, w) = os_pipe::pipe().unwrap();
+        let lock = &lock;
+        let mut holder = Process::new(move || {
+            let memory = vec![1u8; 64 << 20];
+            let _held = lock.lock().unwrap();
+            (&w).write_all(b"L").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+            drop(memory);
+        });
+        holder.start().unwrap();
+        r.read_exact(&mut [0]).unwrap();
+        let victim = holder.pid().unwrap();
+        let mut killer = Process::new(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
+        });
+        killer.start().unwrap();
+        let guard = lock.lock().unwrap();
+        assert_eq!(
+            guard.acquired(),
+            Acquired::OwnerDied {
+                pid: victim.as_raw() as u32
+            }
+        );
+        drop(guard);
+        killer.join().unwrap();
+        holder.join().unwrap();
+    }
+    assert_no_children();
 }

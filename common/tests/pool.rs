@@ -54,6 +54,10 @@ fn main() {
             a_worker_that_cannot_be_replaced_yet,
         ),
         (
+            "a_task_the_dead_worker_never_read_runs_elsewhere",
+            a_task_the_dead_worker_never_read_runs_elsewhere,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -496,14 +500,26 @@ fn restore_stderr() {
     }
 }
 
+/// Writes a byte to the pipe `fd`, then sleeps a minute.
+fn say_and_sleep(fd: i32) -> u8 {
+    // SAFETY: `fd` is the write end of the test's pipe, inherited by the worker.
+    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
 /// A dead worker whose replacement cannot be forked now (here a guard of shared memory is
 /// held, so fork is refused): the call says why, the dead worker is blamed for its own task
 /// only, and once fork is possible again a replacement runs the next tasks.
 fn a_worker_that_cannot_be_replaced_yet() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut r, w) = os_pipe::pipe().unwrap();
     let p = Pool::new(1).unwrap();
     let victim = p.pids()[0];
-    let slow = p.apply_async(sleep_ms, 60_000).unwrap();
-    assert!(!slow.ready().unwrap());
+    let slow = p.apply_async(say_and_sleep, w.as_raw_fd()).unwrap();
+    // Running it, for sure, when it is killed.
+    r.read_exact(&mut [0]).unwrap();
     let borrow = common::SharedBorrow::new();
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
     let err = slow.get_timeout(Duration::from_secs(10)).unwrap_err();
@@ -511,10 +527,11 @@ fn a_worker_that_cannot_be_replaced_yet() {
         matches!(err, PoolError::Os(common::Error::SharedBorrowHeld { .. })),
         "{err}"
     );
-    assert!(matches!(
-        slow.get_timeout(Duration::from_secs(10)),
-        Err(PoolError::WorkerDied { pid, task: 0, .. }) if pid == victim
-    ));
+    let again = slow.get_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(again, Err(PoolError::WorkerDied { pid, task: 0, .. }) if pid == victim),
+        "{again:?}"
+    );
     assert!(matches!(
         p.apply(square, 2),
         Err(PoolError::Os(common::Error::SharedBorrowHeld { .. }))
@@ -524,6 +541,48 @@ fn a_worker_that_cannot_be_replaced_yet() {
     assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
     assert!(!p.pids().contains(&victim));
     drop(slow);
+    drop(p);
+    assert_no_children();
+}
+
+/// Starts a helper by a bare `fork` (which keeps the worker's pipes open), sends its pid
+/// back, and returns: the worker is then idle.
+fn start_helper_and_return(fd: i32) -> u8 {
+    // SAFETY: the worker has one thread; the child only sleeps and exits.
+    let pid = match unsafe { libc::fork() } {
+        0 => {
+            std::thread::sleep(Duration::from_secs(30));
+            // SAFETY: ends the helper at once, as a forked child must.
+            unsafe { libc::_exit(0) }
+        }
+        pid => pid,
+    };
+    // SAFETY: `fd` is the write end of the test's pipe, inherited by the worker.
+    unsafe { libc::write(fd, pid.to_le_bytes().as_ptr().cast(), 4) };
+    0
+}
+
+/// A task written to a worker that had already died (its pipe held open by a process it
+/// started) was never read, so never run: it is not blamed on the dead worker, but runs on
+/// its replacement.
+fn a_task_the_dead_worker_never_read_runs_elsewhere() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let p = Pool::new(1).unwrap();
+    let victim = p.pids()[0];
+    assert_eq!(p.apply(start_helper_and_return, w.as_raw_fd()).unwrap(), 0);
+    let mut pid = [0u8; 4];
+    r.read_exact(&mut pid).unwrap();
+    let helper = Pid::from_raw(i32::from_le_bytes(pid));
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    while !common::has_ended(victim) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let got = p.apply(square, 7);
+    let _ = kill(helper, Signal::SIGKILL);
+    assert_eq!(got.unwrap(), 49);
+    assert!(!p.pids().contains(&victim));
     drop(p);
     assert_no_children();
 }

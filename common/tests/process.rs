@@ -78,6 +78,10 @@ fn main() {
             a_signal_removes_any_number_of_paths,
         ),
         (
+            "a_private_descriptor_carried_into_a_child_reaches_nothing",
+            a_private_descriptor_carried_into_a_child_reaches_nothing,
+        ),
+        (
             "a_descendant_with_a_dead_ancestors_pid_owns_nothing",
             a_descendant_with_a_dead_ancestors_pid_owns_nothing,
         ),
@@ -519,7 +523,7 @@ fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
     let (mut go, mut go_ahead) = os_pipe::pipe().unwrap();
     let mut a = Process::new(move || {
         let (_r, w) = os_pipe::pipe().unwrap();
-        let private = common::Private::new(w);
+        let private = common::Private::new(w).unwrap();
         let (a_pid, a_key) = (std::process::id(), common::process_key());
         let (private, report) = (&private, &to_test);
         let mut c = Process::new(move || {
@@ -570,4 +574,30 @@ fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
         _ => println!("SKIPPED: no grandchild got the dead process's pid in 50 tries"),
     }
     assert_no_children();
+}
+
+/// A reference to a `Private` pipe end, taken before fork and carried into the child, must
+/// not write into whatever file the child opens next: the child let the pipe end go, but
+/// its number stays taken (by `/dev/null`, read-only), so the write fails.
+fn a_private_descriptor_carried_into_a_child_reaches_nothing() {
+    let dir = std::env::temp_dir().join(format!("private-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let victim = dir.join("victim");
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let private = common::Private::new(w).unwrap();
+    let mut writer = private.get().unwrap();
+    let mut child = Process::new(|| {
+        let _file = std::fs::File::create(&victim).unwrap();
+        assert!(writer.write_all(b"meant for the pipe").is_err());
+    });
+    child.start().unwrap();
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    drop(child);
+    drop(private);
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    let in_victim = std::fs::read(&victim).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(got, b"");
+    assert_eq!(in_victim, b"");
 }

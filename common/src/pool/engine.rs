@@ -424,12 +424,18 @@ impl Engine {
         let status = w.process.join()?;
         let pid = w.pid;
         let mut in_flight = std::mem::take(&mut w.in_flight);
-        let started = std::mem::take(&mut w.unsent) > 0;
+        // The first task it was given was running if it had read all of that task's frame:
+        // its bytes are the first written, and what the worker had not read is still in the
+        // pipe. (A task is written after the death when a process the worker started holds
+        // the pipe open.) Without the pipe, a task written whole counts as started.
+        let written: usize = in_flight.iter().take(w.unsent).map(|t| t.frame.len()).sum();
+        let read = (written + w.offset).saturating_sub(w.tasks.as_ref().map_or(0, unread));
+        let started = w.unsent > 0 && in_flight.front().is_some_and(|t| read >= t.frame.len());
+        w.unsent = 0;
         // It takes no more tasks, even if no replacement can be forked now (a guard held, a
         // thread running, no memory): it stays in its place, and is replaced on a later call.
         w.offset = 0;
         w.tasks = None;
-        // Only a task written whole had reached the worker; the first of them was running.
         if started {
             if let Some(task) = in_flight.pop_front().map(|t| t.id) {
                 if !self.abandoned.remove(&task) {
@@ -454,6 +460,18 @@ impl Drop for Engine {
             let _ = self.terminate();
         }
     }
+}
+
+/// How many bytes written into the pipe `tasks` have not been read from it yet.
+fn unread(tasks: &Private<PipeWriter>) -> usize {
+    let Some(pipe) = tasks.get() else {
+        return 0;
+    };
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, `bytes`, which is alive; the descriptor is open while
+    // `pipe` borrows it. Linux answers it for either end of a pipe.
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut bytes) };
+    if rc < 0 { 0 } else { bytes as usize }
 }
 
 /// How much `receive` reads.
@@ -519,7 +537,7 @@ fn spawn() -> Result<Worker, PoolError> {
     frame::enlarge_pipe(results_w.as_fd());
     set_nonblocking(tasks_w.as_fd())?;
     set_nonblocking(results_r.as_fd())?;
-    let (tasks_w, results_r) = (Private::new(tasks_w), Private::new(results_r));
+    let (tasks_w, results_r) = (Private::new(tasks_w)?, Private::new(results_r)?);
     let target: Target = Box::new(move || worker::run(tasks_r, results_w));
     let mut process = Process::new(target);
     process.start()?;

@@ -212,7 +212,8 @@ impl Pool {
             match chunk {
                 Ok(()) => {}
                 Err(e) => {
-                    tasks[i + 1..].iter().for_each(|&t| engine.abandon(t));
+                    // This chunk's result too, if it failed to come: no one will ask for it.
+                    tasks[i..].iter().for_each(|&t| engine.abandon(t));
                     return Err(e);
                 }
             }

@@ -158,7 +158,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 pub(super) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameError> {
     // Its own ends, so that a process `f` starts does not keep them open: the pool would
     // not see this worker's end while that process lives.
-    let (tasks, results) = (Private::new(tasks), Private::new(results));
+    let (tasks, results) = (Private::new(tasks)?, Private::new(results)?);
     let (Some(mut tasks), Some(mut results)) = (tasks.get(), results.get()) else {
         return Ok(());
     };
