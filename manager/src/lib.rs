@@ -229,17 +229,39 @@ impl Client {
             // None yet, or the parent's, inherited through fork and closed in this process
             // (it carries the parent's conversation): this process opens its own.
             other => other.insert(Conn {
-                stream: Private::new(
-                    UnixStream::connect(&self.path).map_err(|e| Error::os("connect", e))?,
-                ),
+                stream: Private::new(UnixStream::connect(&self.path).map_err(|e| {
+                    match e.kind() {
+                        // No one listens any more: the server has ended.
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+                            ManagerError::ServerGone
+                        }
+                        _ => Error::os("connect", e).into(),
+                    }
+                })?)?,
                 frames: FrameBuf::new(),
                 buf: Vec::new(),
             }),
         };
-        let mut stream = conn.stream.get().ok_or(ManagerError::ServerGone)?;
         conn.buf.clear();
         frame::encode(&mut conn.buf, request)?;
-        let sent = match stream.write_all(&conn.buf) {
+        match conn.exchange() {
+            Ok(Response::Error(e)) => Err(ManagerError::Remote(e)),
+            Ok(response) => Ok(response),
+            Err(e) => {
+                // The conversation is out of step (an answer half read, or one still to come)
+                // or over: the next call opens a new connection.
+                *slot = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Writes the request in `buf` and reads its answer.
+    fn exchange(&mut self) -> Result<Response, ManagerError> {
+        let mut stream = self.stream.get().ok_or(ManagerError::ServerGone)?;
+        let sent = match stream.write_all(&self.buf) {
             Ok(()) => true,
             // The server closed the connection; it may have said why before it did.
             Err(e)
@@ -252,18 +274,13 @@ impl Client {
             }
             Err(e) => return Err(Error::os("write", e).into()),
         };
-        let payload = conn
+        let payload = self
             .frames
             .read_frame(&mut DontWait(stream))?
             .ok_or(ManagerError::ServerGone)?;
         match frame::decode(payload)? {
-            Response::Refused(e) => {
-                // The server has closed this connection; the next call opens another.
-                *slot = None;
-                Err(ManagerError::Refused(e))
-            }
+            Response::Refused(e) => Err(ManagerError::Refused(e)),
             _ if !sent => Err(ManagerError::ServerGone),
-            Response::Error(e) => Err(ManagerError::Remote(e)),
             response => Ok(response),
         }
     }

@@ -58,12 +58,18 @@ enum Key {
     Str(String),
 }
 
+/// 2^63, exactly, as a float: the first whole float past `i64::MAX`.
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+
 fn key(value: &PyValue) -> Result<Key, String> {
     Ok(match value {
         PyValue::None => Key::None,
         PyValue::Bool(b) => Key::Int(i64::from(*b)),
         PyValue::Int(i) => Key::Int(*i),
-        PyValue::Float(x) if x.fract() == 0.0 && x.abs() < 9.2e18 => Key::Int(*x as i64),
+        // A whole float in i64's range is the int of the same value: -2^63 <= x < 2^63.
+        PyValue::Float(x) if x.fract() == 0.0 && (-TWO_63..TWO_63).contains(x) => {
+            Key::Int(*x as i64)
+        }
         PyValue::Float(x) => Key::Float(x.to_bits()),
         PyValue::Str(s) => Key::Str(s.clone()),
         PyValue::List(_) => return Err("TypeError: unhashable type: 'list'".into()),
@@ -133,6 +139,15 @@ mod tests {
         d.set(0.25.into(), PyValue::None).unwrap();
         d.set(1.0.into(), "one".into()).unwrap();
         d.set(true.into(), "true".into()).unwrap();
+        // Whole floats up to the edge of i64 are the same key as the equal int.
+        d.set(9_200_000_000_000_000_000i64.into(), "a".into())
+            .unwrap();
+        assert_eq!(d.get(&9.2e18.into()).unwrap(), PyValue::from("a"));
+        d.set((-(2f64.powi(63))).into(), "b".into()).unwrap();
+        assert_eq!(d.get(&i64::MIN.into()).unwrap(), PyValue::from("b"));
+        assert!(d.get(&(2f64.powi(63)).into()).is_err());
+        d.items.truncate(3);
+        d.index.retain(|_, at| *at < 3);
         assert_eq!(d.len(), 3);
         assert_eq!(d.get(&1.into()).unwrap(), PyValue::from("true"));
         assert_eq!(

@@ -99,12 +99,14 @@ fn serve_until_orphaned(
             };
             pollfds.push(pollfd(c.stream.as_raw_fd(), events));
         }
-        let timeout = if Instant::now() < spin_until {
+        // Requests already read wait for their turn: look at the sockets without sleeping.
+        let queued = conns.iter().any(|c| c.waiting() == Some(true));
+        let timeout = if queued || Instant::now() < spin_until {
             0
         } else {
             OWNER_CHECK.as_millis() as i32
         };
-        if frame::poll_fds(&mut pollfds, timeout)? == 0 {
+        if frame::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
             if timeout == 0 {
                 std::hint::spin_loop();
             }
@@ -112,7 +114,7 @@ fn serve_until_orphaned(
         }
         spin_until = Instant::now() + SPIN;
         for (c, p) in conns.iter_mut().zip(&pollfds[1..]) {
-            if p.revents != 0 {
+            if p.revents != 0 || c.waiting() == Some(true) {
                 c.serve(&mut objects);
             }
         }
@@ -178,38 +180,46 @@ impl Conn {
         }
     }
 
-    /// Writes what it can of the pending answer; then answers the requests that have come,
-    /// one at a time, each once the one before is written. It reads from the socket at most
-    /// once, so that one busy client does not hold up the others.
+    /// One round of this connection: writes what it can of the pending answer; once that is
+    /// written, answers one request, reading the socket once if no request has come whole.
+    /// One request a round, so that a client that sends many at once (or never reads its
+    /// answers) takes its turn with the others instead of holding them up.
     fn serve(&mut self, objects: &mut Vec<Object>) {
-        let mut read = false;
-        while self.flush() {
-            if self.closing {
-                self.closed = true;
-                return;
-            }
-            let response = match self.frames.next_frame() {
-                Ok(Some(payload)) => Some(match frame::decode::<Request>(payload) {
-                    Ok(request) => handle(request, objects),
-                    Err(e) => self.refuse(format!("bad request: {e}")),
-                }),
-                // A length over the limit: refused before any of it is read.
-                Err(e) => Some(self.refuse(format!("bad request: {e}"))),
-                Ok(None) => None,
-            };
-            // Nothing whole has come: read once, then serve what came.
-            let Some(response) = response else {
-                if read || !self.read() {
-                    return;
-                }
-                read = true;
-                continue;
-            };
-            if let Err(e) = frame::encode(&mut self.out, &response) {
-                // `encode` has left `out` as it was (empty): this request alone fails.
-                let why = format!("cannot send the answer: {e}");
-                let _ = frame::encode(&mut self.out, &Response::Error(why));
-            }
+        if !self.flush() {
+            return;
+        }
+        if self.closing {
+            self.closed = true;
+            return;
+        }
+        if self.waiting().is_none() && !self.read() {
+            return;
+        }
+        let response = match self.frames.next_frame() {
+            Ok(Some(payload)) => match frame::decode::<Request>(payload) {
+                Ok(request) => handle(request, objects),
+                Err(e) => self.refuse(format!("bad request: {e}")),
+            },
+            // A length over the limit: refused before any of it is read.
+            Err(e) => self.refuse(format!("bad request: {e}")),
+            Ok(None) => return,
+        };
+        if let Err(e) = frame::encode(&mut self.out, &response) {
+            // `encode` has left `out` as it was (empty): this request alone fails.
+            let why = format!("cannot send the answer: {e}");
+            let _ = frame::encode(&mut self.out, &Response::Error(why));
+        }
+        if self.flush() && self.closing {
+            self.closed = true;
+        }
+    }
+
+    /// Whether a request (or a frame to refuse) has come whole: `Some(true)` when it can be
+    /// answered now, its connection's last answer written.
+    fn waiting(&self) -> Option<bool> {
+        match self.frames.ready() {
+            Ok(None) => None,
+            Ok(Some(_)) | Err(_) => Some(self.sent >= self.out.len() && !self.closed),
         }
     }
 

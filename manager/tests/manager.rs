@@ -46,6 +46,10 @@ fn main() {
             "out_of_descriptors_new_connections_are_refused_and_old_ones_served",
             out_of_descriptors_new_connections_are_refused_and_old_ones_served,
         ),
+        (
+            "a_client_that_sends_many_requests_at_once_takes_turns",
+            a_client_that_sends_many_requests_at_once_takes_turns,
+        ),
         ("proxies_are_send_and_sync", proxies_are_send_and_sync),
         (
             "a_child_does_not_keep_its_parents_connection",
@@ -189,6 +193,7 @@ fn bad_connections_are_closed_and_others_served() {
 const COPY: u32 = 5;
 const LEN: u32 = 4;
 const APPEND: u32 = 6;
+const REVERSE: u32 = 7;
 
 /// A raw request frame: the variant, then its fields' bytes.
 fn request(variant: u32, fields: &[&[u8]]) -> Vec<u8> {
@@ -206,7 +211,8 @@ fn read_payload(raw: &mut UnixStream) -> Vec<u8> {
 }
 
 /// A few round trips on the proxy's connection: whatever was written on another connection
-/// before this, the server has read and served by the time it returns.
+/// before this, the server has read, and begun to serve (one request of each connection a
+/// round), by the time it returns.
 fn round_trips(l: &ListProxy) {
     for _ in 0..3 {
         l.len().unwrap();
@@ -584,4 +590,43 @@ fn a_pool_joins_while_a_manager_lives() {
     // SAFETY: as above; 0 cancels it.
     unsafe { libc::alarm(0) };
     assert_no_children();
+}
+
+/// A client that sends 2,000 requests at once (each reverses a list, then appends to a
+/// counter), and another that asks for the counter's length just after: the server takes
+/// one request of each connection a round, so the second is answered after one or two of
+/// the 2,000, not after all that one read of the socket brought (about 1,900). The server is
+/// stopped while both write, so that both are there when it looks.
+fn a_client_that_sends_many_requests_at_once_takes_turns() {
+    use nix::sys::signal::{Signal, kill};
+    let manager = Manager::new().unwrap();
+    let server = nix::unistd::Pid::from_raw(manager.pid().unwrap() as i32);
+    let _big = manager.list(0..1000).unwrap(); // object 0
+    let _counter = manager.list(Vec::<i64>::new()).unwrap(); // object 1
+    let len = request(LEN, &[&1u32.to_le_bytes()]);
+    let int_0 = [&2u32.to_le_bytes()[..], &0i64.to_le_bytes()].concat();
+    let pair = [
+        request(REVERSE, &[&0u32.to_le_bytes()]),
+        request(APPEND, &[&1u32.to_le_bytes(), &int_0]),
+    ]
+    .concat();
+    // Both connected and served once, in this order, before the server stops.
+    let mut hog = UnixStream::connect(manager.address()).unwrap();
+    let mut other = UnixStream::connect(manager.address()).unwrap();
+    for raw in [&mut hog, &mut other] {
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        raw.write_all(&len).unwrap();
+        read_payload(raw);
+    }
+    kill(server, Signal::SIGSTOP).unwrap();
+    hog.write_all(&pair.repeat(2000)).unwrap();
+    other.write_all(&len).unwrap();
+    kill(server, Signal::SIGCONT).unwrap();
+    let (variant, served_first): (u32, u64) = frame::decode(&read_payload(&mut other)).unwrap();
+    assert_eq!(variant, 3, "not a length");
+    assert!(
+        served_first <= 2,
+        "{served_first} of the other client's 2,000 requests were served before this call"
+    );
+    drop(hog);
 }
