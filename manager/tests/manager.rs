@@ -51,6 +51,7 @@ fn main() {
             a_client_that_sends_many_requests_at_once_takes_turns,
         ),
         ("proxies_are_send_and_sync", proxies_are_send_and_sync),
+        ("many_managers_at_once", many_managers_at_once),
         (
             "a_child_does_not_keep_its_parents_connection",
             a_child_does_not_keep_its_parents_connection,
@@ -629,4 +630,22 @@ fn a_client_that_sends_many_requests_at_once_takes_turns() {
         "{served_first} of the other client's 2,000 requests were served before this call"
     );
     drop(hog);
+}
+
+/// No table limits how many managers live at once (each registers its socket and its
+/// directory for removal on Ctrl-C; a fixed table of 16 paths once refused the 9th).
+fn many_managers_at_once() {
+    let managers: Vec<Manager> = (0..12).map(|_| Manager::new().unwrap()).collect();
+    for (i, manager) in managers.iter().enumerate() {
+        let d = manager.dict().unwrap();
+        d.set(i as i64, "here").unwrap();
+        assert_eq!(d.len().unwrap(), 1);
+    }
+    let dirs: Vec<PathBuf> = managers
+        .iter()
+        .map(|m| m.address().parent().unwrap().to_path_buf())
+        .collect();
+    drop(managers);
+    assert!(dirs.iter().all(|dir| !dir.exists()));
+    assert_no_children();
 }
