@@ -119,7 +119,11 @@ impl Lock {
         unsafe { &*self.map.as_ptr().cast::<State>() }
     }
 
-    /// Blocks until the lock is the caller's: Python's `l.acquire()`.
+    /// Blocks until the lock is the caller's: Python's `l.acquire()`. If its holder died
+    /// holding it, this waits for the holder's process to finish exiting (so that nothing
+    /// it handed out under the lock is in use any more) and returns
+    /// [`Acquired::OwnerDied`]; if only a thread of it died, and the process goes on, the
+    /// lock is abandoned ([`Error::LockAbandoned`]).
     pub fn acquire(&self) -> Result<Acquired, Error> {
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
@@ -127,7 +131,9 @@ impl Lock {
     }
 
     /// Waits at most `timeout` for the lock: Python's `l.acquire(timeout=...)`.
-    /// `Ok(None)` when the time ran out.
+    /// `Ok(None)` when the time ran out. A lock whose holder died is taken at once, but the
+    /// holder's exit is waited for first (see [`acquire`](Lock::acquire)), which the
+    /// timeout does not bound.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, Error> {
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
@@ -258,9 +264,10 @@ impl Drop for LockGuard<'_> {
 }
 
 /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
-/// under the lock can still be in use. The kernel gives the lock up early in a dying
-/// process's exit, before the process is a zombie, so a killed holder is waited for, up to
-/// two seconds, before the answer is no.
+/// under the lock can still be in use. The kernel gives a dying process's locks up early in
+/// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
+/// take seconds: a process that is exiting is waited for, however long. One that is not
+/// exiting a moment after its lock was given up lives on: only a thread of it died.
 fn holder_has_ended(pid: u32) -> bool {
     if pid == 0 {
         // It died between taking the lock and recording itself: it handed nothing out.
@@ -270,14 +277,15 @@ fn holder_has_ended(pid: u32) -> bool {
         // One of this process's threads, and this process goes on.
         return false;
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // The other threads of a killed process start their exit a moment after the first.
+    let grace = Instant::now() + Duration::from_millis(100);
     let mut pause = Duration::from_micros(100);
     while !crate::has_ended(pid) {
-        if Instant::now() >= deadline {
+        if crate::process::is_exiting(pid) != Some(true) && Instant::now() >= grace {
             return false;
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
     true
 }

@@ -12,6 +12,7 @@
 //! `Private` value neither hands the value out nor closes it.
 
 use std::fs::File;
+use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -113,7 +114,17 @@ pub(crate) fn close_inherited() {
         // it. Replacing what the number names, rather than closing it, keeps the number
         // taken: a reference carried across fork reads EOF and fails to write (EBADF), and
         // never reaches a file opened later in this process. O_CLOEXEC: exec drops it.
-        unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) };
+        if unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) } < 0 {
+            // (A number past a lowered RLIMIT_NOFILE, say.) The child would keep its
+            // parent's pipe end: it must not run.
+            let error = std::io::Error::last_os_error();
+            let _ = writeln!(
+                std::io::stderr(),
+                "Error: dup3: cannot let go of descriptor {fd} in a child: {error}"
+            );
+            // SAFETY: `_exit` ends this child at once, before it runs anything.
+            unsafe { libc::_exit(1) };
+        }
     }
 }
 

@@ -449,6 +449,16 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat_field(&stat, 3)?.chars().next()
 }
 
+/// Whether process `pid` is on its way out: the kernel's PF_EXITING flag (field 9 of
+/// `/proc/<pid>/stat`) is set from the start of its exit until it is a zombie. `None` when
+/// `/proc` does not say.
+pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
+    const PF_EXITING: u32 = 0x4;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let flags: u32 = stat_field(&stat, 9)?.parse().ok()?;
+    Some(flags & PF_EXITING != 0)
+}
+
 /// True once process `pid` has ended: it is gone (`kill` says there is no such process), or
 /// `/proc` shows a zombie not yet reaped. Where `/proc` cannot be read, a zombie counts as
 /// running: the answer errs on the side of "still running".

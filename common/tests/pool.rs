@@ -58,6 +58,10 @@ fn main() {
             a_task_the_dead_worker_never_read_runs_elsewhere,
         ),
         (
+            "a_task_left_unread_in_a_closed_pipe_runs_elsewhere",
+            a_task_left_unread_in_a_closed_pipe_runs_elsewhere,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -583,6 +587,80 @@ fn a_task_the_dead_worker_never_read_runs_elsewhere() {
     let _ = kill(helper, Signal::SIGKILL);
     assert_eq!(got.unwrap(), 49);
     assert!(!p.pids().contains(&victim));
+    drop(p);
+    assert_no_children();
+}
+
+/// Returns 0, and makes the worker die (SIGSYS, by a seccomp filter) at its next `read(2)`:
+/// the read of the task after this one, which then stays unread in the pipe.
+fn die_at_next_read(_: u8) -> u8 {
+    // Time for the pool to write the next task while this one runs.
+    std::thread::sleep(Duration::from_millis(200));
+    let filter = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0, // seccomp_data.nr
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_read as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_KILL_PROCESS,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers; PR_SET_SECCOMP reads `prog` and the
+    // filter it points to, both alive for the call.
+    let rc = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog)
+    };
+    assert_eq!(rc, 0, "seccomp");
+    0
+}
+
+/// The worker dies with a task in its pipe that it never read, and the pool's next write
+/// finds the pipe closed (EPIPE) before the pool sees the death. No task after the first
+/// ran on it, so none is blamed: all run on the replacement.
+fn a_task_left_unread_in_a_closed_pipe_runs_elsewhere() {
+    let p = Pool::new(1).unwrap();
+    let victim = p.pids()[0];
+    let first = p.apply_async(die_at_next_read, 0).unwrap();
+    // The worker has read the first task, and sleeps in it, when the second is written
+    // (one queued task more lets the pool hand it over).
+    std::thread::sleep(Duration::from_millis(50));
+    let mut rest = vec![p.apply_async(square, 1).unwrap()];
+    rest.push(p.apply_async(square, 2).unwrap());
+    while !common::has_ended(victim) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Enough queued that the pool hands one more to the dead worker: that write fails.
+    for x in 3..6 {
+        rest.push(p.apply_async(square, x).unwrap());
+    }
+    assert_eq!(first.get().unwrap(), 0);
+    for (x, r) in (1..6).zip(&rest) {
+        assert_eq!(r.get_timeout(Duration::from_secs(10)).unwrap(), x * x);
+    }
+    assert!(!p.pids().contains(&victim));
+    drop((first, rest));
     drop(p);
     assert_no_children();
 }

@@ -82,6 +82,10 @@ fn main() {
             a_private_descriptor_carried_into_a_child_reaches_nothing,
         ),
         (
+            "a_child_that_cannot_let_go_of_a_private_descriptor_does_not_run",
+            a_child_that_cannot_let_go_of_a_private_descriptor_does_not_run,
+        ),
+        (
             "a_descendant_with_a_dead_ancestors_pid_owns_nothing",
             a_descendant_with_a_dead_ancestors_pid_owns_nothing,
         ),
@@ -600,4 +604,59 @@ fn a_private_descriptor_carried_into_a_child_reaches_nothing() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(got, b"");
     assert_eq!(in_victim, b"");
+}
+
+/// A `Private` descriptor numbered past a lowered descriptor limit cannot be replaced in a
+/// child (dup3 refuses numbers past the limit): the child, which would keep its parent's
+/// pipe end, ends at once with an error instead of running.
+fn a_child_that_cannot_let_go_of_a_private_descriptor_does_not_run() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (_r, w) = os_pipe::pipe().unwrap();
+    // SAFETY: dup2 onto 65, a number this test does not otherwise use; the new descriptor is
+    // owned by `high` alone.
+    let high = unsafe {
+        assert_eq!(libc::dup2(w.as_raw_fd(), 65), 65);
+        OwnedFd::from_raw_fd(65)
+    };
+    drop(w);
+    let private = common::Private::new(high).unwrap();
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write `limit`, which is alive.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let lowered = libc::rlimit {
+        rlim_cur: 32,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) };
+    // The child's stderr is a pipe, to read what it says.
+    let (mut said, stderr) = os_pipe::pipe().unwrap();
+    // SAFETY: dup and dup2 on descriptors this process owns; fd 2 is put back below.
+    let saved = unsafe {
+        let saved = libc::dup(2);
+        libc::dup2(stderr.as_raw_fd(), 2);
+        saved
+    };
+    let mut child = Process::new(|| ());
+    let started = child.start();
+    // SAFETY: as above: stderr and the limit as they were.
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    drop(stderr);
+    started.unwrap();
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(1));
+    let mut message = String::new();
+    said.read_to_string(&mut message).unwrap();
+    assert!(
+        message.starts_with("Error: dup3: cannot let go of descriptor 65"),
+        "{message}"
+    );
+    drop(private);
+    assert_no_children();
 }

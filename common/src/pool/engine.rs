@@ -58,6 +58,9 @@ struct Worker {
     /// How many of `in_flight` have been written whole; `offset` bytes of the next have.
     unsent: usize,
     offset: usize,
+    /// How many bytes the worker had not read when a write found its task pipe closed, and
+    /// the pipe was dropped: what `died` would otherwise ask the pipe.
+    unread_at_close: usize,
 }
 
 pub(super) struct Engine {
@@ -426,10 +429,11 @@ impl Engine {
         let mut in_flight = std::mem::take(&mut w.in_flight);
         // The first task it was given was running if it had read all of that task's frame:
         // its bytes are the first written, and what the worker had not read is still in the
-        // pipe. (A task is written after the death when a process the worker started holds
-        // the pipe open.) Without the pipe, a task written whole counts as started.
+        // pipe (a task can even be written after the death, when a process the worker
+        // started holds the pipe open), or was counted when a write found the pipe closed.
         let written: usize = in_flight.iter().take(w.unsent).map(|t| t.frame.len()).sum();
-        let read = (written + w.offset).saturating_sub(w.tasks.as_ref().map_or(0, unread));
+        let unread = w.tasks.as_ref().map_or(w.unread_at_close, unread);
+        let read = (written + w.offset).saturating_sub(unread);
         let started = w.unsent > 0 && in_flight.front().is_some_and(|t| read >= t.frame.len());
         w.unsent = 0;
         // It takes no more tasks, even if no replacement can be forked now (a guard held, a
@@ -502,6 +506,7 @@ impl Worker {
             in_flight,
             unsent,
             offset,
+            unread_at_close,
             ..
         } = self;
         let Some(mut pipe) = tasks.as_ref().and_then(Private::get) else {
@@ -520,6 +525,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // The worker is gone (EPIPE); the end of its result pipe will say how.
                 Err(_) => {
+                    *unread_at_close = tasks.as_ref().map_or(0, unread);
                     *tasks = None;
                     return;
                 }
@@ -551,5 +557,6 @@ fn spawn() -> Result<Worker, PoolError> {
         in_flight: VecDeque::new(),
         unsent: 0,
         offset: 0,
+        unread_at_close: 0,
     })
 }
