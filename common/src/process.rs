@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
@@ -459,12 +460,33 @@ pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
     Some(flags & PF_EXITING != 0)
 }
 
-/// True once process `pid` has ended: it is gone (`kill` says there is no such process), or
-/// `/proc` shows a zombie not yet reaped. Where `/proc` cannot be read, a zombie counts as
-/// running: the answer errs on the side of "still running".
+/// True once process `pid` has ended, every thread of it: it is gone, or a zombie not yet
+/// reaped. A process whose first thread has died shows as a zombie in `/proc` while its
+/// other threads still run (and may still write memory it shares), so the answer comes
+/// from a pidfd, which the kernel makes readable only once the whole thread group has
+/// exited. Without pidfds (before Linux 5.3), `/proc` must show a zombie with no thread
+/// left but itself. In doubt, the answer is "still running".
 pub fn has_ended(pid: u32) -> bool {
-    matches!(process_state(pid), Some('Z' | 'X'))
-        || kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH)
+    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
+    // is owned by `pidfd` below, and closed there.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let mut fds = [crate::frame::pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
+        return matches!(crate::frame::poll_fds(&mut fds, 0), Ok(1));
+    }
+    match Errno::last() {
+        Errno::ESRCH => true,
+        Errno::ENOSYS => {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH);
+            };
+            matches!(stat_field(&stat, 3), Some("Z" | "X"))
+                && stat_field(&stat, 20).and_then(|n| n.parse::<u32>().ok()) <= Some(1)
+        }
+        _ => false,
+    }
 }
 
 /// Field `n` of a `/proc/<pid>/stat` line, numbered from 1 as proc(5) numbers them.

@@ -30,6 +30,11 @@ fn main() {
             a_holder_that_dies_half_way_is_reported,
         ),
         (
+            "a_killed_holder_is_over_only_when_all_its_threads_are",
+            a_killed_holder_is_over_only_when_all_its_threads_are,
+        ),
+        // Last: it leaks a guard, and fork is refused from then on.
+        (
             "a_guard_leaked_by_an_ended_thread_is_never_aliased",
             a_guard_leaked_by_an_ended_thread_is_never_aliased,
         ),
@@ -201,4 +206,54 @@ fn a_guard_leaked_by_an_ended_thread_is_never_aliased() {
         assert!(matches!(num.value(), Err(Error::LockAbandoned { .. })));
     }
     assert_eq!(*leaked, 2);
+}
+
+/// A holder killed while another of its threads still writes through the guard's `&mut`
+/// (here a `read(2)` of a tmpfs file into the array, which goes on to its end): its first
+/// thread is a zombie at once, but the process has not ended until that write has. The
+/// next guard is given only then: nothing changes under it.
+fn a_killed_holder_is_over_only_when_all_its_threads_are() {
+    use std::io::{Read, Write};
+    const N: usize = 128 << 20;
+    let file = std::path::Path::new("/dev/shm").join(format!("value-{}", std::process::id()));
+    if std::fs::write(&file, vec![0x55u8; N]).is_err() {
+        println!("SKIPPED: no /dev/shm");
+        return;
+    }
+    let arr = Array::new(std::iter::repeat_n(0u8, N)).unwrap();
+    let (mut ready, ready_w) = os_pipe::pipe().unwrap();
+    let mut holder = Process::new(|| {
+        let mut source = std::fs::File::open(&file).unwrap();
+        let mut held = arr.get_lock().unwrap();
+        (&ready_w).write_all(b"x").unwrap();
+        // Time for the parent to wait in get_lock.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let items: &mut [u8] = &mut held;
+        std::thread::scope(|s| {
+            s.spawn(move || source.read(items));
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            raise(Signal::SIGKILL).unwrap();
+        });
+    });
+    holder.start().unwrap();
+    ready.read_exact(&mut [0]).unwrap();
+    assert!(matches!(arr.get_lock(), Err(Error::OwnerDied { .. })));
+    let held = arr.get_lock().unwrap();
+    let filled = |items: &[u8]| {
+        (0..N)
+            .step_by(1 << 20)
+            .filter(|&i| items[i] == 0x55)
+            .count()
+    };
+    let when_taken = filled(&held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let later = filled(&held);
+    drop(held);
+    holder.join().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        when_taken, later,
+        "the dead holder's thread wrote under our guard"
+    );
+    assert_no_children();
 }
