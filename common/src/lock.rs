@@ -4,7 +4,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, size_of};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -52,8 +52,9 @@ pub enum Acquired {
 /// - releasing a lock the calling thread does not hold is an error.
 ///
 /// Layout of the mapping: a `pthread_mutex_t` (PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST,
-/// PTHREAD_MUTEX_ERRORCHECK), then the holder's pid as a `u32` (0 while free). The mutex is
-/// never destroyed, only unmapped: a child that outlives the parent's handle may still use it.
+/// PTHREAD_MUTEX_ERRORCHECK), then who holds it, as its holder wrote after taking it. The
+/// mutex is never destroyed, only unmapped: a child that outlives the parent's handle may
+/// still use it.
 pub struct Lock {
     map: Mapping,
 }
@@ -61,7 +62,17 @@ pub struct Lock {
 #[repr(C)]
 struct State {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
-    holder: AtomicU32,
+    /// The holding thread, as `pid << 32 | tid`; 0 while free. Only a thread that has just
+    /// taken the mutex writes it, and only that thread clears it after its release.
+    holder: AtomicU64,
+    /// When the holder's process started ([`crate::process::start_time`]): with the pid,
+    /// it names that process even once the pid has been given to another.
+    started: AtomicU64,
+}
+
+/// The calling thread, as `State::holder` records a holder.
+fn this_thread() -> u64 {
+    (u64::from(crate::current_pid()) << 32) | u64::from(crate::process::current_tid())
 }
 
 /// The lock, held until dropped: the Rust way to write Python's `with lock:`.
@@ -185,22 +196,38 @@ impl Lock {
     /// calling thread does not hold.
     pub fn release(&self) -> Result<(), Error> {
         let state = self.state();
-        let holder = state.holder.swap(0, Ordering::Relaxed);
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
         if rc == libc::EPERM {
-            state.holder.store(holder, Ordering::Relaxed);
+            // Not the holder: nothing is written, and the holder's record stands.
             return Err(Error::NotHolder);
         }
-        check("pthread_mutex_unlock", rc)
+        check("pthread_mutex_unlock", rc)?;
+        // The record is taken out after the unlock, and only if it is still this thread's:
+        // a thread that took the lock since has written its own.
+        let _ =
+            state
+                .holder
+                .compare_exchange(this_thread(), 0, Ordering::Relaxed, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The pid of the process holding the lock, or `None` while it is free.
     pub fn holder(&self) -> Option<u32> {
-        match self.state().holder.load(Ordering::Relaxed) {
+        match (self.state().holder.load(Ordering::Relaxed) >> 32) as u32 {
             0 => None,
             pid => Some(pid),
         }
+    }
+
+    /// The pid of the lock's holder if that process has ended (it died holding the lock),
+    /// without waiting: for a caller that waits for the holder to finish what it does.
+    pub fn dead_holder(&self) -> Option<u32> {
+        let state = self.state();
+        let pid = self.holder()?;
+        let started = state.started.load(Ordering::Relaxed);
+        (pid != crate::current_pid() && (other_process(pid, started) || crate::has_ended(pid)))
+            .then_some(pid)
     }
 
     /// What a lock call's return code means, once the call has returned with the lock or
@@ -210,8 +237,8 @@ impl Lock {
         let acquired = match rc {
             0 => Acquired::Released,
             libc::EOWNERDEAD => {
-                let pid = state.holder.load(Ordering::Relaxed);
-                if !holder_has_ended(pid) {
+                let pid = (state.holder.load(Ordering::Relaxed) >> 32) as u32;
+                if !holder_has_ended(pid, state.started.load(Ordering::Relaxed)) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -229,13 +256,16 @@ impl Lock {
             }
             libc::ENOTRECOVERABLE => {
                 return Err(Error::LockAbandoned {
-                    pid: state.holder.load(Ordering::Relaxed),
+                    pid: self.holder().unwrap_or(0),
                 });
             }
             libc::EDEADLK => return Err(Error::AlreadyHeld),
             rc => return Err(Error::os(call, Errno::from_raw(rc))),
         };
-        state.holder.store(crate::current_pid(), Ordering::Relaxed);
+        state
+            .started
+            .store(crate::process::own_start_time(), Ordering::Relaxed);
+        state.holder.store(this_thread(), Ordering::Relaxed);
         Ok(acquired)
     }
 }
@@ -268,7 +298,7 @@ impl Drop for LockGuard<'_> {
 /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
 /// take seconds: a process that is exiting is waited for, however long. One that is not
 /// exiting a moment after its lock was given up lives on: only a thread of it died.
-fn holder_has_ended(pid: u32) -> bool {
+fn holder_has_ended(pid: u32, started: u64) -> bool {
     if pid == 0 {
         // It died between taking the lock and recording itself: it handed nothing out.
         return true;
@@ -276,6 +306,10 @@ fn holder_has_ended(pid: u32) -> bool {
     if pid == crate::current_pid() {
         // One of this process's threads, and this process goes on.
         return false;
+    }
+    if other_process(pid, started) {
+        // The holder has ended, and its pid been given again.
+        return true;
     }
     // The other threads of a killed process start their exit a moment after the first.
     let grace = Instant::now() + Duration::from_millis(100);
@@ -288,6 +322,12 @@ fn holder_has_ended(pid: u32) -> bool {
         pause = (pause * 2).min(Duration::from_millis(10));
     }
     true
+}
+
+/// Whether `pid` now names another process than the holder that started at `started`.
+/// False when it cannot be told (no `/proc`, or the holder could not read its start).
+fn other_process(pid: u32, started: u64) -> bool {
+    started != 0 && crate::process::start_time(pid).is_some_and(|now| now != started)
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.

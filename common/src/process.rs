@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -400,7 +400,52 @@ static AT_FORK: Once = Once::new();
 /// Runs in every child just after `fork`, whichever code forks.
 extern "C" fn after_fork_in_child() {
     PID.store(0, Ordering::Relaxed);
+    STARTED.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    // The child's one thread is the one that forked: its thread id is the child's pid.
+    TID.with(|tid| tid.set(0));
+}
+
+/// This process's start time, cached; 0 until asked for in this process.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's id, cached; 0 until asked for.
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The calling thread's id (`gettid`), cached per thread (and cleared in a child at fork).
+pub(crate) fn current_tid() -> u32 {
+    current_pid(); // Installs the handler that clears the cache at fork.
+    TID.with(|tid| match tid.get() {
+        0 => {
+            // SAFETY: gettid has no preconditions.
+            let id = unsafe { libc::gettid() } as u32;
+            tid.set(id);
+            id
+        }
+        id => id,
+    })
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of `/proc/<pid>/stat`):
+/// with the pid, it names one process, even after the pid has been given to another.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_field(&stat, 22)?.parse().ok()
+}
+
+/// This process's [`start_time`], read once and cached (0 if `/proc` cannot say).
+pub(crate) fn own_start_time() -> u64 {
+    current_pid(); // Installs the handler that clears the cache at fork.
+    match STARTED.load(Ordering::Relaxed) {
+        0 => {
+            let started = start_time(current_pid()).unwrap_or(0);
+            STARTED.store(started, Ordering::Relaxed);
+            started
+        }
+        started => started,
+    }
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
@@ -450,14 +495,30 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat_field(&stat, 3)?.chars().next()
 }
 
-/// Whether process `pid` is on its way out: the kernel's PF_EXITING flag (field 9 of
-/// `/proc/<pid>/stat`) is set from the start of its exit until it is a zombie. `None` when
-/// `/proc` does not say.
+/// Whether process `pid` as a whole is on its way out: its first thread has begun its exit
+/// (the kernel's PF_EXITING flag, field 9 of `/proc/<pid>/stat`) or has SIGKILL pending,
+/// which a kill of the process, or an `exit_group` by another thread, puts on every thread
+/// before any of them exits (`/proc/<pid>/status`, SigPnd and ShdPnd). A thread that ends
+/// alone sets neither on the first thread. `None` when `/proc` does not say.
 pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
     const PF_EXITING: u32 = 0x4;
+    const SIGKILL_PENDING: u64 = 1 << (libc::SIGKILL - 1);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let flags: u32 = stat_field(&stat, 9)?.parse().ok()?;
-    Some(flags & PF_EXITING != 0)
+    if flags & PF_EXITING != 0 {
+        return Some(true);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let pending = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+    };
+    let killed = [pending("SigPnd:")?, pending("ShdPnd:")?]
+        .iter()
+        .any(|mask| mask & SIGKILL_PENDING != 0);
+    Some(killed)
 }
 
 /// True once process `pid` has ended, every thread of it: it is gone, or a zombie not yet

@@ -23,6 +23,14 @@ fn main() {
         ("guard_releases_on_drop", guard_releases_on_drop),
         ("mappings_are_unmapped", mappings_are_unmapped),
         (
+            "a_release_by_another_changes_nothing",
+            a_release_by_another_changes_nothing,
+        ),
+        (
+            "a_dead_holders_pid_given_again_is_no_holder",
+            a_dead_holders_pid_given_again_is_no_holder,
+        ),
+        (
             "a_thread_that_ends_holding_abandons_the_lock",
             a_thread_that_ends_holding_abandons_the_lock,
         ),
@@ -255,5 +263,75 @@ fn a_holder_killed_while_others_wait() {
         killer.join().unwrap();
         holder.join().unwrap();
     }
+    assert_no_children();
+}
+
+/// A `release` by a process that does not hold the lock fails, and changes nothing: not
+/// even for a moment is the holder's record wiped (a holder that died in that moment would
+/// be taken for one that handed nothing out).
+fn a_release_by_another_changes_nothing() {
+    let lock = Lock::new().unwrap();
+    let held = lock.lock().unwrap();
+    let me = std::process::id();
+    let mut other = Process::new(|| {
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            assert!(matches!(lock.release(), Err(Error::NotHolder)));
+        }
+    });
+    other.start().unwrap();
+    let mut wrong = 0;
+    while other.is_alive().unwrap() {
+        if lock.holder() != Some(me) {
+            wrong += 1;
+        }
+    }
+    assert_eq!(other.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(wrong, 0, "the holder's record was wrong {wrong} times");
+    drop(held);
+    assert_eq!(lock.holder(), None);
+}
+
+/// A holder that exits holding the lock, is reaped, and whose pid goes to another process
+/// before anyone asks: that process is not the holder. The lock comes back as `OwnerDied`,
+/// not abandoned for the new process's life. As root, `ns_last_pid` chooses the pid;
+/// otherwise SKIPPED.
+fn a_dead_holders_pid_given_again_is_no_holder() {
+    const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    let lock = Lock::new().unwrap();
+    let mut quitter = Process::new(|| std::mem::forget(lock.lock().unwrap()));
+    quitter.start().unwrap();
+    let dead = quitter.pid().unwrap().as_raw();
+    quitter.join().unwrap();
+    // Start times count in clock ticks (10 ms): a pid given again within the same tick
+    // cannot be told from its first owner, and the lock would be abandoned (safe, if not
+    // kind). Pids come back that soon only when chosen, as here.
+    std::thread::sleep(Duration::from_millis(30));
+    let mut stranger = None;
+    for _ in 0..50 {
+        if std::fs::write(NS_LAST_PID, (dead - 1).to_string()).is_err() {
+            break;
+        }
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        if child.id() as i32 == dead {
+            stranger = Some(child);
+            break;
+        }
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let Some(mut stranger) = stranger else {
+        println!("SKIPPED: the dead holder's pid could not be given again (not root?)");
+        return;
+    };
+    let got = lock.acquire();
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    assert_eq!(got.unwrap(), Acquired::OwnerDied { pid: dead as u32 });
+    lock.release().unwrap();
     assert_no_children();
 }

@@ -335,11 +335,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Part of a message is here and the rest is late: fails if its writer died.
     fn check_writer(&self, state: &State) -> Result<(), QueueError> {
         if state.writing.load(Relaxed) != 0 {
-            if let Some(pid) = self
-                .write_lock
-                .holder()
-                .filter(|&pid| common::has_ended(pid))
-            {
+            if let Some(pid) = self.write_lock.dead_holder() {
                 state.broken.store(pid, Relaxed);
             }
         }
