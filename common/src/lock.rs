@@ -4,11 +4,12 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, size_of};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
+use crate::process::Identity;
 use crate::{Error, Mapping};
 
 /// How [`Lock::acquire`] got the lock.
@@ -62,12 +63,56 @@ pub struct Lock {
 #[repr(C)]
 struct State {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
+    /// Odd while a new holder writes its record below: a reader that does not hold the
+    /// lock reads the record between two equal even values, so never half of one holder's
+    /// record with half of another's.
+    seq: AtomicU32,
     /// The holding thread, as `pid << 32 | tid`; 0 while free. Only a thread that has just
     /// taken the mutex writes it, and only that thread clears it after its release.
     holder: AtomicU64,
-    /// When the holder's process started ([`crate::process::start_time`]): with the pid,
-    /// it names that process even once the pid has been given to another.
-    started: AtomicU64,
+    /// The holder's process's [`Identity`](crate::process::Identity): whether its pid names
+    /// it still, and whether this process can tell.
+    since: AtomicU64,
+    pid_ns: AtomicU64,
+    time_ns: AtomicU64,
+}
+
+impl State {
+    /// The holder's pid and identity, as its holder recorded them: a consistent copy, or
+    /// `None` if a holder is (or was, when it died) in the middle of writing them. It reads
+    /// at most `tries` times.
+    fn record(&self, tries: usize) -> Option<(u32, Identity)> {
+        for _ in 0..tries {
+            let before = self.seq.load(Ordering::Acquire);
+            let pid = (self.holder.load(Ordering::Relaxed) >> 32) as u32;
+            let identity = Identity {
+                since: self.since.load(Ordering::Relaxed),
+                pid_ns: self.pid_ns.load(Ordering::Relaxed),
+                time_ns: self.time_ns.load(Ordering::Relaxed),
+            };
+            fence(Ordering::Acquire);
+            if before % 2 == 0 && self.seq.load(Ordering::Relaxed) == before {
+                return Some((pid, identity));
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+
+    /// Records the calling thread as the holder; called by it, holding the mutex. (A holder
+    /// that died writing left `seq` odd: the next one goes on from there.)
+    fn set_record(&self) {
+        let identity = crate::process::identity();
+        let seq = self.seq.load(Ordering::Relaxed);
+        let writing = seq.wrapping_add(if seq % 2 == 0 { 1 } else { 2 });
+        self.seq.store(writing, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.since.store(identity.since, Ordering::Relaxed);
+        self.pid_ns.store(identity.pid_ns, Ordering::Relaxed);
+        self.time_ns.store(identity.time_ns, Ordering::Relaxed);
+        self.holder.store(this_thread(), Ordering::Relaxed);
+        self.seq.store(writing.wrapping_add(1), Ordering::Release);
+    }
 }
 
 /// The calling thread, as `State::holder` records a holder.
@@ -223,11 +268,9 @@ impl Lock {
     /// The pid of the lock's holder if that process has ended (it died holding the lock),
     /// without waiting: for a caller that waits for the holder to finish what it does.
     pub fn dead_holder(&self) -> Option<u32> {
-        let state = self.state();
-        let pid = self.holder()?;
-        let started = state.started.load(Ordering::Relaxed);
-        (pid != crate::current_pid() && (other_process(pid, started) || crate::has_ended(pid)))
-            .then_some(pid)
+        // A holder may be writing its record right now: a few tries, then "no telling".
+        let (pid, identity) = self.state().record(1000)?;
+        (pid != 0 && pid != crate::current_pid() && holder_is_gone(pid, &identity)).then_some(pid)
     }
 
     /// What a lock call's return code means, once the call has returned with the lock or
@@ -237,8 +280,10 @@ impl Lock {
         let acquired = match rc {
             0 => Acquired::Released,
             libc::EOWNERDEAD => {
-                let pid = (state.holder.load(Ordering::Relaxed) >> 32) as u32;
-                if !holder_has_ended(pid, state.started.load(Ordering::Relaxed)) {
+                // This thread holds the mutex, so no one else writes the record: if it is
+                // half-written, its writer died doing so, before it handed anything out.
+                let (pid, identity) = state.record(1).unwrap_or((0, crate::process::identity()));
+                if !holder_has_ended(pid, &identity) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -262,10 +307,7 @@ impl Lock {
             libc::EDEADLK => return Err(Error::AlreadyHeld),
             rc => return Err(Error::os(call, Errno::from_raw(rc))),
         };
-        state
-            .started
-            .store(crate::process::own_start_time(), Ordering::Relaxed);
-        state.holder.store(this_thread(), Ordering::Relaxed);
+        state.set_record();
         Ok(acquired)
     }
 }
@@ -298,7 +340,7 @@ impl Drop for LockGuard<'_> {
 /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
 /// take seconds: a process that is exiting is waited for, however long. One that is not
 /// exiting a moment after its lock was given up lives on: only a thread of it died.
-fn holder_has_ended(pid: u32, started: u64) -> bool {
+fn holder_has_ended(pid: u32, identity: &Identity) -> bool {
     if pid == 0 {
         // It died between taking the lock and recording itself: it handed nothing out.
         return true;
@@ -307,16 +349,24 @@ fn holder_has_ended(pid: u32, started: u64) -> bool {
         // One of this process's threads, and this process goes on.
         return false;
     }
-    if other_process(pid, started) {
-        // The holder has ended, and its pid been given again.
-        return true;
+    if !crate::process::identity().same_view(identity) {
+        // In other namespaces, its pid and its start name something else here: no telling.
+        return false;
     }
     // The other threads of a killed process start their exit a moment after the first.
+    // After that, two readings in a row must say "not exiting": between its taking SIGKILL
+    // and flagging its exit, a dying first thread shows neither for a moment.
     let grace = Instant::now() + Duration::from_millis(100);
     let mut pause = Duration::from_micros(100);
-    while !crate::has_ended(pid) {
-        if crate::process::is_exiting(pid) != Some(true) && Instant::now() >= grace {
-            return false;
+    let mut not_exiting = 0;
+    while !holder_is_gone(pid, identity) {
+        if crate::process::is_exiting(pid) == Some(true) {
+            not_exiting = 0;
+        } else if Instant::now() >= grace {
+            not_exiting += 1;
+            if not_exiting == 2 {
+                return false;
+            }
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -324,10 +374,16 @@ fn holder_has_ended(pid: u32, started: u64) -> bool {
     true
 }
 
-/// Whether `pid` now names another process than the holder that started at `started`.
-/// False when it cannot be told (no `/proc`, or the holder could not read its start).
-fn other_process(pid: u32, started: u64) -> bool {
-    started != 0 && crate::process::start_time(pid).is_some_and(|now| now != started)
+/// Whether the holder's process has ended: gone (or a zombie with no thread left), or its
+/// pid given to a process that started after it. Only for a holder seen the same way
+/// ([`Identity::same_view`]).
+fn holder_is_gone(pid: u32, identity: &Identity) -> bool {
+    if !crate::process::identity().same_view(identity) {
+        return false;
+    }
+    let started_later =
+        crate::process::start_time(pid).is_some_and(|started| started > identity.since);
+    started_later || crate::has_ended(pid)
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.

@@ -400,14 +400,16 @@ static AT_FORK: Once = Once::new();
 /// Runs in every child just after `fork`, whichever code forks.
 extern "C" fn after_fork_in_child() {
     PID.store(0, Ordering::Relaxed);
-    STARTED.store(0, Ordering::Relaxed);
+    SINCE.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
     // The child's one thread is the one that forked: its thread id is the child's pid.
     TID.with(|tid| tid.set(0));
 }
 
-/// This process's start time, cached; 0 until asked for in this process.
-static STARTED: AtomicU64 = AtomicU64::new(0);
+/// This process's [`Identity`], cached; `since` is 0 until it is asked for in this process.
+static SINCE: AtomicU64 = AtomicU64::new(0);
+static PID_NS: AtomicU64 = AtomicU64::new(0);
+static TIME_NS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// This thread's id, cached; 0 until asked for.
@@ -435,17 +437,66 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     stat_field(&stat, 22)?.parse().ok()
 }
 
-/// This process's [`start_time`], read once and cached (0 if `/proc` cannot say).
-pub(crate) fn own_start_time() -> u64 {
-    current_pid(); // Installs the handler that clears the cache at fork.
-    match STARTED.load(Ordering::Relaxed) {
-        0 => {
-            let started = start_time(current_pid()).unwrap_or(0);
-            STARTED.store(started, Ordering::Relaxed);
-            started
-        }
-        started => started,
+/// What another process needs, with a pid, to tell later whether that pid still names
+/// this process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Identity {
+    /// A moment at which this process was alive, in the clock ticks after boot that
+    /// [`start_time`] counts in: a process at the same pid that started later is another.
+    pub(crate) since: u64,
+    /// Its pid namespace and its time namespace (their inodes): a pid, and a start time,
+    /// mean the same thing only to a process in the same namespaces. 0: unknown.
+    pub(crate) pid_ns: u64,
+    pub(crate) time_ns: u64,
+}
+
+impl Identity {
+    /// Whether this process sees pids and start times as the process of `other` did.
+    pub(crate) fn same_view(&self, other: &Identity) -> bool {
+        self.pid_ns != 0
+            && self.time_ns != 0
+            && (self.pid_ns, self.time_ns) == (other.pid_ns, other.time_ns)
     }
+}
+
+/// This process's [`Identity`], worked out once (cached, and worked out again in a child
+/// after fork). `since` is the first time it was asked for, read from `CLOCK_BOOTTIME`,
+/// the clock `/proc` counts start times on, without a system call (the vDSO).
+pub(crate) fn identity() -> Identity {
+    current_pid(); // Installs the handler that clears the cache at fork.
+    let since = SINCE.load(Ordering::Relaxed);
+    if since != 0 {
+        return Identity {
+            since,
+            pid_ns: PID_NS.load(Ordering::Relaxed),
+            time_ns: TIME_NS.load(Ordering::Relaxed),
+        };
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes `now`, which is alive; sysconf reads nothing.
+    let ticks_per_second = unsafe {
+        libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now);
+        libc::sysconf(libc::_SC_CLK_TCK).max(1)
+    } as u64;
+    let since = (now.tv_sec as u64 * ticks_per_second
+        + now.tv_nsec as u64 * ticks_per_second / 1_000_000_000)
+        .max(1);
+    let inode = |path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map_or(0, |m| m.ino())
+    };
+    let identity = Identity {
+        since,
+        pid_ns: inode("/proc/self/ns/pid"),
+        time_ns: inode("/proc/self/ns/time"),
+    };
+    PID_NS.store(identity.pid_ns, Ordering::Relaxed);
+    TIME_NS.store(identity.time_ns, Ordering::Relaxed);
+    SINCE.store(since, Ordering::Relaxed);
+    identity
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
@@ -453,7 +504,8 @@ pub(crate) fn own_start_time() -> u64 {
 /// handler, whichever code forks).
 pub fn current_pid() -> u32 {
     AT_FORK.call_once(|| {
-        // SAFETY: the handler only stores to atomics, which is safe in a child just after
+        // SAFETY: the handler only stores to atomics and to a thread-local `Cell` (made by a
+        // `const` initialiser, with no destructor), which is safe in a child just after
         // fork; the other two handlers are absent.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });

@@ -33,6 +33,10 @@ fn main() {
             "a_killed_holder_is_over_only_when_all_its_threads_are",
             a_killed_holder_is_over_only_when_all_its_threads_are,
         ),
+        (
+            "a_holder_seen_from_another_namespace_is_never_taken_for_dead",
+            a_holder_seen_from_another_namespace_is_never_taken_for_dead,
+        ),
         // Last: it leaks a guard, and fork is refused from then on.
         (
             "a_guard_leaked_by_an_ended_thread_is_never_aliased",
@@ -255,5 +259,54 @@ fn a_killed_holder_is_over_only_when_all_its_threads_are() {
         when_taken, later,
         "the dead holder's thread wrote under our guard"
     );
+    assert_no_children();
+}
+
+/// A holder in another time namespace sees start times shifted, so its pid and start mean
+/// nothing here: a thread of it that leaked its guard and ended, while the process goes on
+/// writing through the guard's `&mut`, must leave the lock abandoned, not recovered. As root
+/// (`unshare(CLONE_NEWTIME)`); otherwise SKIPPED.
+fn a_holder_seen_from_another_namespace_is_never_taken_for_dead() {
+    use std::io::{Read, Write};
+    let num = Value::new(0i64).unwrap();
+    let (mut ready, ready_w) = os_pipe::pipe().unwrap();
+    let mut c = Process::new(|| {
+        // SAFETY: unshare takes a flag and touches no memory; it moves this process's
+        // future children into a new time namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
+            (&ready_w).write_all(b"s").unwrap();
+            return;
+        }
+        std::fs::write("/proc/self/timens_offsets", "boottime 1000 0").unwrap();
+        let mut g = Process::new(|| {
+            let leaked: &mut i64 = std::thread::scope(|s| {
+                s.spawn(|| &mut **Box::leak(Box::new(num.get_lock().unwrap())))
+                    .join()
+                    .unwrap()
+            });
+            (&ready_w).write_all(b"h").unwrap();
+            for _ in 0..10 {
+                *leaked += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        g.start().unwrap();
+        g.join().unwrap();
+    });
+    c.start().unwrap();
+    let mut said = [0];
+    ready.read_exact(&mut said).unwrap();
+    if said == *b"s" {
+        c.join().unwrap();
+        println!("SKIPPED: no new time namespace here (not root?)");
+        return;
+    }
+    for _ in 0..2 {
+        match num.get_lock() {
+            Err(Error::LockAbandoned { .. }) => {}
+            other => panic!("a live holder's lock was given: {:?}", other.map(|g| *g)),
+        }
+    }
+    assert_eq!(c.join().unwrap(), ExitStatus::Exited(0));
     assert_no_children();
 }
