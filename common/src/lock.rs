@@ -349,8 +349,9 @@ fn holder_has_ended(pid: u32, identity: &Identity) -> bool {
         // One of this process's threads, and this process goes on.
         return false;
     }
-    if !crate::process::identity().same_view(identity) {
-        // In other namespaces, its pid and its start name something else here: no telling.
+    if !crate::process::identity().same_view(identity) || !crate::process::proc_shows_own_pids() {
+        // In other namespaces, or through a `/proc` of another pid namespace, its pid and
+        // its start name something else here: no telling.
         return false;
     }
     // The other threads of a killed process start their exit a moment after the first.
@@ -378,7 +379,7 @@ fn holder_has_ended(pid: u32, identity: &Identity) -> bool {
 /// pid given to a process that started after it. Only for a holder seen the same way
 /// ([`Identity::same_view`]).
 fn holder_is_gone(pid: u32, identity: &Identity) -> bool {
-    if !crate::process::identity().same_view(identity) {
+    if !crate::process::identity().same_view(identity) || !crate::process::proc_shows_own_pids() {
         return false;
     }
     let started_later =

@@ -459,6 +459,23 @@ impl Identity {
     }
 }
 
+/// Whether `/proc` here lists the pids of this process's own pid namespace: the `NSpid:`
+/// line of `/proc/self/status` has one pid per namespace level from the one `/proc` was
+/// mounted in down to this process's, so one field, equal to `getpid`. (After `unshare` of
+/// the pid namespace without a new `/proc`, `/proc/<pid>` is another process than `pid`.)
+pub(crate) fn proc_shows_own_pids() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let Some(pids) = status.lines().find_map(|line| line.strip_prefix("NSpid:")) else {
+        return false;
+    };
+    let pids: Vec<&str> = pids.split_whitespace().collect();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    pids.len() == 1 && pids[0].parse() == Ok(me)
+}
+
 /// This process's [`Identity`], worked out once (cached, and worked out again in a child
 /// after fork). `since` is the first time it was asked for, read from `CLOCK_BOOTTIME`,
 /// the clock `/proc` counts start times on, without a system call (the vDSO).

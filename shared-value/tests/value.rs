@@ -37,6 +37,10 @@ fn main() {
             "a_holder_seen_from_another_namespace_is_never_taken_for_dead",
             a_holder_seen_from_another_namespace_is_never_taken_for_dead,
         ),
+        (
+            "a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead",
+            a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead,
+        ),
         // Last: it leaks a guard, and fork is refused from then on.
         (
             "a_guard_leaked_by_an_ended_thread_is_never_aliased",
@@ -308,5 +312,77 @@ fn a_holder_seen_from_another_namespace_is_never_taken_for_dead() {
         }
     }
     assert_eq!(c.join().unwrap(), ExitStatus::Exited(0));
+    assert_no_children();
+}
+
+/// Holder A and waiter B share a new pid namespace, but `/proc` is still the parent
+/// namespace's (`unshare` without a new `/proc`): there, A's pid names another process, Z,
+/// which started later. A, whose thread leaked its guard and ended, goes on writing: B
+/// must find the lock abandoned, not take Z's start for A's end. As root; otherwise
+/// SKIPPED.
+fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
+    use std::io::{Read, Write};
+    const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    const A_PID: u32 = 30000;
+    let num = Value::new(0i64).unwrap();
+    let (mut ready, ready_w) = os_pipe::pipe().unwrap();
+    let (go, mut go_w) = os_pipe::pipe().unwrap();
+    let mut m = Process::new(|| {
+        // SAFETY: unshare takes a flag and touches no memory; this process's next children
+        // are in a new pid namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            (&ready_w).write_all(&0u32.to_ne_bytes()).unwrap();
+            return;
+        }
+        let mut init = Process::new(|| {
+            std::fs::write(NS_LAST_PID, (A_PID - 1).to_string()).unwrap();
+            let mut a = Process::new(|| {
+                let leaked: &mut i64 = std::thread::scope(|s| {
+                    s.spawn(|| &mut **Box::leak(Box::new(num.get_lock().unwrap())))
+                        .join()
+                        .unwrap()
+                });
+                (&ready_w)
+                    .write_all(&std::process::id().to_ne_bytes())
+                    .unwrap();
+                for _ in 0..20 {
+                    *leaked += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+            });
+            a.start().unwrap();
+            let mut b = Process::new(|| {
+                (&go).read_exact(&mut [0]).unwrap();
+                for _ in 0..2 {
+                    assert!(matches!(num.get_lock(), Err(Error::LockAbandoned { .. })));
+                }
+            });
+            b.start().unwrap();
+            assert_eq!(b.join().unwrap(), ExitStatus::Exited(0));
+            a.join().unwrap();
+        });
+        init.start().unwrap();
+        assert_eq!(init.join().unwrap(), ExitStatus::Exited(0));
+    });
+    m.start().unwrap();
+    let mut pid = [0u8; 4];
+    ready.read_exact(&mut pid).unwrap();
+    let a_pid = u32::from_ne_bytes(pid);
+    if a_pid == 0 {
+        m.join().unwrap();
+        println!("SKIPPED: no new pid namespace here (not root?)");
+        return;
+    }
+    // A process of this namespace that starts now, some ticks (10 ms) after A took the
+    // lock, gets A's number here.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    std::fs::write(NS_LAST_PID, (a_pid - 1).to_string()).unwrap();
+    let mut z = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(2)));
+    z.start().unwrap();
+    go_w.write_all(b"g").unwrap();
+    let ended = m.join().unwrap();
+    z.kill().unwrap();
+    z.join().unwrap();
+    assert_eq!(ended, ExitStatus::Exited(0), "B took a live holder's lock");
     assert_no_children();
 }
