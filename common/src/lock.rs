@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::process::Identity;
 use crate::{Error, Mapping};
 
 /// How [`Lock::acquire`] got the lock.
@@ -70,29 +69,23 @@ struct State {
     /// The holding thread, as `pid << 32 | tid`; 0 while free. Only a thread that has just
     /// taken the mutex writes it, and only that thread clears it after its release.
     holder: AtomicU64,
-    /// The holder's process's [`Identity`](crate::process::Identity): whether its pid names
-    /// it still, and whether this process can tell.
-    since: AtomicU64,
+    /// The holder's pid namespace ([`crate::process::pid_namespace`]): its pid means the
+    /// same to a process in the same one only.
     pid_ns: AtomicU64,
-    time_ns: AtomicU64,
 }
 
 impl State {
     /// The holder's pid and identity, as its holder recorded them: a consistent copy, or
     /// `None` if a holder is (or was, when it died) in the middle of writing them. It reads
     /// at most `tries` times.
-    fn record(&self, tries: usize) -> Option<(u32, Identity)> {
+    fn record(&self, tries: usize) -> Option<(u32, u64)> {
         for _ in 0..tries {
             let before = self.seq.load(Ordering::Acquire);
             let pid = (self.holder.load(Ordering::Relaxed) >> 32) as u32;
-            let identity = Identity {
-                since: self.since.load(Ordering::Relaxed),
-                pid_ns: self.pid_ns.load(Ordering::Relaxed),
-                time_ns: self.time_ns.load(Ordering::Relaxed),
-            };
+            let pid_ns = self.pid_ns.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if before % 2 == 0 && self.seq.load(Ordering::Relaxed) == before {
-                return Some((pid, identity));
+                return Some((pid, pid_ns));
             }
             std::hint::spin_loop();
         }
@@ -102,14 +95,12 @@ impl State {
     /// Records the calling thread as the holder; called by it, holding the mutex. (A holder
     /// that died writing left `seq` odd: the next one goes on from there.)
     fn set_record(&self) {
-        let identity = crate::process::identity();
+        let pid_ns = crate::process::pid_namespace();
         let seq = self.seq.load(Ordering::Relaxed);
         let writing = seq.wrapping_add(if seq % 2 == 0 { 1 } else { 2 });
         self.seq.store(writing, Ordering::Relaxed);
         fence(Ordering::Release);
-        self.since.store(identity.since, Ordering::Relaxed);
-        self.pid_ns.store(identity.pid_ns, Ordering::Relaxed);
-        self.time_ns.store(identity.time_ns, Ordering::Relaxed);
+        self.pid_ns.store(pid_ns, Ordering::Relaxed);
         self.holder.store(this_thread(), Ordering::Relaxed);
         self.seq.store(writing.wrapping_add(1), Ordering::Release);
     }
@@ -269,8 +260,8 @@ impl Lock {
     /// without waiting: for a caller that waits for the holder to finish what it does.
     pub fn dead_holder(&self) -> Option<u32> {
         // A holder may be writing its record right now: a few tries, then "no telling".
-        let (pid, identity) = self.state().record(1000)?;
-        (pid != 0 && pid != crate::current_pid() && holder_is_gone(pid, &identity)).then_some(pid)
+        let (pid, pid_ns) = self.state().record(1000)?;
+        (pid != 0 && pid != crate::current_pid() && holder_is_gone(pid, pid_ns)).then_some(pid)
     }
 
     /// What a lock call's return code means, once the call has returned with the lock or
@@ -282,8 +273,8 @@ impl Lock {
             libc::EOWNERDEAD => {
                 // This thread holds the mutex, so no one else writes the record: if it is
                 // half-written, its writer died doing so, before it handed anything out.
-                let (pid, identity) = state.record(1).unwrap_or((0, crate::process::identity()));
-                if !holder_has_ended(pid, &identity) {
+                let (pid, pid_ns) = state.record(1).unwrap_or((0, 0));
+                if !holder_has_ended(pid, pid_ns) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -340,7 +331,7 @@ impl Drop for LockGuard<'_> {
 /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
 /// take seconds: a process that is exiting is waited for, however long. One that is not
 /// exiting a moment after its lock was given up lives on: only a thread of it died.
-fn holder_has_ended(pid: u32, identity: &Identity) -> bool {
+fn holder_has_ended(pid: u32, pid_ns: u64) -> bool {
     if pid == 0 {
         // It died between taking the lock and recording itself: it handed nothing out.
         return true;
@@ -349,18 +340,18 @@ fn holder_has_ended(pid: u32, identity: &Identity) -> bool {
         // One of this process's threads, and this process goes on.
         return false;
     }
-    if !crate::process::identity().same_view(identity) || !crate::process::proc_shows_own_pids() {
-        // In other namespaces, or through a `/proc` of another pid namespace, its pid and
-        // its start name something else here: no telling.
+    if pid_ns == 0 || pid_ns != crate::process::pid_namespace() {
+        // Its pid names another process here, or none: no telling.
         return false;
     }
     // The other threads of a killed process start their exit a moment after the first.
     // After that, two readings in a row must say "not exiting": between its taking SIGKILL
-    // and flagging its exit, a dying first thread shows neither for a moment.
+    // and flagging its exit, a dying first thread shows neither for a moment. (`/proc` only
+    // decides how long to wait here, never that the holder has ended.)
     let grace = Instant::now() + Duration::from_millis(100);
     let mut pause = Duration::from_micros(100);
     let mut not_exiting = 0;
-    while !holder_is_gone(pid, identity) {
+    while !holder_is_gone(pid, pid_ns) {
         if crate::process::is_exiting(pid) == Some(true) {
             not_exiting = 0;
         } else if Instant::now() >= grace {
@@ -375,16 +366,12 @@ fn holder_has_ended(pid: u32, identity: &Identity) -> bool {
     true
 }
 
-/// Whether the holder's process has ended: gone (or a zombie with no thread left), or its
-/// pid given to a process that started after it. Only for a holder seen the same way
-/// ([`Identity::same_view`]).
-fn holder_is_gone(pid: u32, identity: &Identity) -> bool {
-    if !crate::process::identity().same_view(identity) || !crate::process::proc_shows_own_pids() {
-        return false;
-    }
-    let started_later =
-        crate::process::start_time(pid).is_some_and(|started| started > identity.since);
-    started_later || crate::has_ended(pid)
+/// Whether the holder's process has ended, every thread of it ([`crate::has_ended`], from a
+/// pidfd). Only a process in the holder's pid namespace can tell: its pid names another
+/// process elsewhere. (A pid given again to another process after the holder ended looks
+/// alive: the lock is then abandoned, never recovered by mistake.)
+fn holder_is_gone(pid: u32, pid_ns: u64) -> bool {
+    pid_ns != 0 && pid_ns == crate::process::pid_namespace() && crate::has_ended(pid)
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.

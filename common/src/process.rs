@@ -400,16 +400,14 @@ static AT_FORK: Once = Once::new();
 /// Runs in every child just after `fork`, whichever code forks.
 extern "C" fn after_fork_in_child() {
     PID.store(0, Ordering::Relaxed);
-    SINCE.store(0, Ordering::Relaxed);
+    PID_NS.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
     // The child's one thread is the one that forked: its thread id is the child's pid.
     TID.with(|tid| tid.set(0));
 }
 
-/// This process's [`Identity`], cached; `since` is 0 until it is asked for in this process.
-static SINCE: AtomicU64 = AtomicU64::new(0);
+/// This process's [`pid_namespace`], cached; 0 until asked for in this process.
 static PID_NS: AtomicU64 = AtomicU64::new(0);
-static TIME_NS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// This thread's id, cached; 0 until asked for.
@@ -430,90 +428,20 @@ pub(crate) fn current_tid() -> u32 {
     })
 }
 
-/// When process `pid` started, in clock ticks after boot (field 22 of `/proc/<pid>/stat`):
-/// with the pid, it names one process, even after the pid has been given to another.
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_field(&stat, 22)?.parse().ok()
-}
-
-/// What another process needs, with a pid, to tell later whether that pid still names
-/// this process.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Identity {
-    /// A moment at which this process was alive, in the clock ticks after boot that
-    /// [`start_time`] counts in: a process at the same pid that started later is another.
-    pub(crate) since: u64,
-    /// Its pid namespace and its time namespace (their inodes): a pid, and a start time,
-    /// mean the same thing only to a process in the same namespaces. 0: unknown.
-    pub(crate) pid_ns: u64,
-    pub(crate) time_ns: u64,
-}
-
-impl Identity {
-    /// Whether this process sees pids and start times as the process of `other` did.
-    pub(crate) fn same_view(&self, other: &Identity) -> bool {
-        self.pid_ns != 0
-            && self.time_ns != 0
-            && (self.pid_ns, self.time_ns) == (other.pid_ns, other.time_ns)
-    }
-}
-
-/// Whether `/proc` here lists the pids of this process's own pid namespace: the `NSpid:`
-/// line of `/proc/self/status` has one pid per namespace level from the one `/proc` was
-/// mounted in down to this process's, so one field, equal to `getpid`. (After `unshare` of
-/// the pid namespace without a new `/proc`, `/proc/<pid>` is another process than `pid`.)
-pub(crate) fn proc_shows_own_pids() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    let Some(pids) = status.lines().find_map(|line| line.strip_prefix("NSpid:")) else {
-        return false;
-    };
-    let pids: Vec<&str> = pids.split_whitespace().collect();
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    pids.len() == 1 && pids[0].parse() == Ok(me)
-}
-
-/// This process's [`Identity`], worked out once (cached, and worked out again in a child
-/// after fork). `since` is the first time it was asked for, read from `CLOCK_BOOTTIME`,
-/// the clock `/proc` counts start times on, without a system call (the vDSO).
-pub(crate) fn identity() -> Identity {
+/// This process's pid namespace (the inode of `/proc/self/ns/pid`), in which its pid means
+/// what it says; cached, and looked up again in a child after fork. 0 when it cannot be
+/// read. A process never changes its own pid namespace.
+pub(crate) fn pid_namespace() -> u64 {
     current_pid(); // Installs the handler that clears the cache at fork.
-    let since = SINCE.load(Ordering::Relaxed);
-    if since != 0 {
-        return Identity {
-            since,
-            pid_ns: PID_NS.load(Ordering::Relaxed),
-            time_ns: TIME_NS.load(Ordering::Relaxed),
-        };
+    match PID_NS.load(Ordering::Relaxed) {
+        0 => {
+            use std::os::unix::fs::MetadataExt;
+            let ns = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
+            PID_NS.store(ns, Ordering::Relaxed);
+            ns
+        }
+        ns => ns,
     }
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes `now`, which is alive; sysconf reads nothing.
-    let ticks_per_second = unsafe {
-        libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now);
-        libc::sysconf(libc::_SC_CLK_TCK).max(1)
-    } as u64;
-    let since = (now.tv_sec as u64 * ticks_per_second
-        + now.tv_nsec as u64 * ticks_per_second / 1_000_000_000)
-        .max(1);
-    let inode = |path| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).map_or(0, |m| m.ino())
-    };
-    let identity = Identity {
-        since,
-        pid_ns: inode("/proc/self/ns/pid"),
-        time_ns: inode("/proc/self/ns/time"),
-    };
-    PID_NS.store(identity.pid_ns, Ordering::Relaxed);
-    TIME_NS.store(identity.time_ns, Ordering::Relaxed);
-    SINCE.store(since, Ordering::Relaxed);
-    identity
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
@@ -592,10 +520,12 @@ pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
 
 /// True once process `pid` has ended, every thread of it: it is gone, or a zombie not yet
 /// reaped. A process whose first thread has died shows as a zombie in `/proc` while its
-/// other threads still run (and may still write memory it shares), so the answer comes
-/// from a pidfd, which the kernel makes readable only once the whole thread group has
-/// exited. Without pidfds (before Linux 5.3), `/proc` must show a zombie with no thread
-/// left but itself. In doubt, the answer is "still running".
+/// other threads still run (and may still write memory it shares), and `/proc` can be
+/// another pid namespace's, or not procfs at all; so the answer comes from a pidfd, which
+/// the kernel makes readable only once the whole thread group has exited, and which names
+/// the pid in this process's own pid namespace. Without pidfds (before Linux 5.3), only
+/// `kill` saying there is no such process (a zombie counts as running until reaped). In
+/// doubt, the answer is "still running".
 pub fn has_ended(pid: u32) -> bool {
     // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
     // is owned by `pidfd` below, and closed there.
@@ -608,13 +538,7 @@ pub fn has_ended(pid: u32) -> bool {
     }
     match Errno::last() {
         Errno::ESRCH => true,
-        Errno::ENOSYS => {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH);
-            };
-            matches!(stat_field(&stat, 3), Some("Z" | "X"))
-                && stat_field(&stat, 20).and_then(|n| n.parse::<u32>().ok()) <= Some(1)
-        }
+        Errno::ENOSYS => kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH),
         _ => false,
     }
 }
