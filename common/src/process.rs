@@ -428,20 +428,44 @@ pub(crate) fn current_tid() -> u32 {
     })
 }
 
-/// This process's pid namespace (the inode of `/proc/self/ns/pid`), in which its pid means
-/// what it says; cached, and looked up again in a child after fork. 0 when it cannot be
-/// read. A process never changes its own pid namespace.
+/// This process's pid namespace, in which its pid means what it says: the inode of the
+/// namespace, asked of the kernel through a pidfd of this process (the
+/// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
+/// could fake. Cached, and looked up again in a child after fork; 0 when it cannot be told
+/// (an older kernel). A process never changes its own pid namespace.
 pub(crate) fn pid_namespace() -> u64 {
     current_pid(); // Installs the handler that clears the cache at fork.
     match PID_NS.load(Ordering::Relaxed) {
         0 => {
-            use std::os::unix::fs::MetadataExt;
-            let ns = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
+            let ns = ask_pid_namespace().unwrap_or(0);
             PID_NS.store(ns, Ordering::Relaxed);
             ns
         }
         ns => ns,
     }
+}
+
+fn ask_pid_namespace() -> Option<u64> {
+    /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
+    const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
+    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
+    // is owned by `pidfd` below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: this ioctl reads its argument as an integer, which must be 0, and returns a
+    // new descriptor or -1; it touches no memory of ours.
+    let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
+    if ns < 0 {
+        return None;
+    }
+    // SAFETY: `ns` is a new descriptor that nothing else owns.
+    let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
+    use std::os::unix::fs::MetadataExt;
+    ns.metadata().ok().map(|m| m.ino())
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
