@@ -42,6 +42,9 @@ pub enum Error {
     AlreadyHeld,
     /// A lock was released by a thread that does not hold it.
     NotHolder,
+    /// A lock was used from another pid namespace than the one it was made in, where
+    /// thread and process ids name other threads and processes.
+    OtherPidNamespace,
 }
 
 impl Error {
@@ -83,6 +86,10 @@ impl fmt::Display for Error {
                 "acquire of a lock that this thread already holds: it would wait forever",
             ),
             Error::NotHolder => f.write_str("release of a lock that this thread does not hold"),
+            Error::OtherPidNamespace => f.write_str(
+                "lock used from another pid namespace than its own, where its holder's ids \
+                 name other processes",
+            ),
         }
     }
 }

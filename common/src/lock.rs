@@ -4,7 +4,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{MaybeUninit, size_of};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -62,48 +62,14 @@ pub struct Lock {
 #[repr(C)]
 struct State {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
-    /// Odd while a new holder writes its record below: a reader that does not hold the
-    /// lock reads the record between two equal even values, so never half of one holder's
-    /// record with half of another's.
-    seq: AtomicU32,
     /// The holding thread, as `pid << 32 | tid`; 0 while free. Only a thread that has just
     /// taken the mutex writes it, and only that thread clears it after its release.
     holder: AtomicU64,
-    /// The holder's pid namespace ([`crate::process::pid_namespace`]): its pid means the
-    /// same to a process in the same one only.
-    pid_ns: AtomicU64,
-}
-
-impl State {
-    /// The holder's pid and identity, as its holder recorded them: a consistent copy, or
-    /// `None` if a holder is (or was, when it died) in the middle of writing them. It reads
-    /// at most `tries` times.
-    fn record(&self, tries: usize) -> Option<(u32, u64)> {
-        for _ in 0..tries {
-            let before = self.seq.load(Ordering::Acquire);
-            let pid = (self.holder.load(Ordering::Relaxed) >> 32) as u32;
-            let pid_ns = self.pid_ns.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if before % 2 == 0 && self.seq.load(Ordering::Relaxed) == before {
-                return Some((pid, pid_ns));
-            }
-            std::hint::spin_loop();
-        }
-        None
-    }
-
-    /// Records the calling thread as the holder; called by it, holding the mutex. (A holder
-    /// that died writing left `seq` odd: the next one goes on from there.)
-    fn set_record(&self) {
-        let pid_ns = crate::process::pid_namespace();
-        let seq = self.seq.load(Ordering::Relaxed);
-        let writing = seq.wrapping_add(if seq % 2 == 0 { 1 } else { 2 });
-        self.seq.store(writing, Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.pid_ns.store(pid_ns, Ordering::Relaxed);
-        self.holder.store(this_thread(), Ordering::Relaxed);
-        self.seq.store(writing.wrapping_add(1), Ordering::Release);
-    }
+    /// The pid namespace the lock was made in ([`crate::process::pid_namespace`]; 0 if
+    /// the kernel cannot tell), written once by `new`. Only processes of that namespace use
+    /// the lock: the mutex knows its holder by thread id, which names another thread in
+    /// another namespace.
+    home_ns: u64,
 }
 
 /// The calling thread, as `State::holder` records a holder.
@@ -133,8 +99,14 @@ pub struct LockGuard<'a> {
 impl Lock {
     /// A new, unlocked lock in memory shared with every child forked afterwards.
     pub fn new() -> Result<Self, Error> {
+        let home_ns = crate::process::pid_namespace()?;
         let map = Mapping::new(size_of::<State>())?;
-        let mutex = map.as_ptr().cast::<libc::pthread_mutex_t>();
+        let state = map.as_ptr().cast::<State>();
+        // SAFETY: the mapping is fresh, page-aligned, zeroed and large enough for a
+        // `State`, and no one else uses it yet; `home_ns` is a plain field, written once here
+        // and only read afterwards.
+        unsafe { (&raw mut (*state).home_ns).write(home_ns) };
+        let mutex = state.cast::<libc::pthread_mutex_t>();
         let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
         let attr = attr.as_mut_ptr();
         // SAFETY: `attr` points to writable memory for a mutexattr, initialised by the first
@@ -172,6 +144,7 @@ impl Lock {
     /// [`Acquired::OwnerDied`]; if only a thread of it died, and the process goes on, the
     /// lock is abandoned ([`Error::LockAbandoned`]).
     pub fn acquire(&self) -> Result<Acquired, Error> {
+        self.check_namespace()?;
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
         self.acquired("pthread_mutex_lock", rc)
@@ -182,6 +155,7 @@ impl Lock {
     /// holder's exit is waited for first (see [`acquire`](Lock::acquire)), which the
     /// timeout does not bound.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, Error> {
+        self.check_namespace()?;
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
         // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
@@ -231,6 +205,7 @@ impl Lock {
     /// Releases the lock: Python's `l.release()`. It is an error to release a lock that the
     /// calling thread does not hold.
     pub fn release(&self) -> Result<(), Error> {
+        self.check_namespace()?;
         let state = self.state();
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
@@ -259,9 +234,67 @@ impl Lock {
     /// The pid of the lock's holder if that process has ended (it died holding the lock),
     /// without waiting: for a caller that waits for the holder to finish what it does.
     pub fn dead_holder(&self) -> Option<u32> {
-        // A holder may be writing its record right now: a few tries, then "no telling".
-        let (pid, pid_ns) = self.state().record(1000)?;
-        (pid != 0 && pid != crate::current_pid() && holder_is_gone(pid, pid_ns)).then_some(pid)
+        self.check_namespace().ok()?;
+        let pid = self.holder()?;
+        (pid != crate::current_pid() && self.holder_is_gone(pid)).then_some(pid)
+    }
+
+    /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
+    /// thread for the holder because its tid has the holder's number (so that thread could
+    /// release another process's lock), and a pid would name another process. Where the
+    /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
+    fn check_namespace(&self) -> Result<(), Error> {
+        let home = self.state().home_ns;
+        if home == 0 || crate::process::pid_namespace()? == home {
+            Ok(())
+        } else {
+            Err(Error::OtherPidNamespace)
+        }
+    }
+
+    /// Whether the holder's process has ended, every thread of it ([`crate::has_ended`],
+    /// from a pidfd). Only where the kernel tells pid namespaces apart: elsewhere, a process
+    /// of another namespace may use the lock, and the holder's pid name another process
+    /// here. (A pid given again to another process after the holder ended looks alive: the
+    /// lock is then abandoned, never recovered by mistake.)
+    fn holder_is_gone(&self, pid: u32) -> bool {
+        self.state().home_ns != 0 && crate::has_ended(pid)
+    }
+
+    /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
+    /// under the lock can still be in use. The kernel gives a dying process's locks up early in
+    /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
+    /// take seconds: a process that is exiting is waited for, however long. One that is not
+    /// exiting a moment after its lock was given up lives on: only a thread of it died.
+    fn holder_has_ended(&self, pid: u32) -> bool {
+        if pid == 0 {
+            // It died between taking the lock and recording itself: it handed nothing out.
+            return true;
+        }
+        if pid == crate::current_pid() {
+            // One of this process's threads, and this process goes on.
+            return false;
+        }
+        // The other threads of a killed process start their exit a moment after the first.
+        // After that, two readings in a row must say "not exiting": between its taking SIGKILL
+        // and flagging its exit, a dying first thread shows neither for a moment. (`/proc` only
+        // decides how long to wait here, never that the holder has ended.)
+        let grace = Instant::now() + Duration::from_millis(100);
+        let mut pause = Duration::from_micros(100);
+        let mut not_exiting = 0;
+        while !self.holder_is_gone(pid) {
+            if crate::process::is_exiting(pid) == Some(true) {
+                not_exiting = 0;
+            } else if Instant::now() >= grace {
+                not_exiting += 1;
+                if not_exiting == 2 {
+                    return false;
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+        true
     }
 
     /// What a lock call's return code means, once the call has returned with the lock or
@@ -271,10 +304,11 @@ impl Lock {
         let acquired = match rc {
             0 => Acquired::Released,
             libc::EOWNERDEAD => {
-                // This thread holds the mutex, so no one else writes the record: if it is
-                // half-written, its writer died doing so, before it handed anything out.
-                let (pid, pid_ns) = state.record(1).unwrap_or((0, 0));
-                if !holder_has_ended(pid, pid_ns) {
+                // This thread holds the mutex, so no one else writes the record. A holder
+                // that died before writing it handed nothing out: the record is then 0, or
+                // an earlier holder's, which had released the lock.
+                let pid = self.holder().unwrap_or(0);
+                if !self.holder_has_ended(pid) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -298,7 +332,8 @@ impl Lock {
             libc::EDEADLK => return Err(Error::AlreadyHeld),
             rc => return Err(Error::os(call, Errno::from_raw(rc))),
         };
-        state.set_record();
+        // Recorded before anything is handed out under the lock.
+        state.holder.store(this_thread(), Ordering::Relaxed);
         Ok(acquired)
     }
 }
@@ -324,54 +359,6 @@ impl Drop for LockGuard<'_> {
         // so release cannot fail.
         let _ = self.lock.release();
     }
-}
-
-/// Whether the process of a lock's dead holder has ended, so that nothing it handed out
-/// under the lock can still be in use. The kernel gives a dying process's locks up early in
-/// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
-/// take seconds: a process that is exiting is waited for, however long. One that is not
-/// exiting a moment after its lock was given up lives on: only a thread of it died.
-fn holder_has_ended(pid: u32, pid_ns: u64) -> bool {
-    if pid == 0 {
-        // It died between taking the lock and recording itself: it handed nothing out.
-        return true;
-    }
-    if pid == crate::current_pid() {
-        // One of this process's threads, and this process goes on.
-        return false;
-    }
-    if pid_ns == 0 || pid_ns != crate::process::pid_namespace() {
-        // Its pid names another process here, or none: no telling.
-        return false;
-    }
-    // The other threads of a killed process start their exit a moment after the first.
-    // After that, two readings in a row must say "not exiting": between its taking SIGKILL
-    // and flagging its exit, a dying first thread shows neither for a moment. (`/proc` only
-    // decides how long to wait here, never that the holder has ended.)
-    let grace = Instant::now() + Duration::from_millis(100);
-    let mut pause = Duration::from_micros(100);
-    let mut not_exiting = 0;
-    while !holder_is_gone(pid, pid_ns) {
-        if crate::process::is_exiting(pid) == Some(true) {
-            not_exiting = 0;
-        } else if Instant::now() >= grace {
-            not_exiting += 1;
-            if not_exiting == 2 {
-                return false;
-            }
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
-    true
-}
-
-/// Whether the holder's process has ended, every thread of it ([`crate::has_ended`], from a
-/// pidfd). Only a process in the holder's pid namespace can tell: its pid names another
-/// process elsewhere. (A pid given again to another process after the holder ended looks
-/// alive: the lock is then abandoned, never recovered by mistake.)
-fn holder_is_gone(pid: u32, pid_ns: u64) -> bool {
-    pid_ns != 0 && pid_ns == crate::process::pid_namespace() && crate::has_ended(pid)
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.

@@ -431,28 +431,43 @@ pub(crate) fn current_tid() -> u32 {
 /// This process's pid namespace, in which its pid means what it says: the inode of the
 /// namespace, asked of the kernel through a pidfd of this process (the
 /// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
-/// could fake. Cached, and looked up again in a child after fork; 0 when it cannot be told
-/// (an older kernel). A process never changes its own pid namespace.
-pub(crate) fn pid_namespace() -> u64 {
+/// could fake. Cached, and looked up again in a child after fork; `Ok(0)` when the kernel
+/// cannot tell (an older one, or valgrind's emulation of it), and an error when the kernel
+/// could tell but the lookup failed (no descriptor left, say). A process never changes its
+/// own pid namespace.
+pub(crate) fn pid_namespace() -> Result<u64, Error> {
     current_pid(); // Installs the handler that clears the cache at fork.
     match PID_NS.load(Ordering::Relaxed) {
         0 => {
-            let ns = ask_pid_namespace().unwrap_or(0);
+            let ns = ask_pid_namespace()?;
             PID_NS.store(ns, Ordering::Relaxed);
-            ns
+            Ok(ns)
         }
-        ns => ns,
+        ns => Ok(ns),
     }
 }
 
-fn ask_pid_namespace() -> Option<u64> {
+fn ask_pid_namespace() -> Result<u64, Error> {
     /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
     const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
+    // What a kernel without pidfds (ENOSYS), or without this ioctl (ENOTTY before pidfs,
+    // EINVAL or EOPNOTSUPP), says.
+    let unknown = |e: &std::io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP)
+        )
+    };
     // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
     // is owned by `pidfd` below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
     if fd < 0 {
-        return None;
+        let e = std::io::Error::last_os_error();
+        return if unknown(&e) {
+            Ok(0)
+        } else {
+            Err(Error::os("pidfd_open", e))
+        };
     }
     // SAFETY: `fd` is a new descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
@@ -460,12 +475,18 @@ fn ask_pid_namespace() -> Option<u64> {
     // new descriptor or -1; it touches no memory of ours.
     let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
     if ns < 0 {
-        return None;
+        let e = std::io::Error::last_os_error();
+        return if unknown(&e) {
+            Ok(0)
+        } else {
+            Err(Error::os("ioctl(PIDFD_GET_PID_NAMESPACE)", e))
+        };
     }
     // SAFETY: `ns` is a new descriptor that nothing else owns.
     let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
     use std::os::unix::fs::MetadataExt;
-    ns.metadata().ok().map(|m| m.ino())
+    let meta = ns.metadata().map_err(|e| Error::os("fstat", e))?;
+    Ok(meta.ino())
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:

@@ -34,6 +34,10 @@ fn main() {
             "a_thread_that_ends_holding_abandons_the_lock",
             a_thread_that_ends_holding_abandons_the_lock,
         ),
+        (
+            "a_lock_is_refused_in_another_pid_namespace",
+            a_lock_is_refused_in_another_pid_namespace,
+        ),
     ]);
 }
 
@@ -331,5 +335,63 @@ fn a_dead_holders_pid_given_again_is_never_taken_for_dead() {
         matches!(got, Err(Error::LockAbandoned { pid }) if pid == dead as u32),
         "{got:?}"
     );
+    assert_no_children();
+}
+
+/// The mutex knows its holder by thread id, and a new pid namespace numbers its threads
+/// afresh: there, a process whose thread has the holder's number could release the holder's
+/// lock, and would be told that it already holds it when it acquires. So a lock is refused
+/// outside the pid namespace it was made in, while a lock made inside a namespace works
+/// there, a dead holder's included. As root (`unshare(CLONE_NEWPID)`); otherwise SKIPPED.
+fn a_lock_is_refused_in_another_pid_namespace() {
+    const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    const SKIPPED: i32 = 77;
+    let lock = Lock::new().unwrap();
+    let held = lock.lock().unwrap();
+    // This test runs on the main thread, whose thread id is the process id.
+    let holder_tid = std::process::id();
+    let mut m = Process::new(|| {
+        // SAFETY: unshare takes a flag and touches no memory; this process's next children
+        // are in a new pid namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            std::process::exit(SKIPPED);
+        }
+        let mut init = Process::new(|| {
+            std::fs::write(NS_LAST_PID, (holder_tid - 1).to_string()).unwrap();
+            let mut twin = Process::new(|| {
+                assert_eq!(
+                    std::process::id(),
+                    holder_tid,
+                    "no twin of the holder's tid"
+                );
+                let refused = |got: Result<_, Error>| matches!(got, Err(Error::OtherPidNamespace));
+                assert!(refused(lock.release()), "released the holder's lock");
+                assert!(refused(lock.acquire().map(drop)));
+                assert!(refused(lock.acquire_timeout(Duration::ZERO).map(drop)));
+                assert_eq!(lock.dead_holder(), None);
+            });
+            twin.start().unwrap();
+            assert_eq!(twin.join().unwrap(), ExitStatus::Exited(0));
+            let own = Lock::new().unwrap();
+            let mut quitter = Process::new(|| std::mem::forget(own.lock().unwrap()));
+            quitter.start().unwrap();
+            let pid = quitter.pid().unwrap().as_raw() as u32;
+            quitter.join().unwrap();
+            assert_eq!(own.acquire().unwrap(), Acquired::OwnerDied { pid });
+            own.release().unwrap();
+        });
+        init.start().unwrap();
+        assert_eq!(init.join().unwrap(), ExitStatus::Exited(0));
+    });
+    m.start().unwrap();
+    let ended = m.join().unwrap();
+    // Still this thread's: a release by another would make this one fail (NotHolder).
+    std::mem::forget(held);
+    lock.release().unwrap();
+    if ended == ExitStatus::Exited(SKIPPED) {
+        println!("SKIPPED: no new pid namespace here (not root?)");
+        return;
+    }
+    assert_eq!(ended, ExitStatus::Exited(0));
     assert_no_children();
 }

@@ -8,6 +8,7 @@ use common::golden::{assert_no_children, run_tests};
 use common::{Error, ExitStatus, Process};
 use nix::sys::signal::{Signal, raise};
 use shared_value::{Array, Value};
+use std::time::Duration;
 
 fn main() {
     run_tests(&[
@@ -315,16 +316,15 @@ fn a_holder_seen_from_another_namespace_is_never_taken_for_dead() {
     assert_no_children();
 }
 
-/// Holder A and waiter B share a new pid namespace, but `/proc` is still the parent
-/// namespace's (`unshare` without a new `/proc`): there, A's pid names another process, Z,
-/// which started later. A, whose thread leaked its guard and ended, goes on writing: B
-/// must find the lock abandoned, not take Z's start for A's end. As root; otherwise
-/// SKIPPED.
+/// Holder A and waiter B share a new pid namespace, in which their `Value` was made, but
+/// `/proc` is still the parent namespace's (`unshare` without a new `/proc`): there, A's
+/// pid names another process, Z, which started later. A, whose thread leaked its guard and
+/// ended, goes on writing: B must find the lock abandoned, not take Z for A. As root;
+/// otherwise SKIPPED.
 fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     use std::io::{Read, Write};
     const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
     const A_PID: u32 = 30000;
-    let num = Value::new(0i64).unwrap();
     let (mut ready, ready_w) = os_pipe::pipe().unwrap();
     let (go, mut go_w) = os_pipe::pipe().unwrap();
     let mut m = Process::new(|| {
@@ -335,6 +335,7 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
             return;
         }
         let mut init = Process::new(|| {
+            let num = Value::new(0i64).unwrap();
             std::fs::write(NS_LAST_PID, (A_PID - 1).to_string()).unwrap();
             let mut a = Process::new(|| {
                 let leaked: &mut i64 = std::thread::scope(|s| {
@@ -366,7 +367,13 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     });
     m.start().unwrap();
     let mut pid = [0u8; 4];
-    ready.read_exact(&mut pid).unwrap();
+    if let Err(e) = read_within(&mut ready, &mut pid, Duration::from_secs(30)) {
+        go_w.write_all(b"g").unwrap();
+        panic!(
+            "A never said it holds the lock ({e}); the namespace's processes: {:?}",
+            m.join()
+        );
+    }
     let a_pid = u32::from_ne_bytes(pid);
     if a_pid == 0 {
         m.join().unwrap();
@@ -385,4 +392,40 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     z.join().unwrap();
     assert_eq!(ended, ExitStatus::Exited(0), "B took a live holder's lock");
     assert_no_children();
+}
+
+/// Reads `buf.len()` bytes, or fails after `limit`: a bound that only catches a hang.
+fn read_within(r: &mut os_pipe::PipeReader, buf: &mut [u8], limit: Duration) -> Result<(), String> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    let deadline = std::time::Instant::now() + limit;
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd, which outlives the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n == 0 {
+            return Err(format!("nothing within {limit:?}"));
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.to_string());
+        }
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err("end of file".into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
