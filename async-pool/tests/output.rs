@@ -13,10 +13,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use snapbox::IntoData;
+use testkit::{
     Run, assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run, run_python,
 };
-use snapbox::IntoData;
 
 const SHORT: &[&str] = &["--sleep", "0.05"];
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{assert_usage_error, python3, run};
+use testkit::{assert_usage_error, python3, run};
 
 const WORKLOADS: [&str; 8] = [
     "1. start and join an empty process",

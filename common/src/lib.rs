@@ -14,8 +14,6 @@
 pub mod args;
 mod error;
 pub mod frame;
-#[cfg(feature = "test-support")]
-pub mod golden;
 pub mod interrupt;
 mod lock;
 mod pool;

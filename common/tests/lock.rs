@@ -7,8 +7,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::golden::{assert_no_children, run_tests};
 use common::{Acquired, Error, ExitStatus, Lock, Mapping, Process};
+use testkit::{assert_no_children, run_tests};
 
 fn main() {
     run_tests(&[

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use common::golden::{assert_no_children, open_fds, run_tests};
 use common::{AsyncResult, ExitStatus, Pool, PoolError, Process};
 use nix::sys::signal::{Signal, kill, raise};
 use nix::unistd::Pid;
+use testkit::{assert_no_children, open_fds, run_tests};
 
 fn main() {
     run_tests(&[

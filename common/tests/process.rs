@@ -8,10 +8,10 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use common::golden::{assert_no_children, open_fds};
 use common::{Error, ExitStatus, Process};
 use nix::sys::signal::{Signal, kill, raise};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use testkit::{assert_no_children, open_fds};
 
 fn main() {
     let tests: &[(&str, fn())] = &[
@@ -90,7 +90,7 @@ fn main() {
             a_descendant_with_a_dead_ancestors_pid_owns_nothing,
         ),
     ];
-    common::golden::run_tests(tests);
+    testkit::run_tests(tests);
 }
 
 fn child_changes_only_its_own_copy() {

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use common::golden::python3;
 use common::repr;
+use testkit::python3;
 
 /// Runs `program` in python3 with `input` on stdin; `None` (said on the terminal) without it.
 fn python(program: &str, input: &str) -> Option<String> {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use testkit::{
     Run, assert_golden, assert_interrupts_are_clean, assert_usage_error, normalise, redact_pids,
     repeat, run, run_python,
 };

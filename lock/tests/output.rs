@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use snapbox::IntoData;
+use testkit::{
     assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run_python,
     sorted_lines, stdout_of,
 };
-use snapbox::IntoData;
 
 fn lock(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lock"));
@@ -52,11 +52,11 @@ fn prints_what_the_python_original_prints() {
 fn the_unordered_golden_check_rejects_wrong_lines() {
     let wrong = "hello world 0\nhello world 1\nhello world 2\nhello world 3\nhello world 4\n\
                  hello world 5\nhello world 6\nhello world 7\nhello world 8\nhello world 8\n";
-    let err = common::golden::check_golden(wrong, golden().into_data());
+    let err = testkit::check_golden(wrong, golden().into_data());
     assert!(err.is_err(), "a duplicated line must fail");
     let mixed = "hello world hello world 1\n0\nhello world 2\nhello world 3\nhello world 4\n\
                  hello world 5\nhello world 6\nhello world 7\nhello world 8\nhello world 9\n";
-    assert!(common::golden::check_golden(mixed, golden().into_data()).is_err());
+    assert!(testkit::check_golden(mixed, golden().into_data()).is_err());
 }
 
 #[test]

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::frame::FrameError;
-use common::golden::{assert_no_children, open_fds, run_tests};
 use common::repr::MAX_DEPTH;
 use common::{ExitStatus, Process, PyValue, frame, has_ended, repr};
 use manager::{DictProxy, ListProxy, Manager, ManagerError};
+use testkit::{assert_no_children, open_fds, run_tests};
 
 fn main() {
     run_tests(&[

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use testkit::{
     assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run, run_python,
     stdout_of,
 };
@@ -66,7 +66,7 @@ fn an_interrupt_ends_every_child_and_leaves_nothing() {
 }
 
 /// The example run with at most `limit` descriptors: `ulimit -n`, then the example itself.
-fn manager_with_descriptors(limit: u32) -> common::golden::Run {
+fn manager_with_descriptors(limit: u32) -> testkit::Run {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", r#"ulimit -n "$1" && exec "$0""#])
         .arg(env!("CARGO_BIN_EXE_manager"))

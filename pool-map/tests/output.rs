@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use testkit::{
     assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run_python, stdout_of,
 };
 

@@ -9,7 +9,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use common::golden::{assert_no_children, open_fds, run_tests};
 use common::{ExitStatus, Process};
 use nix::libc::SYS_read;
 use nix::sys::ptrace::{self, Options};
@@ -17,6 +16,7 @@ use nix::sys::signal::{Signal, raise};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use queue::{Queue, QueueError};
+use testkit::{assert_no_children, open_fds, run_tests};
 
 fn main() {
     run_tests(&[

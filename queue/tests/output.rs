@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use snapbox::IntoData;
+use testkit::{
     assert_golden, assert_interrupts_are_clean, assert_usage_error, check_golden, repeat,
     run_python, sorted_lines, stdout_of,
 };
-use snapbox::IntoData;
 
 fn queue() -> String {
     stdout_of(Command::new(env!("CARGO_BIN_EXE_queue")))

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use common::golden::{assert_no_children, open_fds, run_tests};
 use common::{ExitStatus, Process};
 use queue::{Queue, QueueError};
+use testkit::{assert_no_children, open_fds, run_tests};
 
 fn main() {
     run_tests(&[

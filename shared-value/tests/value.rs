@@ -4,11 +4,11 @@
 // A failed unwrap is a failed test here, as in #[test] functions.
 #![allow(clippy::unwrap_used)]
 
-use common::golden::{assert_no_children, run_tests};
 use common::{Error, ExitStatus, Process};
 use nix::sys::signal::{Signal, raise};
 use shared_value::{Array, Value};
 use std::time::Duration;
+use testkit::{assert_no_children, run_tests};
 
 fn main() {
     run_tests(&[

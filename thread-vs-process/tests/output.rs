@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::golden::{
+use snapbox::{Data, IntoData};
+use testkit::{
     assert_golden, assert_interrupts_are_clean, assert_usage_error, check_golden, normalise,
     repeat, run_python, stdout_of,
 };
-use snapbox::{Data, IntoData};
 
 fn example(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
@@ -211,7 +211,7 @@ fn a_thread_that_cannot_start_is_an_error() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
         cmd.args(args)
             .env("RUST_MIN_STACK", (1u64 << 40).to_string());
-        let out = common::golden::run(cmd);
+        let out = testkit::run(cmd);
         assert_eq!(out.status.code(), Some(1), "stderr:\n{}", out.stderr);
         assert!(
             out.stderr.starts_with("Error: pthread_create: "),

@@ -201,7 +201,11 @@ fn session_members(sid: u32) -> Vec<u32> {
 /// Field `n` of `/proc/<pid>/stat`.
 fn stat(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    crate::process::stat_field(&stat, n).map(str::to_owned)
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_owned)
 }
 
 /// [`assert_interrupt_is_clean`] three ways: SIGINT to the example, SIGTERM to it, and
@@ -278,7 +282,7 @@ fn first_child(pid: u32) {
             Ok(list) if list.trim().is_empty() => {}
             _ => return,
         }
-        if crate::has_ended(pid) {
+        if common::has_ended(pid) {
             return;
         }
     }

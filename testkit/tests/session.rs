@@ -4,7 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
 
-use common::golden::{assert_interrupts_are_clean, run};
+use testkit::{assert_interrupts_are_clean, run};
 
 fn sh(script: &str) -> Command {
     let mut cmd = Command::new("sh");

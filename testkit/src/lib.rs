@@ -1,6 +1,5 @@
-//! Test support for the examples (feature `test-support`, for dev-dependencies only):
-//! running an example or its Python original, the normalisation both go through, and the
-//! comparison with a golden file.
+//! Test support for the sections, a dev-dependency only: running an example or its Python
+//! original, the normalisation both go through, and the comparison with a golden file.
 //!
 //! Every run is made in a session of its own, in an empty directory of its own, and is
 //! checked to leave no process of that session and no file behind: so each golden or parity
