@@ -6,7 +6,8 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use common::{ExitStatus, Lock, Outcome, Pool, Process, PyValue};
+use common::{ExitStatus, Outcome, Pool, Process, PyValue};
+use lock::Lock;
 use manager::Manager;
 use queue::Queue;
 use shared_value::Value;

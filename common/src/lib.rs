@@ -4,7 +4,6 @@
 //! - [`repr()`]: print values as Python prints them, to the byte;
 //! - [`Pool`]: worker processes that run functions on arguments sent to them;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
-//! - [`Lock`]: a lock that works across processes, and survives a holder that dies;
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - [`interrupt`]: Ctrl-C ends a process's children and removes its files before it ends;
@@ -15,7 +14,6 @@ pub mod args;
 mod error;
 pub mod frame;
 pub mod interrupt;
-mod lock;
 mod pool;
 mod private_fd;
 mod process;
@@ -23,7 +21,6 @@ pub mod repr;
 mod shm;
 
 pub use error::Error;
-pub use lock::{Acquired, Lock, LockGuard};
 pub use pool::{AsyncResult, Pool, PoolError};
 pub use private_fd::{Owns, Private};
 pub use process::{

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -122,14 +122,12 @@ impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
     ///
     /// `target` must be `Send`: what could not go to another thread cannot go to a child.
     /// A child gets a copy of what the target captured, and a reference into shared memory
-    /// still points at the same memory there; so a lock's guard, which is not `Send`, can
-    /// never reach a child, and neither can a reference to one:
+    /// still points at the same memory there; so a value tied to its thread (a lock's
+    /// guard, say) can never reach a child, and neither can a reference to one:
     ///
     /// ```compile_fail
-    /// let lock = common::Lock::new()?;
-    /// let held = lock.lock()?;
-    /// let mut p = common::Process::new(|| drop(&held)); // LockGuard is not Sync
-    /// # Ok::<(), common::Error>(())
+    /// let here = std::rc::Rc::new(1);
+    /// let mut p = common::Process::new(|| drop(&here)); // Rc is not Sync
     /// ```
     pub fn new(target: F) -> Self {
         Process {
@@ -400,93 +398,7 @@ static AT_FORK: Once = Once::new();
 /// Runs in every child just after `fork`, whichever code forks.
 extern "C" fn after_fork_in_child() {
     PID.store(0, Ordering::Relaxed);
-    PID_NS.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    // The child's one thread is the one that forked: its thread id is the child's pid.
-    TID.with(|tid| tid.set(0));
-}
-
-/// This process's [`pid_namespace`], cached; 0 until asked for in this process.
-static PID_NS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// This thread's id, cached; 0 until asked for.
-    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// The calling thread's id (`gettid`), cached per thread (and cleared in a child at fork).
-pub(crate) fn current_tid() -> u32 {
-    current_pid(); // Installs the handler that clears the cache at fork.
-    TID.with(|tid| match tid.get() {
-        0 => {
-            // SAFETY: gettid has no preconditions.
-            let id = unsafe { libc::gettid() } as u32;
-            tid.set(id);
-            id
-        }
-        id => id,
-    })
-}
-
-/// This process's pid namespace, in which its pid means what it says: the inode of the
-/// namespace, asked of the kernel through a pidfd of this process (the
-/// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
-/// could fake. Cached, and looked up again in a child after fork; `Ok(0)` when the kernel
-/// cannot tell (an older one, or valgrind's emulation of it), and an error when the kernel
-/// could tell but the lookup failed (no descriptor left, say). A process never changes its
-/// own pid namespace.
-pub(crate) fn pid_namespace() -> Result<u64, Error> {
-    current_pid(); // Installs the handler that clears the cache at fork.
-    match PID_NS.load(Ordering::Relaxed) {
-        0 => {
-            let ns = ask_pid_namespace()?;
-            PID_NS.store(ns, Ordering::Relaxed);
-            Ok(ns)
-        }
-        ns => Ok(ns),
-    }
-}
-
-fn ask_pid_namespace() -> Result<u64, Error> {
-    /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
-    const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
-    // What a kernel without pidfds (ENOSYS), or without this ioctl (ENOTTY before pidfs,
-    // EINVAL or EOPNOTSUPP), says.
-    let unknown = |e: &std::io::Error| {
-        matches!(
-            e.raw_os_error(),
-            Some(libc::ENOSYS | libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP)
-        )
-    };
-    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
-    // is owned by `pidfd` below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return if unknown(&e) {
-            Ok(0)
-        } else {
-            Err(Error::os("pidfd_open", e))
-        };
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    // SAFETY: this ioctl reads its argument as an integer, which must be 0, and returns a
-    // new descriptor or -1; it touches no memory of ours.
-    let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
-    if ns < 0 {
-        let e = std::io::Error::last_os_error();
-        return if unknown(&e) {
-            Ok(0)
-        } else {
-            Err(Error::os("ioctl(PIDFD_GET_PID_NAMESPACE)", e))
-        };
-    }
-    // SAFETY: `ns` is a new descriptor that nothing else owns.
-    let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
-    use std::os::unix::fs::MetadataExt;
-    let meta = ns.metadata().map_err(|e| Error::os("fstat", e))?;
-    Ok(meta.ino())
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
@@ -494,8 +406,7 @@ fn ask_pid_namespace() -> Result<u64, Error> {
 /// handler, whichever code forks).
 pub fn current_pid() -> u32 {
     AT_FORK.call_once(|| {
-        // SAFETY: the handler only stores to atomics and to a thread-local `Cell` (made by a
-        // `const` initialiser, with no destructor), which is safe in a child just after
+        // SAFETY: the handler only stores to atomics, which is safe in a child just after
         // fork; the other two handlers are absent.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
@@ -535,32 +446,6 @@ fn key(pid: u32, generation: u32) -> u64 {
 pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat_field(&stat, 3)?.chars().next()
-}
-
-/// Whether process `pid` as a whole is on its way out: its first thread has begun its exit
-/// (the kernel's PF_EXITING flag, field 9 of `/proc/<pid>/stat`) or has SIGKILL pending,
-/// which a kill of the process, or an `exit_group` by another thread, puts on every thread
-/// before any of them exits (`/proc/<pid>/status`, SigPnd and ShdPnd). A thread that ends
-/// alone sets neither on the first thread. `None` when `/proc` does not say.
-pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
-    const PF_EXITING: u32 = 0x4;
-    const SIGKILL_PENDING: u64 = 1 << (libc::SIGKILL - 1);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let flags: u32 = stat_field(&stat, 9)?.parse().ok()?;
-    if flags & PF_EXITING != 0 {
-        return Some(true);
-    }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let pending = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-    };
-    let killed = [pending("SigPnd:")?, pending("ShdPnd:")?]
-        .iter()
-        .any(|mask| mask & SIGKILL_PENDING != 0);
-    Some(killed)
 }
 
 /// True once process `pid` has ended, every thread of it: it is gone, or a zombie not yet

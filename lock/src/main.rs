@@ -19,9 +19,10 @@
 //! `--no-lock` prints whole lines. (Python's `print` writes its pieces separately, so there
 //! lines can run together without the lock.) A lock earns its keep where a process reads,
 //! changes and writes back shared data: see `shared-value`, and `Lock`'s owner-death rule
-//! in `common`, which keeps a killed holder from locking everyone out.
+//! in `src/lib.rs`, which keeps a killed holder from locking everyone out.
 
-use common::{Lock, Process};
+use common::Process;
+use lock::Lock;
 
 const USAGE: &str = "usage: cargo run -p lock [-- --no-lock]";
 

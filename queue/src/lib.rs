@@ -14,7 +14,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::frame::{self, FrameError, PREFIX, SPIN};
-use common::{Acquired, Error, Lock, LockGuard, Mapping};
+use common::{Error, Mapping};
+use lock::{Acquired, Lock, LockGuard};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -137,7 +137,7 @@ fn kill_reader(q: &Queue<u32>, start: Start, steps: u64) -> After {
     let mut reader = Process::new(|| {
         // A process's first lock looks up who it is (its thread id, its namespaces): done
         // here, so that the steps counted are the get's own.
-        let warm = common::Lock::new().unwrap();
+        let warm = lock::Lock::new().unwrap();
         drop(warm.lock().unwrap());
         // Stopped until the parent steps it, from the call of `get`; stopped again after.
         ptrace::traceme().unwrap();

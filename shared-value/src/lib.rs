@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
 
-use common::{Acquired, Error, Lock, LockGuard, Mapping, SharedBorrow};
+use common::{Error, Mapping, SharedBorrow};
+use lock::{Acquired, Lock, LockGuard};
 
 /// Data that may live in memory shared between processes.
 ///

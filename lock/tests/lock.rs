@@ -7,7 +7,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{Acquired, Error, ExitStatus, Lock, Mapping, Process};
+use common::{Error, ExitStatus, Mapping, Process};
+use lock::{Acquired, Lock};
 use testkit::{assert_no_children, run_tests};
 
 fn main() {

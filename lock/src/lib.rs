@@ -1,4 +1,23 @@
-//! A lock that works across forked processes: Python's `multiprocessing.Lock`.
+//! Section 4's mechanism: a lock that works across forked processes, Python's
+//! `multiprocessing.Lock` (the program is `src/main.rs`, its Python original
+//! `python/lock.py`).
+//!
+//! [`Lock`] is a glibc `pthread_mutex_t` in memory shared with every child forked after it
+//! was made. Three of the mutex's attributes do the work:
+//! - `PTHREAD_PROCESS_SHARED`: the futex it sleeps on is found by the physical page, so a
+//!   waiter in one process is woken by a release in another;
+//! - `PTHREAD_MUTEX_ROBUST`: the kernel keeps a list of the robust mutexes each thread holds,
+//!   and when a thread dies it marks them, so the next locker gets `EOWNERDEAD` instead of
+//!   waiting forever (Python's lock has no such thing);
+//! - `PTHREAD_MUTEX_ERRORCHECK`: locking twice or unlocking another's is an error, not a
+//!   hang.
+//!
+//! What this crate adds is the decision on `EOWNERDEAD`: was it the holder's whole process
+//! that died (then what the lock guarded is no longer in use, and the lock is recovered:
+//! [`Acquired::OwnerDied`]), or one thread of a process that goes on (then that process may
+//! still use what it guarded, and the lock is never given again: `Error::LockAbandoned`)?
+//! The holder records itself (`pid << 32 | tid`) after taking the lock; the waiter asks the
+//! kernel through a pidfd whether that pid has ended (`src/holder.rs` has the details).
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -9,7 +28,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::{Error, Mapping};
+use common::{Error, Mapping, current_pid, has_ended};
+
+mod holder;
+use holder::{is_exiting, pid_namespace, this_thread};
 
 /// How [`Lock::acquire`] got the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +53,8 @@ pub enum Acquired {
 /// one waits; a waiter sleeps in the kernel (a futex) until the holder releases.
 ///
 /// ```no_run
-/// use common::{Lock, Process};
+/// use common::Process;
+/// use lock::Lock;
 ///
 /// let lock = Lock::new()?;
 /// let mut p = Process::new(|| {
@@ -65,16 +88,11 @@ struct State {
     /// The holding thread, as `pid << 32 | tid`; 0 while free. Only a thread that has just
     /// taken the mutex writes it, and only that thread clears it after its release.
     holder: AtomicU64,
-    /// The pid namespace the lock was made in ([`crate::process::pid_namespace`]; 0 if
+    /// The pid namespace the lock was made in (`holder::pid_namespace`; 0 if
     /// the kernel cannot tell), written once by `new`. Only processes of that namespace use
     /// the lock: the mutex knows its holder by thread id, which names another thread in
     /// another namespace.
     home_ns: u64,
-}
-
-/// The calling thread, as `State::holder` records a holder.
-fn this_thread() -> u64 {
-    (u64::from(crate::current_pid()) << 32) | u64::from(crate::process::current_tid())
 }
 
 /// The lock, held until dropped: the Rust way to write Python's `with lock:`.
@@ -84,9 +102,27 @@ fn this_thread() -> u64 {
 /// guard dropped elsewhere would leave the lock held forever, so that does not compile:
 ///
 /// ```compile_fail
-/// let lock = common::Lock::new()?;
+/// let lock = lock::Lock::new()?;
 /// let held = lock.lock()?;
 /// std::thread::spawn(move || drop(held)); // LockGuard is not Send
+/// # Ok::<(), common::Error>(())
+/// ```
+///
+/// Nor can it reach a child process, where the lock is not held at all, nor a reference to
+/// it (a [`Process`](common::Process) target must be `Send`):
+///
+/// ```compile_fail
+/// let lock = lock::Lock::new()?;
+/// let held = lock.lock()?;
+/// let mut p = common::Process::new(|| drop(&held)); // LockGuard is not Sync
+/// # Ok::<(), common::Error>(())
+/// ```
+///
+/// The lock itself can: it lives in shared memory.
+///
+/// ```
+/// let lock = lock::Lock::new()?;
+/// let mut p = common::Process::new(|| drop(lock.lock()));
 /// # Ok::<(), common::Error>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
@@ -99,7 +135,7 @@ pub struct LockGuard<'a> {
 impl Lock {
     /// A new, unlocked lock in memory shared with every child forked afterwards.
     pub fn new() -> Result<Self, Error> {
-        let home_ns = crate::process::pid_namespace()?;
+        let home_ns = pid_namespace()?;
         let map = Mapping::new(size_of::<State>())?;
         let state = map.as_ptr().cast::<State>();
         // SAFETY: the mapping is fresh, page-aligned, zeroed and large enough for a
@@ -236,7 +272,7 @@ impl Lock {
     pub fn dead_holder(&self) -> Option<u32> {
         self.check_namespace().ok()?;
         let pid = self.holder()?;
-        (pid != crate::current_pid() && self.holder_is_gone(pid)).then_some(pid)
+        (pid != current_pid() && self.holder_is_gone(pid)).then_some(pid)
     }
 
     /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
@@ -245,20 +281,20 @@ impl Lock {
     /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
     fn check_namespace(&self) -> Result<(), Error> {
         let home = self.state().home_ns;
-        if home == 0 || crate::process::pid_namespace()? == home {
+        if home == 0 || pid_namespace()? == home {
             Ok(())
         } else {
             Err(Error::OtherPidNamespace)
         }
     }
 
-    /// Whether the holder's process has ended, every thread of it ([`crate::has_ended`],
+    /// Whether the holder's process has ended, every thread of it ([`common::has_ended`],
     /// from a pidfd). Only where the kernel tells pid namespaces apart: elsewhere, a process
     /// of another namespace may use the lock, and the holder's pid name another process
     /// here. (A pid given again to another process after the holder ended looks alive: the
     /// lock is then abandoned, never recovered by mistake.)
     fn holder_is_gone(&self, pid: u32) -> bool {
-        self.state().home_ns != 0 && crate::has_ended(pid)
+        self.state().home_ns != 0 && has_ended(pid)
     }
 
     /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
@@ -271,7 +307,7 @@ impl Lock {
             // It died between taking the lock and recording itself: it handed nothing out.
             return true;
         }
-        if pid == crate::current_pid() {
+        if pid == current_pid() {
             // One of this process's threads, and this process goes on.
             return false;
         }
@@ -283,7 +319,7 @@ impl Lock {
         let mut pause = Duration::from_micros(100);
         let mut not_exiting = 0;
         while !self.holder_is_gone(pid) {
-            if crate::process::is_exiting(pid) == Some(true) {
+            if is_exiting(pid) == Some(true) {
                 not_exiting = 0;
             } else if Instant::now() >= grace {
                 not_exiting += 1;

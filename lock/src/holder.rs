@@ -1,0 +1,124 @@
+//! Who holds a lock, in the words the kernel uses: the thread id the mutex keeps, the pid
+//! namespace in which that id means something, and whether the holder's process is on its
+//! way out. Each is cached per process (per thread for the thread id) and asked again in a
+//! child after fork, where the answers differ: the cache is tagged with
+//! [`common::process_key`], which every fork changes.
+
+use std::cell::Cell;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{Error, current_pid, process_key};
+
+thread_local! {
+    /// This thread's id and the process it was asked in; (0, 0) until asked.
+    static TID: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// The calling thread, as a lock records its holder: `pid << 32 | tid`.
+pub(crate) fn this_thread() -> u64 {
+    let key = process_key();
+    let tid = TID.with(|cached| match cached.get() {
+        (k, tid) if k == key => tid,
+        _ => {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as u32;
+            cached.set((key, tid));
+            tid
+        }
+    });
+    (u64::from(current_pid()) << 32) | u64::from(tid)
+}
+
+/// The process [`PID_NS`] was asked in; 0 until asked.
+static PID_NS_KEY: AtomicU64 = AtomicU64::new(0);
+/// This process's pid namespace, valid while [`PID_NS_KEY`] is this process's key. Every
+/// thread of a process that writes it writes the same value.
+static PID_NS: AtomicU64 = AtomicU64::new(0);
+
+/// This process's pid namespace, in which its pid means what it says: the inode of the
+/// namespace, asked of the kernel through a pidfd of this process (the
+/// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
+/// could fake. `Ok(0)` when the kernel cannot tell (an older one, or valgrind's emulation of
+/// it), and an error when it could but the lookup failed (no descriptor left, say). A
+/// process never changes its own pid namespace, so the answer is cached.
+pub(crate) fn pid_namespace() -> Result<u64, Error> {
+    let key = process_key();
+    if PID_NS_KEY.load(Ordering::Acquire) == key {
+        return Ok(PID_NS.load(Ordering::Relaxed));
+    }
+    let ns = ask_pid_namespace()?;
+    PID_NS.store(ns, Ordering::Relaxed);
+    PID_NS_KEY.store(key, Ordering::Release);
+    Ok(ns)
+}
+
+fn ask_pid_namespace() -> Result<u64, Error> {
+    /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
+    const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
+    // What a kernel without pidfds (ENOSYS), or without this ioctl (ENOTTY before pidfs,
+    // EINVAL or EOPNOTSUPP), says.
+    let unknown = |e: &std::io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP)
+        )
+    };
+    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
+    // is owned by `pidfd` below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return if unknown(&e) {
+            Ok(0)
+        } else {
+            Err(Error::os("pidfd_open", e))
+        };
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: this ioctl reads its argument as an integer, which must be 0, and returns a
+    // new descriptor or -1; it touches no memory of ours.
+    let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
+    if ns < 0 {
+        let e = std::io::Error::last_os_error();
+        return if unknown(&e) {
+            Ok(0)
+        } else {
+            Err(Error::os("ioctl(PIDFD_GET_PID_NAMESPACE)", e))
+        };
+    }
+    // SAFETY: `ns` is a new descriptor that nothing else owns.
+    let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
+    use std::os::unix::fs::MetadataExt;
+    let meta = ns.metadata().map_err(|e| Error::os("fstat", e))?;
+    Ok(meta.ino())
+}
+
+/// Whether process `pid` as a whole is on its way out: its first thread has begun its exit
+/// (the kernel's PF_EXITING flag, field 9 of `/proc/<pid>/stat`) or has SIGKILL pending,
+/// which a kill of the process, or an `exit_group` by another thread, puts on every thread
+/// before any of them exits (`/proc/<pid>/status`, SigPnd and ShdPnd). A thread that ends
+/// alone sets neither on the first thread. `None` when `/proc` does not say.
+pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
+    const PF_EXITING: u32 = 0x4;
+    const SIGKILL_PENDING: u64 = 1 << (libc::SIGKILL - 1);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    let (_, fields) = stat.rsplit_once(')')?;
+    let flags: u32 = fields.split_whitespace().nth(9 - 3)?.parse().ok()?;
+    if flags & PF_EXITING != 0 {
+        return Some(true);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let pending = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+    };
+    let killed = [pending("SigPnd:")?, pending("ShdPnd:")?]
+        .iter()
+        .any(|mask| mask & SIGKILL_PENDING != 0);
+    Some(killed)
+}
