@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
-use common::{Pool, PoolError};
+use pool_map::{Pool, PoolError};
 
 const USAGE: &str = "usage: cargo run -p async-pool [-- --sleep SECONDS]";
 

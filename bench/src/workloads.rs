@@ -6,9 +6,10 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use common::{ExitStatus, Outcome, Pool, Process, PyValue};
+use common::{ExitStatus, Outcome, Process, PyValue};
 use lock::Lock;
 use manager::Manager;
+use pool_map::Pool;
 use queue::Queue;
 use shared_value::Value;
 

@@ -2,7 +2,6 @@
 //!
 //! - [`Process`]: start a closure in a child made by `fork`, and join it;
 //! - [`repr()`]: print values as Python prints them, to the byte;
-//! - [`Pool`]: worker processes that run functions on arguments sent to them;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
@@ -14,14 +13,12 @@ pub mod args;
 mod error;
 pub mod frame;
 pub mod interrupt;
-mod pool;
 mod private_fd;
 mod process;
 pub mod repr;
 mod shm;
 
 pub use error::Error;
-pub use pool::{AsyncResult, Pool, PoolError};
 pub use private_fd::{Owns, Private};
 pub use process::{
     ExitStatus, Outcome, PANIC_EXIT_CODE, Process, current_pid, has_ended, process_key,

@@ -578,7 +578,7 @@ fn a_pool_joins_while_a_manager_lives() {
     // A hang fails the test (SIGALRM ends it) instead of waiting forever.
     // SAFETY: alarm touches no memory.
     unsafe { libc::alarm(30) };
-    let pool = common::Pool::new(2).unwrap();
+    let pool = pool_map::Pool::new(2).unwrap();
     let manager = Manager::new().unwrap();
     let d = manager.dict().unwrap();
     assert_eq!(pool.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);

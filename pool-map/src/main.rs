@@ -10,13 +10,14 @@
 //! [1, 4, 9]
 //! ```
 
-use common::{Pool, repr};
+use common::repr;
+use pool_map::Pool;
 
 fn f(x: i32) -> i32 {
     x * x
 }
 
-fn main() -> Result<(), common::PoolError> {
+fn main() -> Result<(), pool_map::PoolError> {
     common::args::none("usage: cargo run -p pool-map (no arguments)");
     let p = Pool::new(5)?;
     println!("{}", repr(&p.map(f, &[1, 2, 3])?));

@@ -14,22 +14,22 @@ use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 
-use crate::Private;
-use crate::frame::{self, FrameBuf, FrameError};
+use common::Private;
+use common::frame::{self, FrameBuf, FrameError};
 
 /// The result's kind byte: `f` returned; a bincode value follows.
-pub(super) const RETURNED: u8 = 0;
+pub(crate) const RETURNED: u8 = 0;
 /// The result's kind byte: `f` panicked, or its arguments did not decode; a message follows.
-pub(super) const PANICKED: u8 = 1;
+pub(crate) const PANICKED: u8 = 1;
 
 const HEADER: usize = 24;
 
 /// Decodes the arguments, calls `f` on them, and appends the encoded result to `out`;
 /// `Err` holds a panic's message. One is made per argument and result type.
-pub(super) type Trampoline = fn(f: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+pub(crate) type Trampoline = fn(f: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
 
 /// Appends a task frame for `call(f, args)` to `buf`.
-pub(super) fn encode_task<A: Serialize + ?Sized>(
+pub(crate) fn encode_task<A: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     id: u64,
     call: Trampoline,
@@ -48,7 +48,7 @@ pub(super) fn encode_task<A: Serialize + ?Sized>(
 }
 
 /// Splits a result payload into (task id, kind, value bytes).
-pub(super) fn parse_result(payload: &[u8]) -> Result<(u64, u8, &[u8]), FrameError> {
+pub(crate) fn parse_result(payload: &[u8]) -> Result<(u64, u8, &[u8]), FrameError> {
     let (id, rest) = payload
         .split_first_chunk::<8>()
         .ok_or_else(|| FrameError::Decode("result frame shorter than its header".into()))?;
@@ -59,7 +59,7 @@ pub(super) fn parse_result(payload: &[u8]) -> Result<(u64, u8, &[u8]), FrameErro
 }
 
 /// Calls one `f(A) -> R`: `apply` and `apply_async` send this.
-pub(super) fn call_one<A: DeserializeOwned, R: Serialize>(
+pub(crate) fn call_one<A: DeserializeOwned, R: Serialize>(
     f: usize,
     args: &[u8],
     out: &mut Vec<u8>,
@@ -77,7 +77,7 @@ pub(super) fn call_one<A: DeserializeOwned, R: Serialize>(
 /// Calls `f` on each item of a chunk, in order: `map` sends this. Each item is decoded, given
 /// to `f`, and its result encoded, one at a time: no vector of items or of results is made,
 /// and the bytes are what encoding a `Vec<R>` would give.
-pub(super) fn call_chunk<A: DeserializeOwned, R: Serialize>(
+pub(crate) fn call_chunk<A: DeserializeOwned, R: Serialize>(
     f: usize,
     args: &[u8],
     out: &mut Vec<u8>,
@@ -155,7 +155,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 /// Each result is written as soon as its task returns, before the next task starts: a
 /// worker that dies (killed, or `f` exits) loses no result of a task that returned, and the
 /// pool knows the task it was running is the first whose result did not come.
-pub(super) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameError> {
+pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameError> {
     // Its own ends, so that a process `f` starts does not keep them open: the pool would
     // not see this worker's end while that process lives.
     let (tasks, results) = (Private::new(tasks)?, Private::new(results)?);
@@ -202,10 +202,10 @@ pub(super) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
         // What f printed is on its way before its result is.
         io::stdout()
             .flush()
-            .map_err(|e| crate::Error::os("write(stdout)", e))?;
+            .map_err(|e| common::Error::os("write(stdout)", e))?;
         results
             .write_all(&out)
-            .map_err(|e| crate::Error::os("write", e))?;
+            .map_err(|e| common::Error::os("write", e))?;
         out.clear();
     }
 }

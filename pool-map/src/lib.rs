@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::{Deserialize, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
-use crate::frame::{self, FrameError};
-use crate::{Error, ExitStatus};
+use common::frame::{self, FrameError};
+use common::{Error, ExitStatus};
 use engine::{Done, Engine};
 
 /// What went wrong with a pool's call.
@@ -115,7 +115,7 @@ impl From<FrameError> for PoolError {
 /// Worker processes that run functions on arguments sent to them: Python's `Pool`.
 ///
 /// ```no_run
-/// use common::Pool;
+/// use pool_map::Pool;
 ///
 /// fn f(x: i32) -> i32 {
 ///     x * x
@@ -123,7 +123,7 @@ impl From<FrameError> for PoolError {
 ///
 /// let p = Pool::new(5)?;
 /// assert_eq!(p.map(f, &[1, 2, 3])?, [1, 4, 9]);
-/// # Ok::<(), common::PoolError>(())
+/// # Ok::<(), pool_map::PoolError>(())
 /// ```
 ///
 /// - The workers are forked once, by `new`, and live until the pool is closed, terminated

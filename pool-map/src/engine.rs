@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 
-use super::PoolError;
-use super::worker::{self, PANICKED, RETURNED, Trampoline};
-use crate::frame::{self, FrameBuf, FrameError, SPIN, pollfd, set_nonblocking};
-use crate::{Error, ExitStatus, Private, Process};
+use crate::PoolError;
+use crate::worker::{self, PANICKED, RETURNED, Trampoline};
+use common::frame::{self, FrameBuf, FrameError, SPIN, pollfd, set_nonblocking};
+use common::{Error, ExitStatus, Private, Process};
 
 /// A finished task.
-pub(super) enum Done {
+pub(crate) enum Done {
     Value(Vec<u8>),
     Panicked {
         pid: u32,
@@ -63,7 +63,7 @@ struct Worker {
     unread_at_close: usize,
 }
 
-pub(super) struct Engine {
+pub(crate) struct Engine {
     workers: Vec<Worker>,
     queue: VecDeque<Task>,
     done: HashMap<u64, Done>,
@@ -71,7 +71,7 @@ pub(super) struct Engine {
     abandoned: HashSet<u64>,
     next_task: u64,
     closed: bool,
-    /// The process that made the pool ([`crate::process_key`]), and its pid.
+    /// The process that made the pool ([`common::process_key`]), and its pid.
     owner: u64,
     owner_pid: u32,
     /// How many workers the pool was made with.
@@ -87,7 +87,7 @@ pub(super) struct Engine {
 const SPARE: usize = 64;
 
 impl Engine {
-    pub(super) fn new(processes: usize) -> Result<Engine, PoolError> {
+    pub(crate) fn new(processes: usize) -> Result<Engine, PoolError> {
         if processes == 0 {
             return Err(PoolError::NoProcesses);
         }
@@ -98,8 +98,8 @@ impl Engine {
             abandoned: HashSet::new(),
             next_task: 0,
             closed: false,
-            owner: crate::process_key(),
-            owner_pid: crate::current_pid(),
+            owner: common::process_key(),
+            owner_pid: common::current_pid(),
             processes,
             pollfds: Vec::new(),
             spare: Vec::new(),
@@ -114,8 +114,8 @@ impl Engine {
 
     /// Fails unless this is the process that made the pool: a child forked from it has a
     /// copy of the pool, but not its pipes, and must change nothing of its parent's.
-    pub(super) fn check_owner(&self) -> Result<(), PoolError> {
-        if self.owner != crate::process_key() {
+    pub(crate) fn check_owner(&self) -> Result<(), PoolError> {
+        if self.owner != common::process_key() {
             return Err(PoolError::NotOwner {
                 owner: self.owner_pid,
             });
@@ -123,16 +123,16 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn processes(&self) -> usize {
+    pub(crate) fn processes(&self) -> usize {
         self.processes
     }
 
-    pub(super) fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         self.workers.iter().map(|w| w.pid).collect()
     }
 
     /// Queues `call(f, args)`; returns the task's number.
-    pub(super) fn submit<A: Serialize + ?Sized>(
+    pub(crate) fn submit<A: Serialize + ?Sized>(
         &mut self,
         call: Trampoline,
         f: usize,
@@ -154,12 +154,12 @@ impl Engine {
         Ok(id)
     }
 
-    pub(super) fn is_done(&self, task: u64) -> bool {
+    pub(crate) fn is_done(&self, task: u64) -> bool {
         self.done.contains_key(&task)
     }
 
     /// Runs the pool until `task` is done, or until `deadline`.
-    pub(super) fn wait(&mut self, task: u64, deadline: Option<Instant>) -> Result<(), PoolError> {
+    pub(crate) fn wait(&mut self, task: u64, deadline: Option<Instant>) -> Result<(), PoolError> {
         self.check_owner()?;
         while !self.done.contains_key(&task) {
             if self.workers.is_empty() {
@@ -173,16 +173,16 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn peek(&self, task: u64) -> Result<&Done, PoolError> {
+    pub(crate) fn peek(&self, task: u64) -> Result<&Done, PoolError> {
         self.done.get(&task).ok_or(PoolError::Closed)
     }
 
-    pub(super) fn take(&mut self, task: u64) -> Result<Done, PoolError> {
+    pub(crate) fn take(&mut self, task: u64) -> Result<Done, PoolError> {
         self.done.remove(&task).ok_or(PoolError::Closed)
     }
 
     /// Forgets `task`: its result is dropped now, or when it comes.
-    pub(super) fn abandon(&mut self, task: u64) {
+    pub(crate) fn abandon(&mut self, task: u64) {
         if self.check_owner().is_err() {
             return;
         }
@@ -201,13 +201,13 @@ impl Engine {
     }
 
     /// Hands queued tasks to workers and writes what the pipes take now.
-    pub(super) fn send(&mut self) {
+    pub(crate) fn send(&mut self) {
         self.dispatch();
         self.send_all();
     }
 
     /// Sends what can be sent and reads what has come, without waiting.
-    pub(super) fn progress(&mut self) -> Result<(), PoolError> {
+    pub(crate) fn progress(&mut self) -> Result<(), PoolError> {
         self.check_owner()?;
         self.send();
         if self.poll(0)? > 0 {
@@ -216,14 +216,14 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn close(&mut self) -> Result<(), PoolError> {
+    pub(crate) fn close(&mut self) -> Result<(), PoolError> {
         self.check_owner()?;
         self.closed = true;
         Ok(())
     }
 
     /// Closes the pool, lets the workers finish every task, and reaps them.
-    pub(super) fn join(&mut self) -> Result<(), PoolError> {
+    pub(crate) fn join(&mut self) -> Result<(), PoolError> {
         self.check_owner()?;
         self.closed = true;
         while !self.queue.is_empty() || self.workers.iter().any(|w| !w.in_flight.is_empty()) {
@@ -240,7 +240,7 @@ impl Engine {
     }
 
     /// Stops every worker now; tasks not finished are done as `Closed`.
-    pub(super) fn terminate(&mut self) -> Result<(), PoolError> {
+    pub(crate) fn terminate(&mut self) -> Result<(), PoolError> {
         self.check_owner()?;
         self.closed = true;
         for w in &mut self.workers {
@@ -460,7 +460,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if !self.workers.is_empty() && self.owner == crate::process_key() {
+        if !self.workers.is_empty() && self.owner == common::process_key() {
             let _ = self.terminate();
         }
     }

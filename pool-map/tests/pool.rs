@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use common::{AsyncResult, ExitStatus, Pool, PoolError, Process};
+use common::{ExitStatus, Process};
 use nix::sys::signal::{Signal, kill, raise};
 use nix::unistd::Pid;
+use pool_map::{AsyncResult, Pool, PoolError};
 use testkit::{assert_no_children, open_fds, run_tests};
 
 fn main() {
