@@ -208,7 +208,7 @@ fn stat(pid: u32, n: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// [`assert_interrupt_is_clean`] three ways: SIGINT to the example, SIGTERM to it, and
+/// `assert_interrupt_is_clean` three ways: SIGINT to the example, SIGTERM to it, and
 /// SIGINT to its whole process group, which is what Ctrl-C in a terminal sends.
 pub fn assert_interrupts_are_clean(make: impl Fn() -> Command) {
     assert_interrupt_is_clean(&make, libc::SIGINT, false);
