@@ -45,6 +45,12 @@ pub enum Error {
     /// A lock was used from another pid namespace than the one it was made in, where
     /// thread and process ids name other threads and processes.
     OtherPidNamespace,
+    /// A thread that holds `limit` locks asked for one more: the kernel could not give them
+    /// all up if the thread died.
+    TooManyHeld {
+        /// How many locks one thread may hold.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -86,6 +92,11 @@ impl fmt::Display for Error {
                 "acquire of a lock that this thread already holds: it would wait forever",
             ),
             Error::NotHolder => f.write_str("release of a lock that this thread does not hold"),
+            Error::TooManyHeld { limit } => write!(
+                f,
+                "this thread already holds {limit} locks, as many as the kernel can give up \
+                 when a thread dies"
+            ),
             Error::OtherPidNamespace => f.write_str(
                 "lock used from another pid namespace than its own, where its holder's ids \
                  name other processes",

@@ -9,6 +9,34 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{Error, current_pid, process_key};
+use nix::errno::Errno;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
+/// How many locks one thread may hold at once. The kernel walks at most 2,048 entries of a
+/// dead thread's list of robust mutexes (`ROBUST_LIST_LIMIT`): a lock past that would never
+/// be marked as its holder's death left it. A few are left for other libraries' mutexes.
+pub(crate) const MAX_HELD: usize = 2000;
+
+thread_local! {
+    /// How many locks this thread holds, and the process it counted them in.
+    static HELD: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// How many locks the calling thread holds (none in a new child: fork copies no holder).
+pub(crate) fn held() -> usize {
+    let key = process_key();
+    HELD.with(|held| match held.get() {
+        (k, n) if k == key => n,
+        _ => 0,
+    })
+}
+
+/// Counts a lock taken (`+1`) or released (`-1`) by the calling thread.
+pub(crate) fn count_held(change: isize) {
+    let n = held().saturating_add_signed(change);
+    HELD.with(|held| held.set((process_key(), n)));
+}
 
 thread_local! {
     /// This thread's id and the process it was asked in; (0, 0) until asked.
@@ -95,14 +123,68 @@ fn ask_pid_namespace() -> Result<u64, Error> {
     Ok(meta.ino())
 }
 
+/// Whether process `pid` has ended, every thread of it, as a pidfd says (the kernel makes it
+/// readable only once the whole thread group has exited; a zombie has). `None` when the
+/// kernel cannot be asked: no pidfds (before Linux 5.3), or no descriptor or memory left
+/// right now, and `pid` is not a child that `waitid` can ask about without one.
+pub(crate) fn process_ended(pid: u32) -> Option<bool> {
+    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
+    // is owned by `pidfd` below, and closed there.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd, which outlives the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        return (ready >= 0).then_some(ready == 1);
+    }
+    match Errno::last() {
+        Errno::ESRCH => Some(true),
+        Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM => {
+            // A child of ours can still be asked, without reaping it.
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::Pid(Pid::from_raw(pid as libc::pid_t)), flags) {
+                Ok(WaitStatus::StillAlive) => Some(false),
+                Ok(_) => Some(true),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether `/proc` shows this process's own pid namespace, so that `/proc/<pid>` is the
+/// process that `pid` names here: after `unshare --pid` without a new `/proc`, it is the
+/// parent namespace's, where the same number is another process. Then `NSpid` of
+/// `/proc/self/status` lists more than one pid.
+fn proc_is_ours() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let Some(pids) = status.lines().find_map(|line| line.strip_prefix("NSpid:")) else {
+        return false;
+    };
+    let mut pids = pids.split_whitespace();
+    pids.next().and_then(|pid| pid.parse().ok()) == Some(current_pid()) && pids.next().is_none()
+}
+
 /// Whether process `pid` as a whole is on its way out: its first thread has begun its exit
 /// (the kernel's PF_EXITING flag, field 9 of `/proc/<pid>/stat`) or has SIGKILL pending,
 /// which a kill of the process, or an `exit_group` by another thread, puts on every thread
 /// before any of them exits (`/proc/<pid>/status`, SigPnd and ShdPnd). A thread that ends
-/// alone sets neither on the first thread. `None` when `/proc` does not say.
+/// alone sets neither on the first thread. `None` when `/proc` does not say, or is not this
+/// pid namespace's. (`/proc` can lie: it only ever decides how long to wait.)
 pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
     const PF_EXITING: u32 = 0x4;
     const SIGKILL_PENDING: u64 = 1 << (libc::SIGKILL - 1);
+    if !proc_is_ours() {
+        return None;
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name, field 2, is in parentheses and may hold spaces: count after it.
     let (_, fields) = stat.rsplit_once(')')?;

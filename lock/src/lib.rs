@@ -22,16 +22,20 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::{MaybeUninit, size_of};
+use std::mem::{ManuallyDrop, MaybeUninit, size_of};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use common::{Error, Mapping, current_pid, has_ended};
+use common::{Error, Mapping, current_pid};
 
 mod holder;
-use holder::{is_exiting, pid_namespace, this_thread};
+use holder::{MAX_HELD, count_held, held, is_exiting, pid_namespace, process_ended, this_thread};
+
+/// How long an acquire that found its holder dead waits, at most, for the holder's process
+/// to finish exiting (see [`Lock::acquire`]).
+pub const EXIT_WAIT: Duration = Duration::from_secs(10);
 
 /// How [`Lock::acquire`] got the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +83,24 @@ pub enum Acquired {
 /// mutex is never destroyed, only unmapped: a child that outlives the parent's handle may
 /// still use it.
 pub struct Lock {
-    map: Mapping,
+    /// Unmapped by `drop`, unless a thread of this process still holds the mutex.
+    map: ManuallyDrop<Mapping>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // A thread that holds a robust mutex (here, through a leaked guard) has it on its
+        // robust list, which glibc links through the mutex's own memory, writes at that
+        // thread's next lock or unlock, and the kernel walks when the thread dies. Unmapped,
+        // that memory could be reused for other data, which they would then write, or the
+        // walk would stop there and leave the thread's other locks held forever. So such a
+        // mapping is kept (one page leaked). A thread of this process that has since died
+        // only costs the page too.
+        if self.holder() != Some(current_pid()) {
+            // SAFETY: `map` is dropped once, here, and not used after.
+            unsafe { ManuallyDrop::drop(&mut self.map) };
+        }
+    }
 }
 
 #[repr(C)]
@@ -165,7 +186,9 @@ impl Lock {
             libc::pthread_mutexattr_destroy(attr);
             set?;
         }
-        Ok(Lock { map })
+        Ok(Lock {
+            map: ManuallyDrop::new(map),
+        })
     }
 
     fn state(&self) -> &State {
@@ -177,10 +200,13 @@ impl Lock {
     /// Blocks until the lock is the caller's: Python's `l.acquire()`. If its holder died
     /// holding it, this waits for the holder's process to finish exiting (so that nothing
     /// it handed out under the lock is in use any more) and returns
-    /// [`Acquired::OwnerDied`]; if only a thread of it died, and the process goes on, the
-    /// lock is abandoned ([`Error::LockAbandoned`]).
+    /// [`Acquired::OwnerDied`]; if only a thread of it died, and the process goes on, or if
+    /// its exit has not finished within [`EXIT_WAIT`], the lock is abandoned
+    /// ([`Error::LockAbandoned`]). A thread may hold at most 2,000 locks at once
+    /// ([`Error::TooManyHeld`]), and a lock made in another pid namespace is refused
+    /// ([`Error::OtherPidNamespace`]).
     pub fn acquire(&self) -> Result<Acquired, Error> {
-        self.check_namespace()?;
+        self.check_can_take()?;
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
         self.acquired("pthread_mutex_lock", rc)
@@ -189,9 +215,9 @@ impl Lock {
     /// Waits at most `timeout` for the lock: Python's `l.acquire(timeout=...)`.
     /// `Ok(None)` when the time ran out. A lock whose holder died is taken at once, but the
     /// holder's exit is waited for first (see [`acquire`](Lock::acquire)), which the
-    /// timeout does not bound.
+    /// timeout does not bound: that wait is bounded by [`EXIT_WAIT`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, Error> {
-        self.check_namespace()?;
+        self.check_can_take()?;
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
         // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
@@ -250,6 +276,7 @@ impl Lock {
             return Err(Error::NotHolder);
         }
         check("pthread_mutex_unlock", rc)?;
+        count_held(-1);
         // The record is taken out after the unlock, and only if it is still this thread's:
         // a thread that took the lock since has written its own.
         let _ =
@@ -261,7 +288,7 @@ impl Lock {
 
     /// The pid of the process holding the lock, or `None` while it is free.
     pub fn holder(&self) -> Option<u32> {
-        match (self.state().holder.load(Ordering::Relaxed) >> 32) as u32 {
+        match (self.state().holder.load(Ordering::Acquire) >> 32) as u32 {
             0 => None,
             pid => Some(pid),
         }
@@ -279,6 +306,16 @@ impl Lock {
     /// thread for the holder because its tid has the holder's number (so that thread could
     /// release another process's lock), and a pid would name another process. Where the
     /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
+    /// Refuses an acquire from another pid namespace ([`check_namespace`](Self::check_namespace)),
+    /// or by a thread that holds as many locks as the kernel can release at its death.
+    fn check_can_take(&self) -> Result<(), Error> {
+        self.check_namespace()?;
+        if held() >= MAX_HELD {
+            return Err(Error::TooManyHeld { limit: MAX_HELD });
+        }
+        Ok(())
+    }
+
     fn check_namespace(&self) -> Result<(), Error> {
         let home = self.state().home_ns;
         if home == 0 || pid_namespace()? == home {
@@ -294,38 +331,47 @@ impl Lock {
     /// here. (A pid given again to another process after the holder ended looks alive: the
     /// lock is then abandoned, never recovered by mistake.)
     fn holder_is_gone(&self, pid: u32) -> bool {
-        self.state().home_ns != 0 && has_ended(pid)
+        self.state().home_ns != 0 && process_ended(pid) == Some(true)
     }
 
     /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
     /// under the lock can still be in use. The kernel gives a dying process's locks up early in
     /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
-    /// take seconds: a process that is exiting is waited for, however long. One that is not
-    /// exiting a moment after its lock was given up lives on: only a thread of it died.
+    /// take seconds: a process that is exiting is waited for, up to [`EXIT_WAIT`]. One that is
+    /// not exiting a moment after its lock was given up lives on: only a thread of it died.
+    /// Where neither the kernel nor `/proc` can tell, the answer is "lives on" after
+    /// [`EXIT_WAIT`]: the lock is then abandoned, never recovered while its holder may run.
     fn holder_has_ended(&self, pid: u32) -> bool {
         if pid == 0 {
             // It died between taking the lock and recording itself: it handed nothing out.
             return true;
         }
-        if pid == current_pid() {
-            // One of this process's threads, and this process goes on.
+        if pid == current_pid() || self.state().home_ns == 0 {
+            // One of this process's threads, and this process goes on; or no telling.
             return false;
         }
         // The other threads of a killed process start their exit a moment after the first.
         // After that, two readings in a row must say "not exiting": between its taking SIGKILL
         // and flagging its exit, a dying first thread shows neither for a moment. (`/proc` only
         // decides how long to wait here, never that the holder has ended.)
-        let grace = Instant::now() + Duration::from_millis(100);
+        let start = Instant::now();
         let mut pause = Duration::from_micros(100);
         let mut not_exiting = 0;
         while !self.holder_is_gone(pid) {
-            if is_exiting(pid) == Some(true) {
-                not_exiting = 0;
-            } else if Instant::now() >= grace {
-                not_exiting += 1;
-                if not_exiting == 2 {
-                    return false;
+            let waited = start.elapsed();
+            if waited >= EXIT_WAIT {
+                return false;
+            }
+            match is_exiting(pid) {
+                Some(false) if waited >= Duration::from_millis(100) => {
+                    not_exiting += 1;
+                    if not_exiting == 2 {
+                        return false;
+                    }
                 }
+                Some(false) => {}
+                // Exiting, or no telling from `/proc`: wait on.
+                Some(true) | None => not_exiting = 0,
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
@@ -369,7 +415,8 @@ impl Lock {
             rc => return Err(Error::os(call, Errno::from_raw(rc))),
         };
         // Recorded before anything is handed out under the lock.
-        state.holder.store(this_thread(), Ordering::Relaxed);
+        state.holder.store(this_thread(), Ordering::Release);
+        count_held(1);
         Ok(acquired)
     }
 }

@@ -39,6 +39,18 @@ fn main() {
             "a_lock_is_refused_in_another_pid_namespace",
             a_lock_is_refused_in_another_pid_namespace,
         ),
+        (
+            "a_lock_dropped_while_held_stays_mapped",
+            a_lock_dropped_while_held_stays_mapped,
+        ),
+        (
+            "a_dead_holder_is_recovered_with_no_descriptor_left",
+            a_dead_holder_is_recovered_with_no_descriptor_left,
+        ),
+        (
+            "a_thread_holds_at_most_as_many_locks_as_the_kernel_frees",
+            a_thread_holds_at_most_as_many_locks_as_the_kernel_frees,
+        ),
     ]);
 }
 
@@ -395,4 +407,76 @@ fn a_lock_is_refused_in_another_pid_namespace() {
     }
     assert_eq!(ended, ExitStatus::Exited(0));
     assert_no_children();
+}
+
+/// glibc links a robust mutex its thread holds into that thread's robust list, through the
+/// mutex's own memory, and the kernel walks the list when the thread dies. A child holds B,
+/// leaks a guard of A and drops A: were A's page unmapped, the walk would stop there, and B
+/// would never be marked as left by a dead holder.
+fn a_lock_dropped_while_held_stays_mapped() {
+    let b = Lock::new().unwrap();
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut child = Process::new(|| {
+        let _held = b.lock().unwrap();
+        let a = Lock::new().unwrap();
+        std::mem::forget(a.lock().unwrap());
+        drop(a);
+        (&w).write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    child.start().unwrap();
+    r.read_exact(&mut [0]).unwrap();
+    let pid = child.pid().unwrap().as_raw() as u32;
+    child.kill().unwrap();
+    child.join().unwrap();
+    let got = b.acquire_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(got, Some(Acquired::OwnerDied { pid }));
+    b.release().unwrap();
+    assert_no_children();
+}
+
+/// A waiter with no descriptor left cannot open the dead holder's pidfd, nor read `/proc`;
+/// it must not take that for "its process lives on", which would abandon the lock for good.
+/// For its own child it asks `waitid` instead.
+fn a_dead_holder_is_recovered_with_no_descriptor_left() {
+    let lock = Lock::new().unwrap();
+    let mut quitter = Process::new(|| std::mem::forget(lock.lock().unwrap()));
+    quitter.start().unwrap();
+    let pid = quitter.pid().unwrap().as_raw() as u32;
+    while !common::has_ended(pid) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    let got = lock.acquire_timeout(Duration::from_secs(1));
+    drop(files);
+    assert_eq!(got.unwrap(), Some(Acquired::OwnerDied { pid }));
+    lock.release().unwrap();
+    quitter.join().unwrap();
+    assert_no_children();
+}
+
+/// The kernel walks at most 2,048 entries of a dead thread's robust list: a thread may hold
+/// 2,000 locks, and is refused one more, until it releases one.
+fn a_thread_holds_at_most_as_many_locks_as_the_kernel_frees() {
+    let locks: Vec<Lock> = (0..=2000).map(|_| Lock::new().unwrap()).collect();
+    let guards: Vec<_> = locks[..2000].iter().map(|l| l.lock().unwrap()).collect();
+    assert!(matches!(
+        locks[2000].acquire(),
+        Err(Error::TooManyHeld { limit: 2000 })
+    ));
+    assert!(matches!(
+        locks[2000].acquire_timeout(Duration::ZERO),
+        Err(Error::TooManyHeld { limit: 2000 })
+    ));
+    // Another thread holds none.
+    std::thread::scope(|s| {
+        s.spawn(|| drop(locks[2000].lock().unwrap()))
+            .join()
+            .unwrap()
+    });
+    drop(guards);
+    drop(locks[2000].lock().unwrap());
 }

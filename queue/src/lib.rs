@@ -228,12 +228,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the item at the head of the queue, waiting at most `timeout`: Python's
-    /// `q.get(timeout=...)`. [`QueueError::Empty`] when nothing came in time.
+    /// `q.get(timeout=...)`. [`QueueError::Empty`] when nothing came in time. A reader that
+    /// died holding the read lock is waited for past the timeout, while its process
+    /// finishes exiting, at most [`lock::EXIT_WAIT`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
         self.get_until(Some(Instant::now() + timeout))
     }
 
     /// Takes the item at the head of the queue if one is there: Python's `q.get_nowait()`.
+    /// As for [`get_timeout`](Queue::get_timeout), a dead reader's exit may be waited for.
     pub fn get_nowait(&self) -> Result<T, QueueError> {
         self.get_until(Some(Instant::now()))
     }

@@ -318,15 +318,17 @@ fn a_holder_seen_from_another_namespace_is_never_taken_for_dead() {
 
 /// Holder A and waiter B share a new pid namespace, in which their `Value` was made, but
 /// `/proc` is still the parent namespace's (`unshare` without a new `/proc`): there, A's
-/// pid names another process, Z, which started later. A, whose thread leaked its guard and
-/// ended, goes on writing: B must find the lock abandoned, not take Z for A. As root;
-/// otherwise SKIPPED.
+/// pid names another process, Z, a zombie, which `/proc` shows as exiting for as long as
+/// no one reaps it. A, whose thread leaked its guard and ended, goes on writing: B must
+/// find the lock abandoned, neither take Z for A nor wait on Z's exit forever (it waits
+/// `EXIT_WAIT`, since it cannot tell). As root; otherwise SKIPPED.
 fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     use std::io::{Read, Write};
     const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
     const A_PID: u32 = 30000;
     let (mut ready, ready_w) = os_pipe::pipe().unwrap();
     let (go, mut go_w) = os_pipe::pipe().unwrap();
+    let (stop, stop_w) = os_pipe::pipe().unwrap();
     let mut m = Process::new(|| {
         // SAFETY: unshare takes a flag and touches no memory; this process's next children
         // are in a new pid namespace.
@@ -346,16 +348,18 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
                 (&ready_w)
                     .write_all(&std::process::id().to_ne_bytes())
                     .unwrap();
-                for _ in 0..20 {
+                let mut stop = stop.try_clone().unwrap();
+                while read_within(&mut stop, &mut [0], Duration::from_millis(25)).is_err() {
                     *leaked += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
             });
             a.start().unwrap();
             let mut b = Process::new(|| {
                 (&go).read_exact(&mut [0]).unwrap();
-                for _ in 0..2 {
-                    assert!(matches!(num.get_lock(), Err(Error::LockAbandoned { .. })));
+                let got: Vec<_> = (0..2).map(|_| num.get_lock().map(|g| *g)).collect();
+                (&stop_w).write_all(b"s").unwrap();
+                for got in got {
+                    assert!(matches!(got, Err(Error::LockAbandoned { .. })), "{got:?}");
                 }
             });
             b.start().unwrap();
@@ -369,6 +373,7 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     let mut pid = [0u8; 4];
     if let Err(e) = read_within(&mut ready, &mut pid, Duration::from_secs(30)) {
         go_w.write_all(b"g").unwrap();
+        (&stop_w).write_all(b"s").unwrap();
         panic!(
             "A never said it holds the lock ({e}); the namespace's processes: {:?}",
             m.join()
@@ -380,17 +385,33 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
         println!("SKIPPED: no new pid namespace here (not root?)");
         return;
     }
-    // A process of this namespace that starts now, some ticks (10 ms) after A took the
-    // lock, gets A's number here.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // A process of this namespace that starts now gets A's number here, and is a zombie
+    // until it is joined.
     std::fs::write(NS_LAST_PID, (a_pid - 1).to_string()).unwrap();
-    let mut z = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(2)));
+    let mut z = Process::new(|| {});
     z.start().unwrap();
+    assert_eq!(
+        z.pid().unwrap().as_raw() as u32,
+        a_pid,
+        "Z did not get A's number"
+    );
     go_w.write_all(b"g").unwrap();
+    let m_pid = m.pid().unwrap().as_raw() as u32;
+    let start = std::time::Instant::now();
+    while !common::has_ended(m_pid) {
+        if start.elapsed() > lock::EXIT_WAIT * 3 {
+            // B hangs: A stops, so that the test ends, and fails.
+            (&stop_w).write_all(b"s").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let ended = m.join().unwrap();
-    z.kill().unwrap();
     z.join().unwrap();
-    assert_eq!(ended, ExitStatus::Exited(0), "B took a live holder's lock");
+    assert_eq!(
+        ended,
+        ExitStatus::Exited(0),
+        "B took a live holder's lock, or hung"
+    );
     assert_no_children();
 }
 
