@@ -4,6 +4,12 @@
 // A failed unwrap is a failed test here, as in #[test] functions.
 #![allow(clippy::unwrap_used)]
 
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 

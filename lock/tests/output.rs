@@ -1,6 +1,12 @@
 //! The example's output, with and without the lock: against its golden file (in any order,
 //! for the ten processes print in any order) and beside its Python original.
 
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::path::Path;
 use std::process::Command;
 

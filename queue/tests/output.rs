@@ -1,6 +1,12 @@
 //! The example's output: against its golden file, and beside its Python original. The ten
 //! items come in any order, so both are compared as sets of lines.
 
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::path::Path;
 use std::process::Command;
 

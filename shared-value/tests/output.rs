@@ -1,6 +1,12 @@
 //! The example's output: against its golden file, beside its Python original, and the
 //! counter that shows why `+=` needs the value's lock.
 
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::path::Path;
 use std::process::Command;
 

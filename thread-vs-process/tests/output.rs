@@ -6,6 +6,12 @@
 //! every number is renamed after its place in the last line, so any legal run reads as the
 //! golden `[0]`, `[0, 1]`, ... The processes' lines are compared in any order.
 
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::path::Path;
 use std::process::Command;
 
