@@ -25,25 +25,31 @@
 //! Every square appears twice: first from the worker that computed it, then from `main`,
 //! which prints the results in the order it asked for them.
 
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 use std::thread;
 use std::time::Duration;
 
 use pool_map::{Pool, PoolError};
 
-const USAGE: &str = "usage: cargo run -p async-pool [-- --sleep SECONDS]";
+/// What `--help` prints.
+const USAGE: &str = "Section 7: ten apply_async calls on a Pool of four; the main process gets
+each result, waiting at most 10 s. --sleep: how long f sleeps (1 s).
+usage: cargo run -p async-pool [-- --sleep SECONDS]";
 
-/// How long f sleeps: the article's 1 s, unless `--sleep SECONDS` says otherwise.
-static SLEEP: OnceLock<Duration> = OnceLock::new();
+/// How long f sleeps: the article's 1 s, unless `--sleep SECONDS` says otherwise. Read from
+/// the command line by the first process that asks, which a forked worker can be: it has
+/// the same command line, so the answer is the same wherever the pool is made.
+static SLEEP: LazyLock<Duration> =
+    LazyLock::new(|| common::args::sleep(USAGE).unwrap_or(Duration::from_secs(1)));
 
 fn f(x: i32) -> i32 {
     println!("{}", x * x);
-    thread::sleep(*SLEEP.get_or_init(|| Duration::from_secs(1)));
+    thread::sleep(*SLEEP);
     x * x
 }
 
 fn main() -> Result<(), PoolError> {
-    SLEEP.get_or_init(|| common::args::sleep(USAGE).unwrap_or(Duration::from_secs(1)));
+    LazyLock::force(&SLEEP); // A wrong command line stops here.
     let pool = Pool::new(4)?;
     let mut res_list = Vec::new();
     for i in 0..10 {

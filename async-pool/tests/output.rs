@@ -21,7 +21,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    Run, assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run, run_python,
+    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat, run,
+    run_python,
 };
 
 const SHORT: &[&str] = &["--sleep", "0.05"];
@@ -207,4 +208,14 @@ fn an_interrupt_of_async_pool_ends_every_child_and_leaves_nothing() {
 #[test]
 fn an_interrupt_of_apply_ends_every_child_and_leaves_nothing() {
     assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_apply")));
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        Command::new(env!("CARGO_BIN_EXE_async-pool")),
+        "Section 7: ten apply_async",
+    );
+    let apply = Command::new(env!("CARGO_BIN_EXE_apply"));
+    assert_help(apply, "Section 7: ten synchronous apply calls");
 }

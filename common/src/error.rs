@@ -27,9 +27,10 @@ pub enum Error {
         /// The process id of the holder that died.
         pid: u32,
     },
-    /// A thread ended holding a lock while its process went on (it exited, or leaked its
-    /// guard): that process may still use what the lock guarded, so the lock can never be
-    /// taken again.
+    /// A thread ended holding a lock (it exited, or leaked its guard), and its process could
+    /// not be shown to have ended too (it goes on, or its exit did not finish in time, or
+    /// nothing could tell): that process may still use what the lock guarded, so the lock
+    /// can never be taken again.
     LockAbandoned {
         /// The process whose thread held the lock.
         pid: u32,
@@ -83,8 +84,9 @@ impl fmt::Display for Error {
             ),
             Error::LockAbandoned { pid } => write!(
                 f,
-                "a thread of process {pid} ended holding the lock while its process goes on; \
-                 the lock cannot be taken again"
+                "a thread of process {pid} ended holding the lock, and that process cannot be \
+                 shown to have ended: what the lock guarded may still be in use there, so the \
+                 lock cannot be taken again"
             ),
             Error::AlreadyStarted => f.write_str("cannot start a process twice"),
             Error::NotStarted => f.write_str("can only join a started process"),

@@ -22,6 +22,11 @@ use common::Process;
 use std::os::unix::process::parent_id;
 use std::process::id;
 
+/// What `--help` prints.
+const USAGE: &str = "Section 2: a Process is made by fork: main and its child each print their
+module name, parent process id and process id.
+usage: cargo run -p fork-info";
+
 fn info(title: &str) {
     println!("{title}");
     println!("module name: {}", module_path!());
@@ -36,7 +41,7 @@ fn f(name: &str) {
 }
 
 fn main() -> Result<(), common::Error> {
-    common::args::none("usage: cargo run -p fork-info (no arguments)");
+    common::args::none(USAGE);
     info("main line");
     let mut p = Process::new(|| f("bob"));
     p.start()?;

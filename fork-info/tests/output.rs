@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    Run, assert_golden, assert_interrupts_are_clean, assert_usage_error, normalise, redact_pids,
-    repeat, run, run_python,
+    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, normalise,
+    redact_pids, repeat, run, run_python,
 };
 
 fn fork_info() -> Command {
@@ -91,4 +91,12 @@ fn refuses_arguments_with_usage() {
 #[test]
 fn an_interrupt_ends_every_child_and_leaves_nothing() {
     assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_fork-info")));
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        Command::new(env!("CARGO_BIN_EXE_fork-info")),
+        "Section 2: a Process is made by fork",
+    );
 }

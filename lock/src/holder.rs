@@ -4,12 +4,13 @@
 //! child after fork, where the answers differ: the cache is tagged with
 //! [`common::process_key`], which every fork changes.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{Error, current_pid, process_key};
 use nix::errno::Errno;
+use nix::sys::signal::kill;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
@@ -19,23 +20,43 @@ use nix::unistd::Pid;
 pub(crate) const MAX_HELD: usize = 2000;
 
 thread_local! {
-    /// How many locks this thread holds, and the process it counted them in.
-    static HELD: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// The locks this thread holds, by the address of their mutex, and the process they
+    /// were taken in: a child made by fork holds none of them.
+    static HELD: RefCell<(u64, Vec<usize>)> = const { RefCell::new((0, Vec::new())) };
 }
 
-/// How many locks the calling thread holds (none in a new child: fork copies no holder).
-pub(crate) fn held() -> usize {
+/// Runs `f` on the calling thread's held locks, emptied first if they were another
+/// process's (this thread's copy in a child made by fork).
+fn with_held<T>(f: impl FnOnce(&mut Vec<usize>) -> T) -> T {
     let key = process_key();
-    HELD.with(|held| match held.get() {
-        (k, n) if k == key => n,
-        _ => 0,
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.0 != key {
+            *held = (key, Vec::new());
+        }
+        f(&mut held.1)
     })
 }
 
-/// Counts a lock taken (`+1`) or released (`-1`) by the calling thread.
-pub(crate) fn count_held(change: isize) {
-    let n = held().saturating_add_signed(change);
-    HELD.with(|held| held.set((process_key(), n)));
+/// How many locks the calling thread holds.
+pub(crate) fn held() -> usize {
+    with_held(|held| held.len())
+}
+
+/// Whether the calling thread holds the lock whose mutex is at `lock`.
+pub(crate) fn holds(lock: usize) -> bool {
+    with_held(|held| held.contains(&lock))
+}
+
+/// The calling thread has taken the lock at `lock` (`true`), or given it back (`false`).
+pub(crate) fn set_held(lock: usize, taken: bool) {
+    with_held(|held| {
+        if taken {
+            held.push(lock);
+        } else if let Some(at) = held.iter().position(|&l| l == lock) {
+            held.swap_remove(at);
+        }
+    })
 }
 
 thread_local! {
@@ -126,7 +147,8 @@ fn ask_pid_namespace() -> Result<u64, Error> {
 /// Whether process `pid` has ended, every thread of it, as a pidfd says (the kernel makes it
 /// readable only once the whole thread group has exited; a zombie has). `None` when the
 /// kernel cannot be asked: no pidfds (before Linux 5.3), or no descriptor or memory left
-/// right now, and `pid` is not a child that `waitid` can ask about without one.
+/// right now, and `pid` is neither a child that `waitid` can ask about without one, nor
+/// gone altogether (`kill` says there is no such process).
 pub(crate) fn process_ended(pid: u32) -> Option<bool> {
     // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
     // is owned by `pidfd` below, and closed there.
@@ -146,12 +168,14 @@ pub(crate) fn process_ended(pid: u32) -> Option<bool> {
     match Errno::last() {
         Errno::ESRCH => Some(true),
         Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM => {
-            // A child of ours can still be asked, without reaping it.
+            // Asked without a descriptor: a child of ours, without reaping it; any other
+            // process only once it is gone (reaped), not while it is a zombie.
+            let pid = Pid::from_raw(pid as libc::pid_t);
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-            match waitid(Id::Pid(Pid::from_raw(pid as libc::pid_t)), flags) {
+            match waitid(Id::Pid(pid), flags) {
                 Ok(WaitStatus::StillAlive) => Some(false),
                 Ok(_) => Some(true),
-                Err(_) => None,
+                Err(_) => (kill(pid, None) == Err(Errno::ESRCH)).then_some(true),
             }
         }
         _ => None,

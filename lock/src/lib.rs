@@ -31,7 +31,9 @@ use nix::errno::Errno;
 use common::{Error, Mapping, current_pid};
 
 mod holder;
-use holder::{MAX_HELD, count_held, held, is_exiting, pid_namespace, process_ended, this_thread};
+use holder::{
+    MAX_HELD, held, holds, is_exiting, pid_namespace, process_ended, set_held, this_thread,
+};
 
 /// How long an acquire that found its holder dead waits, at most, for the holder's process
 /// to finish exiting (see [`Lock::acquire`]).
@@ -45,7 +47,8 @@ pub enum Acquired {
     /// The process that held the lock died holding it. The lock is now the caller's, but
     /// what it guarded may be half-changed: the dead holder never finished its work.
     OwnerDied {
-        /// The process id of the holder that died.
+        /// The process id of the holder that died, or 0 if it died before it recorded
+        /// itself (it had handed nothing out).
         pid: u32,
     },
 }
@@ -191,6 +194,11 @@ impl Lock {
         })
     }
 
+    /// Where this process sees the mutex: what this thread's list of held locks keeps.
+    fn address(&self) -> usize {
+        self.map.as_ptr() as usize
+    }
+
     fn state(&self) -> &State {
         // SAFETY: `new` initialised a `State` at the start of the mapping, which lives as long
         // as `self`; its fields are shared only through the mutex's own calls and an atomic.
@@ -269,20 +277,24 @@ impl Lock {
     pub fn release(&self) -> Result<(), Error> {
         self.check_namespace()?;
         let state = self.state();
-        // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
-        let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
-        if rc == libc::EPERM {
-            // Not the holder: nothing is written, and the holder's record stands.
+        if !holds(self.address()) {
+            // Not taken by this thread (through this `Lock` or a copy of it in this
+            // process): nothing is touched, and the holder's record stands.
             return Err(Error::NotHolder);
         }
-        check("pthread_mutex_unlock", rc)?;
-        count_held(-1);
-        // The record is taken out after the unlock, and only if it is still this thread's:
-        // a thread that took the lock since has written its own.
-        let _ =
-            state
-                .holder
-                .compare_exchange(this_thread(), 0, Ordering::Relaxed, Ordering::Relaxed);
+        // The record is taken out before the unlock, while this thread still holds the
+        // mutex: a thread that takes it next and dies before writing its own record then
+        // leaves 0 (it handed nothing out), never this thread's record, which would name a
+        // live process.
+        state.holder.store(0, Ordering::Release);
+        // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
+        let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
+        if rc != 0 {
+            // Still held: the record goes back.
+            state.holder.store(this_thread(), Ordering::Release);
+            return Err(Error::os("pthread_mutex_unlock", Errno::from_raw(rc)));
+        }
+        set_held(self.address(), false);
         Ok(())
     }
 
@@ -302,20 +314,24 @@ impl Lock {
         (pid != current_pid() && self.holder_is_gone(pid)).then_some(pid)
     }
 
-    /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
-    /// thread for the holder because its tid has the holder's number (so that thread could
-    /// release another process's lock), and a pid would name another process. Where the
-    /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
     /// Refuses an acquire from another pid namespace ([`check_namespace`](Self::check_namespace)),
-    /// or by a thread that holds as many locks as the kernel can release at its death.
+    /// by the thread that holds the lock, or by a thread that holds as many locks as the
+    /// kernel can give up at its death.
     fn check_can_take(&self) -> Result<(), Error> {
         self.check_namespace()?;
+        if holds(self.address()) {
+            return Err(Error::AlreadyHeld);
+        }
         if held() >= MAX_HELD {
             return Err(Error::TooManyHeld { limit: MAX_HELD });
         }
         Ok(())
     }
 
+    /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
+    /// thread for the holder because its tid has the holder's number (so that thread could
+    /// release another process's lock), and a pid would name another process. Where the
+    /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
     fn check_namespace(&self) -> Result<(), Error> {
         let home = self.state().home_ns;
         if home == 0 || pid_namespace()? == home {
@@ -325,7 +341,7 @@ impl Lock {
         }
     }
 
-    /// Whether the holder's process has ended, every thread of it ([`common::has_ended`],
+    /// Whether the holder's process has ended, every thread of it (`holder::process_ended`,
     /// from a pidfd). Only where the kernel tells pid namespaces apart: elsewhere, a process
     /// of another namespace may use the lock, and the holder's pid name another process
     /// here. (A pid given again to another process after the holder ended looks alive: the
@@ -403,7 +419,12 @@ impl Lock {
                 // SAFETY: EOWNERDEAD means this thread now holds the mutex, which is what
                 // pthread_mutex_consistent requires.
                 let rc = unsafe { libc::pthread_mutex_consistent(state.mutex.get()) };
-                check("pthread_mutex_consistent", rc)?;
+                if rc != 0 {
+                    // Not given out: unlocked (and so unrecoverable) rather than held here.
+                    // SAFETY: EOWNERDEAD means this thread holds the mutex.
+                    unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
+                    return Err(Error::os("pthread_mutex_consistent", Errno::from_raw(rc)));
+                }
                 Acquired::OwnerDied { pid }
             }
             libc::ENOTRECOVERABLE => {
@@ -416,7 +437,7 @@ impl Lock {
         };
         // Recorded before anything is handed out under the lock.
         state.holder.store(this_thread(), Ordering::Release);
-        count_held(1);
+        set_held(self.address(), true);
         Ok(acquired)
     }
 }

@@ -14,28 +14,38 @@
 //! ...
 //! ```
 //!
-//! What the lock guards here is small: one `println!` is one `write(2)` of the whole line,
-//! and a write of at most `PIPE_BUF` bytes to a pipe is never mixed with another, so even
-//! `--no-lock` prints whole lines. (Python's `print` writes its pieces separately, so there
-//! lines can run together without the lock.) A lock earns its keep where a process reads,
-//! changes and writes back shared data: see `shared-value`, and `Lock`'s owner-death rule
-//! in `src/lib.rs`, which keeps a killed holder from locking everyone out.
+//! A line goes out in two writes, the words and then the number, as Python's `print` writes
+//! its pieces apart (unbuffered, `python3 -u`, each is a write of its own), with a
+//! millisecond between them, as a slow terminal might take. Under the lock, no other process
+//! writes between them. Without it (`--no-lock`), the lines run together on almost every
+//! run: `hello world hello world 3`, and a `7` alone on a later line. The lock itself, and
+//! what it does when a holder dies, is in `src/lib.rs`.
+
+use std::error::Error;
+use std::io::{self, Write};
 
 use common::Process;
 use lock::Lock;
 
-const USAGE: &str = "usage: cargo run -p lock [-- --no-lock]";
+/// What `--help` prints.
+const USAGE: &str = "Section 4: ten processes print their line under one Lock; with --no-lock,
+without it, and their lines run together.
+usage: cargo run -p lock [-- --no-lock]";
 
-fn f(l: &Lock, i: i32) -> Result<(), common::Error> {
+fn f(l: &Lock, i: i32) -> Result<(), Box<dyn Error>> {
     l.acquire()?;
-    println!("hello world {i}");
+    print_hello(i)?;
     l.release()?;
     Ok(())
 }
 
-/// `f` without the lock, for `--no-lock`.
-fn f_no_lock(i: i32) {
-    println!("hello world {i}");
+/// `print('hello world', i)`, in two writes a moment apart.
+fn print_hello(i: i32) -> io::Result<()> {
+    let mut out = io::stdout();
+    write!(out, "hello world ")?;
+    out.flush()?;
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    writeln!(out, "{i}")
 }
 
 fn main() -> Result<(), common::Error> {
@@ -43,7 +53,7 @@ fn main() -> Result<(), common::Error> {
     let lock = Lock::new()?;
     for num in 0..10 {
         if no_lock {
-            Process::new(|| f_no_lock(num)).start()?;
+            Process::new(move || print_hello(num)).start()?;
         } else {
             Process::new(|| f(&lock, num)).start()?;
         }

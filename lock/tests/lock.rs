@@ -461,6 +461,30 @@ fn a_dead_holder_is_recovered_with_no_descriptor_left() {
     assert_eq!(got.unwrap(), Some(Acquired::OwnerDied { pid }));
     lock.release().unwrap();
     quitter.join().unwrap();
+
+    // A holder that is not the waiter's child, and is gone (reaped by its own parent):
+    // `kill` tells, with no descriptor.
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(|| {
+        let mut quitter = Process::new(|| std::mem::forget(lock.lock().unwrap()));
+        quitter.start().unwrap();
+        quitter.join().unwrap();
+        let pid = quitter.pid().unwrap().as_raw() as u32;
+        (&w).write_all(&pid.to_ne_bytes()).unwrap();
+    });
+    parent.start().unwrap();
+    let mut pid = [0; 4];
+    r.read_exact(&mut pid).unwrap();
+    parent.join().unwrap();
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    let got = lock.acquire_timeout(Duration::from_secs(1));
+    drop(files);
+    let pid = u32::from_ne_bytes(pid);
+    assert_eq!(got.unwrap(), Some(Acquired::OwnerDied { pid }));
+    lock.release().unwrap();
     assert_no_children();
 }
 
@@ -477,6 +501,8 @@ fn a_thread_holds_at_most_as_many_locks_as_the_kernel_frees() {
         locks[2000].acquire_timeout(Duration::ZERO),
         Err(Error::TooManyHeld { limit: 2000 })
     ));
+    // Taking one it holds is that error, not this one.
+    assert!(matches!(locks[0].acquire(), Err(Error::AlreadyHeld)));
     // Another thread holds none.
     std::thread::scope(|s| {
         s.spawn(|| drop(locks[2000].lock().unwrap()))

@@ -18,6 +18,11 @@
 use common::{Process, PyValue, repr};
 use manager::{DictProxy, ListProxy, Manager, ManagerError};
 
+/// What `--help` prints.
+const USAGE: &str = "Section 6: a Manager's server process holds a dict and a list, which a child
+changes through proxies and the main process then prints.
+usage: cargo run -p manager";
+
 fn f(d: &DictProxy, l: &ListProxy) -> Result<(), ManagerError> {
     d.set(1, "1")?;
     d.set("2", 2)?;
@@ -27,7 +32,7 @@ fn f(d: &DictProxy, l: &ListProxy) -> Result<(), ManagerError> {
 }
 
 fn main() -> Result<(), ManagerError> {
-    common::args::none("usage: cargo run -p manager (no arguments)");
+    common::args::none(USAGE);
     let manager = Manager::new()?;
     let d = manager.dict()?;
     let l = manager.list(0..10)?;

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run, run_python,
-    stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat, run,
+    run_python, stdout_of,
 };
 
 fn manager() -> String {
@@ -59,10 +59,7 @@ fn refuses_arguments_with_usage() {
     cmd.arg("--dict");
     assert_usage_error(
         cmd,
-        &[
-            "unknown argument '--dict'",
-            "usage: cargo run -p manager (no arguments)",
-        ],
+        &["unknown argument '--dict'", "usage: cargo run -p manager"],
     );
 }
 
@@ -128,4 +125,12 @@ fn every_descriptor_limit_gives_a_clear_error_or_the_whole_output() {
         }
     }
     assert!(full_runs > 0, "no limit from 4 to 12 was enough");
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        Command::new(env!("CARGO_BIN_EXE_manager")),
+        "Section 6: a Manager",
+    );
 }

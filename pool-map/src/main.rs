@@ -13,12 +13,16 @@
 use common::repr;
 use pool_map::Pool;
 
+/// What `--help` prints.
+const USAGE: &str = "Section 1: Pool(5).map(f, [1, 2, 3]): five forked workers square the items.
+usage: cargo run -p pool-map";
+
 fn f(x: i32) -> i32 {
     x * x
 }
 
 fn main() -> Result<(), pool_map::PoolError> {
-    common::args::none("usage: cargo run -p pool-map (no arguments)");
+    common::args::none(USAGE);
     let p = Pool::new(5)?;
     println!("{}", repr(&p.map(f, &[1, 2, 3])?));
     Ok(())

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::os::fd::AsFd;
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
-    Ordering::{Relaxed, Release, SeqCst},
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
     fence,
 };
 use std::sync::{Mutex, PoisonError};
@@ -156,7 +156,9 @@ impl State {
 /// more than one step: a process that dies before [`lower`] leaves the flag up, and the next
 /// holder of the lock marks the queue broken (see [`after_lock`]).
 fn raise(flag: &AtomicU32) {
-    flag.store(1, Relaxed);
+    // Release: a reader that sees the flag up (Acquire, in `check_writer`) sees the record
+    // that the lock's holder wrote before it, so blames this writer, not an earlier one.
+    flag.store(1, Release);
     // Neither the compiler nor the CPU may move the change's reads and writes before the
     // flag: whatever instruction of the change a process is killed at, the flag is up.
     fence(SeqCst);
@@ -338,7 +340,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Part of a message is here and the rest is late: fails if its writer died.
     fn check_writer(&self, state: &State) -> Result<(), QueueError> {
-        if state.writing.load(Relaxed) != 0 {
+        if state.writing.load(Acquire) != 0 {
             if let Some(pid) = self.write_lock.dead_holder() {
                 state.broken.store(pid, Relaxed);
             }

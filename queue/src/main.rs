@@ -16,12 +16,17 @@
 use common::{Process, PyValue, repr};
 use queue::{Queue, QueueError};
 
+/// What `--help` prints.
+const USAGE: &str = "Section 3: ten processes put [n, 'hello'] on one Queue; the main process gets
+each and prints it.
+usage: cargo run -p queue";
+
 fn f(q: &Queue<Vec<PyValue>>, n: i64) -> Result<(), QueueError> {
     q.put(&vec![n.into(), "hello".into()])
 }
 
 fn main() -> Result<(), QueueError> {
-    common::args::none("usage: cargo run -p queue (no arguments)");
+    common::args::none(USAGE);
     let q = Queue::new()?;
     for i in 0..10 {
         let mut p = Process::new(|| f(&q, i));

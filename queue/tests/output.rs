@@ -12,8 +12,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    assert_golden, assert_interrupts_are_clean, assert_usage_error, check_golden, repeat,
-    run_python, sorted_lines, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_golden,
+    repeat, run_python, sorted_lines, stdout_of,
 };
 
 fn queue() -> String {
@@ -56,16 +56,18 @@ fn prints_what_the_python_original_prints() {
 fn refuses_arguments_with_usage() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue"));
     cmd.arg("10");
-    assert_usage_error(
-        cmd,
-        &[
-            "unknown argument '10'",
-            "usage: cargo run -p queue (no arguments)",
-        ],
-    );
+    assert_usage_error(cmd, &["unknown argument '10'", "usage: cargo run -p queue"]);
 }
 
 #[test]
 fn an_interrupt_ends_every_child_and_leaves_nothing() {
     assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_queue")));
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        Command::new(env!("CARGO_BIN_EXE_queue")),
+        "Section 3: ten processes put",
+    );
 }

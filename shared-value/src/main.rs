@@ -22,7 +22,10 @@
 use common::{Process, repr};
 use shared_value::{Array, Value};
 
-const USAGE: &str = "usage: cargo run -p shared-value [-- counter]";
+/// What `--help` prints.
+const USAGE: &str = "Section 5: a child changes a Value and an Array in shared memory, and the
+parent sees the change; counter: why += on a Value needs its lock.
+usage: cargo run -p shared-value [-- counter]";
 
 // The article's number, not PI: 3.1415927 is what Python prints back.
 #[allow(clippy::approx_constant)]

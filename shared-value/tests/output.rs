@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    assert_golden, assert_interrupts_are_clean, assert_usage_error, repeat, run_python, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat,
+    run_python, stdout_of,
 };
 
 fn shared_value(args: &[&str]) -> String {
@@ -98,4 +99,12 @@ fn refuses_unknown_arguments_with_usage() {
 #[test]
 fn an_interrupt_ends_every_child_and_leaves_nothing() {
     assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_shared-value")));
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        Command::new(env!("CARGO_BIN_EXE_shared-value")),
+        "Section 5: a child changes",
+    );
 }

@@ -66,6 +66,22 @@ pub fn assert_usage_error(cmd: Command, says: &[&str]) {
     }
 }
 
+/// Runs `cmd` with `--help` and checks that it says what the example shows (its section,
+/// `says`) and how to run it, on stdout, and exits 0.
+#[track_caller]
+pub fn assert_help(mut cmd: Command, says: &str) {
+    cmd.arg("--help");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stderr, "");
+    assert!(out.stdout.starts_with(says), "--help says: {}", out.stdout);
+    assert!(
+        out.stdout.contains("\nusage: cargo run -p "),
+        "--help says: {}",
+        out.stdout
+    );
+}
+
 static PID_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^(parent process|process id): \d+$").expect("valid regex"));
 static MODULE_LINE: LazyLock<Regex> =

@@ -7,7 +7,8 @@
 //! Run both halves with `cargo run -p thread-vs-process`, or one alone with
 //! `cargo run -p thread-vs-process -- threads` (or `-- processes`). Beside them:
 //! `python3 thread-vs-process/python/thread_share.py` and `.../process_no_share.py`.
-//! It prints (the threads' order may vary, the processes' lines come in any order):
+//! With both halves, a line on stderr marks where each begins. It prints (the threads'
+//! order may vary, the processes' lines come in any order):
 //!
 //! ```text
 //! [0]
@@ -24,7 +25,10 @@ use common::{Process, repr};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
-const USAGE: &str = "usage: cargo run -p thread-vs-process [-- threads | processes]";
+/// What `--help` prints.
+const USAGE: &str = "Section 3: ten threads append to one shared list; ten processes each append
+to a copy of their own.
+usage: cargo run -p thread-vs-process [-- threads | processes]";
 
 fn run(info_list: &mut Vec<i32>, n: i32) {
     info_list.push(n);
@@ -63,7 +67,10 @@ fn main() -> Result<(), common::Error> {
         Some("threads") => thread_share()?,
         Some(_) => process_no_share()?,
         None => {
+            // Each half is marked on stderr, so that stdout stays what Python prints.
+            eprintln!("== threads (thread_share.py): ten threads, one list");
             thread_share()?;
+            eprintln!("== processes (process_no_share.py): ten processes, a list each");
             process_no_share()?;
         }
     }

@@ -17,8 +17,8 @@ use std::process::Command;
 
 use snapbox::{Data, IntoData};
 use testkit::{
-    assert_golden, assert_interrupts_are_clean, assert_usage_error, check_golden, normalise,
-    repeat, run_python, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_golden,
+    normalise, repeat, run, run_python, stdout_of,
 };
 
 fn example(args: &[&str]) -> String {
@@ -110,7 +110,13 @@ fn processes_each_append_to_their_own_copy() {
 #[test]
 fn without_arguments_prints_threads_then_processes() {
     repeat(|| {
-        let out = example(&[]);
+        let run = run(Command::new(env!("CARGO_BIN_EXE_thread-vs-process"))).success();
+        assert_eq!(
+            run.stderr,
+            "== threads (thread_share.py): ten threads, one list\n\
+             == processes (process_no_share.py): ten processes, a list each\n"
+        );
+        let out = normalise(&run.stdout);
         let all = lines(&out);
         assert_eq!(all.len(), 20, "{out}");
         let canonical = canonical_threads(&all[..10]).unwrap_or_else(|e| panic!("{e}"));
@@ -205,7 +211,12 @@ fn processes_print_what_process_no_share_py_prints() {
 
 #[test]
 fn an_interrupt_ends_every_child_and_leaves_nothing() {
-    assert_interrupts_are_clean(|| Command::new(env!("CARGO_BIN_EXE_thread-vs-process")));
+    // The processes alone: with both halves, stderr holds the marks of the halves.
+    assert_interrupts_are_clean(|| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
+        cmd.arg("processes");
+        cmd
+    });
 }
 
 /// A thread that cannot be started (here: a stack larger than memory, asked for through
@@ -219,11 +230,21 @@ fn a_thread_that_cannot_start_is_an_error() {
             .env("RUST_MIN_STACK", (1u64 << 40).to_string());
         let out = testkit::run(cmd);
         assert_eq!(out.status.code(), Some(1), "stderr:\n{}", out.stderr);
+        // After the mark of the threads' half, when both halves run.
+        let error = out.stderr.lines().last().unwrap_or_default();
         assert!(
-            out.stderr.starts_with("Error: pthread_create: "),
+            error.starts_with("Error: pthread_create: "),
             "stderr:\n{}",
             out.stderr
         );
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        Command::new(env!("CARGO_BIN_EXE_thread-vs-process")),
+        "Section 3: ten threads",
+    );
 }

@@ -1,0 +1,113 @@
+//! The holder's record across a release: a thread that takes the lock just after another
+//! released it, and is killed before it records itself, must leave no record that names the
+//! releaser, a live process (the waiter would then abandon the lock).
+//!
+//! The two windows are widened by putting this binary's own `pthread_mutex_lock` and
+//! `pthread_mutex_unlock` in front of glibc's (the lock crate's calls resolve to these):
+//! one pauses just after a successful unlock, as a preempted releaser would; the other
+//! raises SIGKILL just after a successful lock, as a kill arriving at that instruction
+//! would. `harness = false`: fork is refused while libtest's threads run.
+
+// A failed unwrap is a failed test here, as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
+use std::cell::Cell;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{ExitStatus, Process};
+use lock::{Acquired, Lock};
+use testkit::{assert_no_children, run_tests};
+
+type MutexFn = unsafe extern "C" fn(*mut libc::pthread_mutex_t) -> libc::c_int;
+static REAL_LOCK: OnceLock<MutexFn> = OnceLock::new();
+static REAL_UNLOCK: OnceLock<MutexFn> = OnceLock::new();
+
+thread_local! {
+    /// After its next unlock, this thread writes a byte to this descriptor, then pauses.
+    static PAUSE_AFTER_UNLOCK: Cell<i32> = const { Cell::new(-1) };
+    static DIE_AFTER_LOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// glibc's own function `name`.
+fn real(name: &std::ffi::CStr) -> MutexFn {
+    // SAFETY: dlsym reads a NUL-terminated name; RTLD_NEXT is a valid handle.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    assert!(!f.is_null(), "no {name:?} in libc");
+    // SAFETY: both names are functions of this type in glibc.
+    unsafe { std::mem::transmute::<*mut libc::c_void, MutexFn>(f) }
+}
+
+/// # Safety
+/// As glibc's `pthread_mutex_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> libc::c_int {
+    // SAFETY: the caller's contract is pthread_mutex_lock's.
+    let rc = unsafe { REAL_LOCK.get_or_init(|| real(c"pthread_mutex_lock"))(m) };
+    if rc == 0 && DIE_AFTER_LOCK.with(Cell::get) {
+        // SAFETY: raise has no preconditions; SIGKILL ends the process here.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    rc
+}
+
+/// # Safety
+/// As glibc's `pthread_mutex_unlock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> libc::c_int {
+    // SAFETY: the caller's contract is pthread_mutex_unlock's.
+    let rc = unsafe { REAL_UNLOCK.get_or_init(|| real(c"pthread_mutex_unlock"))(m) };
+    let tell = PAUSE_AFTER_UNLOCK.with(|p| p.replace(-1));
+    if rc == 0 && tell >= 0 {
+        // SAFETY: writes one byte from a live buffer to a descriptor the test keeps open.
+        unsafe { libc::write(tell, b"x".as_ptr().cast(), 1) };
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    rc
+}
+
+fn main() {
+    run_tests(&[(
+        "a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser",
+        a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser,
+    )]);
+}
+
+fn a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser() {
+    let lock = Lock::new().unwrap();
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut releaser = Process::new(|| {
+        let held = lock.lock().unwrap();
+        PAUSE_AFTER_UNLOCK.with(|p| p.set(w.as_raw_fd()));
+        drop(held); // Unlocked: it says so, pauses a second, and lives on.
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    releaser.start().unwrap();
+    r.read_exact(&mut [0]).unwrap();
+    let mut victim = Process::new(|| {
+        DIE_AFTER_LOCK.with(|d| d.set(true));
+        let _ = lock.acquire(); // Killed after the lock, before its record.
+    });
+    victim.start().unwrap();
+    assert_eq!(
+        victim.join().unwrap(),
+        ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
+    );
+    let got = lock.acquire_timeout(Duration::from_secs(5));
+    releaser.kill().unwrap();
+    releaser.join().unwrap();
+    assert!(
+        matches!(got, Ok(Some(Acquired::OwnerDied { .. }))),
+        "the lock of a holder that handed nothing out: {got:?}"
+    );
+    lock.release().unwrap();
+    assert_no_children();
+}
