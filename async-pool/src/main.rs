@@ -24,6 +24,10 @@
 //!
 //! Every square appears twice: first from the worker that computed it, then from `main`,
 //! which prints the results in the order it asked for them.
+//!
+//! The mechanism is section 1's pool, [`pool_map::Pool`] (`pool-map/src/`):
+//! [`apply_async`](pool_map::Pool::apply_async) sends the task and returns at once, and
+//! [`get_timeout`](pool_map::AsyncResult::get_timeout) waits for its result.
 
 use std::sync::LazyLock;
 use std::thread;

@@ -17,6 +17,9 @@
 //! process id: 4124
 //! hello bob
 //! ```
+//!
+//! The mechanism is [`common::Process`] (`common/src/process.rs`): `start` forks, the child
+//! runs the target and ends with `_exit`, and `join` waits for it.
 
 use common::Process;
 use std::os::unix::process::parent_id;

@@ -18,6 +18,12 @@
 //! still use what it guarded, and the lock is never given again: `Error::LockAbandoned`)?
 //! The holder records itself (`pid << 32 | tid`) after taking the lock; the waiter asks the
 //! kernel through a pidfd whether that pid has ended (`src/holder.rs` has the details).
+//!
+//! # The program
+//!
+//! `cargo run -p lock` runs `src/main.rs`:
+//!
+#![doc = concat!("```rust,ignore\n", include_str!("main.rs"), "```")]
 
 use std::cell::UnsafeCell;
 use std::fmt;

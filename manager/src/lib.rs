@@ -1,5 +1,18 @@
-//! `Manager`: a server process that owns shared objects, and proxies that reach them from
-//! any process: Python's `multiprocessing.Manager`.
+//! Section 6's mechanism: [`Manager`], a server process that owns shared objects, and
+//! proxies that reach them from any process, Python's `multiprocessing.Manager`. The
+//! program, `src/main.rs`, is below; its Python original is `python/manager.py`.
+//!
+//! The server (`server.rs`) listens on a Unix socket in a directory of its own. Each proxy
+//! call sends one request frame (`protocol.rs`: the object's number, the method, the
+//! arguments as Python-like values) and waits for one answer frame; the server serves its
+//! connections in turn, one request each a round. What a dead client, a dead server or a
+//! hostile frame does is on [`Manager`].
+//!
+//! # The program
+//!
+//! `cargo run -p manager` runs `src/main.rs`:
+//!
+#![doc = concat!("```rust,ignore\n", include_str!("main.rs"), "```")]
 
 mod protocol;
 mod server;

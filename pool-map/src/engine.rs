@@ -77,14 +77,9 @@ pub(crate) struct Engine {
     /// How many workers the pool was made with.
     processes: usize,
     pollfds: Vec<libc::pollfd>,
-    /// Buffers of finished tasks, for the next tasks' frames.
-    spare: Vec<Vec<u8>>,
     /// When the workers were last checked to be alive.
     checked: Instant,
 }
-
-/// How many task buffers are kept for reuse.
-const SPARE: usize = 64;
 
 impl Engine {
     pub(crate) fn new(processes: usize) -> Result<Engine, PoolError> {
@@ -102,7 +97,6 @@ impl Engine {
             owner_pid: common::current_pid(),
             processes,
             pollfds: Vec::new(),
-            spare: Vec::new(),
             checked: Instant::now(),
         };
         for _ in 0..processes {
@@ -143,12 +137,8 @@ impl Engine {
             return Err(PoolError::Closed);
         }
         let id = self.next_task;
-        let mut frame = self.spare.pop().unwrap_or_default();
-        frame.clear();
-        if let Err(e) = worker::encode_task(&mut frame, id, call, f, args) {
-            self.spare.push(frame);
-            return Err(e.into());
-        }
+        let mut frame = Vec::new();
+        worker::encode_task(&mut frame, id, call, f, args)?;
         self.next_task += 1;
         self.queue.push_back(Task { id, frame });
         Ok(id)
@@ -396,12 +386,7 @@ impl Engine {
             if w.unsent == 0 || w.in_flight.front().map(|t| t.id) != Some(task) {
                 return Err(FrameError::Decode(format!("result for task {task}, not sent")).into());
             }
-            if let Some(sent) = w.in_flight.pop_front() {
-                // Its buffer serves a later task, so that a stream of calls allocates none.
-                if self.spare.len() < SPARE {
-                    self.spare.push(sent.frame);
-                }
-            }
+            w.in_flight.pop_front();
             w.unsent -= 1;
             if self.abandoned.remove(&task) {
                 continue;

@@ -1,4 +1,39 @@
-//! A pool of worker processes: Python's `multiprocessing.Pool`.
+//! Section 1's mechanism: [`Pool`], Python's `multiprocessing.Pool`. The program,
+//! `src/main.rs`, is below; its Python original is `python/pool_map.py`.
+//!
+//! # How a task travels
+//!
+//! [`Pool::new`] forks the workers, each with two pipes of its own: tasks in, results out.
+//! A call (`map`, `apply`, `apply_async`) encodes each task as one frame (`worker.rs`): the
+//! task's number; the address of `f`, which names the same function in a worker, since a
+//! child made by fork runs the same program at the same addresses (Python sends the
+//! function's name instead); the address of a small function made for `f`'s argument and
+//! result types, which decodes the arguments, calls `f` and encodes its result; and the
+//! arguments, as bincode. `map` sends its items in chunks, as Python does. The parent hands
+//! the tasks out and writes them without ever blocking on a pipe (`engine.rs`: one `poll(2)`
+//! waits on them all), so a worker busy writing results never deadlocks a parent busy
+//! writing tasks. A worker reads a task, runs it, and writes its result before it reads the
+//! next.
+//!
+//! # How results come back in order
+//!
+//! Each result frame carries its task's number, and the parent files it under that number.
+//! `map` waits for its chunks in the items' order and appends each chunk's results, so the
+//! results are in the order of the items, whichever worker finished first.
+//!
+//! # How a dead worker is noticed
+//!
+//! Its results pipe ends (a read returns 0), or, if a process it started still holds that
+//! pipe open, the parent's check every 100 ms that each worker lives says so. What it had
+//! written stays: results of tasks that returned are kept. The task it had read whole, and
+//! was running, fails with [`PoolError::WorkerDied`]; the tasks it had not started go back
+//! to the queue, to run once, on a replacement worker forked in its place.
+//!
+//! # The program
+//!
+//! `cargo run -p pool-map` runs `src/main.rs`:
+//!
+#![doc = concat!("```rust,ignore\n", include_str!("main.rs"), "```")]
 
 mod engine;
 mod worker;
@@ -9,7 +44,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::de::DeserializeOwned;
 
 use common::frame::{self, FrameError};
 use common::{Error, ExitStatus};
@@ -204,13 +239,9 @@ impl Pool {
             let chunk = engine
                 .wait(task, None)
                 .and_then(|()| engine.take(task))
-                .and_then(|done| {
-                    decode_with(&done, |bytes| {
-                        frame::decode_seed(AppendTo(&mut results), bytes)
-                    })
-                });
+                .and_then(|done| decode::<Vec<R>>(&done));
             match chunk {
-                Ok(()) => {}
+                Ok(chunk) => results.extend(chunk),
                 Err(e) => {
                     // This chunk's result too, if it failed to come: no one will ask for it.
                     tasks[i..].iter().for_each(|&t| engine.abandon(t));
@@ -318,18 +349,10 @@ impl<R> Drop for AsyncResult<'_, R> {
     }
 }
 
-/// A finished task's outcome, as the caller sees it.
+/// A finished task's outcome, as the caller sees it: its result, decoded, or its failure.
 fn decode<R: DeserializeOwned>(done: &Done) -> Result<R, PoolError> {
-    decode_with(done, |bytes| frame::decode(bytes))
-}
-
-/// A task's result, decoded from its bytes by `decode`, or the task's failure.
-fn decode_with<T>(
-    done: &Done,
-    decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
-) -> Result<T, PoolError> {
     match done {
-        Done::Value(bytes) => Ok(decode(bytes)?),
+        Done::Value(bytes) => Ok(frame::decode(bytes)?),
         Done::Panicked { pid, task, message } => Err(PoolError::Panicked {
             pid: *pid,
             task: *task,
@@ -341,32 +364,5 @@ fn decode_with<T>(
             status: *status,
         }),
         Done::Closed => Err(PoolError::Closed),
-    }
-}
-
-/// Decodes a chunk's results straight onto the end of the results of `map`, with no vector
-/// of its own to fill, copy and free.
-struct AppendTo<'a, R>(&'a mut Vec<R>);
-
-impl<'de, R: Deserialize<'de>> DeserializeSeed<'de> for AppendTo<'_, R> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de, R: Deserialize<'de>> Visitor<'de> for AppendTo<'_, R> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a chunk of results")
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        while let Some(result) = seq.next_element()? {
-            self.0.push(result);
-        }
-        Ok(())
     }
 }

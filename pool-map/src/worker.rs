@@ -5,14 +5,13 @@
 //! frame's payload is the task id, a kind byte ([`RETURNED`] or [`PANICKED`]), then the
 //! bincode result or panic message.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
 
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
-use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
+use serde::de::DeserializeOwned;
 
 use common::Private;
 use common::frame::{self, FrameBuf, FrameError};
@@ -74,69 +73,21 @@ pub(crate) fn call_one<A: DeserializeOwned, R: Serialize>(
     frame::encode_into(out, &result).map_err(|e| format!("result: {e}"))
 }
 
-/// Calls `f` on each item of a chunk, in order: `map` sends this. Each item is decoded, given
-/// to `f`, and its result encoded, one at a time: no vector of items or of results is made,
-/// and the bytes are what encoding a `Vec<R>` would give.
+/// Calls `f` on each item of a chunk, in order: `map` sends this. The results go back as
+/// one `Vec<R>`.
 pub(crate) fn call_chunk<A: DeserializeOwned, R: Serialize>(
     f: usize,
     args: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
+    let items: Vec<A> = frame::decode(args).map_err(|e| format!("arguments: {e}"))?;
     // SAFETY: as in `call_one`: the address of an `fn(A) -> R` from the forking process.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let mut result_error = None;
-    let apply = ApplyEach {
-        f,
-        out,
-        result_error: &mut result_error,
-    };
-    let decoded = panic::catch_unwind(AssertUnwindSafe(|| frame::decode_seed(apply, args)))
-        .map_err(panic_message)?;
-    match (result_error, decoded) {
-        (Some(e), _) => Err(format!("result: {e}")),
-        (None, Err(e)) => Err(format!("arguments: {e}")),
-        (None, Ok(())) => Ok(()),
-    }
-}
-
-/// The seed that decodes a chunk's items and encodes `f`'s results as it goes.
-struct ApplyEach<'a, A, R> {
-    f: fn(A) -> R,
-    out: &'a mut Vec<u8>,
-    /// Set when a result does not encode: told apart from an item that does not decode.
-    result_error: &'a mut Option<FrameError>,
-}
-
-impl<'de, A: DeserializeOwned, R: Serialize> DeserializeSeed<'de> for ApplyEach<'_, A, R> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de, A: DeserializeOwned, R: Serialize> Visitor<'de> for ApplyEach<'_, A, R> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a chunk of items")
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut items: S) -> Result<(), S::Error> {
-        // bincode knows a sequence's length before its items: the results' length goes first.
-        let len = items
-            .size_hint()
-            .ok_or_else(|| S::Error::custom("a chunk of unknown length"))?;
-        let mut fail = |e: FrameError| {
-            *self.result_error = Some(e);
-            S::Error::custom("a result did not encode")
-        };
-        frame::encode_into(self.out, &(len as u64)).map_err(&mut fail)?;
-        while let Some(item) = items.next_element::<A>()? {
-            frame::encode_into(self.out, &(self.f)(item)).map_err(&mut fail)?;
-        }
-        Ok(())
-    }
+    let results = panic::catch_unwind(AssertUnwindSafe(|| {
+        items.into_iter().map(f).collect::<Vec<R>>()
+    }))
+    .map_err(panic_message)?;
+    frame::encode_into(out, &results).map_err(|e| format!("result: {e}"))
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

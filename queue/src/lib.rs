@@ -1,5 +1,19 @@
-//! `Queue`: values from any process to any process, over one pipe: Python's
-//! `multiprocessing.Queue`.
+//! Section 3's mechanism: [`Queue`], values from any process to any process over one pipe,
+//! Python's `multiprocessing.Queue`. The program, `src/main.rs`, is below; its Python
+//! original is `python/queue_demo.py`.
+//!
+//! An item travels as one bincode frame (a length, then the bytes) written into the pipe
+//! under a write lock, so that two writers' frames never mix; readers take turns under a
+//! read lock, and read ahead into a buffer in shared memory, so that a frame read by one
+//! reader but not taken is there for the next. Both locks are `lock`'s [`Lock`], as Python's
+//! `Queue` uses its `Lock`; what happens when a writer or reader dies half-way is on
+//! [`Queue`].
+//!
+//! # The program
+//!
+//! `cargo run -p queue` runs `src/main.rs`:
+//!
+#![doc = concat!("```rust,ignore\n", include_str!("main.rs"), "```")]
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -1,5 +1,18 @@
-//! `Value` and `Array`: plain data in memory shared with forked children, each with its own
-//! process-shared lock, as Python's `multiprocessing.Value` and `Array` are.
+//! Section 5's mechanism: [`Value`] and [`Array`], plain data in memory shared with forked
+//! children (`MAP_SHARED`), each with its own process-shared lock (`lock`'s [`Lock`]), as
+//! Python's `multiprocessing.Value` and `Array` are. The program, `src/main.rs`, is below;
+//! its Python originals are `python/shared_value.py` and `python/counter.py`.
+//!
+//! Every read and write goes through the lock: `value()` and `set_value()` take it for one
+//! access, and `get_lock()` returns a guard that derefs to the data, for a read-modify-write
+//! such as `+= 1` that must not be split. A holder that dies half-way through a change is
+//! told to the next user as [`Error::OwnerDied`], never hidden.
+//!
+//! # The program
+//!
+//! `cargo run -p shared-value` runs `src/main.rs`:
+//!
+#![doc = concat!("```rust,ignore\n", include_str!("main.rs"), "```")]
 
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};

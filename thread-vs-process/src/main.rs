@@ -20,6 +20,9 @@
 //! ...
 //! [9]
 //! ```
+//!
+//! The mechanism is [`common::Process`] (`common/src/process.rs`): the child made by `fork`
+//! gets a copy of the parent's memory, `info` included, and changes only its copy.
 
 use common::{Process, repr};
 use std::sync::{Mutex, PoisonError};

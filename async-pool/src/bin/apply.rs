@@ -17,6 +17,9 @@
 //! 81
 //! 81
 //! ```
+//!
+//! The mechanism is section 1's pool, [`pool_map::Pool`] (`pool-map/src/`):
+//! [`apply`](pool_map::Pool::apply) sends the task and waits for its result.
 
 use std::sync::LazyLock;
 use std::thread;
