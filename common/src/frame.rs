@@ -37,43 +37,29 @@ const CONFIG: Configuration<LittleEndian, Fixint, Limit<MAX_FRAME>> = bincode::c
 pub const SPIN: Duration = Duration::from_micros(50);
 
 /// What can be wrong with a frame.
+#[derive(thiserror::Error)]
 pub enum FrameError {
     /// The length prefix claims more than [`MAX_FRAME`] bytes.
+    #[error("frame of {len} bytes is over the limit of {MAX_FRAME}")]
     TooLarge {
         /// The length the prefix claims, or the encoded value's length.
         len: usize,
     },
     /// The stream ended in the middle of a frame.
+    #[error("stream ended inside a frame, after {got} bytes")]
     Truncated {
         /// How many bytes of the frame had arrived.
         got: usize,
     },
     /// The value could not be encoded.
+    #[error("cannot encode value: {}", encode_message(.0))]
     Encode(bincode::error::EncodeError),
     /// The payload is not one value of the expected type.
+    #[error("malformed frame: {0}")]
     Decode(String),
     /// Reading or writing failed.
-    Io(Error),
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FrameError::TooLarge { len } => {
-                write!(f, "frame of {len} bytes is over the limit of {MAX_FRAME}")
-            }
-            FrameError::Truncated { got } => {
-                write!(f, "stream ended inside a frame, after {got} bytes")
-            }
-            // A type's own message (serde's `Error::custom`), as it wrote it.
-            FrameError::Encode(bincode::error::EncodeError::OtherString(e)) => {
-                write!(f, "cannot encode value: {e}")
-            }
-            FrameError::Encode(e) => write!(f, "cannot encode value: {e}"),
-            FrameError::Decode(e) => write!(f, "malformed frame: {e}"),
-            FrameError::Io(e) => write!(f, "{e}"),
-        }
-    }
+    #[error(transparent)]
+    Io(#[from] Error),
 }
 
 /// The same text as `Display`, so that a worker's `Error:` line reads as a message.
@@ -83,11 +69,11 @@ impl fmt::Debug for FrameError {
     }
 }
 
-impl std::error::Error for FrameError {}
-
-impl From<Error> for FrameError {
-    fn from(e: Error) -> Self {
-        FrameError::Io(e)
+/// A type's own message (serde's `Error::custom`) as it wrote it; bincode's otherwise.
+fn encode_message(e: &bincode::error::EncodeError) -> String {
+    match e {
+        bincode::error::EncodeError::OtherString(why) => why.clone(),
+        e => e.to_string(),
     }
 }
 

@@ -37,49 +37,30 @@ use protocol::{Id, Request, Response};
 const SOCKET: &str = "socket";
 
 /// What went wrong with a manager's call.
+#[derive(thiserror::Error)]
 pub enum ManagerError {
     /// The server refused the operation, as Python would raise: `KeyError: 1`.
+    #[error("{0}")]
     Remote(String),
     /// The server will not serve this connection, and has closed it: it is out of file
     /// descriptors, or the request was malformed. The next call connects again.
+    #[error("{0}")]
     Refused(String),
     /// The server process has ended.
+    #[error("the manager's server process has ended")]
     ServerGone,
     /// A request or response could not be sent.
-    Frame(FrameError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// An OS call failed.
-    Os(Error),
-}
-
-impl fmt::Display for ManagerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ManagerError::Remote(e) | ManagerError::Refused(e) => f.write_str(e),
-            ManagerError::ServerGone => f.write_str("the manager's server process has ended"),
-            ManagerError::Frame(e) => write!(f, "{e}"),
-            ManagerError::Os(e) => write!(f, "{e}"),
-        }
-    }
+    #[error(transparent)]
+    Os(#[from] Error),
 }
 
 /// The same text as `Display`, so that `main` returning this error prints the message.
 impl fmt::Debug for ManagerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for ManagerError {}
-
-impl From<Error> for ManagerError {
-    fn from(e: Error) -> Self {
-        ManagerError::Os(e)
-    }
-}
-
-impl From<FrameError> for ManagerError {
-    fn from(e: FrameError) -> Self {
-        ManagerError::Frame(e)
     }
 }
 

@@ -51,9 +51,11 @@ use common::{Error, ExitStatus};
 use engine::{Done, Engine};
 
 /// What went wrong with a pool's call.
+#[derive(thiserror::Error)]
 pub enum PoolError {
     /// `f` panicked in a worker, or its arguments did not decode there, or its result was
     /// over the frame limit; the message says which. The worker goes on.
+    #[error("task {task} panicked in worker {pid}: {message}")]
     Panicked {
         /// The worker's pid.
         pid: u32,
@@ -64,6 +66,7 @@ pub enum PoolError {
     },
     /// The worker running the task died: killed by a signal, or it exited. A replacement
     /// worker has been started.
+    #[error("worker {pid} {} while running task {task}", died(.status))]
     WorkerDied {
         /// The dead worker's pid.
         pid: u32,
@@ -74,55 +77,34 @@ pub enum PoolError {
     },
     /// No result came within the time given to `get_timeout`: Python's `TimeoutError`.
     /// The task goes on; `get` can be called again.
+    #[error("no result within {0:?}")]
     Timeout(Duration),
     /// The pool was closed or terminated before the task could run.
+    #[error("the pool is closed")]
     Closed,
     /// `Pool::new(0)`: a pool needs at least one process.
+    #[error("a pool needs at least one process")]
     NoProcesses,
     /// A child forked after the pool was made tried to use it: only the process that made
     /// a pool talks to its workers.
+    #[error("the pool belongs to process {owner}; a child forked from it cannot use it")]
     NotOwner {
         /// The pid of the process that made the pool.
         owner: u32,
     },
     /// An argument or a result could not be sent.
-    Frame(FrameError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// An OS call failed.
-    Os(Error),
+    #[error(transparent)]
+    Os(#[from] Error),
 }
 
-impl fmt::Display for PoolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PoolError::Panicked { pid, task, message } => {
-                write!(f, "task {task} panicked in worker {pid}: {message}")
-            }
-            PoolError::WorkerDied {
-                pid,
-                task,
-                status: ExitStatus::Signaled(signal),
-            } => write!(
-                f,
-                "worker {pid} was killed by {signal} while running task {task}"
-            ),
-            PoolError::WorkerDied {
-                pid,
-                task,
-                status: ExitStatus::Exited(code),
-            } => write!(
-                f,
-                "worker {pid} exited with code {code} while running task {task}"
-            ),
-            PoolError::Timeout(t) => write!(f, "no result within {t:?}"),
-            PoolError::Closed => f.write_str("the pool is closed"),
-            PoolError::NoProcesses => f.write_str("a pool needs at least one process"),
-            PoolError::NotOwner { owner } => write!(
-                f,
-                "the pool belongs to process {owner}; a child forked from it cannot use it"
-            ),
-            PoolError::Frame(e) => write!(f, "{e}"),
-            PoolError::Os(e) => write!(f, "{e}"),
-        }
+/// How a worker ended, as [`PoolError::WorkerDied`] says it.
+fn died(status: &ExitStatus) -> String {
+    match status {
+        ExitStatus::Signaled(signal) => format!("was killed by {signal}"),
+        ExitStatus::Exited(code) => format!("exited with code {code}"),
     }
 }
 
@@ -130,20 +112,6 @@ impl fmt::Display for PoolError {
 impl fmt::Debug for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for PoolError {}
-
-impl From<Error> for PoolError {
-    fn from(e: Error) -> Self {
-        PoolError::Os(e)
-    }
-}
-
-impl From<FrameError> for PoolError {
-    fn from(e: FrameError) -> Self {
-        PoolError::Frame(e)
     }
 }
 

@@ -42,53 +42,30 @@ const BUF: usize = 64 << 10;
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// What went wrong with a queue's call.
+#[derive(thiserror::Error)]
 pub enum QueueError {
     /// Nothing came within the timeout: Python's `queue.Empty`.
+    #[error("the queue is empty")]
     Empty,
     /// A process died in the middle of writing or reading a message, so the bytes in the
     /// pipe no longer line up with messages. The queue cannot be used any more.
+    #[error("process {pid} died in the middle of a message; the queue is broken")]
     Broken {
         /// The process that died.
         pid: u32,
     },
     /// An item could not be encoded, or what came is not an item of this queue's type.
-    Frame(FrameError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// An OS call failed.
-    Os(Error),
-}
-
-impl fmt::Display for QueueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueueError::Empty => f.write_str("the queue is empty"),
-            QueueError::Broken { pid } => write!(
-                f,
-                "process {pid} died in the middle of a message; the queue is broken"
-            ),
-            QueueError::Frame(e) => write!(f, "{e}"),
-            QueueError::Os(e) => write!(f, "{e}"),
-        }
-    }
+    #[error(transparent)]
+    Os(#[from] Error),
 }
 
 /// The same text as `Display`, so that `main` returning this error prints the message.
 impl fmt::Debug for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for QueueError {}
-
-impl From<Error> for QueueError {
-    fn from(e: Error) -> Self {
-        QueueError::Os(e)
-    }
-}
-
-impl From<FrameError> for QueueError {
-    fn from(e: FrameError) -> Self {
-        QueueError::Frame(e)
     }
 }
 
