@@ -70,6 +70,13 @@ pub enum Error {
          other processes"
     )]
     OtherPidNamespace,
+    /// A lock was used by a process that cannot tell its pid namespace (pidfds are missing
+    /// or forbidden to it), while the process that made the lock could.
+    #[error(
+        "this process cannot tell its pid namespace (no pidfds here), so it cannot use a lock \
+         made where it could"
+    )]
+    PidNamespaceUnknown,
     /// A thread that holds `limit` locks asked for one more: the kernel could not give them
     /// all up if the thread died.
     #[error(

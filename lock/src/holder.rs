@@ -5,6 +5,7 @@
 //! [`common::process_key`], which every fork changes.
 
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,42 +20,69 @@ use nix::unistd::Pid;
 /// be marked as its holder's death left it. A few are left for other libraries' mutexes.
 pub(crate) const MAX_HELD: usize = 2000;
 
+/// The locks a thread holds: each as the address of its mutex and the number of the hold
+/// (a guard releases only its own hold), for the process they were taken in.
+struct Held {
+    key: u64,
+    next: u64,
+    /// Never dropped, so that the list is there for a guard dropped by another thread-local
+    /// value's destructor at the thread's exit: a thread that exits holding locks leaks it.
+    list: ManuallyDrop<Vec<(usize, u64)>>,
+}
+
 thread_local! {
-    /// The locks this thread holds, by the address of their mutex, and the process they
-    /// were taken in: a child made by fork holds none of them.
-    static HELD: RefCell<(u64, Vec<usize>)> = const { RefCell::new((0, Vec::new())) };
+    static HELD: RefCell<Held> = const {
+        RefCell::new(Held { key: 0, next: 0, list: ManuallyDrop::new(Vec::new()) })
+    };
 }
 
 /// Runs `f` on the calling thread's held locks, emptied first if they were another
-/// process's (this thread's copy in a child made by fork).
-fn with_held<T>(f: impl FnOnce(&mut Vec<usize>) -> T) -> T {
+/// process's (this thread's copy in a child made by fork, which holds none of them).
+fn with_held<T>(f: impl FnOnce(&mut Held) -> T) -> T {
     let key = process_key();
     HELD.with(|held| {
         let mut held = held.borrow_mut();
-        if held.0 != key {
-            *held = (key, Vec::new());
+        if held.key != key {
+            held.key = key;
+            drop(std::mem::take(&mut *held.list));
         }
-        f(&mut held.1)
+        f(&mut held)
     })
 }
 
 /// How many locks the calling thread holds.
 pub(crate) fn held() -> usize {
-    with_held(|held| held.len())
+    with_held(|held| held.list.len())
 }
 
-/// Whether the calling thread holds the lock whose mutex is at `lock`.
-pub(crate) fn holds(lock: usize) -> bool {
-    with_held(|held| held.contains(&lock))
-}
-
-/// The calling thread has taken the lock at `lock` (`true`), or given it back (`false`).
-pub(crate) fn set_held(lock: usize, taken: bool) {
+/// Whether the calling thread holds the lock whose mutex is at `lock`: by hold `hold`, or by
+/// any when `None`.
+pub(crate) fn holds(lock: usize, hold: Option<u64>) -> bool {
     with_held(|held| {
-        if taken {
-            held.push(lock);
-        } else if let Some(at) = held.iter().position(|&l| l == lock) {
-            held.swap_remove(at);
+        held.list
+            .iter()
+            .any(|&(l, h)| l == lock && hold.is_none_or(|hold| hold == h))
+    })
+}
+
+/// The calling thread has taken the lock at `lock`: returns the number of this hold.
+pub(crate) fn take_hold(lock: usize) -> u64 {
+    with_held(|held| {
+        held.next += 1;
+        let hold = held.next;
+        held.list.push((lock, hold));
+        hold
+    })
+}
+
+/// The calling thread has given the lock at `lock` back.
+pub(crate) fn end_hold(lock: usize) {
+    with_held(|held| {
+        if let Some(at) = held.list.iter().position(|&(l, _)| l == lock) {
+            held.list.swap_remove(at);
+        }
+        if held.list.is_empty() {
+            drop(std::mem::take(&mut *held.list));
         }
     })
 }
@@ -88,8 +116,9 @@ static PID_NS: AtomicU64 = AtomicU64::new(0);
 /// This process's pid namespace, in which its pid means what it says: the inode of the
 /// namespace, asked of the kernel through a pidfd of this process (the
 /// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
-/// could fake. `Ok(0)` when the kernel cannot tell (an older one, or valgrind's emulation of
-/// it), and an error when it could but the lookup failed (no descriptor left, say). A
+/// could fake. `Ok(0)` when the kernel cannot tell (an older one, valgrind's emulation of it,
+/// or a seccomp filter that forbids pidfds), and an error when it could but the lookup
+/// failed (no descriptor left, say). A
 /// process never changes its own pid namespace, so the answer is cached.
 pub(crate) fn pid_namespace() -> Result<u64, Error> {
     let key = process_key();
@@ -106,11 +135,18 @@ fn ask_pid_namespace() -> Result<u64, Error> {
     /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
     const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
     // What a kernel without pidfds (ENOSYS), or without this ioctl (ENOTTY before pidfs,
-    // EINVAL or EOPNOTSUPP), says.
+    // EINVAL or EOPNOTSUPP), says, or a seccomp filter that forbids them (EPERM, EACCES).
     let unknown = |e: &std::io::Error| {
         matches!(
             e.raw_os_error(),
-            Some(libc::ENOSYS | libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP)
+            Some(
+                libc::ENOSYS
+                    | libc::ENOTTY
+                    | libc::EINVAL
+                    | libc::EOPNOTSUPP
+                    | libc::EPERM
+                    | libc::EACCES
+            )
         )
     };
     // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns

@@ -38,7 +38,8 @@ use common::{Error, Mapping, current_pid};
 
 mod holder;
 use holder::{
-    MAX_HELD, held, holds, is_exiting, pid_namespace, process_ended, set_held, this_thread,
+    MAX_HELD, end_hold, held, holds, is_exiting, pid_namespace, process_ended, take_hold,
+    this_thread,
 };
 
 /// How long an acquire that found its holder dead waits, at most, for the holder's process
@@ -54,7 +55,7 @@ pub enum Acquired {
     /// what it guarded may be half-changed: the dead holder never finished its work.
     OwnerDied {
         /// The process id of the holder that died, or 0 if it died before it recorded
-        /// itself (it had handed nothing out).
+        /// itself or while it released the lock (either way, it had handed nothing out).
         pid: u32,
     },
 }
@@ -116,7 +117,7 @@ impl Drop for Lock {
 struct State {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
     /// The holding thread, as `pid << 32 | tid`; 0 while free. Only a thread that has just
-    /// taken the mutex writes it, and only that thread clears it after its release.
+    /// taken the mutex writes it, and only that thread clears it, just before it unlocks.
     holder: AtomicU64,
     /// The pid namespace the lock was made in (`holder::pid_namespace`; 0 if
     /// the kernel cannot tell), written once by `new`. Only processes of that namespace use
@@ -159,6 +160,9 @@ struct State {
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     acquired: Acquired,
+    /// Which of this thread's holds of the lock this guard is: an explicit `release` ends
+    /// it, and a later `acquire` is a hold of its own, which the guard leaves alone.
+    hold: u64,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -220,6 +224,11 @@ impl Lock {
     /// ([`Error::TooManyHeld`]), and a lock made in another pid namespace is refused
     /// ([`Error::OtherPidNamespace`]).
     pub fn acquire(&self) -> Result<Acquired, Error> {
+        Ok(self.take()?.0)
+    }
+
+    /// [`acquire`](Lock::acquire), and the number of this thread's hold.
+    fn take(&self) -> Result<(Acquired, u64), Error> {
         self.check_can_take()?;
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
@@ -231,6 +240,11 @@ impl Lock {
     /// holder's exit is waited for first (see [`acquire`](Lock::acquire)), which the
     /// timeout does not bound: that wait is bounded by [`EXIT_WAIT`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, Error> {
+        Ok(self.take_timeout(timeout)?.map(|(acquired, _)| acquired))
+    }
+
+    /// [`acquire_timeout`](Lock::acquire_timeout), and the number of this thread's hold.
+    fn take_timeout(&self, timeout: Duration) -> Result<Option<(Acquired, u64)>, Error> {
         self.check_can_take()?;
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
@@ -260,10 +274,11 @@ impl Lock {
 
     /// Acquires the lock and returns a guard that releases it when dropped.
     pub fn lock(&self) -> Result<LockGuard<'_>, Error> {
-        let acquired = self.acquire()?;
+        let (acquired, hold) = self.take()?;
         Ok(LockGuard {
             lock: self,
             acquired,
+            hold,
             _not_send: PhantomData,
         })
     }
@@ -271,19 +286,27 @@ impl Lock {
     /// Waits at most `timeout` for the lock, and returns a guard; `Ok(None)` when the time
     /// ran out.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>, Error> {
-        Ok(self.acquire_timeout(timeout)?.map(|acquired| LockGuard {
-            lock: self,
-            acquired,
-            _not_send: PhantomData,
-        }))
+        Ok(self
+            .take_timeout(timeout)?
+            .map(|(acquired, hold)| LockGuard {
+                lock: self,
+                acquired,
+                hold,
+                _not_send: PhantomData,
+            }))
     }
 
     /// Releases the lock: Python's `l.release()`. It is an error to release a lock that the
     /// calling thread does not hold.
     pub fn release(&self) -> Result<(), Error> {
+        self.give_back(None)
+    }
+
+    /// Releases hold `hold` of the calling thread, or its hold whatever its number (`None`).
+    fn give_back(&self, hold: Option<u64>) -> Result<(), Error> {
         self.check_namespace()?;
         let state = self.state();
-        if !holds(self.address()) {
+        if !holds(self.address(), hold) {
             // Not taken by this thread (through this `Lock` or a copy of it in this
             // process): nothing is touched, and the holder's record stands.
             return Err(Error::NotHolder);
@@ -300,11 +323,13 @@ impl Lock {
             state.holder.store(this_thread(), Ordering::Release);
             return Err(Error::os("pthread_mutex_unlock", Errno::from_raw(rc)));
         }
-        set_held(self.address(), false);
+        end_hold(self.address());
         Ok(())
     }
 
-    /// The pid of the process holding the lock, or `None` while it is free.
+    /// The pid of the process holding the lock, or `None` while it is free (and for a moment
+    /// while a holder releases it: the record goes before the lock). Once the lock is
+    /// abandoned, the pid of the process whose thread left it, for good.
     pub fn holder(&self) -> Option<u32> {
         match (self.state().holder.load(Ordering::Acquire) >> 32) as u32 {
             0 => None,
@@ -325,7 +350,7 @@ impl Lock {
     /// kernel can give up at its death.
     fn check_can_take(&self) -> Result<(), Error> {
         self.check_namespace()?;
-        if holds(self.address()) {
+        if holds(self.address(), None) {
             return Err(Error::AlreadyHeld);
         }
         if held() >= MAX_HELD {
@@ -340,10 +365,15 @@ impl Lock {
     /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
     fn check_namespace(&self) -> Result<(), Error> {
         let home = self.state().home_ns;
-        if home == 0 || pid_namespace()? == home {
-            Ok(())
-        } else {
-            Err(Error::OtherPidNamespace)
+        if home == 0 {
+            return Ok(());
+        }
+        match pid_namespace()? {
+            // The lock was made where the kernel could tell, and here it cannot (a seccomp
+            // filter in this process, say): no telling whether this is its namespace.
+            0 => Err(Error::PidNamespaceUnknown),
+            here if here == home => Ok(()),
+            _ => Err(Error::OtherPidNamespace),
         }
     }
 
@@ -403,14 +433,16 @@ impl Lock {
 
     /// What a lock call's return code means, once the call has returned with the lock or
     /// an error.
-    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<Acquired, Error> {
+    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<(Acquired, u64), Error> {
         let state = self.state();
         let acquired = match rc {
             0 => Acquired::Released,
             libc::EOWNERDEAD => {
                 // This thread holds the mutex, so no one else writes the record. A holder
-                // that died before writing it handed nothing out: the record is then 0, or
-                // an earlier holder's, which had released the lock.
+                // that died before writing it, or while releasing, handed nothing out: the
+                // record is then 0 (a release clears it before it unlocks), or that of a
+                // holder that died before it (if a waiter recovering that one's lock was
+                // killed before it recorded itself), whose process has ended.
                 let pid = self.holder().unwrap_or(0);
                 if !self.holder_has_ended(pid) {
                     // The thread that held it ended, but its process goes on: whatever that
@@ -443,8 +475,7 @@ impl Lock {
         };
         // Recorded before anything is handed out under the lock.
         state.holder.store(this_thread(), Ordering::Release);
-        set_held(self.address(), true);
-        Ok(acquired)
+        Ok((acquired, take_hold(self.address())))
     }
 }
 
@@ -465,9 +496,10 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        // This thread holds the lock (the guard proves it, and it cannot leave the thread),
-        // so release cannot fail.
-        let _ = self.lock.release();
+        // This thread took the lock (the guard cannot leave the thread): if the hold is still
+        // this guard's, it ends here; if an explicit `release` ended it, there is nothing to
+        // do (the error says so, and is of no use here).
+        let _ = self.lock.give_back(Some(self.hold));
     }
 }
 

@@ -57,6 +57,14 @@ fn main() {
             "a_thread_holds_at_most_as_many_locks_as_the_kernel_frees",
             a_thread_holds_at_most_as_many_locks_as_the_kernel_frees,
         ),
+        (
+            "a_guard_in_a_thread_local_is_released_at_the_threads_exit",
+            a_guard_in_a_thread_local_is_released_at_the_threads_exit,
+        ),
+        (
+            "a_guard_releases_only_its_own_hold",
+            a_guard_releases_only_its_own_hold,
+        ),
     ]);
 }
 
@@ -511,4 +519,41 @@ fn a_thread_holds_at_most_as_many_locks_as_the_kernel_frees() {
     });
     drop(guards);
     drop(locks[2000].lock().unwrap());
+}
+
+/// A guard kept in a thread-local value is dropped by that value's destructor when its
+/// thread exits, after the lock's own per-thread state may have been destroyed: the release
+/// must still work (it aborted the process once), and the lock be free.
+fn a_guard_in_a_thread_local_is_released_at_the_threads_exit() {
+    use std::cell::RefCell;
+    thread_local! {
+        static KEPT: RefCell<Option<lock::LockGuard<'static>>> = const { RefCell::new(None) };
+    }
+    let lock: &'static Lock = Box::leak(Box::new(Lock::new().unwrap()));
+    std::thread::spawn(move || {
+        KEPT.with(|kept| kept.borrow_mut().take()); // Touched first: destroyed last.
+        let held = lock.lock().unwrap();
+        KEPT.with(|kept| *kept.borrow_mut() = Some(held));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        lock.acquire_timeout(Duration::from_secs(5)).unwrap(),
+        Some(Acquired::Released)
+    );
+    lock.release().unwrap();
+}
+
+/// A guard ends its own hold only: after an explicit `release` and a new `acquire`, dropping
+/// the guard leaves the new hold in place, as the thread expects.
+fn a_guard_releases_only_its_own_hold() {
+    let lock = Lock::new().unwrap();
+    let guard = lock.lock().unwrap();
+    lock.release().unwrap();
+    lock.acquire().unwrap();
+    drop(guard);
+    assert_eq!(lock.holder(), Some(std::process::id()));
+    lock.release().unwrap();
+    assert_eq!(lock.holder(), None);
+    assert!(matches!(lock.release(), Err(Error::NotHolder)));
 }

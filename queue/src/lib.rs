@@ -331,9 +331,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Part of a message is here and the rest is late: fails if its writer died.
     fn check_writer(&self, state: &State) -> Result<(), QueueError> {
-        if state.writing.load(Acquire) != 0 {
-            if let Some(pid) = self.write_lock.dead_holder() {
-                state.broken.store(pid, Relaxed);
+        if state.writing.load(Acquire) != 0 && self.write_lock.dead_holder().is_some() {
+            // The flag may be an earlier, live writer's, and the dead holder one that died
+            // outside a message: take the write lock, as a writer would, to look at the flag
+            // under it (`after_lock` marks the queue broken if it is still up).
+            if let Some(held) = self.write_lock.lock_timeout(Duration::ZERO)? {
+                after_lock(state, &held, &state.writing)?;
             }
         }
         check(state)
