@@ -281,7 +281,7 @@ impl Drop for RemoveOnSignal {
 /// action: the process ends by the signal. (Leaving it in place costs a child nothing at
 /// fork, where putting the defaults back would take six system calls.)
 extern "C" fn on_signal(signal: c_int) {
-    if crate::process::process_key_in_handler() == INSTALLED_IN.load(Ordering::Relaxed) {
+    if crate::pid::process_key_in_handler() == INSTALLED_IN.load(Ordering::Relaxed) {
         HANDLING.store(true, Ordering::SeqCst);
         end_children();
         remove_paths();

@@ -196,7 +196,7 @@ fn a_writer_killed_mid_message_breaks_the_queue() {
     // write the rest: only then is it killed.
     let pid = child.pid().unwrap().as_raw() as u32;
     let started = Instant::now();
-    while common::process_state(pid) != Some('S') {
+    while testkit::process_state(pid) != Some('S') {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the child never blocked"

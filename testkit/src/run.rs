@@ -198,6 +198,12 @@ fn session_members(sid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The state of process `pid` as `/proc/<pid>/stat` gives it (`R` running, `S` sleeping,
+/// `Z` zombie, ...), or `None` when there is no such process.
+pub fn process_state(pid: u32) -> Option<char> {
+    stat(pid, 3)?.chars().next()
+}
+
 /// Field `n` of `/proc/<pid>/stat`.
 fn stat(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
