@@ -25,8 +25,9 @@ pub(crate) const MAX_HELD: usize = 2000;
 struct Held {
     key: u64,
     next: u64,
-    /// Never dropped, so that the list is there for a guard dropped by another thread-local
-    /// value's destructor at the thread's exit: a thread that exits holding locks leaks it.
+    /// Never dropped with the thread's other values, so that the list is there for a guard
+    /// that another thread-local value's destructor drops at the thread's exit; its buffer
+    /// is freed by [`FreeAtExit`] if it is empty by then.
     list: ManuallyDrop<Vec<(usize, u64)>>,
 }
 
@@ -34,6 +35,23 @@ thread_local! {
     static HELD: RefCell<Held> = const {
         RefCell::new(Held { key: 0, next: 0, list: ManuallyDrop::new(Vec::new()) })
     };
+    static FREE_AT_EXIT: FreeAtExit = const { FreeAtExit };
+}
+
+/// Frees the list's buffer at the thread's exit, if no lock is listed: a guard that a later
+/// destructor drops still finds its hold. (A thread that exits holding locks leaks it.)
+struct FreeAtExit;
+
+impl Drop for FreeAtExit {
+    fn drop(&mut self) {
+        let _ = HELD.try_with(|held| {
+            if let Ok(mut held) = held.try_borrow_mut() {
+                if held.list.is_empty() {
+                    drop(std::mem::take(&mut *held.list));
+                }
+            }
+        });
+    }
 }
 
 /// Runs `f` on the calling thread's held locks, emptied first if they were another
@@ -67,6 +85,8 @@ pub(crate) fn holds(lock: usize, hold: Option<u64>) -> bool {
 
 /// The calling thread has taken the lock at `lock`: returns the number of this hold.
 pub(crate) fn take_hold(lock: usize) -> u64 {
+    // Registers the cleaner of the list for this thread's exit (unless it is exiting).
+    let _ = FREE_AT_EXIT.try_with(|_| {});
     with_held(|held| {
         held.next += 1;
         let hold = held.next;
@@ -80,9 +100,6 @@ pub(crate) fn end_hold(lock: usize) {
     with_held(|held| {
         if let Some(at) = held.list.iter().position(|&(l, _)| l == lock) {
             held.list.swap_remove(at);
-        }
-        if held.list.is_empty() {
-            drop(std::mem::take(&mut *held.list));
         }
     })
 }

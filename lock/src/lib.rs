@@ -222,7 +222,8 @@ impl Lock {
     /// its exit has not finished within [`EXIT_WAIT`], the lock is abandoned
     /// ([`Error::LockAbandoned`]). A thread may hold at most 2,000 locks at once
     /// ([`Error::TooManyHeld`]), and a lock made in another pid namespace is refused
-    /// ([`Error::OtherPidNamespace`]).
+    /// ([`Error::OtherPidNamespace`]), as is one made where the pid namespace could be told,
+    /// by a process that cannot tell its own ([`Error::PidNamespaceUnknown`]).
     pub fn acquire(&self) -> Result<Acquired, Error> {
         Ok(self.take()?.0)
     }
@@ -361,8 +362,10 @@ impl Lock {
 
     /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
     /// thread for the holder because its tid has the holder's number (so that thread could
-    /// release another process's lock), and a pid would name another process. Where the
-    /// kernel cannot tell namespaces apart (before Linux 6.11), every caller is let through.
+    /// release another process's lock), and a pid would name another process. A lock made
+    /// where the kernel could not tell its maker's namespace (before Linux 6.11, or under a
+    /// seccomp filter) lets every caller through; one made where it could refuses a caller
+    /// that cannot tell its own.
     fn check_namespace(&self) -> Result<(), Error> {
         let home = self.state().home_ns;
         if home == 0 {

@@ -24,7 +24,8 @@ pub(crate) const PANICKED: u8 = 1;
 const HEADER: usize = 24;
 
 /// Decodes the arguments, calls `f` on them, and appends the encoded result to `out`;
-/// `Err` holds a panic's message. One is made per argument and result type.
+/// `Err` says why the arguments or the result would not go (a panic is caught around it).
+/// One is made per argument and result type.
 pub(crate) type Trampoline = fn(f: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
 
 /// Appends a task frame for `call(f, args)` to `buf`.
@@ -69,8 +70,7 @@ pub(crate) fn call_one<A: DeserializeOwned, R: Serialize>(
     // A child made by fork (without exec) runs the same program at the same addresses, so
     // the address names the same function here. That holds for forked workers only.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let result = panic::catch_unwind(AssertUnwindSafe(|| f(arg))).map_err(panic_message)?;
-    frame::encode_into(out, &result).map_err(|e| format!("result: {e}"))
+    frame::encode_into(out, &f(arg)).map_err(|e| format!("result: {e}"))
 }
 
 /// Calls `f` on each item of a chunk, in order: `map` sends this. The results go back as
@@ -83,10 +83,7 @@ pub(crate) fn call_chunk<A: DeserializeOwned, R: Serialize>(
     let items: Vec<A> = frame::decode(args).map_err(|e| format!("arguments: {e}"))?;
     // SAFETY: as in `call_one`: the address of an `fn(A) -> R` from the forking process.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let results = panic::catch_unwind(AssertUnwindSafe(|| {
-        items.into_iter().map(f).collect::<Vec<R>>()
-    }))
-    .map_err(panic_message)?;
+    let results: Vec<R> = items.into_iter().map(f).collect();
     frame::encode_into(out, &results).map_err(|e| format!("result: {e}"))
 }
 
@@ -137,7 +134,10 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
         out.extend_from_slice(&id.to_le_bytes());
         let kind_at = out.len();
         out.push(RETURNED);
-        if let Err(message) = call(f, args, &mut out) {
+        // A panic anywhere in the task (in `f`, or in decoding its arguments or encoding its
+        // result, which serde impls of the caller's types do) fails the task only.
+        let called = panic::catch_unwind(AssertUnwindSafe(|| call(f, args, &mut out)));
+        if let Err(message) = called.unwrap_or_else(|panic| Err(panic_message(panic))) {
             out.truncate(kind_at);
             out.push(PANICKED);
             frame::encode_into(&mut out, &message)?;

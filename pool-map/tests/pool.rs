@@ -10,6 +10,7 @@
 #[allow(dead_code, unused_imports)]
 mod testkit;
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use common::{ExitStatus, Process};
@@ -24,6 +25,10 @@ fn main() {
         ("map_of_nothing_and_of_many", map_of_nothing_and_of_many),
         ("apply_and_apply_async", apply_and_apply_async),
         ("a_panic_fails_its_task_only", a_panic_fails_its_task_only),
+        (
+            "a_panic_in_decoding_or_encoding_fails_its_task_only",
+            a_panic_in_decoding_or_encoding_fails_its_task_only,
+        ),
         ("get_timeout_returns_on_time", get_timeout_returns_on_time),
         (
             "values_over_the_frame_limit_fail_their_call",
@@ -669,5 +674,73 @@ fn a_task_left_unread_in_a_closed_pipe_runs_elsewhere() {
     assert!(!p.pids().contains(&victim));
     drop((first, rest));
     drop(p);
+    assert_no_children();
+}
+
+/// A number whose serde impls panic on 13, in the worker: decoding it (an argument) or
+/// encoding it (a result).
+#[derive(Debug, PartialEq)]
+struct Unlucky(i32);
+
+impl serde::Serialize for Unlucky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(
+            self.0 != 13 || common::current_pid() == PARENT.load(Relaxed),
+            "13 out"
+        );
+        s.serialize_i32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unlucky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i32::deserialize(d)?;
+        assert!(
+            n != 13 || common::current_pid() == PARENT.load(Relaxed),
+            "13 in"
+        );
+        Ok(Unlucky(n))
+    }
+}
+
+/// The test's own process, where the impls do not panic.
+static PARENT: AtomicU32 = AtomicU32::new(0);
+
+fn same(n: Unlucky) -> Unlucky {
+    n
+}
+
+fn unlucky(n: i32) -> Unlucky {
+    Unlucky(n)
+}
+
+/// A panic in a serde impl run by the worker, for an argument or a result, fails the task as
+/// a panic in `f` does, and the worker goes on.
+fn a_panic_in_decoding_or_encoding_fails_its_task_only() {
+    PARENT.store(common::current_pid(), Relaxed);
+    let pool = Pool::new(1).unwrap();
+    let pids = pool.pids();
+    for (got, said) in [
+        (
+            pool.map(same, &[Unlucky(1), Unlucky(13)]).map(drop),
+            "13 in",
+        ),
+        (pool.map(unlucky, &[1, 13]).map(drop), "13 out"),
+        (pool.apply(same, Unlucky(13)).map(drop), "13 in"),
+        (pool.apply(unlucky, 13).map(drop), "13 out"),
+    ] {
+        match got {
+            Err(PoolError::Panicked { message, .. }) => {
+                assert!(message.contains(said), "{message}")
+            }
+            other => panic!("not a panic of its task: {other:?}"),
+        }
+    }
+    assert_eq!(pool.pids(), pids, "a worker died");
+    assert_eq!(
+        pool.map(same, &[Unlucky(1), Unlucky(2)]).unwrap(),
+        [Unlucky(1), Unlucky(2)]
+    );
+    drop(pool);
     assert_no_children();
 }

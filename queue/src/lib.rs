@@ -28,7 +28,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::frame::{self, FrameError, PREFIX, SPIN};
-use common::{Error, Mapping};
+use common::{Error, Mapping, current_pid};
 use lock::{Acquired, Lock, LockGuard};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
@@ -47,11 +47,12 @@ pub enum QueueError {
     /// Nothing came within the timeout: Python's `queue.Empty`.
     #[error("the queue is empty")]
     Empty,
-    /// A process died in the middle of writing or reading a message, so the bytes in the
-    /// pipe no longer line up with messages. The queue cannot be used any more.
-    #[error("process {pid} died in the middle of a message; the queue is broken")]
+    /// A process died (or a reader failed) in the middle of writing or reading a message, so
+    /// the bytes in the pipe no longer line up with messages. The queue cannot be used any
+    /// more.
+    #[error("process {pid} died or failed in the middle of a message; the queue is broken")]
     Broken {
-        /// The process that died.
+        /// The process that died, or the reader that failed.
         pid: u32,
     },
     /// An item could not be encoded, or what came is not an item of this queue's type.
@@ -306,6 +307,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // From here until the whole message is read, a reader killed leaves the rest of the
         // message in the pipe, where the next reader would take it for a frame.
         raise(&state.reading);
+        let payload = self.read_rest(state, buf, len).inspect_err(|_| {
+            // Part of the message is taken, and the rest would be read as frames.
+            let _ = state
+                .broken
+                .compare_exchange(0, current_pid(), Relaxed, Relaxed);
+        })?;
+        lower(&state.reading);
+        Ok(frame::decode(&payload)?)
+    }
+
+    /// The rest of a message of `len` bytes, the first of which are in the buffer.
+    fn read_rest(&self, state: &State, buf: &[u8], len: usize) -> Result<Vec<u8>, QueueError> {
         let (start, end) = state.span();
         let mut payload = Vec::with_capacity(len);
         payload.extend_from_slice(&buf[start + PREFIX..end]);
@@ -325,18 +338,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) => return Err(Error::os("read", e).into()),
             }
         }
-        lower(&state.reading);
-        Ok(frame::decode(&payload)?)
+        Ok(payload)
     }
 
     /// Part of a message is here and the rest is late: fails if its writer died.
     fn check_writer(&self, state: &State) -> Result<(), QueueError> {
-        if state.writing.load(Acquire) != 0 && self.write_lock.dead_holder().is_some() {
-            // The flag may be an earlier, live writer's, and the dead holder one that died
-            // outside a message: take the write lock, as a writer would, to look at the flag
-            // under it (`after_lock` marks the queue broken if it is still up).
-            if let Some(held) = self.write_lock.lock_timeout(Duration::ZERO)? {
-                after_lock(state, &held, &state.writing)?;
+        if state.writing.load(Acquire) != 0 {
+            if let Some(pid) = self.write_lock.dead_holder() {
+                // The flag may be an earlier, live writer's, and the dead holder one that died
+                // outside a message: take the write lock, as a writer would, to look at the
+                // flag under it (`after_lock` marks the queue broken if it is still up).
+                match self.write_lock.lock_timeout(Duration::ZERO) {
+                    Ok(Some(held)) => after_lock(state, &held, &state.writing)?,
+                    Ok(None) => {}
+                    // It cannot be taken to look (abandoned, or this thread holds too many
+                    // locks): a dead holder and the flag up are taken for a dead writer.
+                    Err(_) => state.broken.store(pid, Relaxed),
+                }
             }
         }
         check(state)

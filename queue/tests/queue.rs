@@ -43,6 +43,10 @@ fn main() {
             no_zombie_and_no_descriptor_after_drop,
         ),
         ("a_queue_is_sync", a_queue_is_sync),
+        (
+            "a_writer_killed_mid_message_breaks_the_queue_for_a_reader_with_many_locks",
+            a_writer_killed_mid_message_breaks_the_queue_for_a_reader_with_many_locks,
+        ),
     ]);
 }
 
@@ -188,6 +192,43 @@ fn joining_before_draining_waits() {
 
 fn a_writer_killed_mid_message_breaks_the_queue() {
     let q = Queue::<String>::new().unwrap();
+    let pid = kill_a_writer_mid_message(&q);
+    let started = Instant::now();
+    let err = q.get_timeout(Duration::from_secs(10)).err().unwrap();
+    assert!(
+        matches!(err, QueueError::Broken { pid: p } if p == pid),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Every later call says so too, rather than reading misaligned bytes.
+    assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
+    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
+}
+
+/// The same, for a reader that cannot take the write lock to look at the dead writer's flag
+/// (it holds as many locks as a thread may): the queue is broken all the same, not left
+/// looking empty with half a message gone.
+fn a_writer_killed_mid_message_breaks_the_queue_for_a_reader_with_many_locks() {
+    let q = Queue::<String>::new().unwrap();
+    let pid = kill_a_writer_mid_message(&q);
+    let locks: Vec<lock::Lock> = (0..1999).map(|_| lock::Lock::new().unwrap()).collect();
+    let held: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
+    let err = q.get_timeout(Duration::from_secs(10)).err().unwrap();
+    drop(held);
+    assert!(
+        matches!(err, QueueError::Broken { pid: p } if p == pid),
+        "{err}"
+    );
+    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
+}
+
+/// Starts a child that puts a 1 MiB message, and kills it once it waits in write(2) with
+/// part of the message in the pipe; returns its pid.
+fn kill_a_writer_mid_message(q: &Queue<String>) -> u32 {
     let mut child = Process::new(|| {
         q.put(&"x".repeat(1 << 20)).unwrap();
     });
@@ -205,20 +246,7 @@ fn a_writer_killed_mid_message_breaks_the_queue() {
     }
     child.kill().unwrap();
     child.join().unwrap();
-    let started = Instant::now();
-    let err = q.get_timeout(Duration::from_secs(10)).err().unwrap();
-    assert!(
-        matches!(err, QueueError::Broken { pid: p } if p == pid),
-        "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    // Every later call says so too, rather than reading misaligned bytes.
-    assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
-    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
+    pid
 }
 
 fn no_zombie_and_no_descriptor_after_drop() {
