@@ -5,6 +5,7 @@
 //! - [`repr()`]: print values as Python prints them, to the byte;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
+//! - [`fd`]: pipe and socket ends, non-blocking, and waiting on them;
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - [`interrupt`]: Ctrl-C ends a process's children and removes its files before it ends;
 //! - [`Error`]: failures that name the OS call that failed;
@@ -12,6 +13,7 @@
 
 pub mod args;
 mod error;
+pub mod fd;
 pub mod frame;
 pub mod interrupt;
 mod pid;

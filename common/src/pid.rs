@@ -76,8 +76,8 @@ pub fn has_ended(pid: u32) -> bool {
     if fd >= 0 {
         // SAFETY: `fd` is a new descriptor that nothing else owns.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        let mut fds = [crate::frame::pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
-        return matches!(crate::frame::poll_fds(&mut fds, 0), Ok(1));
+        let mut fds = [crate::fd::pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
+        return matches!(crate::fd::poll_fds(&mut fds, 0), Ok(1));
     }
     match Errno::last() {
         Errno::ESRCH => true,

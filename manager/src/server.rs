@@ -8,7 +8,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::frame::{self, FrameBuf, SPIN, pollfd};
+use common::fd::{self, SPIN, pollfd};
+use common::frame::{self, FrameBuf};
 use common::{Error, PyValue};
 
 use crate::protocol::{Dict, Request, Response, list_index};
@@ -106,7 +107,7 @@ fn serve_until_orphaned(
         } else {
             OWNER_CHECK.as_millis() as i32
         };
-        if frame::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
+        if fd::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
             if timeout == 0 {
                 std::hint::spin_loop();
             }

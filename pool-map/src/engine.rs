@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::PoolError;
 use crate::worker::{self, PANICKED, RETURNED, Trampoline};
-use common::frame::{self, FrameBuf, FrameError, SPIN, pollfd, set_nonblocking};
+use common::fd::{self, SPIN, pollfd, set_nonblocking};
+use common::frame::{self, FrameBuf, FrameError};
 use common::{Error, ExitStatus, Private, Process};
 
 /// A finished task.
@@ -329,7 +330,7 @@ impl Engine {
                 self.pollfds.push(pollfd(tasks, libc::POLLOUT));
             }
         }
-        Ok(frame::poll_fds(&mut self.pollfds, timeout_ms)?)
+        Ok(fd::poll_fds(&mut self.pollfds, timeout_ms)?)
     }
 
     /// Writes where `poll` found room, then reads where it found data (a read may replace
@@ -524,8 +525,8 @@ impl Worker {
 fn spawn() -> Result<Worker, PoolError> {
     let (tasks_r, tasks_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
     let (results_r, results_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
-    frame::enlarge_pipe(tasks_w.as_fd());
-    frame::enlarge_pipe(results_w.as_fd());
+    fd::enlarge_pipe(tasks_w.as_fd());
+    fd::enlarge_pipe(results_w.as_fd());
     set_nonblocking(tasks_w.as_fd())?;
     set_nonblocking(results_r.as_fd())?;
     let (tasks_w, results_r) = (Private::new(tasks_w)?, Private::new(results_r)?);

@@ -110,7 +110,7 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
     let (Some(mut tasks), Some(mut results)) = (tasks.get(), results.get()) else {
         return Ok(());
     };
-    frame::set_nonblocking(tasks.as_fd())?;
+    common::fd::set_nonblocking(tasks.as_fd())?;
     let mut frames = FrameBuf::new();
     let mut out = Vec::new();
     loop {

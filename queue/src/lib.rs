@@ -27,7 +27,8 @@ use std::sync::atomic::{
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::frame::{self, FrameError, PREFIX, SPIN};
+use common::fd::{self, SPIN};
+use common::frame::{self, FrameError, PREFIX};
 use common::{Error, Mapping, current_pid};
 use lock::{Acquired, Lock, LockGuard};
 use os_pipe::{PipeReader, PipeWriter};
@@ -182,7 +183,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn new() -> Result<Self, QueueError> {
         let (reader, writer) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
         // Shared by every process, so that a get can wait with poll and a timeout.
-        frame::set_nonblocking(reader.as_fd())?;
+        fd::set_nonblocking(reader.as_fd())?;
         Ok(Queue {
             reader,
             writer,
@@ -292,7 +293,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         continue;
                     }
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));
-                    if !frame::wait_readable(self.reader.as_fd(), Some(wait))? && end > 0 {
+                    if !fd::wait_readable(self.reader.as_fd(), Some(wait))? && end > 0 {
                         self.check_writer(state)?;
                     }
                 }
@@ -331,7 +332,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !frame::wait_readable(self.reader.as_fd(), Some(CHECK_EVERY))? {
+                    if !fd::wait_readable(self.reader.as_fd(), Some(CHECK_EVERY))? {
                         self.check_writer(state)?;
                     }
                 }
