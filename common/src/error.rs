@@ -31,9 +31,12 @@ pub enum Error {
         /// How many guards are alive.
         guards: usize,
     },
-    /// The process that held a lock died holding it. The lock was made usable again, but
-    /// what it guarded may be half-changed: the dead holder never finished its work.
-    #[error("process {pid} died holding the lock; what it guarded may be half-changed")]
+    /// The process that held a lock died holding it, or a thread of it panicked holding its
+    /// guard. The lock was made usable again, but what it guarded may be half-changed: the
+    /// holder never finished its work.
+    #[error(
+        "process {pid} died, or panicked, holding the lock; what it guarded may be half-changed"
+    )]
     OwnerDied {
         /// The process id of the holder that died.
         pid: u32,

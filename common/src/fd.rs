@@ -14,6 +14,9 @@ use crate::Error;
 /// second. Where the peer needs the polling reader's core, it costs instead.
 pub const SPIN: Duration = Duration::from_micros(50);
 
+/// A write of at most this many bytes to a pipe is atomic: all of it goes in, or none.
+pub const PIPE_BUF: usize = libc::PIPE_BUF;
+
 /// A pipe's buffer, where the system allows it: 1 MiB, the most Linux gives an unprivileged
 /// process by default, instead of 64 KiB.
 pub const PIPE_SIZE: usize = 1 << 20;
@@ -49,6 +52,14 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
     let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
     let mut fds = [pollfd(fd.as_raw_fd(), libc::POLLIN)];
+    Ok(poll_fds(&mut fds, timeout_ms)? > 0)
+}
+
+/// Sleeps until `fd` has room to write (or is at its end, or in error), or `timeout` has
+/// passed. Returns whether it is ready.
+pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
+    let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let mut fds = [pollfd(fd.as_raw_fd(), libc::POLLOUT)];
     Ok(poll_fds(&mut fds, timeout_ms)? > 0)
 }
 

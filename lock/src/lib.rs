@@ -29,7 +29,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit, size_of};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -51,8 +51,9 @@ pub const EXIT_WAIT: Duration = Duration::from_secs(10);
 pub enum Acquired {
     /// The lock was free, or its holder released it.
     Released,
-    /// The process that held the lock died holding it. The lock is now the caller's, but
-    /// what it guarded may be half-changed: the dead holder never finished its work.
+    /// The process that held the lock died holding it, or a thread of it panicked holding
+    /// its guard. The lock is now the caller's, but what it guarded may be half-changed: the
+    /// holder never finished its work.
     OwnerDied {
         /// The process id of the holder that died, or 0 if it died before it recorded
         /// itself or while it released the lock (either way, it had handed nothing out).
@@ -124,6 +125,9 @@ struct State {
     /// the lock: the mutex knows its holder by thread id, which names another thread in
     /// another namespace.
     home_ns: u64,
+    /// The pid of a process whose thread panicked holding the lock (its guard was dropped
+    /// while unwinding, half-way through a change), for the next holder to be told; 0.
+    poisoned: AtomicU32,
 }
 
 /// The lock, held until dropped: the Rust way to write Python's `with lock:`.
@@ -439,7 +443,11 @@ impl Lock {
     fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<(Acquired, u64), Error> {
         let state = self.state();
         let acquired = match rc {
-            0 => Acquired::Released,
+            0 => match state.poisoned.swap(0, Ordering::Acquire) {
+                0 => Acquired::Released,
+                // Its holder panicked half-way: told as a holder that died half-way.
+                pid => Acquired::OwnerDied { pid },
+            },
             libc::EOWNERDEAD => {
                 // This thread holds the mutex, so no one else writes the record. A holder
                 // that died before writing it, or while releasing, handed nothing out: the
@@ -499,6 +507,14 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() && holds(self.lock.address(), Some(self.hold)) {
+            // Dropped while unwinding: what the lock guards may be half-changed, as std's
+            // `Mutex` poisons itself; the next holder learns it, in whichever process.
+            self.lock
+                .state()
+                .poisoned
+                .store(current_pid(), Ordering::Release);
+        }
         // This thread took the lock (the guard cannot leave the thread): if the hold is still
         // this guard's, it ends here; if an explicit `release` ended it, there is nothing to
         // do (the error says so, and is of no use here).

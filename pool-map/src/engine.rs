@@ -152,6 +152,11 @@ impl Engine {
     /// Runs the pool until `task` is done, or until `deadline`.
     pub(crate) fn wait(&mut self, task: u64, deadline: Option<Instant>) -> Result<(), PoolError> {
         self.check_owner()?;
+        if !self.done.contains_key(&task) {
+            // A round that does not wait: a result already in comes back even when no time
+            // is left (`get_timeout(0)`), and queued tasks go out.
+            self.progress()?;
+        }
         while !self.done.contains_key(&task) {
             if self.workers.is_empty() {
                 return Err(PoolError::Closed);
@@ -203,6 +208,11 @@ impl Engine {
         self.send();
         if self.poll(0)? > 0 {
             self.handle_events()?;
+        }
+        let now = Instant::now();
+        if now >= self.checked + LIVENESS {
+            self.checked = now;
+            self.check_alive()?;
         }
         Ok(())
     }

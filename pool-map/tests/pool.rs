@@ -31,6 +31,10 @@ fn main() {
         ),
         ("get_timeout_returns_on_time", get_timeout_returns_on_time),
         (
+            "get_timeout_of_nothing_takes_a_result_already_in",
+            get_timeout_of_nothing_takes_a_result_already_in,
+        ),
+        (
             "values_over_the_frame_limit_fail_their_call",
             values_over_the_frame_limit_fail_their_call,
         ),
@@ -741,6 +745,29 @@ fn a_panic_in_decoding_or_encoding_fails_its_task_only() {
         pool.map(same, &[Unlucky(1), Unlucky(2)]).unwrap(),
         [Unlucky(1), Unlucky(2)]
     );
+    drop(pool);
+    assert_no_children();
+}
+
+/// Python's `r.get(timeout=0)` returns a result that is in: so does `get_timeout(ZERO)`,
+/// polled in a loop, which must also send the tasks still queued.
+fn get_timeout_of_nothing_takes_a_result_already_in() {
+    let pool = Pool::new(1).unwrap();
+    let results: Vec<_> = (0..200)
+        .map(|i| pool.apply_async(square, i).unwrap())
+        .collect();
+    let started = Instant::now();
+    let last = loop {
+        match results[199].get_timeout(Duration::ZERO) {
+            Ok(v) => break v,
+            Err(PoolError::Timeout(_)) => {
+                assert!(started.elapsed() < Duration::from_secs(30), "never came");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(last, 199 * 199);
+    drop(results);
     drop(pool);
     assert_no_children();
 }

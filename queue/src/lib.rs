@@ -95,11 +95,13 @@ impl fmt::Debug for QueueError {
 /// A process may be killed at any instruction of a `put` or a `get`, and no item is then
 /// taken twice or out of order. A reader killed while it takes an item from the read-ahead
 /// buffer has taken it or not, in one store: at worst its item is lost with it. A process
-/// killed while it moves bytes through the pipe or the buffer (writing a frame, reading
-/// ahead) may leave part of a message behind; the robust locks tell the next caller, which
-/// marks the queue broken and returns [`QueueError::Broken`] rather than misreading the
-/// stream. A `get` waiting for the rest of a dead writer's message finds out within 100 ms.
-/// A reader killed while it waits for data, outside those moves, breaks nothing.
+/// killed while it moves bytes through the pipe or the buffer (writing a frame of more than
+/// `PIPE_BUF` bytes, reading ahead) may leave part of a message behind; the robust locks tell
+/// the next caller, which marks the queue broken and returns [`QueueError::Broken`] rather
+/// than misreading the stream. A frame of at most `PIPE_BUF` bytes is written whole or not
+/// at all. A `get` waiting for the rest of a dead writer's message, and a `put` waiting on
+/// a full pipe that no one reads any more, find out within 100 ms. A reader killed while it
+/// waits for data, outside those moves, breaks nothing.
 ///
 /// Layout: the pipe; two [`Lock`]s; one shared mapping holding the read-ahead span (start
 /// and end, in one `u64`) and three `u32` flags (a write or a read in progress, a broken
@@ -168,7 +170,8 @@ fn lower(flag: &AtomicU32) {
 fn after_lock(state: &State, held: &LockGuard<'_>, flag: &AtomicU32) -> Result<(), QueueError> {
     if let Acquired::OwnerDied { pid } = held.acquired() {
         if flag.load(Relaxed) != 0 {
-            state.broken.store(pid, Relaxed);
+            // The first to break the queue is the one named.
+            let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
         }
     }
     check(state)
@@ -182,8 +185,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// An empty queue: Python's `Queue()`.
     pub fn new() -> Result<Self, QueueError> {
         let (reader, writer) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
-        // Shared by every process, so that a get can wait with poll and a timeout.
+        // Shared by every process, so that a get and a put can wait with poll and a timeout.
         fd::set_nonblocking(reader.as_fd())?;
+        fd::set_nonblocking(writer.as_fd())?;
         Ok(Queue {
             reader,
             writer,
@@ -203,16 +207,47 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut buf = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
         buf.clear();
         frame::encode(&mut buf, item)?;
-        let held = self.write_lock.lock()?;
         let state = self.state();
+        // The write lock is waited for a while at a time: a queue that breaks meanwhile is
+        // read no more, and its writers would wait forever.
+        let held = loop {
+            check(state)?;
+            if let Some(held) = self.write_lock.lock_timeout(CHECK_EVERY)? {
+                break held;
+            }
+        };
         after_lock(state, &held, &state.writing)?;
-        // A writer killed before its first byte is in the pipe, or after its last, breaks
-        // the queue too: the flag cannot tell those deaths from one in the middle.
-        raise(&state.writing);
-        (&self.writer)
-            .write_all(&buf)
-            .map_err(|e| Error::os("write", e))?;
-        lower(&state.writing);
+        // A frame of at most PIPE_BUF bytes goes into the pipe in one write, whole or not at
+        // all: a writer killed at any instruction leaves none of it. A longer one goes in
+        // pieces, under the flag; a writer killed before its first byte is in the pipe, or
+        // after its last, breaks the queue then too: the flag cannot tell those deaths from
+        // one in the middle.
+        let in_pieces = buf.len() > fd::PIPE_BUF;
+        if in_pieces {
+            raise(&state.writing);
+        }
+        self.write(state, &buf)?;
+        if in_pieces {
+            lower(&state.writing);
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` into the pipe, waiting while it is full; fails if the queue breaks
+    /// meanwhile, since no one reads it any more.
+    fn write(&self, state: &State, mut bytes: &[u8]) -> Result<(), QueueError> {
+        while !bytes.is_empty() {
+            match (&self.writer).write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !fd::wait_writable(self.writer.as_fd(), Some(CHECK_EVERY))? {
+                        check(state)?;
+                    }
+                }
+                Err(e) => return Err(Error::os("write", e).into()),
+            }
+        }
         Ok(())
     }
 
@@ -223,7 +258,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the item at the head of the queue, waiting at most `timeout`: Python's
-    /// `q.get(timeout=...)`. [`QueueError::Empty`] when nothing came in time. A reader that
+    /// `q.get(timeout=...)`. [`QueueError::Empty`] when nothing came in time. A message
+    /// larger than the read-ahead buffer (64 KiB), once begun, is read to its end, past the
+    /// timeout (the bytes taken from the pipe cannot go back). A reader that
     /// died holding the read lock is waited for past the timeout, while its process
     /// finishes exiting, at most [`lock::EXIT_WAIT`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
@@ -293,8 +330,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         continue;
                     }
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));
-                    if !fd::wait_readable(self.reader.as_fd(), Some(wait))? && end > 0 {
-                        self.check_writer(state)?;
+                    if !fd::wait_readable(self.reader.as_fd(), Some(wait))? {
+                        if end > 0 {
+                            self.check_writer(state)?;
+                        } else {
+                            // Broken meanwhile: no put comes any more.
+                            check(state)?;
+                        }
                     }
                 }
                 Err(e) => return Err(Error::os("read", e).into()),
@@ -354,7 +396,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Ok(None) => {}
                     // It cannot be taken to look (abandoned, or this thread holds too many
                     // locks): a dead holder and the flag up are taken for a dead writer.
-                    Err(_) => state.broken.store(pid, Relaxed),
+                    Err(_) => {
+                        let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
+                    }
                 }
             }
         }

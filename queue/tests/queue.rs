@@ -44,6 +44,14 @@ fn main() {
         ),
         ("a_queue_is_sync", a_queue_is_sync),
         (
+            "a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks",
+            a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks,
+        ),
+        (
+            "a_writer_killed_between_small_messages_breaks_nothing",
+            a_writer_killed_between_small_messages_breaks_nothing,
+        ),
+        (
             "a_writer_killed_mid_message_breaks_the_queue_for_a_reader_with_many_locks",
             a_writer_killed_mid_message_breaks_the_queue_for_a_reader_with_many_locks,
         ),
@@ -267,4 +275,84 @@ fn no_zombie_and_no_descriptor_after_drop() {
 fn a_queue_is_sync() {
     fn assert_sync<T: Sync>() {}
     assert_sync::<Queue<String>>();
+}
+
+/// Waits until process `pid` sleeps (in a read, a write, or a wait for a lock).
+fn until_asleep(pid: u32) {
+    let started = Instant::now();
+    while testkit::process_state(pid) != Some('S') {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{pid} never slept"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A writer waits on a full pipe, holding the write lock; a reader dies half-way through
+/// its message, and the queue breaks. No one reads the pipe any more: the writer is told
+/// (`Broken`), rather than left waiting forever with the lock, and so is the next put.
+fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
+    use nix::sys::signal::{Signal, kill};
+    let q = Queue::<String>::new().unwrap();
+    let mut w = Process::new(|| match q.put(&"x".repeat(1 << 20)) {
+        Err(QueueError::Broken { .. }) => {}
+        other => panic!("the writer was told {other:?}"),
+    });
+    w.start().unwrap();
+    let w_pid = w.pid().unwrap();
+    until_asleep(w_pid.as_raw() as u32);
+    kill(w_pid, Signal::SIGSTOP).unwrap();
+    let mut r = Process::new(|| drop(q.get()));
+    r.start().unwrap();
+    until_asleep(r.pid().unwrap().as_raw() as u32);
+    std::thread::sleep(Duration::from_millis(100));
+    r.kill().unwrap();
+    r.join().unwrap();
+    assert!(matches!(
+        q.get_timeout(Duration::from_secs(1)),
+        Err(QueueError::Broken { .. })
+    ));
+    kill(w_pid, Signal::SIGCONT).unwrap();
+    let started = Instant::now();
+    while !common::has_ended(w_pid.as_raw() as u32) {
+        if started.elapsed() > Duration::from_secs(10) {
+            w.kill().unwrap();
+            panic!("the writer still waits on a broken queue");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
+    assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
+    assert_no_children();
+}
+
+/// A frame of at most PIPE_BUF bytes goes into the pipe whole or not at all: a writer
+/// killed while it waits on a full pipe leaves every message whole, and breaks nothing.
+fn a_writer_killed_between_small_messages_breaks_nothing() {
+    let q = Queue::<(i64, String)>::new().unwrap();
+    let mut p = Process::new(|| {
+        for i in 0.. {
+            q.put(&(i, "hello".into())).unwrap();
+        }
+    });
+    p.start().unwrap();
+    until_asleep(p.pid().unwrap().as_raw() as u32);
+    p.kill().unwrap();
+    p.join().unwrap();
+    let mut n = 0;
+    loop {
+        match q.get_nowait() {
+            Ok((i, hello)) => {
+                assert_eq!((i, hello.as_str()), (n, "hello"));
+                n += 1;
+            }
+            Err(QueueError::Empty) => break,
+            Err(e) => panic!("after {n} items: {e}"),
+        }
+    }
+    assert!(n > 100, "{n} items");
+    q.put(&(-1, "after".into())).unwrap();
+    assert_eq!(q.get().unwrap(), (-1, "after".to_string()));
+    assert_no_children();
 }

@@ -37,6 +37,10 @@ fn main() {
             a_holder_that_dies_half_way_is_reported,
         ),
         (
+            "a_holder_that_panics_half_way_is_reported",
+            a_holder_that_panics_half_way_is_reported,
+        ),
+        (
             "a_killed_holder_is_over_only_when_all_its_threads_are",
             a_killed_holder_is_over_only_when_all_its_threads_are,
         ),
@@ -201,6 +205,28 @@ fn a_holder_that_dies_half_way_is_reported() {
     // Told once, the lock is usable again: what the holder left is there to repair.
     assert_eq!(arr.to_vec().unwrap(), [0, -1, -2, -3, -4, 5, 6, 7, 8, 9]);
     assert_eq!(num.value().unwrap(), 1.5);
+    assert_no_children();
+}
+
+/// A child that panics half-way through a change, its guard dropped while unwinding (the
+/// lock released as usual), leaves the next user told, as a killed one does.
+fn a_holder_that_panics_half_way_is_reported() {
+    let arr = Array::new([0i32, 0]).unwrap();
+    let mut p = Process::new(|| {
+        let mut a = arr.get_lock().unwrap();
+        a[0] = 1;
+        if a[0] == 1 {
+            panic!("half-way");
+        }
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(101));
+    let pid = p.pid().unwrap().as_raw() as u32;
+    match arr.to_vec() {
+        Err(Error::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        other => panic!("a panicked holder's half-changed array read as {other:?}"),
+    }
+    assert_eq!(arr.to_vec().unwrap(), [1, 0]);
     assert_no_children();
 }
 
