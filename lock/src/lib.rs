@@ -167,6 +167,9 @@ pub struct LockGuard<'a> {
     /// Which of this thread's holds of the lock this guard is: an explicit `release` ends
     /// it, and a later `acquire` is a hold of its own, which the guard leaves alone.
     hold: u64,
+    /// Whether the thread was already unwinding a panic when it took the lock: then the
+    /// panic is not this guard's business, and its drop marks nothing (as std's `Mutex`).
+    taken_in_a_panic: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -284,6 +287,7 @@ impl Lock {
             lock: self,
             acquired,
             hold,
+            taken_in_a_panic: std::thread::panicking(),
             _not_send: PhantomData,
         })
     }
@@ -297,6 +301,7 @@ impl Lock {
                 lock: self,
                 acquired,
                 hold,
+                taken_in_a_panic: std::thread::panicking(),
                 _not_send: PhantomData,
             }))
     }
@@ -449,6 +454,9 @@ impl Lock {
                 pid => Acquired::OwnerDied { pid },
             },
             libc::EOWNERDEAD => {
+                // A mark left by a holder killed between marking and unlocking is this same
+                // death, told once.
+                state.poisoned.store(0, Ordering::Relaxed);
                 // This thread holds the mutex, so no one else writes the record. A holder
                 // that died before writing it, or while releasing, handed nothing out: the
                 // record is then 0 (a release clears it before it unlocks), or that of a
@@ -507,7 +515,10 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() && holds(self.lock.address(), Some(self.hold)) {
+        if std::thread::panicking()
+            && !self.taken_in_a_panic
+            && holds(self.lock.address(), Some(self.hold))
+        {
             // Dropped while unwinding: what the lock guards may be half-changed, as std's
             // `Mutex` poisons itself; the next holder learns it, in whichever process.
             self.lock

@@ -65,6 +65,10 @@ fn main() {
             "a_guard_releases_only_its_own_hold",
             a_guard_releases_only_its_own_hold,
         ),
+        (
+            "a_lock_used_while_another_panic_unwinds_is_not_marked",
+            a_lock_used_while_another_panic_unwinds_is_not_marked,
+        ),
     ]);
 }
 
@@ -556,4 +560,40 @@ fn a_guard_releases_only_its_own_hold() {
     lock.release().unwrap();
     assert_eq!(lock.holder(), None);
     assert!(matches!(lock.release(), Err(Error::NotHolder)));
+}
+
+/// A guard dropped while its thread panics marks the lock, for the next holder to be told
+/// that what it guarded may be half-changed; but a lock taken and released whole while
+/// another panic unwinds (in a `Drop`) is not that panic's business.
+fn a_lock_used_while_another_panic_unwinds_is_not_marked() {
+    struct UsesTheLock<'a>(&'a Lock);
+    impl Drop for UsesTheLock<'_> {
+        fn drop(&mut self) {
+            drop(self.0.lock().unwrap());
+        }
+    }
+    let lock = Lock::new().unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _uses = UsesTheLock(&lock);
+        if lock.holder().is_none() {
+            panic!("unrelated");
+        }
+    }));
+    assert!(caught.is_err());
+    assert_eq!(lock.acquire().unwrap(), Acquired::Released);
+    lock.release().unwrap();
+
+    // And a guard that a panic drops does mark it, once.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _held = lock.lock().unwrap();
+        if lock.holder().is_some() {
+            panic!("half-way");
+        }
+    }));
+    assert!(caught.is_err());
+    let me = std::process::id();
+    assert_eq!(lock.acquire().unwrap(), Acquired::OwnerDied { pid: me });
+    lock.release().unwrap();
+    assert_eq!(lock.acquire().unwrap(), Acquired::Released);
+    lock.release().unwrap();
 }

@@ -35,6 +35,7 @@ thread_local! {
     /// After its next unlock, this thread writes a byte to this descriptor, then pauses.
     static PAUSE_AFTER_UNLOCK: Cell<i32> = const { Cell::new(-1) };
     static DIE_AFTER_LOCK: Cell<bool> = const { Cell::new(false) };
+    static DIE_BEFORE_UNLOCK: Cell<bool> = const { Cell::new(false) };
 }
 
 /// glibc's own function `name`.
@@ -63,6 +64,10 @@ pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> li
 /// As glibc's `pthread_mutex_unlock`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> libc::c_int {
+    if DIE_BEFORE_UNLOCK.with(Cell::get) {
+        // SAFETY: raise has no preconditions; SIGKILL ends the process here.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
     // SAFETY: the caller's contract is pthread_mutex_unlock's.
     let rc = unsafe { REAL_UNLOCK.get_or_init(|| real(c"pthread_mutex_unlock"))(m) };
     let tell = PAUSE_AFTER_UNLOCK.with(|p| p.replace(-1));
@@ -75,10 +80,16 @@ pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> 
 }
 
 fn main() {
-    run_tests(&[(
-        "a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser",
-        a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser,
-    )]);
+    run_tests(&[
+        (
+            "a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser",
+            a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser,
+        ),
+        (
+            "a_holder_killed_while_its_panic_releases_is_told_once",
+            a_holder_killed_while_its_panic_releases_is_told_once,
+        ),
+    ]);
 }
 
 fn a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser() {
@@ -109,5 +120,31 @@ fn a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser() 
         "the lock of a holder that handed nothing out: {got:?}"
     );
     lock.release().unwrap();
+    assert_no_children();
+}
+
+/// A holder panics, and is killed while its guard's drop releases the lock: after the guard
+/// marked the lock, before the unlock. The next holder is told of the death once; the one
+/// after it takes the lock as usual.
+fn a_holder_killed_while_its_panic_releases_is_told_once() {
+    let lock = Lock::new().unwrap();
+    let mut holder = Process::new(|| {
+        let _held = lock.lock().unwrap();
+        DIE_BEFORE_UNLOCK.with(|d| d.set(true));
+        if lock.holder().is_some() {
+            panic!("half-way");
+        }
+    });
+    holder.start().unwrap();
+    assert_eq!(
+        holder.join().unwrap(),
+        ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
+    );
+    let first = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let second = lock.acquire().unwrap();
+    lock.release().unwrap();
+    assert!(matches!(first, Acquired::OwnerDied { .. }), "{first:?}");
+    assert_eq!(second, Acquired::Released, "told twice");
     assert_no_children();
 }

@@ -246,7 +246,11 @@ impl Pool {
     {
         let mut engine = self.engine.borrow_mut();
         let task = engine.submit(worker::call_one::<A, R>, f as usize, &arg)?;
-        engine.progress()?;
+        if let Err(e) = engine.progress() {
+            // No handle will ask for this task's result.
+            engine.abandon(task);
+            return Err(e);
+        }
         Ok(AsyncResult {
             pool: self,
             task,
