@@ -153,7 +153,12 @@ struct State {
 /// # Ok::<(), common::Error>(())
 /// ```
 ///
-/// The lock itself can: it lives in shared memory.
+/// A guard dropped while its thread panics marks the lock, and the next holder, in any
+/// process, is told [`Acquired::OwnerDied`]: what the lock guarded may be half-changed. As
+/// with std's `Mutex`, a guard taken while its thread was already unwinding a panic (in a
+/// destructor) marks nothing, even if a second panic, caught in that destructor, drops it.
+///
+/// The lock itself can reach a child: it lives in shared memory.
 ///
 /// ```
 /// let lock = lock::Lock::new()?;
