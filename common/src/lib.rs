@@ -23,7 +23,7 @@ pub mod repr;
 mod shm;
 
 pub use error::Error;
-pub use pid::{current_pid, has_ended, process_key};
+pub use pid::{current_pid, has_ended, process_ended, process_key, stat_field};
 pub use private_fd::{Owns, Private};
 pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process};
 pub use repr::{Dict, PyRepr, PyValue, repr};

@@ -10,10 +10,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{Error, current_pid, process_key};
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use nix::unistd::Pid;
 
 /// How many locks one thread may hold at once. The kernel walks at most 2,048 entries of a
 /// dead thread's list of robust mutexes (`ROBUST_LIST_LIMIT`): a lock past that would never
@@ -151,31 +147,28 @@ pub(crate) fn pid_namespace() -> Result<u64, Error> {
 fn ask_pid_namespace() -> Result<u64, Error> {
     /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
     const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
-    // What a kernel without pidfds (ENOSYS), or without this ioctl (ENOTTY before pidfs,
-    // EINVAL or EOPNOTSUPP), says, or a seccomp filter that forbids them (EPERM, EACCES).
-    let unknown = |e: &std::io::Error| {
-        matches!(
-            e.raw_os_error(),
+    // The failure of `call`: "cannot tell" (0) where a kernel without pidfds (ENOSYS), or
+    // without this ioctl (ENOTTY before pidfs, EINVAL or EOPNOTSUPP), says so, or a seccomp
+    // filter that forbids them (EPERM, EACCES); an error otherwise.
+    let failed = |call: &'static str| {
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
             Some(
                 libc::ENOSYS
-                    | libc::ENOTTY
-                    | libc::EINVAL
-                    | libc::EOPNOTSUPP
-                    | libc::EPERM
-                    | libc::EACCES
-            )
-        )
+                | libc::ENOTTY
+                | libc::EINVAL
+                | libc::EOPNOTSUPP
+                | libc::EPERM
+                | libc::EACCES,
+            ) => Ok(0),
+            _ => Err(Error::os(call, e)),
+        }
     };
     // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
     // is owned by `pidfd` below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return if unknown(&e) {
-            Ok(0)
-        } else {
-            Err(Error::os("pidfd_open", e))
-        };
+        return failed("pidfd_open");
     }
     // SAFETY: `fd` is a new descriptor that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
@@ -183,56 +176,13 @@ fn ask_pid_namespace() -> Result<u64, Error> {
     // new descriptor or -1; it touches no memory of ours.
     let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
     if ns < 0 {
-        let e = std::io::Error::last_os_error();
-        return if unknown(&e) {
-            Ok(0)
-        } else {
-            Err(Error::os("ioctl(PIDFD_GET_PID_NAMESPACE)", e))
-        };
+        return failed("ioctl(PIDFD_GET_PID_NAMESPACE)");
     }
     // SAFETY: `ns` is a new descriptor that nothing else owns.
     let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
     use std::os::unix::fs::MetadataExt;
     let meta = ns.metadata().map_err(|e| Error::os("fstat", e))?;
     Ok(meta.ino())
-}
-
-/// Whether process `pid` has ended, every thread of it, as a pidfd says (the kernel makes it
-/// readable only once the whole thread group has exited; a zombie has). `None` when the
-/// kernel cannot be asked: no pidfds (before Linux 5.3), or no descriptor or memory left
-/// right now, and `pid` is neither a child that `waitid` can ask about without one, nor
-/// gone altogether (`kill` says there is no such process).
-pub(crate) fn process_ended(pid: u32) -> Option<bool> {
-    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
-    // is owned by `pidfd` below, and closed there.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd >= 0 {
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        let mut poll = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll reads and writes one pollfd, which outlives the call.
-        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-        return (ready >= 0).then_some(ready == 1);
-    }
-    match Errno::last() {
-        Errno::ESRCH => Some(true),
-        Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM => {
-            // Asked without a descriptor: a child of ours, without reaping it; any other
-            // process only once it is gone (reaped), not while it is a zombie.
-            let pid = Pid::from_raw(pid as libc::pid_t);
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-            match waitid(Id::Pid(pid), flags) {
-                Ok(WaitStatus::StillAlive) => Some(false),
-                Ok(_) => Some(true),
-                Err(_) => (kill(pid, None) == Err(Errno::ESRCH)).then_some(true),
-            }
-        }
-        _ => None,
-    }
 }
 
 /// Whether `/proc` shows this process's own pid namespace, so that `/proc/<pid>` is the
@@ -263,9 +213,7 @@ pub(crate) fn is_exiting(pid: u32) -> Option<bool> {
         return None;
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, field 2, is in parentheses and may hold spaces: count after it.
-    let (_, fields) = stat.rsplit_once(')')?;
-    let flags: u32 = fields.split_whitespace().nth(9 - 3)?.parse().ok()?;
+    let flags: u32 = common::stat_field(&stat, 9)?.parse().ok()?;
     if flags & PF_EXITING != 0 {
         return Some(true);
     }

@@ -34,13 +34,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use common::{Error, Mapping, current_pid};
+use common::{Error, Mapping, current_pid, process_ended};
 
 mod holder;
-use holder::{
-    MAX_HELD, end_hold, held, holds, is_exiting, pid_namespace, process_ended, take_hold,
-    this_thread,
-};
+use holder::{MAX_HELD, end_hold, held, holds, is_exiting, pid_namespace, take_hold, this_thread};
 
 /// How long an acquire that found its holder dead waits, at most, for the holder's process
 /// to finish exiting (see [`Lock::acquire`]).
@@ -394,7 +391,7 @@ impl Lock {
         }
     }
 
-    /// Whether the holder's process has ended, every thread of it (`holder::process_ended`,
+    /// Whether the holder's process has ended, every thread of it ([`process_ended`],
     /// from a pidfd). Only where the kernel tells pid namespaces apart: elsewhere, a process
     /// of another namespace may use the lock, and the holder's pid name another process
     /// here. (A pid given again to another process after the holder ended looks alive: the

@@ -207,11 +207,7 @@ pub fn process_state(pid: u32) -> Option<char> {
 /// Field `n` of `/proc/<pid>/stat`.
 fn stat(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, field 2, is in parentheses and may hold spaces: count after it.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace()
-        .nth(n.checked_sub(3)?)
-        .map(str::to_owned)
+    common::stat_field(&stat, n).map(str::to_owned)
 }
 
 /// `assert_interrupt_is_clean` three ways: SIGINT to the example, SIGTERM to it, and
