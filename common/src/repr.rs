@@ -3,10 +3,8 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
-mod nesting;
 mod value;
 
-pub use nesting::MAX_DEPTH;
 pub use value::PyValue;
 
 /// A value that Python would print this way. Containers print their items with `repr`,
@@ -338,6 +336,9 @@ mod tests {
         assert_eq!(r(&Vec::<i32>::new()), "[]");
         assert_eq!(r(&Dict::<i32, i32>(&[])), "{}");
         assert_eq!(r(&vec![vec![true], vec![]]), "[[True], []]");
-        assert_eq!(r(&PyValue::from(vec![Some(1.5), None])), "[1.5, None]");
+        assert_eq!(
+            r(&[PyValue::from(Some(1.5)), None::<f64>.into()]),
+            "[1.5, None]"
+        );
     }
 }

@@ -82,7 +82,7 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   owner's handler (see [`common::interrupt`]) ends the server, then removes the socket and
 ///   the directory, before the owner itself ends.
 /// - A connection that sends garbage, a truncated frame, a length over the 16 MiB limit, or
-///   lists nested deeper than [`common::repr::MAX_DEPTH`] gets an error and is closed; the
+///   a value that is not a `PyValue` (see there why it never nests) gets an error and is closed; the
 ///   server goes on serving every other connection.
 /// - The server answers each connection's requests one at a time, and reads no more from a
 ///   connection until its last answer is written: a client that does not read its answers

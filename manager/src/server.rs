@@ -282,7 +282,10 @@ fn handle(request: Request, objects: &mut Vec<Object>) -> Response {
         return Response::Error(format!("no shared object {id}"));
     };
     let answer = match (object, request) {
-        (Object::Dict(d), Request::SetItem(_, k, v)) => d.set(k, v).map(|()| Response::Done),
+        (Object::Dict(d), Request::SetItem(_, k, v)) => {
+            d.set(k, v);
+            Ok(Response::Done)
+        }
         (Object::List(l), Request::SetItem(_, i, v)) => list_index(l, &i).map(|at| {
             l[at] = v;
             Response::Done

@@ -16,8 +16,6 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::frame::FrameError;
-use common::repr::MAX_DEPTH;
 use common::{ExitStatus, Process, PyValue, frame, has_ended, repr};
 use manager::{DictProxy, ListProxy, Manager, ManagerError};
 use testkit::{assert_no_children, open_fds, run_tests};
@@ -37,8 +35,8 @@ fn main() {
             bad_connections_are_closed_and_others_served,
         ),
         (
-            "lists_nested_too_deep_are_refused_and_others_served",
-            lists_nested_too_deep_are_refused_and_others_served,
+            "a_frame_of_nested_lists_is_refused_and_others_served",
+            a_frame_of_nested_lists_is_refused_and_others_served,
         ),
         (
             "a_client_that_does_not_read_holds_up_only_itself",
@@ -138,8 +136,6 @@ fn errors_come_back_as_python_raises_them() {
     assert_eq!(remote(d.get("1")), "KeyError: '1'");
     assert_eq!(remote(l.get(3)), "IndexError: list index out of range");
     assert_eq!(l.get(-1).unwrap(), PyValue::Int(2));
-    let unhashable = d.set(PyValue::List(vec![]), 1).unwrap_err();
-    assert_eq!(unhashable.to_string(), "TypeError: unhashable type: 'list'");
     // Keys compare as in Python: 1, 1.0 and True are one key.
     d.set(1, "a").unwrap();
     d.set(1.0, "b").unwrap();
@@ -222,16 +218,13 @@ fn round_trips(l: &ListProxy) {
     }
 }
 
-/// `lists` lists, one inside the other, around `None`.
-fn nested(lists: usize) -> PyValue {
-    (0..lists).fold(PyValue::None, |v, _| PyValue::List(vec![v]))
-}
-
-fn lists_nested_too_deep_are_refused_and_others_served() {
+fn a_frame_of_nested_lists_is_refused_and_others_served() {
     let manager = Manager::new().unwrap();
     let l = manager.list(0..3).unwrap();
-    // `l.append([[[...]]])` with 50,000 lists: 12 bytes a level (variant, then a length of
-    // one), a 600 KB frame that would take the server's decoder far past its stack.
+    // `l.append([[[...]]])` with 50,000 lists, as a serde-derived nested type would encode
+    // it: 12 bytes a level (variant 5, then a length of one), a 600 KB frame that would take
+    // a recursive decoder far past its stack. A `PyValue` has no list variant, so the server
+    // refuses it at the first tag.
     let mut deep = Vec::new();
     for _ in 0..50_000 {
         deep.extend_from_slice(&5u32.to_le_bytes());
@@ -243,25 +236,9 @@ fn lists_nested_too_deep_are_refused_and_others_served() {
         &request(APPEND, &[&0u32.to_le_bytes(), &deep]),
     );
     let text = error_text(&answer);
-    assert!(
-        text.contains("bad request: malformed frame: lists nested deeper than 256 levels"),
-        "{text}"
-    );
+    assert!(text.contains("bad request: malformed frame: "), "{text}");
     assert!(!has_ended(manager.pid().unwrap()), "the server died");
     assert_eq!(l.to_vec().unwrap(), [0, 1, 2].map(PyValue::from));
-    // A proxy refuses such a value before it sends it, and its connection goes on.
-    match l.append(nested(MAX_DEPTH + 1)) {
-        Err(ManagerError::Frame(FrameError::Encode(e))) => {
-            let e = ManagerError::Frame(FrameError::Encode(e)).to_string();
-            assert_eq!(
-                e,
-                "cannot encode value: lists nested deeper than 256 levels"
-            );
-        }
-        other => panic!("not an encode error: {other:?}"),
-    }
-    l.append(nested(MAX_DEPTH)).unwrap();
-    assert_eq!(l.get(-1).unwrap(), nested(MAX_DEPTH));
 }
 
 /// The server's resident memory, and its peak, in KiB.

@@ -3,12 +3,19 @@
 
 use std::fmt::{self, Formatter};
 
+use serde::{Deserialize, Serialize};
+
 use super::PyRepr;
 
 /// One value of the few kinds the article's programs use, for lists and dicts that mix them
-/// as Python's do: `[0, 'hello']`. It crosses process boundaries as serde data, its lists
-/// nested at most [`MAX_DEPTH`](super::MAX_DEPTH) deep: a deeper one is an error, never a stack overflow.
-#[derive(Clone, Debug, PartialEq)]
+/// as Python's do: `[0, 'hello']` is a `Vec<PyValue>`. It crosses process boundaries as
+/// serde data.
+///
+/// It holds no list of its own, on purpose: decoding a type that contains itself recurses,
+/// so a few hundred kilobytes of `[[[[...]]]]` in one frame would overflow the stack of the
+/// process that reads it (a manager's server, serving every process of the program). Python's
+/// pickle has a recursion limit for that; here the type cannot nest at all, so no frame can.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PyValue {
     /// `None`
     None,
@@ -20,8 +27,6 @@ pub enum PyValue {
     Float(f64),
     /// `str`
     Str(String),
-    /// `list`
-    List(Vec<PyValue>),
 }
 
 impl PyRepr for PyValue {
@@ -32,7 +37,6 @@ impl PyRepr for PyValue {
             PyValue::Int(i) => i.fmt_repr(f),
             PyValue::Float(x) => x.fmt_repr(f),
             PyValue::Str(s) => s.fmt_repr(f),
-            PyValue::List(items) => items.fmt_repr(f),
         }
     }
 }
@@ -76,12 +80,6 @@ impl From<&str> for PyValue {
 impl From<String> for PyValue {
     fn from(s: String) -> Self {
         PyValue::Str(s)
-    }
-}
-
-impl<T: Into<PyValue>> From<Vec<T>> for PyValue {
-    fn from(items: Vec<T>) -> Self {
-        PyValue::List(items.into_iter().map(Into::into).collect())
     }
 }
 
