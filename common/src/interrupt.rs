@@ -7,23 +7,22 @@
 //!
 //! 1. sends SIGTERM to every child not yet reaped (pool workers, the manager's server, the
 //!    examples' processes), then waits for each of them, with SIGKILL after two seconds;
-//! 2. removes the files and directories registered with [`RemoveOnSignal`] (the manager's
-//!    socket and its directory);
-//! 3. ends the process by the same signal, so that its status is the one a shell expects:
+//! 2. ends the process by the same signal, so that its status is the one a shell expects:
 //!    130 after Ctrl-C, 143 after SIGTERM.
 //!
-//! No orphan and no file is left behind. In a child, the handler it inherits does only what
-//! the default would, end it by the signal, until the child starts children of its own.
-//! Python leaves this to `KeyboardInterrupt` and to `atexit`; a Rust program must do it in
-//! the handler, with async-signal-safe calls only (`kill`, `waitpid`, `unlink`, `raise`).
+//! No orphan is left behind, and no zombie: the children are reaped before the parent ends,
+//! so nothing depends on the process that adopts orphans (in a container, it may never reap
+//! them). In a child, the handler it inherits does only what the default would, end it by
+//! the signal, until the child starts children of its own. Python leaves this to
+//! `KeyboardInterrupt` and to `atexit`; a Rust program must do it in the handler, with
+//! async-signal-safe calls only (`kill`, `waitpid`, `raise`).
+//!
+//! SIGKILL cannot be handled: for that, every child asks the kernel to kill it when its
+//! parent dies (see [`Process`](crate::Process)).
 
-use std::ffi::{CString, c_char, c_int};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::ffi::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use crate::Error;
 
 mod slots;
 use slots::Slots;
@@ -35,15 +34,12 @@ const GRACE_NS: i64 = 2_000_000_000;
 
 /// Pids of the children not yet reaped.
 static CHILDREN: Slots = Slots::new();
-/// Paths to remove, as C strings made by `CString::into_raw`.
-static PATHS: Slots = Slots::new();
 /// The process whose handler is installed ([`crate::process_key`]): a forked child has
 /// another key, so it installs its own when it starts children.
 static INSTALLED_IN: AtomicU64 = AtomicU64::new(0);
-/// Set for good by the handler before it reads a slot. Another thread that takes a word out
-/// of a slot checks it afterwards, and if it is set, neither frees the path (it leaks it:
-/// the process is ending) nor reaps the child (the handler does): what the handler may have
-/// read stays valid. Every access to it and to the slots is `SeqCst`, so of the two orders
+/// Set for good by the handler before it reads a slot. Another thread that takes a pid out
+/// of a slot checks it afterwards, and if it is set, does not reap the child (the handler
+/// does): a pid the handler may have read stays this process's child. Every access to it and to the slots is `SeqCst`, so of the two orders
 /// (the handler's store before its reads, the other thread's removal before its check) one
 /// side always sees the other.
 static HANDLING: AtomicBool = AtomicBool::new(false);
@@ -59,9 +55,11 @@ pub(crate) fn install() {
     if INSTALLED_IN.load(Ordering::Relaxed) == key {
         return;
     }
-    // A child forked after its parent installed the handler: the children and the paths it
-    // inherited are its parent's, not its own to end or remove.
-    forget_inherited();
+    // A child forked after its parent installed the handler: the children it inherited are
+    // its parent's (its siblings), not its own to end.
+    for slot in CHILDREN.slots() {
+        slot.store(0, Ordering::Relaxed);
+    }
     INSTALLED_IN.store(key, Ordering::Relaxed);
     let ours = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
     for signal in SIGNALS {
@@ -96,15 +94,15 @@ fn signal_set() -> libc::sigset_t {
 }
 
 /// Holds back SIGINT, SIGTERM and SIGHUP until dropped: a signal that arrives meanwhile is
-/// handled at the drop. Made around a step that must not be cut in two, such as a `fork`
-/// and the recording of its child, or making a file and registering it for removal.
-pub struct Held {
+/// handled at the drop. Made around a step that must not be cut in two: a `fork` and the
+/// recording of its child.
+pub(crate) struct Held {
     old: libc::sigset_t,
 }
 
 impl Held {
     /// Blocks the three signals in the calling thread.
-    pub fn new() -> Held {
+    pub(crate) fn new() -> Held {
         let set = signal_set();
         // SAFETY: a zeroed sigset_t is valid for pthread_sigmask to overwrite with the old mask.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -140,62 +138,6 @@ pub(crate) fn untrack(pid: i32) {
     CHILDREN.remove(pid as usize);
 }
 
-/// Empties the sets of children and paths, which a child inherits from its parent.
-fn forget_inherited() {
-    for slot in CHILDREN.slots() {
-        slot.store(0, Ordering::Relaxed);
-    }
-    for slot in PATHS.slots() {
-        let path = slot.swap(0, Ordering::AcqRel) as *mut c_char;
-        if !path.is_null() {
-            // SAFETY: every non-zero slot holds a pointer from `CString::into_raw`, taken out
-            // of the slot just above, so it is freed once. The child's heap is its own copy.
-            drop(unsafe { CString::from_raw(path) });
-        }
-    }
-}
-
-/// A file or an empty directory that the handler removes if a signal ends this process
-/// before it is removed in the ordinary way; dropping this forgets it (without removing it).
-/// Make it while [`Held`], together with the file, so that no signal falls between the two.
-#[must_use = "the path is forgotten as soon as this is dropped"]
-pub struct RemoveOnSignal {
-    path: *mut c_char,
-    /// The process that registered it: a copy inherited by a child forgets nothing.
-    owner: u64,
-}
-
-impl RemoveOnSignal {
-    /// Registers `path`, and installs the handler in this process.
-    pub fn new(path: &Path) -> Result<RemoveOnSignal, Error> {
-        let path = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::os("unlink", std::io::ErrorKind::InvalidInput))?
-            .into_raw();
-        install();
-        PATHS.insert(path as usize);
-        Ok(RemoveOnSignal {
-            path,
-            owner: crate::process_key(),
-        })
-    }
-}
-
-impl Drop for RemoveOnSignal {
-    fn drop(&mut self) {
-        if self.owner != crate::process_key() {
-            return;
-        }
-        // Held, so that the handler cannot run on this thread between the two steps; on
-        // another thread it may, and then the path is left to it (see HANDLING).
-        let _held = Held::new();
-        if PATHS.remove(self.path as usize) && !handling() {
-            // SAFETY: the set held this pointer from `into_raw`, now taken out of it, and the
-            // handler had not started when it was: no one else can read it. Freed once.
-            drop(unsafe { CString::from_raw(self.path) });
-        }
-    }
-}
-
 /// The handler. Only async-signal-safe calls from here on: no allocation, no lock, no stdio.
 /// In a child that inherited it and has started no child of its own, it is the default
 /// action: the process ends by the signal. (Leaving it in place costs a child nothing at
@@ -204,7 +146,6 @@ extern "C" fn on_signal(signal: c_int) {
     if crate::pid::process_key_in_handler() == INSTALLED_IN.load(Ordering::Relaxed) {
         HANDLING.store(true, Ordering::SeqCst);
         end_children();
-        remove_paths();
     }
     die(signal)
 }
@@ -260,26 +201,6 @@ fn end_children() {
         };
         // SAFETY: nanosleep reads `pause` and may write nothing else (null remainder).
         unsafe { libc::nanosleep(&pause, ptr::null_mut()) };
-    }
-}
-
-/// Unlinks every registered path, then removes those that are directories (their files
-/// first, so a directory is empty by the time it is removed).
-fn remove_paths() {
-    for slot in PATHS.slots() {
-        let path = slot.load(Ordering::SeqCst) as *const c_char;
-        if !path.is_null() {
-            // SAFETY: a non-zero slot holds a NUL-terminated string from `into_raw`, which
-            // stays alive: once HANDLING is set, no thread frees a path (see `drop`).
-            unsafe { libc::unlink(path) };
-        }
-    }
-    for slot in PATHS.slots() {
-        let path = slot.load(Ordering::SeqCst) as *const c_char;
-        if !path.is_null() {
-            // SAFETY: as above.
-            unsafe { libc::rmdir(path) };
-        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
 //! - [`fd`]: pipe and socket ends, non-blocking, and waiting on them;
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
-//! - [`interrupt`]: Ctrl-C ends a process's children and removes its files before it ends;
+//! - `interrupt.rs`: Ctrl-C ends a process's children before it ends;
 //! - [`Error`]: failures that name the OS call that failed;
 //! - [`args`]: the examples' few command-line arguments, with usage on a wrong one.
 
@@ -15,7 +15,7 @@ pub mod args;
 mod error;
 pub mod fd;
 pub mod frame;
-pub mod interrupt;
+mod interrupt;
 mod pid;
 mod private_fd;
 mod process;

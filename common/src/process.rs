@@ -108,8 +108,9 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
 /// - every child is reaped. A handle dropped while its child runs does not wait: as in Python,
 ///   the child goes on, and is joined by the next `start` that finds it finished, or when the
 ///   program exits (Python joins its non-daemon children at exit too);
-/// - Ctrl-C, SIGTERM or SIGHUP sent to the parent ends every child not yet reaped before it
-///   ends the parent (see [`interrupt`](crate::interrupt)): none is left as an orphan.
+/// - Ctrl-C, SIGTERM or SIGHUP sent to the parent ends and reaps every child before it ends
+///   the parent (see `interrupt.rs`), and a parent killed by SIGKILL takes its children with
+///   it (the kernel kills them: `PR_SET_PDEATHSIG`): none is left as an orphan.
 pub struct Process<F> {
     target: Option<F>,
     pid: Option<Pid>,
@@ -151,6 +152,7 @@ impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
         io::stdout()
             .flush()
             .map_err(|e| Error::os("write(stdout)", e))?;
+        let parent = std::process::id() as libc::pid_t;
         // A signal that comes while the child is made waits until it is tracked, so that the
         // handler (see `interrupt`) ends it too.
         let held = interrupt::Held::new();
@@ -160,6 +162,7 @@ impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
         // process's only one, so nothing is held or half-changed at this point.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
+                die_with_parent(parent);
                 private_fd::close_inherited();
                 drop(held);
                 run_child(self.target.take())
@@ -235,6 +238,24 @@ impl<F> Drop for Process<F> {
             if let Ok(None) = wait(pid, Block::No) {
                 detach(pid);
             }
+        }
+    }
+}
+
+/// Asks the kernel to kill this child, just forked, when its parent dies: a parent killed by
+/// SIGKILL runs no handler, and would leave its children running as orphans. (Strictly, when
+/// the thread that forked dies; `start` forks only from a process's one thread.) A parent
+/// that died before the request was made has been replaced as parent by then: the child ends
+/// at once.
+fn die_with_parent(parent: libc::pid_t) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take integers and touch no memory; raise
+    // ends this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // 0: the parent is in another pid namespace (the child's is new), and cannot be named.
+        let now = libc::getppid();
+        if now != parent && now != 0 {
+            libc::raise(libc::SIGKILL);
         }
     }
 }

@@ -74,8 +74,8 @@ fn main() {
             a_signal_ends_any_number_of_children,
         ),
         (
-            "a_signal_removes_any_number_of_paths",
-            a_signal_removes_any_number_of_paths,
+            "a_parent_killed_by_sigkill_takes_its_children",
+            a_parent_killed_by_sigkill_takes_its_children,
         ),
         (
             "a_private_descriptor_carried_into_a_child_reaches_nothing",
@@ -423,9 +423,15 @@ fn an_ignored_sigint_stays_ignored() {
         parent.join().unwrap(),
         ExitStatus::Signaled(Signal::SIGKILL)
     );
-    // SIGKILL cannot be handled: the stubborn child is left, as it would be by any program.
-    // SAFETY: kill touches no memory; the orphan is this test's own grandchild.
-    unsafe { libc::kill(stubborn, libc::SIGKILL) };
+    // SIGKILL runs no handler; the kernel ends the child with its parent.
+    let started = std::time::Instant::now();
+    while !common::has_ended(stubborn as u32) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{stubborn} outlived its parent"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_no_children();
 }
 
@@ -474,36 +480,43 @@ fn a_signal_ends_any_number_of_children() {
     assert_no_children();
 }
 
-/// Nor does a table limit the paths it removes: 40 files, each registered, all removed when
-/// SIGTERM ends the process that made them.
-fn a_signal_removes_any_number_of_paths() {
-    let dir = std::env::temp_dir().join(format!("remove-on-signal-{}", std::process::id()));
-    std::fs::create_dir(&dir).unwrap();
-    let paths: Vec<_> = (0..40).map(|i| dir.join(i.to_string())).collect();
-    let (mut ready, w) = os_pipe::pipe().unwrap();
-    let to_register = paths.clone();
+/// SIGKILL runs no handler, so the kernel ends the children instead: each asked, at fork,
+/// to be killed when its parent dies (`PR_SET_PDEATHSIG`). A grandchild goes with its
+/// parent in turn.
+fn a_parent_killed_by_sigkill_takes_its_children() {
+    let (mut pids, w) = os_pipe::pipe().unwrap();
     let mut parent = Process::new(move || {
-        let registered: Vec<_> = to_register
-            .iter()
-            .map(|path| {
-                std::fs::write(path, b"").unwrap();
-                common::interrupt::RemoveOnSignal::new(path).unwrap()
-            })
-            .collect();
-        (&w).write_all(b"r").unwrap();
+        let mut child = Process::new(|| {
+            let mut grandchild = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+            grandchild.start().unwrap();
+            (&w).write_all(&std::process::id().to_ne_bytes()).unwrap();
+            (&w).write_all(&grandchild.pid().unwrap().as_raw().to_ne_bytes())
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        child.start().unwrap();
         std::thread::sleep(Duration::from_secs(60));
-        drop(registered);
     });
     parent.start().unwrap();
-    ready.read_exact(&mut [0]).unwrap();
-    parent.terminate().unwrap();
-    assert_eq!(
-        parent.join().unwrap(),
-        ExitStatus::Signaled(Signal::SIGTERM)
-    );
-    let left: Vec<_> = paths.iter().filter(|path| path.exists()).collect();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let mut pid = [0; 4];
+    pids.read_exact(&mut pid).unwrap();
+    let child = i32::from_ne_bytes(pid);
+    pids.read_exact(&mut pid).unwrap();
+    let grandchild = i32::from_ne_bytes(pid);
+    parent.kill().unwrap();
+    parent.join().unwrap();
+    let started = std::time::Instant::now();
+    while !(common::has_ended(child as u32) && common::has_ended(grandchild as u32)) {
+        if started.elapsed() > Duration::from_secs(5) {
+            for pid in [child, grandchild] {
+                // SAFETY: kill touches no memory; these are this test's own descendants.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            panic!("{child} or {grandchild} outlived its parent's SIGKILL");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_no_children();
 }
 
 /// A pid is given again once its process is reaped, and a grandchild may get it, holding
@@ -530,7 +543,9 @@ fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
         let private = common::Private::new(w).unwrap();
         let (a_pid, a_key) = (std::process::id(), common::process_key());
         let (private, report) = (&private, &to_test);
-        let mut c = Process::new(move || {
+        // C is forked by hand: a child made by `Process` would die with A (it asks the
+        // kernel to), and here C must outlive A.
+        let c_body = move || {
             go.read_exact(&mut [0]).unwrap();
             // 0: G saw nothing of A's; 1: G took A's pipe for its own; 2: no G got A's pid.
             let mut verdict = 2u8;
@@ -553,11 +568,19 @@ fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
                 break;
             }
             { report }.write_all(&[verdict]).unwrap();
-        });
-        c.start().unwrap();
-        (&to_test)
-            .write_all(&c.pid().unwrap().as_raw().to_ne_bytes())
-            .unwrap();
+        };
+        // SAFETY: A has one thread, so the child inherits no lock held by another; it runs
+        // `c_body` and ends with `_exit`, never returning into A's code.
+        let c = match unsafe { libc::fork() } {
+            0 => {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(c_body))
+                    .map_or(101, |()| 0);
+                // SAFETY: `_exit` ends C at once, as a forked child must.
+                unsafe { libc::_exit(code) }
+            }
+            pid => pid,
+        };
+        (&to_test).write_all(&c.to_ne_bytes()).unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
     a.start().unwrap();

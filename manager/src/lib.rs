@@ -2,7 +2,7 @@
 //! proxies that reach them from any process, Python's `multiprocessing.Manager`. The
 //! program, `src/main.rs`, is below; its Python original is `python/manager.py`.
 //!
-//! The server (`server.rs`) listens on a Unix socket in a directory of its own. Each proxy
+//! The server (`server.rs`) listens on a Unix socket with an abstract address. Each proxy
 //! call sends one request frame (`protocol.rs`: the object's number, the method, the
 //! arguments as Python-like values) and waits for one answer frame; the server serves its
 //! connections in turn, one request each a round. What a dead client, a dead server or a
@@ -17,24 +17,19 @@
 mod protocol;
 mod server;
 
-use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use common::frame::{self, FrameBuf, FrameError};
-use common::interrupt::{self, RemoveOnSignal};
 use common::{Error, Private, Process, PyValue};
 
 pub use protocol::PyDict;
 use protocol::{Id, Request, Response};
-
-/// The socket's name in the manager's private directory.
-const SOCKET: &str = "socket";
 
 /// What went wrong with a manager's call.
 #[derive(thiserror::Error)]
@@ -69,18 +64,19 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 /// A server process that owns dicts and lists, which every process of the program reaches
 /// through proxies: Python's `Manager()`.
 ///
-/// - The server is forked by `new`. It listens on a Unix socket in a directory of its own
-///   that only this user may enter (mode 0700, made by `mkdtemp`), so no other local user
-///   can connect.
+/// - The server is forked by `new`. It listens on a Unix socket whose address is abstract
+///   (Linux's `\0name`, which names no file): no file to leave behind, whatever ends the
+///   program. Such an address has no permissions, so the server asks the kernel who each
+///   client is (`SO_PEERCRED`), and refuses a process of another user
+///   ([`ManagerError::Refused`]), as Python's manager refuses one without its `authkey`.
 /// - Every operation on a proxy is one request and one response, each a bincode frame on
 ///   the socket: shared, but each access is a round trip ("shared, but slow", the article
 ///   says). Every process uses a connection of its own: a proxy used in a child forked after
 ///   the proxy was made opens a new one there, as Python's proxies do.
-/// - The server ends, and removes its socket and directory, when the manager is dropped, or
-///   within 100 ms of its owner's death (even by SIGKILL): it is never left as an orphan.
-///   It ignores Ctrl-C's SIGINT, as Python's does, and ends with its owner instead: the
-///   owner's handler (see [`common::interrupt`]) ends the server, then removes the socket and
-///   the directory, before the owner itself ends.
+/// - The server ends when the manager is dropped, or when its owner dies: Ctrl-C's handler
+///   in the owner ends it, and a SIGKILL of the owner makes the kernel kill it (see
+///   [`Process`]). It ignores Ctrl-C's SIGINT itself, as Python's does, so that it ends with
+///   its owner, not before.
 /// - A connection that sends garbage, a truncated frame, a length over the 16 MiB limit, or
 ///   a value that is not a `PyValue` (see there why it never nests) gets an error and is closed; the
 ///   server goes on serving every other connection.
@@ -94,52 +90,25 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 pub struct Manager {
     client: Arc<Client>,
     server: Process<ServerTarget>,
-    dir: PathBuf,
     /// The process that made it ([`common::process_key`]): only it ends the server.
     owner: u64,
-    /// The socket and the directory, for the handler that ends this process on Ctrl-C.
-    _remove_on_signal: [RemoveOnSignal; 2],
 }
 
 impl Manager {
     /// Starts the server process: Python's `Manager()`.
     pub fn new() -> Result<Manager, ManagerError> {
-        // Made and registered with no signal in between, so that Ctrl-C at any moment
-        // leaves neither the directory nor the socket behind.
-        let held = interrupt::Held::new();
-        let dir = private_dir()?;
-        let path = dir.join(SOCKET);
-        let made = (|| {
-            let remove_on_signal = [RemoveOnSignal::new(&path)?, RemoveOnSignal::new(&dir)?];
-            drop(held);
-            // Opened first: a process without a descriptor to spare fails here, and leaves
-            // no socket behind.
-            let spare = server::spare()?;
-            let listener = UnixListener::bind(&path).map_err(|e| Error::os("bind", e))?;
-            Ok::<_, Error>((remove_on_signal, listener, spare))
-        })();
-        let (remove_on_signal, listener, spare) = match made {
-            Ok(made) => made,
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                return Err(e.into());
-            }
-        };
-        let owner = std::process::id();
-        let server_dir = dir.clone();
-        let target: ServerTarget =
-            Box::new(move || server::serve(listener, spare, owner, &server_dir));
+        // Opened first: a process without a descriptor to spare fails here.
+        let spare = server::spare()?;
+        let (listener, address) = listen()?;
+        let target: ServerTarget = Box::new(move || server::serve(listener, spare));
         let mut manager = Manager {
             client: Arc::new(Client {
-                path,
+                address,
                 conn: Mutex::new(None),
             }),
             server: Process::new(target),
-            dir,
             owner: common::process_key(),
-            _remove_on_signal: remove_on_signal,
         };
-        // If fork fails, dropping `manager` removes the directory.
         manager.server.start()?;
         Ok(manager)
     }
@@ -158,9 +127,9 @@ impl Manager {
         Ok(ListProxy(self.new_object(&Request::NewList(items))?))
     }
 
-    /// The server's socket: Python's `manager.address`.
-    pub fn address(&self) -> &Path {
-        &self.client.path
+    /// The server's socket address, abstract: Python's `manager.address`.
+    pub fn address(&self) -> &SocketAddr {
+        &self.client.address
     }
 
     /// The server process's id.
@@ -180,7 +149,7 @@ impl Manager {
 }
 
 impl Drop for Manager {
-    /// Python's `manager.shutdown()`: ends the server, reaps it, removes its socket.
+    /// Python's `manager.shutdown()`: ends the server and reaps it. Its socket goes with it.
     fn drop(&mut self) {
         if common::process_key() != self.owner {
             return;
@@ -189,14 +158,12 @@ impl Drop for Manager {
             let _ = self.server.terminate();
             let _ = self.server.join();
         }
-        let _ = std::fs::remove_file(self.dir.join(SOCKET));
-        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
 /// A connection to the server, made by the process that uses it.
 struct Client {
-    path: PathBuf,
+    address: SocketAddr,
     conn: Mutex<Option<Conn>>,
 }
 
@@ -223,7 +190,7 @@ impl Client {
             // None yet, or the parent's, inherited through fork and closed in this process
             // (it carries the parent's conversation): this process opens its own.
             other => other.insert(Conn {
-                stream: Private::new(UnixStream::connect(&self.path).map_err(|e| {
+                stream: Private::new(UnixStream::connect_addr(&self.address).map_err(|e| {
                     match e.kind() {
                         // No one listens any more: the server has ended.
                         io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
@@ -311,20 +278,20 @@ impl AsFd for DontWait<'_> {
     }
 }
 
-/// A directory only this user can enter: `mkdtemp` makes it with mode 0700.
-fn private_dir() -> Result<PathBuf, Error> {
-    let template = std::env::temp_dir().join("py-multiprocess-manager-XXXXXX");
-    let template = CString::new(template.into_os_string().into_vec())
-        .map_err(|_| Error::os("mkdtemp", io::ErrorKind::InvalidInput))?;
-    let mut bytes = template.into_bytes_with_nul();
-    // SAFETY: `bytes` is a writable, NUL-terminated template ending in XXXXXX, which mkdtemp
-    // overwrites in place; it returns NULL on failure, checked below.
-    let made = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-    if made.is_null() {
-        return Err(Error::os("mkdtemp", io::Error::last_os_error()));
+/// A listening socket at a new abstract address. The name says whose it is; a name that
+/// is taken (by another manager of this process's pid before it, say) is passed over.
+fn listen() -> Result<(UnixListener, SocketAddr), Error> {
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let name = format!("py-multiprocess-manager-{}-{n}", std::process::id());
+        let address = SocketAddr::from_abstract_name(name).map_err(|e| Error::os("bind", e))?;
+        match UnixListener::bind_addr(&address) {
+            Ok(listener) => return Ok((listener, address)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && n < u32::MAX => {}
+            Err(e) => return Err(Error::os("bind", e)),
+        }
     }
-    bytes.pop();
-    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)))
 }
 
 fn unexpected() -> ManagerError {

@@ -5,17 +5,16 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::unistd::Uid;
 
 use common::fd::{self, SPIN, pollfd};
 use common::frame::{self, FrameBuf};
 use common::{Error, PyValue};
 
 use crate::protocol::{Dict, Request, Response, list_index};
-
-/// How often the server checks that the process that made it is still alive.
-const OWNER_CHECK: Duration = Duration::from_millis(100);
 
 enum Object {
     Dict(Dict),
@@ -40,22 +39,14 @@ struct Conn {
     closed: bool,
 }
 
-/// Serves until the owner ends (its Manager is dropped, or it dies), then removes the
-/// socket and its directory. `spare` is a descriptor kept for when the others run out.
-pub(crate) fn serve(
-    listener: UnixListener,
-    spare: File,
-    owner: u32,
-    dir: &Path,
-) -> Result<(), Error> {
+/// Serves until the owner ends the server (its Manager is dropped, or it dies: see
+/// [`Manager`](crate::Manager)). `spare` is a descriptor kept for when the others run out.
+pub(crate) fn serve(listener: UnixListener, spare: File) -> Result<(), Error> {
     // Ctrl-C signals every process of the terminal's group. Like Python's manager, the
     // server ignores it, and ends when its owner does.
     // SAFETY: SIG_IGN installs no handler code; nothing runs in signal context.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let served = serve_until_orphaned(&listener, Some(spare), owner);
-    let _ = std::fs::remove_file(dir.join(crate::SOCKET));
-    let _ = std::fs::remove_dir(dir);
-    served
+    serve_forever(&listener, Some(spare))
 }
 
 /// A descriptor to give up when the process has no other left (see [`accept`]).
@@ -63,11 +54,7 @@ pub(crate) fn spare() -> Result<File, Error> {
     File::open("/dev/null").map_err(|e| Error::os("open(/dev/null)", e))
 }
 
-fn serve_until_orphaned(
-    listener: &UnixListener,
-    mut spare: Option<File>,
-    owner: u32,
-) -> Result<(), Error> {
+fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::os("fcntl", e))?;
@@ -75,15 +62,7 @@ fn serve_until_orphaned(
     let mut conns: Vec<Conn> = Vec::new();
     let mut pollfds = Vec::new();
     let mut spin_until = Instant::now() + SPIN;
-    let mut checked = Instant::now();
     loop {
-        if checked.elapsed() >= OWNER_CHECK {
-            // An orphan is adopted by another process: its owner has died.
-            if std::os::unix::process::parent_id() != owner {
-                return Ok(());
-            }
-            checked = Instant::now();
-        }
         if spare.is_none() {
             spare = self::spare().ok();
         }
@@ -105,7 +84,7 @@ fn serve_until_orphaned(
         let timeout = if queued || Instant::now() < spin_until {
             0
         } else {
-            OWNER_CHECK.as_millis() as i32
+            -1
         };
         if fd::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
             if timeout == 0 {
@@ -133,6 +112,10 @@ fn serve_until_orphaned(
 fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<File>) {
     loop {
         match listener.accept() {
+            Ok((stream, _)) if !same_user(&stream) => {
+                let why = "the manager's server serves only its own user's processes";
+                refuse(stream, why);
+            }
             Ok((stream, _)) => {
                 if stream.set_nonblocking(true).is_ok() {
                     conns.push(Conn::new(stream));
@@ -142,7 +125,8 @@ fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<Fil
                 if spare.take().is_none() {
                     return;
                 }
-                let refused = listener.accept().map(|(stream, _)| refuse(stream, &e));
+                let why = format!("the manager's server is out of file descriptors (accept: {e})");
+                let refused = listener.accept().map(|(stream, _)| refuse(stream, &why));
                 *spare = self::spare().ok();
                 if refused.is_err() {
                     return;
@@ -159,11 +143,17 @@ fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<Fil
     }
 }
 
-/// Tells a connection that the server has no descriptor to serve it with, and closes it.
-fn refuse(mut stream: UnixStream, why: &io::Error) {
+/// True when the process at the other end runs as this process's user, as the kernel says
+/// (`SO_PEERCRED`, recorded at `connect`). An abstract address has no permissions: anyone on
+/// the machine can connect to it.
+fn same_user(stream: &UnixStream) -> bool {
+    getsockopt(stream, PeerCredentials).is_ok_and(|peer| peer.uid() == Uid::effective().as_raw())
+}
+
+/// Tells a connection why the server will not serve it, and closes it.
+fn refuse(mut stream: UnixStream, why: &str) {
     let mut buf = Vec::new();
-    let why = format!("the manager's server is out of file descriptors (accept: {why})");
-    if frame::encode(&mut buf, &Response::Refused(why)).is_ok() {
+    if frame::encode(&mut buf, &Response::Refused(why.to_string())).is_ok() {
         // A new socket has room for these few bytes: the write does not block.
         let _ = stream.write_all(&buf);
     }

@@ -11,9 +11,8 @@
 mod testkit;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
 use std::time::{Duration, Instant};
 
 use common::{ExitStatus, Process, PyValue, frame, has_ended, repr};
@@ -65,10 +64,10 @@ fn main() {
             a_killed_client_or_server_hangs_no_one,
         ),
         (
-            "the_socket_is_private_and_removed",
-            the_socket_is_private_and_removed,
+            "the_socket_is_abstract_and_ends_with_the_server",
+            the_socket_is_abstract_and_ends_with_the_server,
         ),
-        ("another_user_cannot_connect", another_user_cannot_connect),
+        ("another_user_is_refused", another_user_is_refused),
         (
             "the_server_ends_when_its_owner_is_killed",
             the_server_ends_when_its_owner_is_killed,
@@ -145,8 +144,8 @@ fn errors_come_back_as_python_raises_them() {
 
 /// Sends `bytes` on a new connection, and returns what the server answered before it
 /// closed the connection.
-fn send_raw(address: &PathBuf, bytes: &[u8]) -> Vec<u8> {
-    let mut raw = UnixStream::connect(address).unwrap();
+fn send_raw(address: &SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut raw = UnixStream::connect_addr(address).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     raw.write_all(bytes).unwrap();
     let mut answer = Vec::new();
@@ -165,7 +164,7 @@ fn bad_connections_are_closed_and_others_served() {
     let manager = Manager::new().unwrap();
     let d = manager.dict().unwrap();
     d.set("before", 1).unwrap();
-    let address = manager.address().to_path_buf();
+    let address = manager.address().clone();
 
     // Garbage in a frame of the right length.
     let answer = send_raw(&address, &[5, 0, 0, 0, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]);
@@ -177,11 +176,11 @@ fn bad_connections_are_closed_and_others_served() {
     let answer = send_raw(&address, &(frame::MAX_FRAME as u32 + 1).to_le_bytes());
     assert!(error_text(&answer).contains("over the limit"), "{answer:?}");
     // A frame cut short, then the connection closed: nothing to answer.
-    let mut cut = UnixStream::connect(&address).unwrap();
+    let mut cut = UnixStream::connect_addr(&address).unwrap();
     cut.write_all(&[100, 0, 0, 0, 1, 2, 3]).unwrap();
     drop(cut);
     // A connection that stays silent does not hold the server up.
-    let _silent = UnixStream::connect(&address).unwrap();
+    let _silent = UnixStream::connect_addr(&address).unwrap();
 
     assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
     d.set("after", 2).unwrap();
@@ -232,7 +231,7 @@ fn a_frame_of_nested_lists_is_refused_and_others_served() {
     }
     deep.extend_from_slice(&0u32.to_le_bytes());
     let answer = send_raw(
-        &manager.address().to_path_buf(),
+        manager.address(),
         &request(APPEND, &[&0u32.to_le_bytes(), &deep]),
     );
     let text = error_text(&answer);
@@ -263,7 +262,7 @@ fn a_client_that_does_not_read_holds_up_only_itself() {
     // 90,000 ints: an answer of 1 MiB (12 bytes an item); object 0 in the server.
     let items: Vec<PyValue> = (0..90_000).map(PyValue::from).collect();
     let l = manager.list(items.clone()).unwrap();
-    let mut raw = UnixStream::connect(manager.address()).unwrap();
+    let mut raw = UnixStream::connect_addr(manager.address()).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     round_trips(&l);
     // 500 requests for a copy, 500 MiB of answers, and none read yet.
@@ -304,7 +303,7 @@ fn an_answer_too_large_fails_that_request_alone() {
     // (which the server has begun to write) for the copy that is too large.
     let items: Vec<PyValue> = (0..90_000).map(PyValue::from).collect();
     let small = manager.list(items.clone()).unwrap();
-    let mut raw = UnixStream::connect(manager.address()).unwrap();
+    let mut raw = UnixStream::connect_addr(manager.address()).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     round_trips(&small);
     raw.write_all(&request(COPY, &[&1u32.to_le_bytes()]))
@@ -361,7 +360,7 @@ fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
     };
     assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
     for _ in 0..3 {
-        let answer = send_raw(&manager.address().to_path_buf(), &[]);
+        let answer = send_raw(manager.address(), &[]);
         let text = error_text(&answer);
         assert!(
             text.contains("the manager's server is out of file descriptors (accept: "),
@@ -409,73 +408,73 @@ fn proxies_are_send_and_sync() {
     assert_send_sync::<ListProxy>();
 }
 
-fn the_socket_is_private_and_removed() {
+/// The address names no file (so none can be left behind), and nothing listens at it once
+/// the manager is dropped.
+fn the_socket_is_abstract_and_ends_with_the_server() {
     let manager = Manager::new().unwrap();
-    let address = manager.address().to_path_buf();
-    let dir = address.parent().unwrap().to_path_buf();
-    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
-    assert!(address.exists());
+    let address = manager.address().clone();
+    let name = address.as_abstract_name().expect("an abstract address");
+    assert!(name.starts_with(b"py-multiprocess-manager-"), "{address:?}");
+    assert!(address.as_pathname().is_none());
+    UnixStream::connect_addr(&address).unwrap();
     drop(manager);
-    assert!(
-        !address.exists() && !dir.exists(),
-        "{} left behind",
-        dir.display()
-    );
+    let err = UnixStream::connect_addr(&address).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     assert_no_children();
 }
 
-/// Run as root, a child that becomes user `nobody` is refused by the socket's directory.
-fn another_user_cannot_connect() {
+/// Run as root, a child that becomes user `nobody` is refused, and the server serves on.
+fn another_user_is_refused() {
     // SAFETY: geteuid only reads this process's user id.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: not root, so no other user to try the socket as");
         return;
     }
     let manager = Manager::new().unwrap();
-    let address = manager.address().to_path_buf();
+    let l = manager.list([1]).unwrap();
     let mut stranger = Process::new(|| {
         // SAFETY: setgid and setuid change only this child's credentials.
         assert_eq!(unsafe { libc::setgid(65534) }, 0);
         // SAFETY: as above.
         assert_eq!(unsafe { libc::setuid(65534) }, 0);
-        let err = UnixStream::connect(&address).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        match l.len() {
+            Err(ManagerError::Refused(why)) => assert_eq!(
+                why,
+                "the manager's server serves only its own user's processes"
+            ),
+            other => panic!("not refused: {other:?}"),
+        }
     });
     stranger.start().unwrap();
     assert_eq!(stranger.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(l.len().unwrap(), 1);
 }
 
+/// SIGKILL leaves the owner no time to end its server: the kernel kills it (it asked to be,
+/// when it was forked), within the second.
 fn the_server_ends_when_its_owner_is_killed() {
     let (mut r, w) = os_pipe::pipe().unwrap();
     let mut owner = Process::new(move || {
         let manager = Manager::new().unwrap();
-        let told = format!(
-            "{} {}\n",
-            manager.pid().unwrap(),
-            manager.address().display()
-        );
-        (&w).write_all(told.as_bytes()).unwrap();
+        (&w).write_all(&manager.pid().unwrap().to_ne_bytes())
+            .unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
     owner.start().unwrap();
-    // One line; not to the end, which would wait for the owner (and its server) to exit.
-    let mut told = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut r), &mut told).unwrap();
-    let (server, address) = told.trim().split_once(' ').unwrap();
-    let (server, address): (u32, PathBuf) = (server.parse().unwrap(), address.into());
-    assert!(!has_ended(server) && address.exists());
+    let mut server = [0; 4];
+    r.read_exact(&mut server).unwrap();
+    let server = u32::from_ne_bytes(server);
+    assert!(!has_ended(server));
     owner.kill().unwrap();
     owner.join().unwrap();
     let started = Instant::now();
-    while !has_ended(server) || address.exists() {
+    while !has_ended(server) {
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "server {server} outlived its owner"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!address.parent().unwrap().exists());
 }
 
 fn no_zombie_and_no_descriptor_after_drop() {
@@ -530,7 +529,6 @@ fn a_killed_client_or_server_hangs_no_one() {
         );
         assert_eq!(l.len().unwrap(), 1000);
     }
-    let dir = manager.address().parent().unwrap().to_path_buf();
     let server = manager.pid().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server as i32),
@@ -543,7 +541,6 @@ fn a_killed_client_or_server_hangs_no_one() {
     drop(l);
     drop(manager);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(!dir.exists(), "{dir:?} left behind");
     assert_no_children();
 }
 
@@ -566,8 +563,8 @@ fn a_client_that_sends_many_requests_at_once_takes_turns() {
     ]
     .concat();
     // Both connected and served once, in this order, before the server stops.
-    let mut hog = UnixStream::connect(manager.address()).unwrap();
-    let mut other = UnixStream::connect(manager.address()).unwrap();
+    let mut hog = UnixStream::connect_addr(manager.address()).unwrap();
+    let mut other = UnixStream::connect_addr(manager.address()).unwrap();
     for raw in [&mut hog, &mut other] {
         raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         raw.write_all(&len).unwrap();
@@ -586,8 +583,7 @@ fn a_client_that_sends_many_requests_at_once_takes_turns() {
     drop(hog);
 }
 
-/// No table limits how many managers live at once (each registers its socket and its
-/// directory for removal on Ctrl-C; a fixed table of 16 paths once refused the 9th).
+/// Many managers live at once, each at an address of its own, and each ends with its drop.
 fn many_managers_at_once() {
     let managers: Vec<Manager> = (0..12).map(|_| Manager::new().unwrap()).collect();
     for (i, manager) in managers.iter().enumerate() {
@@ -595,11 +591,12 @@ fn many_managers_at_once() {
         d.set(i as i64, "here").unwrap();
         assert_eq!(d.len().unwrap(), 1);
     }
-    let dirs: Vec<PathBuf> = managers
-        .iter()
-        .map(|m| m.address().parent().unwrap().to_path_buf())
-        .collect();
+    let addresses: Vec<SocketAddr> = managers.iter().map(|m| m.address().clone()).collect();
     drop(managers);
-    assert!(dirs.iter().all(|dir| !dir.exists()));
+    assert!(
+        addresses
+            .iter()
+            .all(|address| UnixStream::connect_addr(address).is_err())
+    );
     assert_no_children();
 }

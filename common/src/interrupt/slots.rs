@@ -1,5 +1,5 @@
-//! The interrupt handler's two sets, of children to end and of paths to remove: sets that a
-//! signal handler can read while other code adds to them and takes from them.
+//! The interrupt handler's set of children to end: a set that a signal handler can read
+//! while other code adds to it and takes from it.
 
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
