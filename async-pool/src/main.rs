@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use pool_map::{Pool, PoolError};
 
+mod args;
+
 /// What `--help` prints.
 const USAGE: &str = "Section 7: ten apply_async calls on a Pool of four; the main process gets
 each result, waiting at most 10 s. --sleep: how long f sleeps (1 s).
@@ -44,7 +46,7 @@ usage: cargo run -p async-pool [-- --sleep SECONDS]";
 /// the command line by the first process that asks, which a forked worker can be: it has
 /// the same command line, so the answer is the same wherever the pool is made.
 static SLEEP: LazyLock<Duration> =
-    LazyLock::new(|| common::args::sleep(USAGE).unwrap_or(Duration::from_secs(1)));
+    LazyLock::new(|| args::sleep(USAGE).unwrap_or(Duration::from_secs(1)));
 
 fn f(x: i32) -> i32 {
     println!("{}", x * x);

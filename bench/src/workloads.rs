@@ -132,7 +132,7 @@ pub fn lock(n: usize) -> Timed {
             lock.acquire()?;
             lock.release()?;
         }
-        Ok::<_, common::Error>(())
+        Ok::<_, lock::LockError>(())
     })?;
     Ok(start.elapsed())
 }
@@ -145,7 +145,7 @@ pub fn value(n: usize) -> Timed {
         for _ in 0..n {
             *num.get_lock()? += 1;
         }
-        Ok::<_, common::Error>(())
+        Ok::<_, lock::LockError>(())
     })?;
     let elapsed = start.elapsed();
     let total = num.value()?;

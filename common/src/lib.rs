@@ -1,7 +1,7 @@
 //! Plumbing shared by the examples, never a lesson of its own:
 //!
 //! - [`Process`]: start a closure in a child made by `fork`, and join it;
-//! - [`process_key`], [`has_ended`]: which process this is, and whether another has ended;
+//! - [`current_pid`], [`process_key`]: which process this is;
 //! - [`repr()`]: print values as Python prints them, to the byte;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
@@ -23,8 +23,8 @@ pub mod repr;
 mod shm;
 
 pub use error::Error;
-pub use pid::{current_pid, has_ended, process_ended, process_key, stat_field};
+pub use pid::{current_pid, process_key};
 pub use private_fd::{Owns, Private};
 pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process};
-pub use repr::{Dict, PyRepr, PyValue, repr};
+pub use repr::{PyRepr, PyValue, repr};
 pub use shm::{Mapping, SharedBorrow};

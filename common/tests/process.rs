@@ -383,7 +383,7 @@ fn parent_of_a_stubborn_child(before: fn()) -> (Process<impl FnOnce()>, i32) {
     (parent, i32::from_ne_bytes(pid))
 }
 
-/// The handler (common::interrupt) ends a child that ignores SIGTERM with SIGKILL after its
+/// The handler (common/src/interrupt.rs) ends a child that ignores SIGTERM with SIGKILL after its
 /// grace period, and only then ends its own process, by the signal it got.
 fn a_signal_ends_even_a_child_that_ignores_sigterm() {
     let (mut parent, stubborn) = parent_of_a_stubborn_child(|| {});
@@ -399,7 +399,7 @@ fn a_signal_ends_even_a_child_that_ignores_sigterm() {
         sent.elapsed()
     );
     assert!(
-        common::has_ended(stubborn as u32),
+        testkit::has_ended(stubborn as u32),
         "{stubborn} outlived its parent"
     );
     assert_no_children();
@@ -425,7 +425,7 @@ fn an_ignored_sigint_stays_ignored() {
     );
     // SIGKILL runs no handler; the kernel ends the child with its parent.
     let started = std::time::Instant::now();
-    while !common::has_ended(stubborn as u32) {
+    while !testkit::has_ended(stubborn as u32) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{stubborn} outlived its parent"
@@ -465,7 +465,7 @@ fn a_signal_ends_any_number_of_children() {
     );
     let left: Vec<_> = children
         .iter()
-        .filter(|&&pid| !common::has_ended(pid as u32))
+        .filter(|&&pid| !testkit::has_ended(pid as u32))
         .collect();
     // Clean up after a failure, so the next tests do not run beside a thousand orphans.
     for &&pid in &left {
@@ -506,7 +506,7 @@ fn a_parent_killed_by_sigkill_takes_its_children() {
     parent.kill().unwrap();
     parent.join().unwrap();
     let started = std::time::Instant::now();
-    while !(common::has_ended(child as u32) && common::has_ended(grandchild as u32)) {
+    while !(testkit::has_ended(child as u32) && testkit::has_ended(grandchild as u32)) {
         if started.elapsed() > Duration::from_secs(5) {
             for pid in [child, grandchild] {
                 // SAFETY: kill touches no memory; these are this test's own descendants.

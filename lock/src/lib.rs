@@ -15,9 +15,9 @@
 //! What this crate adds is the decision on `EOWNERDEAD`: was it the holder's whole process
 //! that died (then what the lock guarded is no longer in use, and the lock is recovered:
 //! [`Acquired::OwnerDied`]), or one thread of a process that goes on (then that process may
-//! still use what it guarded, and the lock is never given again: `Error::LockAbandoned`)?
+//! still use what it guarded, and the lock is never given again: `LockError::LockAbandoned`)?
 //! The holder records itself (`pid << 32 | tid`) after taking the lock; the waiter asks the
-//! kernel through a pidfd whether that pid has ended (`src/holder.rs` has the details).
+//! kernel through a pidfd whether that pid has ended (`src/ended.rs` has the details).
 //!
 //! # The program
 //!
@@ -30,14 +30,18 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 
-use common::{Error, Mapping, current_pid, process_ended};
+use common::{Error, Mapping, current_pid};
 
+mod ended;
+mod error;
 mod holder;
-use holder::{MAX_HELD, end_hold, held, holds, is_exiting, pid_namespace, take_hold, this_thread};
+use ended::{holder_has_ended, holder_is_gone, pid_namespace};
+pub use error::LockError;
+use holder::{MAX_HELD, end_hold, held, holds, take_hold, this_thread};
 
 /// How long an acquire that found its holder dead waits, at most, for the holder's process
 /// to finish exiting (see [`Lock::acquire`]).
@@ -75,14 +79,14 @@ pub enum Acquired {
 /// });
 /// p.start()?;
 /// p.join()?;
-/// # Ok::<(), common::Error>(())
+/// # Ok::<(), lock::LockError>(())
 /// ```
 ///
 /// Where Python's lock would stay locked forever, this one does not:
 /// - if its holder dies (killed, or exits without releasing), the next `acquire` gets the
 ///   lock and returns [`Acquired::OwnerDied`] with the dead holder's pid;
 /// - if a thread ends holding it while its process goes on, every later `acquire` fails
-///   with [`Error::LockAbandoned`]: that process may still use what the lock guarded;
+///   with [`LockError::LockAbandoned`]: that process may still use what the lock guarded;
 /// - acquiring a lock the calling thread already holds is an error, not a deadlock;
 /// - releasing a lock the calling thread does not hold is an error.
 ///
@@ -137,7 +141,7 @@ struct State {
 /// let lock = lock::Lock::new()?;
 /// let held = lock.lock()?;
 /// std::thread::spawn(move || drop(held)); // LockGuard is not Send
-/// # Ok::<(), common::Error>(())
+/// # Ok::<(), lock::LockError>(())
 /// ```
 ///
 /// Nor can it reach a child process, where the lock is not held at all, nor a reference to
@@ -147,7 +151,7 @@ struct State {
 /// let lock = lock::Lock::new()?;
 /// let held = lock.lock()?;
 /// let mut p = common::Process::new(|| drop(&held)); // LockGuard is not Sync
-/// # Ok::<(), common::Error>(())
+/// # Ok::<(), lock::LockError>(())
 /// ```
 ///
 /// A guard dropped while its thread panics marks the lock, and the next holder, in any
@@ -160,7 +164,7 @@ struct State {
 /// ```
 /// let lock = lock::Lock::new()?;
 /// let mut p = common::Process::new(|| drop(lock.lock()));
-/// # Ok::<(), common::Error>(())
+/// # Ok::<(), lock::LockError>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
@@ -177,7 +181,7 @@ pub struct LockGuard<'a> {
 
 impl Lock {
     /// A new, unlocked lock in memory shared with every child forked afterwards.
-    pub fn new() -> Result<Self, Error> {
+    pub fn new() -> Result<Self, LockError> {
         let home_ns = pid_namespace()?;
         let map = Mapping::new(size_of::<State>())?;
         let state = map.as_ptr().cast::<State>();
@@ -229,16 +233,16 @@ impl Lock {
     /// it handed out under the lock is in use any more) and returns
     /// [`Acquired::OwnerDied`]; if only a thread of it died, and the process goes on, or if
     /// its exit has not finished within [`EXIT_WAIT`], the lock is abandoned
-    /// ([`Error::LockAbandoned`]). A thread may hold at most 2,000 locks at once
-    /// ([`Error::TooManyHeld`]), and a lock made in another pid namespace is refused
-    /// ([`Error::OtherPidNamespace`]), as is one made where the pid namespace could be told,
-    /// by a process that cannot tell its own ([`Error::PidNamespaceUnknown`]).
-    pub fn acquire(&self) -> Result<Acquired, Error> {
+    /// ([`LockError::LockAbandoned`]). A thread may hold at most 2,000 locks at once
+    /// ([`LockError::TooManyHeld`]), and a lock made in another pid namespace is refused
+    /// ([`LockError::OtherPidNamespace`]), as is one made where the pid namespace could be told,
+    /// by a process that cannot tell its own ([`LockError::PidNamespaceUnknown`]).
+    pub fn acquire(&self) -> Result<Acquired, LockError> {
         Ok(self.take()?.0)
     }
 
     /// [`acquire`](Lock::acquire), and the number of this thread's hold.
-    fn take(&self) -> Result<(Acquired, u64), Error> {
+    fn take(&self) -> Result<(Acquired, u64), LockError> {
         self.check_can_take()?;
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
@@ -249,19 +253,19 @@ impl Lock {
     /// `Ok(None)` when the time ran out. A lock whose holder died is taken at once, but the
     /// holder's exit is waited for first (see [`acquire`](Lock::acquire)), which the
     /// timeout does not bound: that wait is bounded by [`EXIT_WAIT`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, Error> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquired>, LockError> {
         Ok(self.take_timeout(timeout)?.map(|(acquired, _)| acquired))
     }
 
     /// [`acquire_timeout`](Lock::acquire_timeout), and the number of this thread's hold.
-    fn take_timeout(&self, timeout: Duration) -> Result<Option<(Acquired, u64)>, Error> {
+    fn take_timeout(&self, timeout: Duration) -> Result<Option<(Acquired, u64)>, LockError> {
         self.check_can_take()?;
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
         // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, now.as_mut_ptr()) };
         if rc != 0 {
-            return Err(Error::os("clock_gettime", std::io::Error::last_os_error()));
+            return Err(Error::os("clock_gettime", std::io::Error::last_os_error()).into());
         }
         // SAFETY: clock_gettime succeeded, so `now` is initialised.
         let now = unsafe { now.assume_init() };
@@ -283,7 +287,7 @@ impl Lock {
     }
 
     /// Acquires the lock and returns a guard that releases it when dropped.
-    pub fn lock(&self) -> Result<LockGuard<'_>, Error> {
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
         let (acquired, hold) = self.take()?;
         Ok(LockGuard {
             lock: self,
@@ -296,7 +300,7 @@ impl Lock {
 
     /// Waits at most `timeout` for the lock, and returns a guard; `Ok(None)` when the time
     /// ran out.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>, Error> {
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>, LockError> {
         Ok(self
             .take_timeout(timeout)?
             .map(|(acquired, hold)| LockGuard {
@@ -310,18 +314,18 @@ impl Lock {
 
     /// Releases the lock: Python's `l.release()`. It is an error to release a lock that the
     /// calling thread does not hold.
-    pub fn release(&self) -> Result<(), Error> {
+    pub fn release(&self) -> Result<(), LockError> {
         self.give_back(None)
     }
 
     /// Releases hold `hold` of the calling thread, or its hold whatever its number (`None`).
-    fn give_back(&self, hold: Option<u64>) -> Result<(), Error> {
+    fn give_back(&self, hold: Option<u64>) -> Result<(), LockError> {
         self.check_namespace()?;
         let state = self.state();
         if !holds(self.address(), hold) {
             // Not taken by this thread (through this `Lock` or a copy of it in this
             // process): nothing is touched, and the holder's record stands.
-            return Err(Error::NotHolder);
+            return Err(LockError::NotHolder);
         }
         // The record is taken out before the unlock, while this thread still holds the
         // mutex: a thread that takes it next and dies before writing its own record then
@@ -333,7 +337,7 @@ impl Lock {
         if rc != 0 {
             // Still held: the record goes back.
             state.holder.store(this_thread(), Ordering::Release);
-            return Err(Error::os("pthread_mutex_unlock", Errno::from_raw(rc)));
+            return Err(Error::os("pthread_mutex_unlock", Errno::from_raw(rc)).into());
         }
         end_hold(self.address());
         Ok(())
@@ -354,19 +358,19 @@ impl Lock {
     pub fn dead_holder(&self) -> Option<u32> {
         self.check_namespace().ok()?;
         let pid = self.holder()?;
-        (pid != current_pid() && self.holder_is_gone(pid)).then_some(pid)
+        (pid != current_pid() && holder_is_gone(pid, self.state().home_ns)).then_some(pid)
     }
 
     /// Refuses an acquire from another pid namespace ([`check_namespace`](Self::check_namespace)),
     /// by the thread that holds the lock, or by a thread that holds as many locks as the
     /// kernel can give up at its death.
-    fn check_can_take(&self) -> Result<(), Error> {
+    fn check_can_take(&self) -> Result<(), LockError> {
         self.check_namespace()?;
         if holds(self.address(), None) {
-            return Err(Error::AlreadyHeld);
+            return Err(LockError::AlreadyHeld);
         }
         if held() >= MAX_HELD {
-            return Err(Error::TooManyHeld { limit: MAX_HELD });
+            return Err(LockError::TooManyHeld { limit: MAX_HELD });
         }
         Ok(())
     }
@@ -377,7 +381,7 @@ impl Lock {
     /// where the kernel could not tell its maker's namespace (before Linux 6.11, or under a
     /// seccomp filter) lets every caller through; one made where it could refuses a caller
     /// that cannot tell its own.
-    fn check_namespace(&self) -> Result<(), Error> {
+    fn check_namespace(&self) -> Result<(), LockError> {
         let home = self.state().home_ns;
         if home == 0 {
             return Ok(());
@@ -385,69 +389,15 @@ impl Lock {
         match pid_namespace()? {
             // The lock was made where the kernel could tell, and here it cannot (a seccomp
             // filter in this process, say): no telling whether this is its namespace.
-            0 => Err(Error::PidNamespaceUnknown),
+            0 => Err(LockError::PidNamespaceUnknown),
             here if here == home => Ok(()),
-            _ => Err(Error::OtherPidNamespace),
+            _ => Err(LockError::OtherPidNamespace),
         }
-    }
-
-    /// Whether the holder's process has ended, every thread of it ([`process_ended`],
-    /// from a pidfd). Only where the kernel tells pid namespaces apart: elsewhere, a process
-    /// of another namespace may use the lock, and the holder's pid name another process
-    /// here. (A pid given again to another process after the holder ended looks alive: the
-    /// lock is then abandoned, never recovered by mistake.)
-    fn holder_is_gone(&self, pid: u32) -> bool {
-        self.state().home_ns != 0 && process_ended(pid) == Some(true)
-    }
-
-    /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
-    /// under the lock can still be in use. The kernel gives a dying process's locks up early in
-    /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
-    /// take seconds: a process that is exiting is waited for, up to [`EXIT_WAIT`]. One that is
-    /// not exiting a moment after its lock was given up lives on: only a thread of it died.
-    /// Where neither the kernel nor `/proc` can tell, the answer is "lives on" after
-    /// [`EXIT_WAIT`]: the lock is then abandoned, never recovered while its holder may run.
-    fn holder_has_ended(&self, pid: u32) -> bool {
-        if pid == 0 {
-            // It died between taking the lock and recording itself: it handed nothing out.
-            return true;
-        }
-        if pid == current_pid() || self.state().home_ns == 0 {
-            // One of this process's threads, and this process goes on; or no telling.
-            return false;
-        }
-        // The other threads of a killed process start their exit a moment after the first.
-        // After that, two readings in a row must say "not exiting": between its taking SIGKILL
-        // and flagging its exit, a dying first thread shows neither for a moment. (`/proc` only
-        // decides how long to wait here, never that the holder has ended.)
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(100);
-        let mut not_exiting = 0;
-        while !self.holder_is_gone(pid) {
-            let waited = start.elapsed();
-            if waited >= EXIT_WAIT {
-                return false;
-            }
-            match is_exiting(pid) {
-                Some(false) if waited >= Duration::from_millis(100) => {
-                    not_exiting += 1;
-                    if not_exiting == 2 {
-                        return false;
-                    }
-                }
-                Some(false) => {}
-                // Exiting, or no telling from `/proc`: wait on.
-                Some(true) | None => not_exiting = 0,
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(10));
-        }
-        true
     }
 
     /// What a lock call's return code means, once the call has returned with the lock or
     /// an error.
-    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<(Acquired, u64), Error> {
+    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<(Acquired, u64), LockError> {
         let state = self.state();
         let acquired = match rc {
             0 => match state.poisoned.swap(0, Ordering::Acquire) {
@@ -465,7 +415,7 @@ impl Lock {
                 // holder that died before it (if a waiter recovering that one's lock was
                 // killed before it recorded itself), whose process has ended.
                 let pid = self.holder().unwrap_or(0);
-                if !self.holder_has_ended(pid) {
+                if !holder_has_ended(pid, state.home_ns) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -473,7 +423,7 @@ impl Lock {
                     // fails (ENOTRECOVERABLE, below).
                     // SAFETY: EOWNERDEAD means this thread now holds the mutex.
                     unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
-                    return Err(Error::LockAbandoned { pid });
+                    return Err(LockError::LockAbandoned { pid });
                 }
                 // SAFETY: EOWNERDEAD means this thread now holds the mutex, which is what
                 // pthread_mutex_consistent requires.
@@ -482,17 +432,17 @@ impl Lock {
                     // Not given out: unlocked (and so unrecoverable) rather than held here.
                     // SAFETY: EOWNERDEAD means this thread holds the mutex.
                     unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
-                    return Err(Error::os("pthread_mutex_consistent", Errno::from_raw(rc)));
+                    return Err(Error::os("pthread_mutex_consistent", Errno::from_raw(rc)).into());
                 }
                 Acquired::OwnerDied { pid }
             }
             libc::ENOTRECOVERABLE => {
-                return Err(Error::LockAbandoned {
+                return Err(LockError::LockAbandoned {
                     pid: self.holder().unwrap_or(0),
                 });
             }
-            libc::EDEADLK => return Err(Error::AlreadyHeld),
-            rc => return Err(Error::os(call, Errno::from_raw(rc))),
+            libc::EDEADLK => return Err(LockError::AlreadyHeld),
+            rc => return Err(Error::os(call, Errno::from_raw(rc)).into()),
         };
         // Recorded before anything is handed out under the lock.
         state.holder.store(this_thread(), Ordering::Release);
@@ -536,16 +486,16 @@ impl Drop for LockGuard<'_> {
 }
 
 /// Makes a mutex robust: when its holder dies, the next locker gets it with EOWNERDEAD.
-unsafe fn set_robust(attr: *mut libc::pthread_mutexattr_t) -> Result<(), Error> {
+unsafe fn set_robust(attr: *mut libc::pthread_mutexattr_t) -> Result<(), LockError> {
     // SAFETY: the caller passes an initialised mutexattr.
     let rc = unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) };
     check("pthread_mutexattr_setrobust", rc)
 }
 
 /// pthread calls return the error number instead of setting errno.
-fn check(call: &'static str, rc: libc::c_int) -> Result<(), Error> {
+fn check(call: &'static str, rc: libc::c_int) -> Result<(), LockError> {
     match rc {
         0 => Ok(()),
-        rc => Err(Error::os(call, Errno::from_raw(rc))),
+        rc => Err(Error::os(call, Errno::from_raw(rc)).into()),
     }
 }

@@ -25,7 +25,7 @@ use std::error::Error;
 use std::io::{self, Write};
 
 use common::Process;
-use lock::Lock;
+use lock::{Lock, LockError};
 
 /// What `--help` prints.
 const USAGE: &str = "Section 4: ten processes print their line under one Lock; with --no-lock,
@@ -48,7 +48,7 @@ fn print_hello(i: i32) -> io::Result<()> {
     writeln!(out, "{i}")
 }
 
-fn main() -> Result<(), common::Error> {
+fn main() -> Result<(), LockError> {
     let no_lock = common::args::one_of(USAGE, &["--no-lock"]).is_some();
     let lock = Lock::new()?;
     for num in 0..10 {

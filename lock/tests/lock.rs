@@ -13,8 +13,8 @@ mod testkit;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{Error, ExitStatus, Mapping, Process};
-use lock::{Acquired, Lock};
+use common::{ExitStatus, Mapping, Process};
+use lock::{Acquired, Lock, LockError};
 use testkit::{assert_no_children, run_tests};
 
 fn main() {
@@ -180,12 +180,12 @@ fn acquire_timeout_gives_up() {
 
 fn misuse_is_an_error() {
     let lock = Lock::new().unwrap();
-    assert!(matches!(lock.release(), Err(Error::NotHolder)));
+    assert!(matches!(lock.release(), Err(LockError::NotHolder)));
     let held = lock.lock().unwrap();
-    assert!(matches!(lock.acquire(), Err(Error::AlreadyHeld)));
+    assert!(matches!(lock.acquire(), Err(LockError::AlreadyHeld)));
     assert!(matches!(
         lock.acquire_timeout(Duration::from_secs(1)),
-        Err(Error::AlreadyHeld)
+        Err(LockError::AlreadyHeld)
     ));
     drop(held);
     assert_eq!(lock.holder(), None);
@@ -193,7 +193,7 @@ fn misuse_is_an_error() {
     // A child cannot release the lock its parent holds.
     let held = lock.lock().unwrap();
     let mut p = Process::new(|| {
-        assert!(matches!(lock.release(), Err(Error::NotHolder)));
+        assert!(matches!(lock.release(), Err(LockError::NotHolder)));
     });
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
@@ -248,16 +248,16 @@ fn a_thread_that_ends_holding_abandons_the_lock() {
     let me = std::process::id();
     for _ in 0..2 {
         match lock.acquire() {
-            Err(Error::LockAbandoned { pid }) => assert_eq!(pid, me),
+            Err(LockError::LockAbandoned { pid }) => assert_eq!(pid, me),
             other => panic!("an abandoned lock was taken: {other:?}"),
         }
     }
     assert!(matches!(
         lock.acquire_timeout(Duration::from_millis(10)),
-        Err(Error::LockAbandoned { .. })
+        Err(LockError::LockAbandoned { .. })
     ));
     let mut child = Process::new(|| {
-        assert!(matches!(lock.lock(), Err(Error::LockAbandoned { .. })));
+        assert!(matches!(lock.lock(), Err(LockError::LockAbandoned { .. })));
     });
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
@@ -311,7 +311,7 @@ fn a_release_by_another_changes_nothing() {
     let mut other = Process::new(|| {
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until {
-            assert!(matches!(lock.release(), Err(Error::NotHolder)));
+            assert!(matches!(lock.release(), Err(LockError::NotHolder)));
         }
     });
     other.start().unwrap();
@@ -363,7 +363,7 @@ fn a_dead_holders_pid_given_again_is_never_taken_for_dead() {
     stranger.kill().unwrap();
     stranger.wait().unwrap();
     assert!(
-        matches!(got, Err(Error::LockAbandoned { pid }) if pid == dead as u32),
+        matches!(got, Err(LockError::LockAbandoned { pid }) if pid == dead as u32),
         "{got:?}"
     );
     assert_no_children();
@@ -395,7 +395,8 @@ fn a_lock_is_refused_in_another_pid_namespace() {
                     holder_tid,
                     "no twin of the holder's tid"
                 );
-                let refused = |got: Result<_, Error>| matches!(got, Err(Error::OtherPidNamespace));
+                let refused =
+                    |got: Result<_, LockError>| matches!(got, Err(LockError::OtherPidNamespace));
                 assert!(refused(lock.release()), "released the holder's lock");
                 assert!(refused(lock.acquire().map(drop)));
                 assert!(refused(lock.acquire_timeout(Duration::ZERO).map(drop)));
@@ -461,7 +462,7 @@ fn a_dead_holder_is_recovered_with_no_descriptor_left() {
     let mut quitter = Process::new(|| std::mem::forget(lock.lock().unwrap()));
     quitter.start().unwrap();
     let pid = quitter.pid().unwrap().as_raw() as u32;
-    while !common::has_ended(pid) {
+    while !testkit::has_ended(pid) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut files = Vec::new();
@@ -507,14 +508,14 @@ fn a_thread_holds_at_most_as_many_locks_as_the_kernel_frees() {
     let guards: Vec<_> = locks[..2000].iter().map(|l| l.lock().unwrap()).collect();
     assert!(matches!(
         locks[2000].acquire(),
-        Err(Error::TooManyHeld { limit: 2000 })
+        Err(LockError::TooManyHeld { limit: 2000 })
     ));
     assert!(matches!(
         locks[2000].acquire_timeout(Duration::ZERO),
-        Err(Error::TooManyHeld { limit: 2000 })
+        Err(LockError::TooManyHeld { limit: 2000 })
     ));
     // Taking one it holds is that error, not this one.
-    assert!(matches!(locks[0].acquire(), Err(Error::AlreadyHeld)));
+    assert!(matches!(locks[0].acquire(), Err(LockError::AlreadyHeld)));
     // Another thread holds none.
     std::thread::scope(|s| {
         s.spawn(|| drop(locks[2000].lock().unwrap()))
@@ -559,7 +560,7 @@ fn a_guard_releases_only_its_own_hold() {
     assert_eq!(lock.holder(), Some(std::process::id()));
     lock.release().unwrap();
     assert_eq!(lock.holder(), None);
-    assert!(matches!(lock.release(), Err(Error::NotHolder)));
+    assert!(matches!(lock.release(), Err(LockError::NotHolder)));
 }
 
 /// A guard dropped while its thread panics marks the lock, for the next holder to be told

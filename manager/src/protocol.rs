@@ -1,6 +1,7 @@
 //! What proxies ask the server, and what it answers: each a bincode frame on the socket.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use common::{PyRepr, PyValue};
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,16 @@ pub struct PyDict(pub Vec<(PyValue, PyValue)>);
 
 impl PyRepr for PyDict {
     fn fmt_repr(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        common::Dict(&self.0).fmt_repr(f)
+        f.write_char('{')?;
+        for (i, (key, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            key.fmt_repr(f)?;
+            f.write_str(": ")?;
+            value.fmt_repr(f)?;
+        }
+        f.write_char('}')
     }
 }
 

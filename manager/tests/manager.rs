@@ -15,9 +15,9 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::time::{Duration, Instant};
 
-use common::{ExitStatus, Process, PyValue, frame, has_ended, repr};
+use common::{ExitStatus, Process, PyValue, frame, repr};
 use manager::{DictProxy, ListProxy, Manager, ManagerError};
-use testkit::{assert_no_children, open_fds, run_tests};
+use testkit::{assert_no_children, has_ended, open_fds, run_tests};
 
 fn main() {
     run_tests(&[

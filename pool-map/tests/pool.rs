@@ -596,7 +596,7 @@ fn a_task_the_dead_worker_never_read_runs_elsewhere() {
     r.read_exact(&mut pid).unwrap();
     let helper = Pid::from_raw(i32::from_le_bytes(pid));
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    while !common::has_ended(victim) {
+    while !testkit::has_ended(victim) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let got = p.apply(square, 7);
@@ -664,7 +664,7 @@ fn a_task_left_unread_in_a_closed_pipe_runs_elsewhere() {
     std::thread::sleep(Duration::from_millis(50));
     let mut rest = vec![p.apply_async(square, 1).unwrap()];
     rest.push(p.apply_async(square, 2).unwrap());
-    while !common::has_ended(victim) {
+    while !testkit::has_ended(victim) {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Enough queued that the pool hands one more to the dead worker: that write fails.

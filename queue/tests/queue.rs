@@ -315,7 +315,7 @@ fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
     ));
     kill(w_pid, Signal::SIGCONT).unwrap();
     let started = Instant::now();
-    while !common::has_ended(w_pid.as_raw() as u32) {
+    while !testkit::has_ended(w_pid.as_raw() as u32) {
         if started.elapsed() > Duration::from_secs(10) {
             w.kill().unwrap();
             panic!("the writer still waits on a broken queue");

@@ -6,7 +6,7 @@
 //! Every read and write goes through the lock: `value()` and `set_value()` take it for one
 //! access, and `get_lock()` returns a guard that derefs to the data, for a read-modify-write
 //! such as `+= 1` that must not be split. A holder that dies half-way through a change is
-//! told to the next user as [`Error::OwnerDied`], never hidden.
+//! told to the next user as [`LockError::OwnerDied`], never hidden.
 //!
 //! # The program
 //!
@@ -18,7 +18,9 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
 
-use common::{Error, Mapping, SharedBorrow};
+use common::{Mapping, SharedBorrow};
+/// What can go wrong: every failure of a `Value` or an `Array` is its lock's, or an OS call's.
+pub use lock::LockError;
 use lock::{Acquired, Lock, LockGuard};
 
 /// Data that may live in memory shared between processes.
@@ -91,7 +93,7 @@ pub struct Value<T: Plain> {
 /// let num = shared_value::Value::new(0.0)?;
 /// let mut held = num.get_lock()?;
 /// let mut p = common::Process::new(|| *held += 1.0); // ValueGuard is not Send
-/// # Ok::<(), common::Error>(())
+/// # Ok::<(), lock::LockError>(())
 /// ```
 pub struct ValueGuard<'a, T: Plain> {
     _held: LockGuard<'a>,
@@ -101,7 +103,7 @@ pub struct ValueGuard<'a, T: Plain> {
 
 impl<T: Plain> Value<T> {
     /// A shared `value`: `Value::new(0.0)` is Python's `Value('d', 0.0)`.
-    pub fn new(value: T) -> Result<Self, Error> {
+    pub fn new(value: T) -> Result<Self, LockError> {
         const { assert!(align_of::<T>() <= PAGE, "a page-aligned mapping aligns T") };
         let map = Mapping::new(size_of::<T>())?;
         // SAFETY: the mapping is page-aligned (so aligned for T, checked above) and at least
@@ -115,12 +117,12 @@ impl<T: Plain> Value<T> {
     }
 
     /// The value, read under the lock: Python's `num.value`.
-    pub fn value(&self) -> Result<T, Error> {
+    pub fn value(&self) -> Result<T, LockError> {
         Ok(*self.get_lock()?)
     }
 
     /// Writes the value under the lock: Python's `num.value = x`.
-    pub fn set_value(&self, value: T) -> Result<(), Error> {
+    pub fn set_value(&self, value: T) -> Result<(), LockError> {
         *self.get_lock()? = value;
         Ok(())
     }
@@ -129,9 +131,9 @@ impl<T: Plain> Value<T> {
     /// `with num.get_lock(): num.value += 1` is `*num.get_lock()? += 1`.
     ///
     /// If the process that held the lock died holding it, the value may be half-written:
-    /// this call returns [`Error::OwnerDied`] instead, and releases the lock, which is
+    /// this call returns [`LockError::OwnerDied`] instead, and releases the lock, which is
     /// usable again; the next call takes it as usual.
-    pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, Error> {
+    pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, LockError> {
         let held = lock(&self.lock)?;
         let borrow = SharedBorrow::new();
         // SAFETY: the mapping holds a T (written by `new`) and lives as long as `self`. Every
@@ -186,7 +188,7 @@ pub struct ArrayGuard<'a, T: Plain> {
 
 impl<T: Plain> Array<T> {
     /// A shared array of `items`: `Array::new(0..10)` is Python's `Array('i', range(10))`.
-    pub fn new(items: impl IntoIterator<Item = T>) -> Result<Self, Error> {
+    pub fn new(items: impl IntoIterator<Item = T>) -> Result<Self, LockError> {
         let items: Vec<T> = items.into_iter().collect();
         const { assert!(align_of::<T>() <= PAGE, "a page-aligned mapping aligns T") };
         let map = Mapping::new(size_of::<T>() * items.len())?;
@@ -217,7 +219,7 @@ impl<T: Plain> Array<T> {
     ///
     /// # Panics
     /// If `i` is out of range, as indexing a slice does (Python raises IndexError).
-    pub fn get(&self, i: usize) -> Result<T, Error> {
+    pub fn get(&self, i: usize) -> Result<T, LockError> {
         Ok(self.get_lock()?[i])
     }
 
@@ -225,20 +227,20 @@ impl<T: Plain> Array<T> {
     ///
     /// # Panics
     /// If `i` is out of range.
-    pub fn set(&self, i: usize, value: T) -> Result<(), Error> {
+    pub fn set(&self, i: usize, value: T) -> Result<(), LockError> {
         self.get_lock()?[i] = value;
         Ok(())
     }
 
     /// A copy of every element, read under the lock: Python's `a[:]`.
-    pub fn to_vec(&self) -> Result<Vec<T>, Error> {
+    pub fn to_vec(&self) -> Result<Vec<T>, LockError> {
         Ok(self.get_lock()?.to_vec())
     }
 
     /// Takes the array's lock; the guard reads and writes the elements until dropped.
-    /// [`Error::OwnerDied`] if the lock's holder died holding it, as for
+    /// [`LockError::OwnerDied`] if the lock's holder died holding it, as for
     /// [`Value::get_lock`].
-    pub fn get_lock(&self) -> Result<ArrayGuard<'_, T>, Error> {
+    pub fn get_lock(&self) -> Result<ArrayGuard<'_, T>, LockError> {
         let held = lock(&self.lock)?;
         let borrow = SharedBorrow::new();
         // SAFETY: the mapping holds `len` values of T (written by `new`) and lives as long as
@@ -255,13 +257,13 @@ impl<T: Plain> Array<T> {
     }
 }
 
-/// Takes `lock`; [`Error::OwnerDied`] (and the lock released) if its holder died holding it,
+/// Takes `lock`; [`LockError::OwnerDied`] (and the lock released) if its holder died holding it,
 /// so that no one reads what it left half-written as if it were whole.
-fn lock(lock: &Lock) -> Result<LockGuard<'_>, Error> {
+fn lock(lock: &Lock) -> Result<LockGuard<'_>, LockError> {
     let held = lock.lock()?;
     match held.acquired() {
         Acquired::Released => Ok(held),
-        Acquired::OwnerDied { pid } => Err(Error::OwnerDied { pid }),
+        Acquired::OwnerDied { pid } => Err(LockError::OwnerDied { pid }),
     }
 }
 

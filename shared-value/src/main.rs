@@ -20,7 +20,7 @@
 //! `n.value += 1` does, then holding `get_lock()`, which gives exactly 200000.
 
 use common::{Process, repr};
-use shared_value::{Array, Value};
+use shared_value::{Array, LockError, Value};
 
 /// What `--help` prints.
 const USAGE: &str = "Section 5: a child changes a Value and an Array in shared memory, and the
@@ -29,7 +29,7 @@ usage: cargo run -p shared-value [-- counter]";
 
 // The article's number, not PI: 3.1415927 is what Python prints back.
 #[allow(clippy::approx_constant)]
-fn f(n: &Value<f64>, a: &Array<i32>) -> Result<(), common::Error> {
+fn f(n: &Value<f64>, a: &Array<i32>) -> Result<(), LockError> {
     n.set_value(3.1415927)?;
     for i in 0..a.len() {
         a.set(i, -a.get(i)?)?;
@@ -37,7 +37,7 @@ fn f(n: &Value<f64>, a: &Array<i32>) -> Result<(), common::Error> {
     Ok(())
 }
 
-fn main() -> Result<(), common::Error> {
+fn main() -> Result<(), LockError> {
     if common::args::one_of(USAGE, &["counter"]).is_some() {
         return counter();
     }
@@ -54,20 +54,20 @@ fn main() -> Result<(), common::Error> {
 }
 
 /// counter.py: `n.value += 1` from two processes, without and with the value's lock.
-fn counter() -> Result<(), common::Error> {
-    fn add(n: &Value<i32>, times: i32) -> Result<(), common::Error> {
+fn counter() -> Result<(), LockError> {
+    fn add(n: &Value<i32>, times: i32) -> Result<(), LockError> {
         for _ in 0..times {
             n.set_value(n.value()? + 1)?; // two locked steps: another process can come between
         }
         Ok(())
     }
-    fn add_locked(n: &Value<i32>, times: i32) -> Result<(), common::Error> {
+    fn add_locked(n: &Value<i32>, times: i32) -> Result<(), LockError> {
         for _ in 0..times {
             *n.get_lock()? += 1; // one locked step
         }
         Ok(())
     }
-    type Target = fn(&Value<i32>, i32) -> Result<(), common::Error>;
+    type Target = fn(&Value<i32>, i32) -> Result<(), LockError>;
     let targets: [(&str, Target); 2] = [("without get_lock", add), ("with get_lock", add_locked)];
     for (name, target) in targets {
         let num = Value::new(0)?;

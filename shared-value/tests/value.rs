@@ -12,7 +12,7 @@ mod testkit;
 
 use common::{Error, ExitStatus, Process};
 use nix::sys::signal::{Signal, raise};
-use shared_value::{Array, Value};
+use shared_value::{Array, LockError, Value};
 use std::time::Duration;
 use testkit::{assert_no_children, run_tests};
 
@@ -134,7 +134,7 @@ fn guards_exclude_other_access() {
     });
     p.start().unwrap();
     let mut held = num.get_lock().unwrap();
-    assert!(matches!(num.value(), Err(Error::AlreadyHeld)));
+    assert!(matches!(num.value(), Err(LockError::AlreadyHeld)));
     w.write_all(b"x").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     *held = 2;
@@ -195,11 +195,11 @@ fn a_holder_that_dies_half_way_is_reported() {
     assert_eq!(p.join().unwrap(), ExitStatus::Signaled(Signal::SIGKILL));
     let pid = p.pid().unwrap().as_raw() as u32;
     match arr.to_vec() {
-        Err(Error::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        Err(LockError::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
         other => panic!("a dead holder's half-negated array read as {other:?}"),
     }
     match num.value() {
-        Err(Error::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        Err(LockError::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
         other => panic!("a dead holder's value read as {other:?}"),
     }
     // Told once, the lock is usable again: what the holder left is there to repair.
@@ -223,7 +223,7 @@ fn a_holder_that_panics_half_way_is_reported() {
     assert_eq!(p.join().unwrap(), ExitStatus::Exited(101));
     let pid = p.pid().unwrap().as_raw() as u32;
     match arr.to_vec() {
-        Err(Error::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
+        Err(LockError::OwnerDied { pid: dead }) => assert_eq!(dead, pid),
         other => panic!("a panicked holder's half-changed array read as {other:?}"),
     }
     assert_eq!(arr.to_vec().unwrap(), [1, 0]);
@@ -243,8 +243,11 @@ fn a_guard_leaked_by_an_ended_thread_is_never_aliased() {
     .unwrap();
     *leaked = 2;
     for _ in 0..2 {
-        assert!(matches!(num.get_lock(), Err(Error::LockAbandoned { .. })));
-        assert!(matches!(num.value(), Err(Error::LockAbandoned { .. })));
+        assert!(matches!(
+            num.get_lock(),
+            Err(LockError::LockAbandoned { .. })
+        ));
+        assert!(matches!(num.value(), Err(LockError::LockAbandoned { .. })));
     }
     assert_eq!(*leaked, 2);
 }
@@ -278,7 +281,7 @@ fn a_killed_holder_is_over_only_when_all_its_threads_are() {
     });
     holder.start().unwrap();
     ready.read_exact(&mut [0]).unwrap();
-    assert!(matches!(arr.get_lock(), Err(Error::OwnerDied { .. })));
+    assert!(matches!(arr.get_lock(), Err(LockError::OwnerDied { .. })));
     let held = arr.get_lock().unwrap();
     let filled = |items: &[u8]| {
         (0..N)
@@ -340,7 +343,7 @@ fn a_holder_seen_from_another_namespace_is_never_taken_for_dead() {
     }
     for _ in 0..2 {
         match num.get_lock() {
-            Err(Error::LockAbandoned { .. }) => {}
+            Err(LockError::LockAbandoned { .. }) => {}
             other => panic!("a live holder's lock was given: {:?}", other.map(|g| *g)),
         }
     }
@@ -391,7 +394,10 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
                 let got: Vec<_> = (0..2).map(|_| num.get_lock().map(|g| *g)).collect();
                 (&stop_w).write_all(b"s").unwrap();
                 for got in got {
-                    assert!(matches!(got, Err(Error::LockAbandoned { .. })), "{got:?}");
+                    assert!(
+                        matches!(got, Err(LockError::LockAbandoned { .. })),
+                        "{got:?}"
+                    );
                 }
             });
             b.start().unwrap();
@@ -430,7 +436,7 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     go_w.write_all(b"g").unwrap();
     let m_pid = m.pid().unwrap().as_raw() as u32;
     let start = std::time::Instant::now();
-    while !common::has_ended(m_pid) {
+    while !testkit::has_ended(m_pid) {
         if start.elapsed() > lock::EXIT_WAIT * 3 {
             // B hangs: A stops, so that the test ends, and fails.
             (&stop_w).write_all(b"s").unwrap();

@@ -14,7 +14,7 @@ use std::time::Instant;
 use regex::Regex;
 
 mod run;
-pub use run::{HANG, Run, assert_interrupts_are_clean, process_state, run, stdout_of};
+pub use run::{HANG, Run, assert_interrupts_are_clean, has_ended, process_state, run, stdout_of};
 
 /// Set to `overwrite` to write the actual outputs into the golden files.
 pub const UPDATE_ENV: &str = "SNAPSHOTS";

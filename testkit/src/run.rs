@@ -2,6 +2,7 @@
 //! checked to leave nothing behind, neither a process of its session nor a file.
 
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -207,7 +208,31 @@ pub fn process_state(pid: u32) -> Option<char> {
 /// Field `n` of `/proc/<pid>/stat`.
 fn stat(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    common::stat_field(&stat, n).map(str::to_owned)
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_owned)
+}
+
+/// True once process `pid` has ended, every thread of it (its pidfd is readable then), or
+/// there is no such process.
+pub fn has_ended(pid: u32) -> bool {
+    // SAFETY: pidfd_open takes two integers and touches no memory; the descriptor it
+    // returns is owned by `pidfd`.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) };
+    let mut ready = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one pollfd, which outlives the call.
+    unsafe { libc::poll(&mut ready, 1, 0) == 1 }
 }
 
 /// `assert_interrupt_is_clean` three ways: SIGINT to the example, SIGTERM to it, and
@@ -284,7 +309,7 @@ fn first_child(pid: u32) {
             Ok(list) if list.trim().is_empty() => {}
             _ => return,
         }
-        if common::has_ended(pid) {
+        if has_ended(pid) {
             return;
         }
     }

@@ -1,0 +1,223 @@
+//! Has a lock's holder ended? The question a waiter asks when the kernel hands it a lock
+//! with `EOWNERDEAD`, answered in the kernel's words: a pidfd of the holder's pid, in the
+//! pid namespace where that pid means something, and `/proc` to tell how long an exit that
+//! has begun may still take. The namespace is cached per process and asked again in a child
+//! after fork: the cache is tagged with [`common::process_key`], which every fork changes.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
+use common::{Error, current_pid, process_key};
+
+use crate::EXIT_WAIT;
+
+/// Whether the holder's process has ended, every thread of it ([`process_ended`],
+/// from a pidfd), for a lock made in pid namespace `home_ns`. Only where the kernel tells
+/// pid namespaces apart (`home_ns` is not 0): elsewhere, a process of another namespace
+/// may use the lock, and the holder's pid name another process here. (A pid given again
+/// to another process after the holder ended looks alive: the lock is then abandoned,
+/// never recovered by mistake.)
+pub(crate) fn holder_is_gone(pid: u32, home_ns: u64) -> bool {
+    home_ns != 0 && process_ended(pid) == Some(true)
+}
+
+/// Whether the process of a lock's dead holder has ended, so that nothing it handed out
+/// under the lock can still be in use. The kernel gives a dying process's locks up early in
+/// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
+/// take seconds: a process that is exiting is waited for, up to [`EXIT_WAIT`](crate::EXIT_WAIT). One that is
+/// not exiting a moment after its lock was given up lives on: only a thread of it died.
+/// Where neither the kernel nor `/proc` can tell, the answer is "lives on" after
+/// [`EXIT_WAIT`](crate::EXIT_WAIT): the lock is then abandoned, never recovered while its holder may run.
+pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> bool {
+    if pid == 0 {
+        // It died between taking the lock and recording itself: it handed nothing out.
+        return true;
+    }
+    if pid == current_pid() || home_ns == 0 {
+        // One of this process's threads, and this process goes on; or no telling.
+        return false;
+    }
+    // The other threads of a killed process start their exit a moment after the first.
+    // After that, two readings in a row must say "not exiting": between its taking SIGKILL
+    // and flagging its exit, a dying first thread shows neither for a moment. (`/proc` only
+    // decides how long to wait here, never that the holder has ended.)
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    let mut not_exiting = 0;
+    while !holder_is_gone(pid, home_ns) {
+        let waited = start.elapsed();
+        if waited >= EXIT_WAIT {
+            return false;
+        }
+        match is_exiting(pid) {
+            Some(false) if waited >= Duration::from_millis(100) => {
+                not_exiting += 1;
+                if not_exiting == 2 {
+                    return false;
+                }
+            }
+            Some(false) => {}
+            // Exiting, or no telling from `/proc`: wait on.
+            Some(true) | None => not_exiting = 0,
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Whether process `pid` has ended, every thread of it: it is gone, or a zombie not yet
+/// reaped. A process whose first thread has died shows as a zombie in `/proc` while its
+/// other threads still run (and may still write memory it shares), and `/proc` can be
+/// another pid namespace's, or not procfs at all; so the answer comes from a pidfd, which
+/// the kernel makes readable only once the whole thread group has exited, and which names
+/// the pid in this process's own pid namespace. Without a pidfd (before Linux 5.3, or no
+/// descriptor left), `waitid` asks about a child of this process without reaping it, and
+/// `kill` says when there is no such process at all. `None` when nothing can tell (a zombie
+/// that is not this process's child, without a pidfd).
+fn process_ended(pid: u32) -> Option<bool> {
+    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
+    // is owned by `pidfd` below, and closed there.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let mut fds = [common::fd::pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
+        return common::fd::poll_fds(&mut fds, 0)
+            .ok()
+            .map(|ready| ready == 1);
+    }
+    if Errno::last() == Errno::ESRCH {
+        return Some(true);
+    }
+    let pid = Pid::from_raw(pid as libc::pid_t);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(pid), flags) {
+        Ok(WaitStatus::StillAlive) => Some(false),
+        Ok(_) => Some(true),
+        Err(_) => (kill(pid, None) == Err(Errno::ESRCH)).then_some(true),
+    }
+}
+
+/// The process [`PID_NS`] was asked in; 0 until asked.
+static PID_NS_KEY: AtomicU64 = AtomicU64::new(0);
+/// This process's pid namespace, valid while [`PID_NS_KEY`] is this process's key. Every
+/// thread of a process that writes it writes the same value.
+static PID_NS: AtomicU64 = AtomicU64::new(0);
+
+/// This process's pid namespace, in which its pid means what it says: the inode of the
+/// namespace, asked of the kernel through a pidfd of this process (the
+/// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
+/// could fake. `Ok(0)` when the kernel cannot tell (an older one, valgrind's emulation of it,
+/// or a seccomp filter that forbids pidfds), and an error when it could but the lookup
+/// failed (no descriptor left, say). A
+/// process never changes its own pid namespace, so the answer is cached.
+pub(crate) fn pid_namespace() -> Result<u64, Error> {
+    let key = process_key();
+    if PID_NS_KEY.load(Ordering::Acquire) == key {
+        return Ok(PID_NS.load(Ordering::Relaxed));
+    }
+    let ns = ask_pid_namespace()?;
+    PID_NS.store(ns, Ordering::Relaxed);
+    PID_NS_KEY.store(key, Ordering::Release);
+    Ok(ns)
+}
+
+fn ask_pid_namespace() -> Result<u64, Error> {
+    /// `_IO(PIDFS_IOCTL_MAGIC, 5)`, from linux/pidfd.h.
+    const PIDFD_GET_PID_NAMESPACE: libc::c_ulong = 0xFF05;
+    // The failure of `call`: "cannot tell" (0) where a kernel without pidfds (ENOSYS), or
+    // without this ioctl (ENOTTY before pidfs, EINVAL or EOPNOTSUPP), says so, or a seccomp
+    // filter that forbids them (EPERM, EACCES); an error otherwise.
+    let failed = |call: &'static str| {
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(
+                libc::ENOSYS
+                | libc::ENOTTY
+                | libc::EINVAL
+                | libc::EOPNOTSUPP
+                | libc::EPERM
+                | libc::EACCES,
+            ) => Ok(0),
+            _ => Err(Error::os(call, e)),
+        }
+    };
+    // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
+    // is owned by `pidfd` below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return failed("pidfd_open");
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: this ioctl reads its argument as an integer, which must be 0, and returns a
+    // new descriptor or -1; it touches no memory of ours.
+    let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
+    if ns < 0 {
+        return failed("ioctl(PIDFD_GET_PID_NAMESPACE)");
+    }
+    // SAFETY: `ns` is a new descriptor that nothing else owns.
+    let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
+    use std::os::unix::fs::MetadataExt;
+    let meta = ns.metadata().map_err(|e| Error::os("fstat", e))?;
+    Ok(meta.ino())
+}
+
+/// Whether `/proc` shows this process's own pid namespace, so that `/proc/<pid>` is the
+/// process that `pid` names here: after `unshare --pid` without a new `/proc`, it is the
+/// parent namespace's, where the same number is another process. Then `NSpid` of
+/// `/proc/self/status` lists more than one pid.
+fn proc_is_ours() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let Some(pids) = status.lines().find_map(|line| line.strip_prefix("NSpid:")) else {
+        return false;
+    };
+    let mut pids = pids.split_whitespace();
+    pids.next().and_then(|pid| pid.parse().ok()) == Some(current_pid()) && pids.next().is_none()
+}
+
+/// Whether process `pid` as a whole is on its way out: its first thread has begun its exit
+/// (the kernel's PF_EXITING flag, field 9 of `/proc/<pid>/stat`) or has SIGKILL pending,
+/// which a kill of the process, or an `exit_group` by another thread, puts on every thread
+/// before any of them exits (`/proc/<pid>/status`, SigPnd and ShdPnd). A thread that ends
+/// alone sets neither on the first thread. `None` when `/proc` does not say, or is not this
+/// pid namespace's. (`/proc` can lie: it only ever decides how long to wait.)
+fn is_exiting(pid: u32) -> Option<bool> {
+    const PF_EXITING: u32 = 0x4;
+    const SIGKILL_PENDING: u64 = 1 << (libc::SIGKILL - 1);
+    if !proc_is_ours() {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let flags: u32 = stat_field(&stat, 9)?.parse().ok()?;
+    if flags & PF_EXITING != 0 {
+        return Some(true);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let pending = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+    };
+    let killed = [pending("SigPnd:")?, pending("ShdPnd:")?]
+        .iter()
+        .any(|mask| mask & SIGKILL_PENDING != 0);
+    Some(killed)
+}
+
+/// Field `n` of a `/proc/<pid>/stat` line, numbered from 1 as proc(5) numbers them.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
