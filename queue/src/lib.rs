@@ -24,13 +24,12 @@ use std::sync::atomic::{
     Ordering::{Acquire, Relaxed, Release, SeqCst},
     fence,
 };
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::fd::{self, SPIN};
 use common::frame::{self, FrameError, PREFIX};
 use common::{Error, Mapping, current_pid};
-use lock::{Acquired, Lock, LockGuard};
+use lock::{Acquired, Lock, LockError, LockGuard};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,6 +58,10 @@ pub enum QueueError {
     /// An item could not be encoded, or what came is not an item of this queue's type.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// One of the queue's locks failed: a thread that held it ended while its process goes
+    /// on, say ([`LockError::LockAbandoned`]).
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// An OS call failed.
     #[error(transparent)]
     Os(#[from] Error),
@@ -112,9 +115,6 @@ pub struct Queue<T> {
     write_lock: Lock,
     read_lock: Lock,
     shared: Mapping,
-    /// This process's buffer for encoding an item, reused by every put. A `Mutex` rather
-    /// than a `RefCell` so that `&Queue` can go to another thread, or into a `Process`.
-    scratch: Mutex<Vec<u8>>,
     _items: PhantomData<fn(T) -> T>,
 }
 
@@ -194,7 +194,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             write_lock: Lock::new()?,
             read_lock: Lock::new()?,
             shared: Mapping::new(BUF_AT + BUF)?,
-            scratch: Mutex::new(Vec::new()),
             _items: PhantomData,
         })
     }
@@ -202,10 +201,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Puts `item` at the end of the queue: Python's `q.put(item)`. Blocks while the pipe
     /// is full.
     pub fn put(&self, item: &T) -> Result<(), QueueError> {
-        // A put that panicked in `serialize` poisoned the mutex, and left nothing that
-        // matters: the buffer is cleared first.
-        let mut buf = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
-        buf.clear();
+        // Room for a small item up front: a buffer that grows as the item encodes made a
+        // put of `(i, "hello")` 18% slower (1,170 against 990 ns a message, 200,000 of them
+        // between two processes); with this, a new buffer each put is as fast as a reused one.
+        let mut buf = Vec::with_capacity(256);
         frame::encode(&mut buf, item)?;
         let state = self.state();
         // The write lock is waited for a while at a time: a queue that breaks meanwhile is
