@@ -1,0 +1,217 @@
+//! [`FrameBuf`]: frames read from a stream, a buffer at a time.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use super::{FrameError, PREFIX, payload_len};
+use crate::Error;
+use crate::fd::{SPIN, wait_readable};
+
+/// What a [`FrameBuf`] holds while no big frame passes through it.
+const KEPT: usize = 64 << 10;
+
+/// Bytes read from a stream and not yet taken as frames: one buffer, reused, so reading
+/// many small frames costs few system calls and no allocation per frame.
+#[derive(Default)]
+pub struct FrameBuf {
+    /// Its whole length is usable; the bytes waiting are `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameBuf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        FrameBuf::default()
+    }
+
+    /// The payload length of the next frame, if the whole frame has arrived.
+    pub fn ready(&self) -> Result<Option<usize>, FrameError> {
+        let have = &self.buf[self.start..self.end];
+        Ok(payload_len(have)?.filter(|len| have.len() >= PREFIX + len))
+    }
+
+    /// The next whole frame's payload, if it has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let Some(len) = self.ready()? else {
+            return Ok(None);
+        };
+        let from = self.start + PREFIX;
+        self.start = from + len;
+        Ok(Some(&self.buf[from..from + len]))
+    }
+
+    /// How many bytes wait that are not a whole frame yet.
+    pub fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Reads once from `r` into the buffer: what `read(2)` returns, 0 at end of stream.
+    ///
+    /// The buffer holds 64 KiB, and grows only as the bytes of a larger frame arrive (to
+    /// twice what has come): a frame's claimed length is never allocated up front.
+    pub fn fill(&mut self, r: &mut impl Read) -> io::Result<usize> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+            // What a big frame grew, it gives back once taken: a connection that sent one
+            // does not keep its megabytes.
+            if self.buf.len() > KEPT {
+                self.buf.truncate(KEPT);
+                self.buf.shrink_to_fit();
+            }
+        } else if self.start > 0 && self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.end == self.buf.len() {
+            let grown = (2 * self.buf.len()).max(KEPT);
+            self.buf.resize(grown, 0);
+        }
+        let n = r.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the
+    /// end of the stream between frames. `r` must be non-blocking (see [`set_nonblocking`](crate::fd::set_nonblocking)):
+    /// it is polled for [`SPIN`] before the reader sleeps in `poll(2)`.
+    pub fn read_frame<R: Read + AsFd>(&mut self, r: &mut R) -> Result<Option<&[u8]>, FrameError> {
+        let mut spin_until = None;
+        while self.ready()?.is_none() {
+            match self.fill(r) {
+                Ok(0) if self.pending() == 0 => return Ok(None),
+                Ok(0) => {
+                    return Err(FrameError::Truncated {
+                        got: self.pending(),
+                    });
+                }
+                Ok(_) => spin_until = None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN);
+                    if Instant::now() < until {
+                        std::hint::spin_loop();
+                    } else {
+                        wait_readable(r.as_fd(), None)?;
+                    }
+                }
+                Err(e) => return Err(Error::os("read", e).into()),
+            }
+        }
+        self.next_frame()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{MAX_FRAME, decode, encode};
+
+    #[test]
+    fn a_value_round_trips() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &(7, "hello".to_string())).unwrap();
+        encode(&mut buf, &vec![1.5f64, -0.0]).unwrap();
+        let mut frames = FrameBuf::new();
+        frames.fill(&mut &buf[..]).unwrap();
+        let first: (i32, String) = decode(frames.next_frame().unwrap().unwrap()).unwrap();
+        assert_eq!(first, (7, "hello".to_string()));
+        let second: Vec<f64> = decode(frames.next_frame().unwrap().unwrap()).unwrap();
+        assert_eq!(second, [1.5, -0.0]);
+        assert!(frames.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_prefix_over_the_limit_is_refused_before_its_payload() {
+        let mut frames = FrameBuf::new();
+        let prefix = (MAX_FRAME as u32 + 1).to_le_bytes();
+        frames.fill(&mut &prefix[..]).unwrap();
+        assert!(matches!(
+            frames.next_frame(),
+            Err(FrameError::TooLarge { len }) if len == MAX_FRAME + 1
+        ));
+        // Nor is a value over the limit written.
+        let mut buf = vec![9];
+        let big = vec![0u8; MAX_FRAME + 1];
+        assert!(matches!(
+            encode(&mut buf, &big),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(buf, [9]);
+    }
+
+    #[test]
+    fn a_claimed_length_is_not_allocated_before_its_bytes_come() {
+        let mut frames = FrameBuf::new();
+        let mut claim = (MAX_FRAME as u32).to_le_bytes().to_vec();
+        claim.extend_from_slice(&[0; 10]);
+        frames.fill(&mut &claim[..]).unwrap();
+        frames.fill(&mut &[0u8; 10][..]).unwrap();
+        frames.fill(&mut &[0u8; 10][..]).unwrap();
+        assert!(frames.next_frame().unwrap().is_none());
+        assert_eq!(frames.pending(), 34);
+        assert!(
+            frames.buf.len() <= 64 << 10,
+            "{} bytes allocated",
+            frames.buf.len()
+        );
+    }
+
+    #[test]
+    fn a_big_frame_gives_its_memory_back_once_taken() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &vec![7u8; 1 << 20]).unwrap();
+        encode(&mut buf, &1u8).unwrap();
+        let (big, small) = buf.split_at(buf.len() - PREFIX - 1);
+        let mut frames = FrameBuf::new();
+        let mut big = big;
+        while frames.ready().unwrap().is_none() {
+            frames.fill(&mut big).unwrap();
+        }
+        assert!(frames.buf.len() > 1 << 20);
+        frames.next_frame().unwrap().unwrap();
+        frames.fill(&mut &small[..]).unwrap();
+        assert!(
+            frames.buf.len() <= 64 << 10,
+            "{} bytes kept",
+            frames.buf.len()
+        );
+        assert_eq!(
+            decode::<u8>(frames.next_frame().unwrap().unwrap()).unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_stream_that_stops_inside_a_frame_is_truncated() {
+        let mut buf = Vec::new();
+        encode(&mut buf, "a frame that will be cut").unwrap();
+        let (r, mut w) = os_pipe::pipe().unwrap();
+        std::io::Write::write_all(&mut w, &buf[..10]).unwrap();
+        drop(w);
+        let mut r = r;
+        crate::fd::set_nonblocking(r.as_fd()).unwrap();
+        let mut frames = FrameBuf::new();
+        assert!(matches!(
+            frames.read_frame(&mut r),
+            Err(FrameError::Truncated { got: 10 })
+        ));
+    }
+
+    #[test]
+    fn frames_larger_than_a_pipe_arrive_whole() {
+        let mut buf = Vec::new();
+        let big: Vec<u32> = (0..100_000).collect();
+        encode(&mut buf, &big).unwrap();
+        let (mut r, mut w) = os_pipe::pipe().unwrap();
+        crate::fd::set_nonblocking(r.as_fd()).unwrap();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &buf));
+        let mut frames = FrameBuf::new();
+        let got: Vec<u32> = decode(frames.read_frame(&mut r).unwrap().unwrap()).unwrap();
+        assert_eq!(got, big);
+        writer.join().unwrap().unwrap();
+        assert!(frames.read_frame(&mut r).unwrap().is_none());
+    }
+}

@@ -1,0 +1,174 @@
+//! How a child ended, and waiting for it: every child is reaped, by `join`, or if its handle
+//! was dropped while it ran, by a later `start` or at exit.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::{Mutex, Once, PoisonError};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+use crate::{Error, interrupt};
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It ended with this exit code: 0 when its target returned (or returned `Ok`), 1 when
+    /// it returned `Err`, 101 when it panicked.
+    Exited(i32),
+    /// A signal ended it.
+    Signaled(Signal),
+}
+
+impl ExitStatus {
+    /// True when the child exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// Python's `Process.exitcode`: the exit code, or minus the signal's number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => -(signal as i32),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Block {
+    Yes,
+    No,
+}
+
+/// Waits for one child: `Ok(None)` when `Block::No` and it is still running.
+///
+/// It looks first without reaping (`waitid` with `WNOWAIT`): until it is reaped, the ended
+/// child stays a zombie whose pid no other process can take. Only once it is untracked is it
+/// reaped, so the interrupt handler, which signals every tracked pid, never signals a pid
+/// that may belong to another process by then.
+pub(super) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
+    let mut flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    if let Block::No = block {
+        flags |= WaitPidFlag::WNOHANG;
+    }
+    let status = loop {
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, code)) => break ExitStatus::Exited(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => break ExitStatus::Signaled(signal),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            // Stops and continues are reported only when asked for, which we do not.
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(errno) => {
+                if errno == Errno::ECHILD {
+                    // Reaped by other code: no longer ours to signal either.
+                    interrupt::untrack(pid.as_raw());
+                }
+                return Err(Error::os("waitid", errno));
+            }
+        }
+    };
+    interrupt::untrack(pid.as_raw());
+    if interrupt::handling() {
+        // The handler, on another thread, may have read the pid before it was untracked,
+        // and will signal and reap it: it stays a zombie for the handler, which then ends
+        // this process.
+        return Ok(Some(status));
+    }
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(Some(status)),
+            Err(errno) => return Err(Error::os("waitpid", errno)),
+        }
+    }
+}
+
+/// Children whose handle was dropped while they ran.
+pub(super) static DETACHED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+static JOIN_AT_EXIT: Once = Once::new();
+
+pub(super) fn detach(pid: Pid) {
+    DETACHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(pid);
+    JOIN_AT_EXIT.call_once(|| {
+        // SAFETY: `atexit` only records the address of `join_detached_at_exit`, a function that
+        // lives for the whole program and does not unwind.
+        if unsafe { libc::atexit(join_detached_at_exit) } != 0 {
+            let _ = writeln!(
+                io::stderr(),
+                "atexit: could not register; children may be orphaned"
+            );
+        }
+    });
+}
+
+/// Reaps the detached children that have ended, or with `Block::Yes`, all of them.
+/// A child that `waitpid` no longer knows (reaped by other code) is forgotten.
+pub(super) fn reap_detached(block: Block) {
+    let mut detached = DETACHED.lock().unwrap_or_else(PoisonError::into_inner);
+    detached.retain(|&pid| matches!(wait(pid, block), Ok(None)));
+}
+
+extern "C" fn join_detached_at_exit() {
+    reap_detached(Block::Yes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+
+    /// The interrupt handler signals every tracked pid, so a tracked pid must never have been
+    /// reaped: its number could belong to another process by then. One thread forks and
+    /// waits for short-lived children again and again; another keeps checking that every
+    /// pid it sees tracked is still a child of ours (alive or a zombie).
+    #[test]
+    fn a_tracked_child_is_never_already_reaped() {
+        let done = AtomicBool::new(false);
+        let mut seen_reaped = Vec::new();
+        thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..3000 {
+                    let held = interrupt::Held::new();
+                    // SAFETY: the child only calls `_exit`, which is async-signal-safe, so
+                    // forking from a process with other threads is safe here.
+                    let pid = match unsafe { libc::fork() } {
+                        // SAFETY: `_exit` ends the child at once, as a forked child must.
+                        0 => unsafe { libc::_exit(0) },
+                        pid => pid,
+                    };
+                    interrupt::track(pid);
+                    drop(held);
+                    wait(Pid::from_raw(pid), Block::Yes).expect("waitid");
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+            while !done.load(Ordering::Relaxed) {
+                for pid in interrupt::tracked() {
+                    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+                    if waitid(Id::Pid(Pid::from_raw(pid)), flags) == Err(Errno::ECHILD)
+                        && interrupt::is_tracked(pid)
+                    {
+                        seen_reaped.push(pid);
+                    }
+                }
+            }
+        });
+        assert_eq!(seen_reaped, [], "tracked after they were reaped");
+    }
+}
