@@ -3,7 +3,8 @@
 //!
 //! Run it with `cargo run --release -p bench` (a few minutes). Rounds alternate Rust and
 //! Python; each figure is the median of the rounds. It prints a Markdown table on stdout,
-//! progress on stderr, and writes `bench/results/bench.md` and `bench/results/bench.svg`.
+//! progress on stderr, and writes `bench.md` and `bench.svg` under `target/bench/`. The
+//! README's figures are `bench/results/`, which only `-- --out bench/results` rewrites.
 //! `-- --quick` runs small counts once and only checks that every workload runs and every
 //! check holds (exact totals, every message received); it writes nothing.
 
@@ -23,6 +24,14 @@ use workloads::Timed;
 
 const USAGE: &str =
     "usage: cargo run --release -p bench [-- [--quick] [--rounds N] [--no-python] [--out DIR]]";
+
+/// What `--help` prints before the usage.
+const ABOUT: &str = "What each mechanism of the workspace costs, beside Python's multiprocessing and
+the raw OS limit, measured in one run: a Markdown table on stdout, progress on stderr.
+  --quick      small counts, one round: checks that every workload runs; writes nothing
+  --rounds N   rounds of each measurement (5); each figure is their median
+  --no-python  leave the Python column empty
+  --out DIR    where bench.md and bench.svg go (target/bench; the README's: bench/results)";
 
 /// A raw limit: the bound a workload is compared with.
 pub struct Limit {
@@ -168,6 +177,7 @@ const WORKLOADS: [Workload; 8] = [
 /// Rounds in a full run.
 const ROUNDS: usize = 5;
 
+#[derive(Debug)]
 struct Options {
     quick: bool,
     rounds: usize,
@@ -175,11 +185,13 @@ struct Options {
     out: Option<PathBuf>,
 }
 
-fn options() -> Result<Options, String> {
+/// What the command line asked for; `Ok(None)` for `--help`.
+fn options(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let (mut quick, mut python, mut rounds, mut out) = (false, true, None, None);
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
             "--quick" => quick = true,
             "--no-python" => python = false,
             "--rounds" => {
@@ -192,18 +204,31 @@ fn options() -> Result<Options, String> {
         }
     }
     // A quick run is a check, not a measurement: one round, and nothing written unless asked.
-    let default_out = || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-    Ok(Options {
+    // A full run writes under target/, never over the README's figures in bench/results.
+    Ok(Some(Options {
         quick,
         python,
         rounds: rounds.unwrap_or(if quick { 1 } else { ROUNDS }),
         out: out.or_else(|| (!quick).then(default_out)),
-    })
+    }))
+}
+
+/// `bench/` under the workspace's target directory (`CARGO_TARGET_DIR` if set).
+fn default_out() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    target.join("bench")
 }
 
 fn main() -> ExitCode {
-    let options = match options() {
-        Ok(options) => options,
+    let options = match options(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{ABOUT}\n{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("bench: {e}\n{USAGE}");
             return ExitCode::from(2);
@@ -302,4 +327,25 @@ fn options_line(options: &Options) -> String {
 /// Operations per second.
 pub fn ops_per_sec(ops: usize, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        options(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn a_full_run_writes_under_target_and_a_quick_one_nowhere() {
+        let full = parse(&[]).unwrap().unwrap();
+        let out = full.out.unwrap();
+        assert!(out.ends_with("target/bench"), "{}", out.display());
+        assert!(!out.ends_with("bench/results"));
+        assert_eq!(parse(&["--quick"]).unwrap().unwrap().out, None);
+        let asked = parse(&["--out", "bench/results"]).unwrap().unwrap();
+        assert_eq!(asked.out, Some(PathBuf::from("bench/results")));
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
 }

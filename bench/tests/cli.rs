@@ -87,6 +87,16 @@ fn the_results_are_written_where_asked() {
 }
 
 #[test]
+fn help_says_what_it_measures_and_exits_0() {
+    let out = run(bench(&["--help"]));
+    assert!(out.status.success(), "stderr:\n{}", out.stderr);
+    assert!(out.stdout.starts_with("What each mechanism"), "{}", out.stdout);
+    assert!(out.stdout.contains("usage: cargo run --release -p bench"));
+    assert!(out.stdout.contains("--out DIR"));
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
 fn refuses_unknown_arguments_and_nonsense_rounds() {
     let usage = "usage: cargo run --release -p bench";
     assert_usage_error(bench(&["--fast"]), &["unknown argument '--fast'", usage]);
