@@ -214,7 +214,10 @@ impl<F> Drop for Process<F> {
 /// SIGKILL runs no handler, and would leave its children running as orphans. (Strictly, when
 /// the thread that forked dies; `start` forks only from a process's one thread.) A parent
 /// that died before the request was made has been replaced as parent by then: the child ends
-/// at once.
+/// at once. Two cases escape: a parent in another pid namespace than the child (one that made
+/// a new one with `unshare`) cannot be named from it, so its death before the request goes
+/// unseen; and a child that changes its user (`setuid`) loses the request, by a rule of the
+/// kernel. Such a child lives on, as every child would without this.
 fn die_with_parent(parent: libc::pid_t) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take integers and touch no memory; raise
     // ends this process.

@@ -25,6 +25,9 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::unistd::Uid;
+
 use common::frame::{self, FrameBuf, FrameError};
 use common::{Error, Private, Process, PyValue};
 
@@ -69,6 +72,10 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   program. Such an address has no permissions, so the server asks the kernel who each
 ///   client is (`SO_PEERCRED`), and refuses a process of another user
 ///   ([`ManagerError::Refused`]), as Python's manager refuses one without its `authkey`.
+///   A proxy, in turn, talks only to the manager's own socket (the kernel names the process
+///   that made a listening socket, here the manager's owner): once the server has ended,
+///   anyone may take its name, and a proxy that finds another process there says
+///   [`ManagerError::ServerGone`] without sending it anything.
 /// - Every operation on a proxy is one request and one response, each a bincode frame on
 ///   the socket: shared, but each access is a round trip ("shared, but slow", the article
 ///   says). Every process uses a connection of its own: a proxy used in a child forked after
@@ -101,16 +108,17 @@ impl Manager {
         let spare = server::spare()?;
         let (listener, address) = listen()?;
         let target: ServerTarget = Box::new(move || server::serve(listener, spare));
-        let mut manager = Manager {
+        let mut server = Process::new(target);
+        server.start()?;
+        Ok(Manager {
             client: Arc::new(Client {
                 address,
+                listener: std::process::id(),
                 conn: Mutex::new(None),
             }),
-            server: Process::new(target),
+            server,
             owner: common::process_key(),
-        };
-        manager.server.start()?;
-        Ok(manager)
+        })
     }
 
     /// A new, empty dict in the server: Python's `manager.dict()`.
@@ -164,6 +172,11 @@ impl Drop for Manager {
 /// A connection to the server, made by the process that uses it.
 struct Client {
     address: SocketAddr,
+    /// The process that made the listening socket (the kernel names it to whoever connects):
+    /// the manager's owner, which made it before it forked the server. A process that
+    /// answers at the address is taken for the server only if its socket is this one's, of
+    /// this user: once the server has ended, anyone may take its name.
+    listener: u32,
     conn: Mutex<Option<Conn>>,
 }
 
@@ -190,15 +203,7 @@ impl Client {
             // None yet, or the parent's, inherited through fork and closed in this process
             // (it carries the parent's conversation): this process opens its own.
             other => other.insert(Conn {
-                stream: Private::new(UnixStream::connect_addr(&self.address).map_err(|e| {
-                    match e.kind() {
-                        // No one listens any more: the server has ended.
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
-                            ManagerError::ServerGone
-                        }
-                        _ => Error::os("connect", e).into(),
-                    }
-                })?)?,
+                stream: Private::new(self.connect()?)?,
                 frames: FrameBuf::new(),
                 buf: Vec::new(),
             }),
@@ -215,6 +220,25 @@ impl Client {
                 Err(e)
             }
         }
+    }
+}
+
+impl Client {
+    /// A new connection to the server, checked to be the server's: the kernel says which
+    /// process accepted it (`SO_PEERCRED`).
+    fn connect(&self) -> Result<UnixStream, ManagerError> {
+        let stream = UnixStream::connect_addr(&self.address).map_err(|e| match e.kind() {
+            // No one listens any more: the server has ended.
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ManagerError::ServerGone,
+            _ => Error::os("connect", e).into(),
+        })?;
+        let peer = getsockopt(&stream, PeerCredentials).map_err(|e| Error::os("getsockopt", e))?;
+        let ours = peer.pid() as u32 == self.listener && peer.uid() == Uid::effective().as_raw();
+        // Another process has the server's name: the server has ended.
+        if !ours {
+            return Err(ManagerError::ServerGone);
+        }
+        Ok(stream)
     }
 }
 

@@ -21,6 +21,9 @@ enum Object {
     List(Vec<PyValue>),
 }
 
+/// How many connections the server accepts between two rounds of serving.
+const ACCEPT_PER_ROUND: usize = 16;
+
 /// What a connection may hold of the answers to its requests, once they are written: more
 /// is given back to the allocator, so that one big answer does not stay allocated.
 const OUT_KEPT: usize = 64 << 10;
@@ -105,12 +108,15 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
     }
 }
 
-/// Accepts every waiting connection. At the descriptor limit (EMFILE, ENFILE) a waiting
+/// Accepts the waiting connections, [`ACCEPT_PER_ROUND`] at most. At the descriptor limit (EMFILE, ENFILE) a waiting
 /// connection would keep the listener readable while `accept` fails, and the server would
 /// spin; so the server gives up its spare descriptor, accepts the connection with it, tells
 /// the client why it cannot be served, closes it, and takes the spare back.
 fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<File>) {
-    loop {
+    // At most this many a round: a flood of connections (which anyone on the machine can
+    // send to an abstract address, refused or not) must not keep the server from serving
+    // the connections it has.
+    for _ in 0..ACCEPT_PER_ROUND {
         match listener.accept() {
             Ok((stream, _)) if !same_user(&stream) => {
                 let why = "the manager's server serves only its own user's processes";

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{ExitStatus, Process, PyValue, frame, repr};
 use manager::{DictProxy, ListProxy, Manager, ManagerError};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use testkit::{assert_no_children, has_ended, open_fds, run_tests};
 
 fn main() {
@@ -68,6 +70,10 @@ fn main() {
             the_socket_is_abstract_and_ends_with_the_server,
         ),
         ("another_user_is_refused", another_user_is_refused),
+        (
+            "a_process_that_takes_the_servers_name_is_not_talked_to",
+            a_process_that_takes_the_servers_name_is_not_talked_to,
+        ),
         (
             "the_server_ends_when_its_owner_is_killed",
             the_server_ends_when_its_owner_is_killed,
@@ -423,7 +429,8 @@ fn the_socket_is_abstract_and_ends_with_the_server() {
     assert_no_children();
 }
 
-/// Run as root, a child that becomes user `nobody` is refused, and the server serves on.
+/// Run as root, a child that becomes user `nobody` is refused by the server, whatever it
+/// sends; its proxies do not even talk to a server of another user. The server serves on.
 fn another_user_is_refused() {
     // SAFETY: geteuid only reads this process's user id.
     if unsafe { libc::geteuid() } != 0 {
@@ -432,22 +439,84 @@ fn another_user_is_refused() {
     }
     let manager = Manager::new().unwrap();
     let l = manager.list([1]).unwrap();
+    let address = manager.address().clone();
     let mut stranger = Process::new(|| {
         // SAFETY: setgid and setuid change only this child's credentials.
         assert_eq!(unsafe { libc::setgid(65534) }, 0);
         // SAFETY: as above.
         assert_eq!(unsafe { libc::setuid(65534) }, 0);
-        match l.len() {
-            Err(ManagerError::Refused(why)) => assert_eq!(
-                why,
-                "the manager's server serves only its own user's processes"
-            ),
-            other => panic!("not refused: {other:?}"),
-        }
+        // Refused as soon as it is accepted, before it says anything.
+        let mut raw = UnixStream::connect_addr(&address).unwrap();
+        let mut answer = Vec::new();
+        raw.read_to_end(&mut answer).unwrap();
+        let text = error_text(&answer);
+        assert!(
+            text.contains("the manager's server serves only its own user's processes"),
+            "{text}"
+        );
+        assert!(matches!(l.len(), Err(ManagerError::ServerGone)));
     });
     stranger.start().unwrap();
     assert_eq!(stranger.join().unwrap(), ExitStatus::Exited(0));
     assert_eq!(l.len().unwrap(), 1);
+}
+
+/// Once the server has ended, its abstract name is free for anyone to take. A proxy checks
+/// who answers (the process that made the listening socket, and its user, as the kernel
+/// says), so it sends nothing to the process that took the name, and says the server has
+/// gone.
+fn a_process_that_takes_the_servers_name_is_not_talked_to() {
+    use std::os::unix::net::UnixListener;
+    let manager = Manager::new().unwrap();
+    let d = manager.dict().unwrap();
+    d.set(1, "secret").unwrap();
+    let server = manager.pid().unwrap();
+    kill(Pid::from_raw(server as i32), Signal::SIGKILL).unwrap();
+    while !has_ended(server) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Another process of this user takes the name, and counts what it is sent in the
+    // second after (closing each connection once it has read it).
+    let address = manager.address().clone();
+    let (mut from_impostor, to_test) = os_pipe::pipe().unwrap();
+    let mut impostor = Process::new(move || {
+        let listener = UnixListener::bind_addr(&address).unwrap();
+        (&to_test).write_all(b"r").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut told = 0u64;
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    let mut got = Vec::new();
+                    let _ = conn.read_to_end(&mut got);
+                    told += got.len() as u64;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        (&to_test).write_all(&told.to_le_bytes()).unwrap();
+    });
+    impostor.start().unwrap();
+    from_impostor.read_exact(&mut [0]).unwrap();
+    // The old connection ends with the server; the next call connects anew, to the impostor.
+    let _ = d.get(1);
+    match d.get(1) {
+        Err(ManagerError::ServerGone) => {}
+        other => panic!("not ServerGone: {other:?}"),
+    }
+    let mut told = [0; 8];
+    from_impostor.read_exact(&mut told).unwrap();
+    assert_eq!(impostor.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(
+        u64::from_le_bytes(told),
+        0,
+        "the proxy sent the impostor a request"
+    );
+    drop(manager);
+    assert_no_children();
 }
 
 /// SIGKILL leaves the owner no time to end its server: the kernel kills it (it asked to be,

@@ -154,9 +154,13 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
         io::stdout()
             .flush()
             .map_err(|e| common::Error::os("write(stdout)", e))?;
-        results
-            .write_all(&out)
-            .map_err(|e| common::Error::os("write", e))?;
+        match results.write_all(&out) {
+            Ok(()) => {}
+            // The pool's end is closed: its owner has ended (and this worker is about to be
+            // killed with it), or dropped the pool. No one is left to tell.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(common::Error::os("write", e).into()),
+        }
         out.clear();
     }
 }

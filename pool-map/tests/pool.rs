@@ -432,8 +432,10 @@ fn join_ends_while_other_children_live() {
     assert_no_children();
 }
 
-/// Starts a helper that outlives its worker by 30 s, by `start` (which closes the pool's
-/// descriptors in it) or by a bare `fork` (which keeps them), sends its pid back, and waits.
+/// Starts a helper that would outlive its worker by 30 s, sends its pid back, and waits. By
+/// `start`, the helper holds none of the pool's descriptors and dies with the worker (it
+/// asked the kernel to, `PR_SET_PDEATHSIG`); by a bare `fork`, it keeps the worker's end of
+/// the results pipe open and lives on, so the pool cannot learn of the death from the pipe.
 fn start_helper_and_wait((fd, bare): (i32, bool)) -> u8 {
     let pid = if bare {
         // SAFETY: the worker has one thread; the child only sleeps and exits.
@@ -456,7 +458,8 @@ fn start_helper_and_wait((fd, bare): (i32, bool)) -> u8 {
     0
 }
 
-/// A worker killed while a process it started lives is reported within a second.
+/// A worker killed while a process it started lives is reported within a second; a helper
+/// it started with `start` dies with it.
 fn a_worker_killed_with_a_helper_alive() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
@@ -474,6 +477,13 @@ fn a_worker_killed_with_a_helper_alive() {
         let started = Instant::now();
         let err = waiting.get_timeout(Duration::from_secs(10)).unwrap_err();
         let took = started.elapsed();
+        if !bare {
+            let gone = Instant::now();
+            while !testkit::has_ended(helper.as_raw() as u32) {
+                assert!(gone.elapsed() < Duration::from_secs(1), "the helper outlived its worker");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let _ = kill(helper, Signal::SIGKILL);
         assert!(
             matches!(err, PoolError::WorkerDied { pid, .. } if pid == victim),
