@@ -78,6 +78,10 @@ fn main() {
             a_parent_killed_by_sigkill_takes_its_children,
         ),
         (
+            "a_wait_spins_only_where_it_pays",
+            a_wait_spins_only_where_it_pays,
+        ),
+        (
             "a_private_descriptor_carried_into_a_child_reaches_nothing",
             a_private_descriptor_carried_into_a_child_reaches_nothing,
         ),
@@ -517,6 +521,49 @@ fn a_parent_killed_by_sigkill_takes_its_children() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_no_children();
+}
+
+/// `fd::Spin`: a wait spins at first (where the process may use two CPUs), skips the spin
+/// in the next two waits after one that spun in vain, then spins again; and never spins in
+/// a process that may run on one CPU only. Each part runs in a fresh child, whose record of
+/// past waits starts empty.
+fn a_wait_spins_only_where_it_pays() {
+    use common::fd::Spin;
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let mut learns = Process::new(move || {
+        if !two_cpus {
+            return;
+        }
+        let mut wait = Spin::new();
+        assert!(wait.again(), "the first wait does not spin");
+        while wait.again() {}
+        for _ in 0..2 {
+            assert!(!Spin::new().again(), "a wait after a vain spin spins");
+        }
+        let mut wait = Spin::new();
+        assert!(
+            wait.again(),
+            "the third wait after a vain spin does not spin"
+        );
+        wait.got();
+    });
+    learns.start().unwrap();
+    assert_eq!(learns.join().unwrap(), ExitStatus::Exited(0));
+    let mut one_cpu = Process::new(|| {
+        // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET adds CPU 0, and
+        // sched_setaffinity reads the set, which is alive.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+                0
+            );
+        }
+        assert!(!Spin::new().again(), "a wait spins on one CPU");
+    });
+    one_cpu.start().unwrap();
+    assert_eq!(one_cpu.join().unwrap(), ExitStatus::Exited(0));
 }
 
 /// A pid is given again once its process is reaped, and a grandchild may get it, holding

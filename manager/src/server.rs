@@ -5,12 +5,11 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Instant;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
 
-use common::fd::{self, SPIN, pollfd};
+use common::fd::{self, Spin, pollfd};
 use common::frame::{self, FrameBuf};
 use common::{Error, PyValue};
 
@@ -64,7 +63,7 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
     let mut objects = Vec::new();
     let mut conns: Vec<Conn> = Vec::new();
     let mut pollfds = Vec::new();
-    let mut spin_until = Instant::now() + SPIN;
+    let mut spin = Spin::new();
     loop {
         if spare.is_none() {
             spare = self::spare().ok();
@@ -84,18 +83,11 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
         }
         // Requests already read wait for their turn: look at the sockets without sleeping.
         let queued = conns.iter().any(|c| c.waiting() == Some(true));
-        let timeout = if queued || Instant::now() < spin_until {
-            0
-        } else {
-            -1
-        };
+        let timeout = if queued || spin.again() { 0 } else { -1 };
         if fd::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
-            if timeout == 0 {
-                std::hint::spin_loop();
-            }
             continue;
         }
-        spin_until = Instant::now() + SPIN;
+        spin.got();
         for (c, p) in conns.iter_mut().zip(&pollfds[1..]) {
             if p.revents != 0 || c.waiting() == Some(true) {
                 c.serve(&mut objects);

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::PoolError;
 use crate::worker::{self, PANICKED, RETURNED, Trampoline};
-use common::fd::{self, SPIN, pollfd, set_nonblocking};
+use common::fd::{self, Spin, pollfd, set_nonblocking};
 use common::frame::{self, FrameBuf, FrameError};
 use common::{Error, ExitStatus, Private, Process};
 
@@ -261,20 +261,21 @@ impl Engine {
         Ok(())
     }
 
-    /// One round: hand out tasks, write them, wait for something to happen (polling for
-    /// `SPIN` first, then sleeping in `poll` until `deadline`), and handle it. Every
+    /// One round: hand out tasks, write them, wait for something to happen (polling for a
+    /// while first where that pays, see `Spin`, then sleeping in `poll` until `deadline`),
+    /// and handle it. Every
     /// [`LIVENESS`] the workers are also checked to be alive.
     fn step(&mut self, deadline: Option<Instant>) -> Result<(), PoolError> {
         self.dispatch();
         self.send_all();
-        let spin_until = Instant::now() + SPIN;
+        let mut spin = Spin::new();
         loop {
             let now = Instant::now();
             if now >= self.checked + LIVENESS {
                 self.checked = now;
                 return self.check_alive();
             }
-            let timeout = if now < spin_until {
+            let timeout = if spin.again() {
                 0
             } else {
                 let check = self.checked + LIVENESS;
@@ -284,12 +285,12 @@ impl Engine {
                 left.as_micros().div_ceil(1000) as i32
             };
             if self.poll(timeout)? > 0 {
+                spin.got();
                 return self.handle_events();
             }
             if timeout != 0 || deadline.is_some_and(|d| now >= d) {
                 return Ok(());
             }
-            std::hint::spin_loop();
         }
     }
 

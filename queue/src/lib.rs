@@ -26,7 +26,7 @@ use std::sync::atomic::{
 };
 use std::time::{Duration, Instant};
 
-use common::fd::{self, SPIN};
+use common::fd::{self, Spin};
 use common::frame::{self, FrameError, PREFIX};
 use common::{Error, Mapping, current_pid};
 use lock::{Acquired, Lock, LockError, LockGuard};
@@ -286,7 +286,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // buffer is made under it, so this is the only reference to the buffer's bytes. The
         // buffer is BUF bytes of the mapping from BUF_AT on, which `new` allocated.
         let buf = unsafe { std::slice::from_raw_parts_mut(self.shared.as_ptr().add(BUF_AT), BUF) };
-        let mut spin_until = None;
+        let mut spin = Spin::new();
         loop {
             let (start, end) = state.span();
             match frame::payload_len(&buf[start..end])? {
@@ -317,15 +317,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             lower(&state.reading);
             match read {
                 Ok(0) => return Err(Error::os("read", io::ErrorKind::UnexpectedEof).into()),
-                Ok(_) => spin_until = None,
+                Ok(_) => spin.got(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| now >= d) {
                         return Err(QueueError::Empty);
                     }
-                    if now < *spin_until.get_or_insert(now + SPIN) {
-                        std::hint::spin_loop();
+                    if spin.again() {
                         continue;
                     }
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));

@@ -2,11 +2,10 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::time::Instant;
 
 use super::{FrameError, PREFIX, payload_len};
 use crate::Error;
-use crate::fd::{SPIN, wait_readable};
+use crate::fd::{Spin, wait_readable};
 
 /// What a [`FrameBuf`] holds while no big frame passes through it.
 const KEPT: usize = 64 << 10;
@@ -76,9 +75,9 @@ impl FrameBuf {
 
     /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the
     /// end of the stream between frames. `r` must be non-blocking (see [`set_nonblocking`](crate::fd::set_nonblocking)):
-    /// it is polled for [`SPIN`] before the reader sleeps in `poll(2)`.
+    /// it is polled for a while before the reader sleeps in `poll(2)` (see [`Spin`]).
     pub fn read_frame<R: Read + AsFd>(&mut self, r: &mut R) -> Result<Option<&[u8]>, FrameError> {
-        let mut spin_until = None;
+        let mut spin = Spin::new();
         while self.ready()?.is_none() {
             match self.fill(r) {
                 Ok(0) if self.pending() == 0 => return Ok(None),
@@ -87,13 +86,10 @@ impl FrameBuf {
                         got: self.pending(),
                     });
                 }
-                Ok(_) => spin_until = None,
+                Ok(_) => spin.got(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN);
-                    if Instant::now() < until {
-                        std::hint::spin_loop();
-                    } else {
+                    if !spin.again() {
                         wait_readable(r.as_fd(), None)?;
                     }
                 }
