@@ -4,32 +4,33 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::number;
+use crate::conditions::CONDITIONS;
 
-/// A bar chart on a log scale: for each workload (`names`), its three `bars`, Python beside
-/// Rust beside the limit; a missing figure leaves its bar out.
+/// For each workload (`names`), its bars (`bars[i]`): Python on idle cores, then Rust in
+/// each condition, each as a fraction of the bare twin's speed in the same condition, on a
+/// log scale, with the twin as the line at 1.0. A missing figure leaves its bar out.
 pub fn draw(
     path: &Path,
     names: &[&str],
-    bars: &[[Option<f64>; 3]],
+    bars: &[Vec<Option<f64>>],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let values = bars.iter().flatten().flatten().copied();
-    let top = values.clone().fold(1.0, f64::max);
-    let bottom = values.fold(top, f64::min);
+    let bottom = values.clone().fold(0.5, f64::min);
+    let top = values.fold(1.0, f64::max);
     let (low, high) = (
         10f64.powf((bottom / 2.0).log10().floor()),
-        10f64.powf((top * 2.0).log10().ceil()),
+        10f64.powf((top * 1.5).log10().ceil()),
     );
-    let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Operations per second, log scale (higher is better)",
+            "Speed as a fraction of the bare twin (the same work in bare libc calls = 1.0), log scale",
             ("sans-serif", 20),
         )
         .margin(12)
         .x_label_area_size(36)
-        .y_label_area_size(80)
+        .y_label_area_size(70)
         .build_cartesian_2d(0f64..names.len() as f64, (low..high).log_scale())?;
     chart
         .configure_mesh()
@@ -44,28 +45,43 @@ pub fn draw(
                 String::new()
             }
         })
-        .y_label_formatter(&|y| number(*y))
-        .y_desc("ops/s")
+        .y_label_formatter(&|y| format!("{y}"))
+        .y_desc("ops/s ÷ the bare twin's")
         .draw()?;
-    let series = [
-        ("Python multiprocessing", RGBColor(55, 118, 171)),
-        ("Rust, this workspace", RGBColor(222, 115, 40)),
-        ("raw OS limit", RGBColor(150, 150, 150)),
+    let labels: Vec<String> = std::iter::once("Python multiprocessing, two idle cores".to_owned())
+        .chain(
+            CONDITIONS
+                .iter()
+                .map(|c| format!("Rust, this workspace, {}", c.name())),
+        )
+        .collect();
+    let colours = [
+        RGBColor(55, 118, 171),
+        RGBColor(222, 115, 40),
+        RGBColor(240, 170, 110),
+        RGBColor(160, 80, 20),
     ];
-    for (k, (label, colour)) in series.iter().enumerate() {
-        let colour = *colour;
-        let left = |i: usize| i as f64 + 0.12 + k as f64 * 0.26;
+    let width = 0.8 / labels.len() as f64;
+    for (k, (label, &colour)) in labels.iter().zip(&colours).enumerate() {
+        let left = |i: usize| i as f64 + 0.1 + k as f64 * width;
         chart
             .draw_series(bars.iter().enumerate().filter_map(|(i, bar)| {
-                let value = bar[k]?;
+                let value = (*bar.get(k)?)?;
                 Some(Rectangle::new(
-                    [(left(i), low), (left(i) + 0.24, value)],
+                    [(left(i), low), (left(i) + width * 0.9, value)],
                     colour.filled(),
                 ))
             }))?
-            .label(*label)
+            .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, 1.0), (names.len() as f64, 1.0)],
+            BLACK.stroke_width(2),
+        )))?
+        .label("bare twin: the same work in bare libc calls (1.0)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], BLACK.stroke_width(2)));
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

@@ -1,5 +1,7 @@
 //! What each way of sharing costs: the workspace's Rust types beside Python's
-//! `multiprocessing` beside the raw OS limit, measured in one run on one machine.
+//! `multiprocessing` beside a bare twin of each workload (the same work in direct libc
+//! calls), in three conditions (two idle cores, one CPU, two busy loops beside), measured in
+//! one run on one machine.
 //!
 //! Run it with `cargo run --release -p bench` (a few minutes). Rounds alternate Rust and
 //! Python; each figure is the median of the rounds. It prints a Markdown table on stdout,
@@ -9,81 +11,42 @@
 //! check holds (exact totals, every message received); it writes nothing.
 
 mod chart;
-mod limits;
+mod conditions;
 mod python;
 mod report;
+mod twins;
 mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use conditions::{CONDITIONS, Condition};
 use python::Python;
-use report::{Measured, Samples};
+use report::Measured;
 use workloads::Timed;
 
 const USAGE: &str =
     "usage: cargo run --release -p bench [-- [--quick] [--rounds N] [--no-python] [--out DIR]]";
 
 /// What `--help` prints before the usage.
-const ABOUT: &str = "What each mechanism of the workspace costs, beside Python's multiprocessing and
-the raw OS limit, measured in one run: a Markdown table on stdout, progress on stderr.
+const ABOUT: &str =
+    "What each mechanism of the workspace costs, beside Python's multiprocessing and
+a bare twin of each workload (the same work in direct libc calls), on two idle cores, on one
+CPU, and beside two busy loops, in one run: Markdown tables on stdout, progress on stderr.
   --quick      small counts, one round: checks that every workload runs; writes nothing
   --rounds N   rounds of each measurement (5); each figure is their median
   --no-python  leave the Python column empty
   --out DIR    where bench.md and bench.svg go (target/bench; the README's: bench/results)";
 
-/// A raw limit: the bound a workload is compared with.
-pub struct Limit {
-    /// Its name in the tables.
+/// A bare twin: the workload's work done with direct libc calls (`twins.rs`).
+pub struct Twin {
+    /// What sets it apart, where a workload has two.
     pub name: &'static str,
-    /// Operations in a full run, and in a quick one.
-    full: usize,
-    quick: usize,
     run: fn(usize) -> Timed,
 }
 
-const FORK: usize = 0;
-const ROUND_TRIP: usize = 1;
-/// Shown in the table of limits only, beside the blocking round trip.
-const POLLING_ROUND_TRIP: usize = 2;
-const STREAM: usize = 3;
-const MUTEX: usize = 4;
-
-const LIMITS: [Limit; 5] = [
-    Limit {
-        name: "fork + _exit + waitpid",
-        full: 2_000,
-        quick: 100,
-        run: limits::fork_exit_wait,
-    },
-    Limit {
-        name: "pipe round trip, blocking reads",
-        full: 50_000,
-        quick: 1_000,
-        run: |n| limits::round_trip(n, false),
-    },
-    Limit {
-        name: "pipe round trip, polling reads",
-        full: 50_000,
-        quick: 1_000,
-        run: |n| limits::round_trip(n, true),
-    },
-    Limit {
-        name: "16-byte messages streamed through a pipe",
-        full: 2_000_000,
-        quick: 10_000,
-        run: limits::stream,
-    },
-    Limit {
-        name: "process-shared mutex, uncontended",
-        full: 10_000_000,
-        quick: 10_000,
-        run: limits::mutex,
-    },
-];
-
-/// One workload: its Python name (bench.py's), what it does, its size, and its limit.
+/// One workload: its Python name (bench.py's), what it does, its size, and its bare twins.
 pub struct Workload {
     /// Its name, as `bench.py` takes it.
     pub name: &'static str,
@@ -95,9 +58,14 @@ pub struct Workload {
     /// Operations per unit of size: 2 where two processes each do `n`.
     ops_per_n: usize,
     rust: fn(usize) -> Timed,
-    /// Which of [`LIMITS`] bounds it.
-    pub limit: usize,
+    /// The same work in bare libc calls; where there are two (blocking and polling reads),
+    /// the faster one in each condition is the mark.
+    pub twins: &'static [Twin],
 }
+
+const ONE: &str = "";
+const BLOCKING: &str = "blocking reads";
+const POLLING: &str = "polling reads";
 
 const WORKLOADS: [Workload; 8] = [
     Workload {
@@ -107,7 +75,10 @@ const WORKLOADS: [Workload; 8] = [
         quick: 20,
         ops_per_n: 1,
         rust: workloads::process,
-        limit: FORK,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::process,
+        }],
     },
     Workload {
         name: "map",
@@ -116,7 +87,10 @@ const WORKLOADS: [Workload; 8] = [
         quick: 5_000,
         ops_per_n: 1,
         rust: workloads::map,
-        limit: STREAM,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::map,
+        }],
     },
     Workload {
         name: "apply",
@@ -125,7 +99,16 @@ const WORKLOADS: [Workload; 8] = [
         quick: 200,
         ops_per_n: 1,
         rust: workloads::apply,
-        limit: ROUND_TRIP,
+        twins: &[
+            Twin {
+                name: BLOCKING,
+                run: |n| twins::apply(n, false),
+            },
+            Twin {
+                name: POLLING,
+                run: |n| twins::apply(n, true),
+            },
+        ],
     },
     Workload {
         name: "apply_async",
@@ -134,7 +117,10 @@ const WORKLOADS: [Workload; 8] = [
         quick: 1_000,
         ops_per_n: 1,
         rust: workloads::apply_async,
-        limit: STREAM,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::apply_async,
+        }],
     },
     Workload {
         name: "queue",
@@ -143,7 +129,10 @@ const WORKLOADS: [Workload; 8] = [
         quick: 5_000,
         ops_per_n: 1,
         rust: workloads::queue,
-        limit: STREAM,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::queue,
+        }],
     },
     Workload {
         name: "lock",
@@ -152,7 +141,10 @@ const WORKLOADS: [Workload; 8] = [
         quick: 5_000,
         ops_per_n: 2,
         rust: workloads::lock,
-        limit: MUTEX,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::lock,
+        }],
     },
     Workload {
         name: "value",
@@ -161,7 +153,10 @@ const WORKLOADS: [Workload; 8] = [
         quick: 5_000,
         ops_per_n: 2,
         rust: workloads::value,
-        limit: MUTEX,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::value,
+        }],
     },
     Workload {
         name: "manager",
@@ -170,7 +165,16 @@ const WORKLOADS: [Workload; 8] = [
         quick: 500,
         ops_per_n: 1,
         rust: workloads::manager,
-        limit: ROUND_TRIP,
+        twins: &[
+            Twin {
+                name: BLOCKING,
+                run: |n| twins::manager(n, false),
+            },
+            Twin {
+                name: POLLING,
+                run: |n| twins::manager(n, true),
+            },
+        ],
     },
 ];
 
@@ -243,57 +247,60 @@ fn main() -> ExitCode {
         None => None,
     };
     let size = |full: usize, quick: usize| if options.quick { quick } else { full };
-    let mut limits: Vec<Samples> = LIMITS.iter().map(|_| Samples::default()).collect();
-    let mut measured: Vec<Measured> = WORKLOADS.iter().map(|_| Measured::default()).collect();
+    let mut measured: Vec<Vec<Measured>> = CONDITIONS
+        .iter()
+        .map(|_| WORKLOADS.iter().map(Measured::new).collect())
+        .collect();
     for round in 1..=options.rounds {
         eprintln!("round {round} of {}", options.rounds);
         // Alternate who goes first, so that neither always runs on a warmer machine.
         let python_first = round % 2 == 0;
-        // Each limit is measured just before the first workload it bounds, so that the two
-        // see the machine in the same state; the polling round trip goes with the blocking one.
-        let mut measured_limits = [false; LIMITS.len()];
-        let mut measure_limit = |k: usize| {
-            if !std::mem::replace(&mut measured_limits[k], true) {
-                let (limit, samples) = (&LIMITS[k], &mut limits[k]);
-                let n = size(limit.full, limit.quick);
-                samples.add((limit.run)(n).map_err(|e| e.to_string()), n);
-                eprintln!("  {:<44} {}", limit.name, samples.last());
-            }
-        };
-        for (w, m) in WORKLOADS.iter().zip(&mut measured) {
-            measure_limit(w.limit);
-            if w.limit == ROUND_TRIP {
-                measure_limit(POLLING_ROUND_TRIP);
-            }
-            let n = size(w.full, w.quick);
-            let ops = n * w.ops_per_n;
-            m.ops = ops;
-            for python_turn in [python_first, !python_first] {
-                match (&python, python_turn) {
-                    (Some(py), true) => m.python.add(py.run(w.name, n), ops),
-                    (None, true) => {}
-                    (_, false) => m.rust.add((w.rust)(n).map_err(|e| e.to_string()), ops),
+        for (&condition, measured) in CONDITIONS.iter().zip(&mut measured) {
+            eprintln!(" {}", condition.name());
+            let _in_force = match condition.enter() {
+                Ok(setting) => setting,
+                Err(e) => {
+                    eprintln!("bench: cannot set up {}: {e}", condition.name());
+                    return ExitCode::FAILURE;
                 }
+            };
+            // Python is measured on idle cores only: the comparison with it is made there.
+            let python = python.as_ref().filter(|_| condition == Condition::Idle);
+            for (w, m) in WORKLOADS.iter().zip(measured.iter_mut()) {
+                let n = size(w.full, w.quick);
+                let ops = n * w.ops_per_n;
+                m.ops = ops;
+                for (twin, samples) in w.twins.iter().zip(&mut m.twins) {
+                    samples.add((twin.run)(n).map_err(|e| e.to_string()), ops);
+                }
+                for python_turn in [python_first, !python_first] {
+                    match (python, python_turn) {
+                        (Some(py), true) => m.python.add(py.run(w.name, n), ops),
+                        (None, true) => {}
+                        (_, false) => m.rust.add((w.rust)(n).map_err(|e| e.to_string()), ops),
+                    }
+                }
+                eprintln!(
+                    "  {:<12} Rust {}   twin {}   Python {}",
+                    w.name,
+                    m.rust.last(),
+                    m.best_twin_last(),
+                    m.python.last()
+                );
             }
-            eprintln!(
-                "  {:<12} Rust {}   Python {}",
-                w.name,
-                m.rust.last(),
-                m.python.last()
-            );
         }
     }
     let meta = report::Meta::now(&options_line(&options), python.as_ref());
-    let markdown = report::markdown(&WORKLOADS, &measured, &LIMITS, &limits, &meta);
+    let markdown = report::markdown(&WORKLOADS, &measured, &meta);
     print!("{markdown}");
     if let Some(dir) = &options.out {
-        if let Err(e) = report::write(dir, &markdown, &WORKLOADS, &measured, &limits) {
+        if let Err(e) = report::write(dir, &markdown, &WORKLOADS, &measured) {
             eprintln!("bench: cannot write the results to {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }
         eprintln!("wrote {0}/bench.md and {0}/bench.svg", dir.display());
     }
-    let failures = report::failures(&WORKLOADS, &measured, &LIMITS, &limits);
+    let failures = report::failures(&WORKLOADS, &measured);
     for failure in &failures {
         eprintln!("bench: FAILED {failure}");
     }
@@ -341,7 +348,13 @@ mod tests {
     fn a_full_run_writes_under_target_and_a_quick_one_nowhere() {
         let full = parse(&[]).unwrap().unwrap();
         let out = full.out.unwrap();
-        assert!(out.ends_with("target/bench"), "{}", out.display());
+        assert_eq!(out, default_out());
+        // Under the target directory, `target/` unless CARGO_TARGET_DIR says otherwise.
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            PathBuf::from,
+        );
+        assert!(out.starts_with(&target), "{}", out.display());
         assert!(!out.ends_with("bench/results"));
         assert_eq!(parse(&["--quick"]).unwrap().unwrap().out, None);
         let asked = parse(&["--out", "bench/results"]).unwrap().unwrap();

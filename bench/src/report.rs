@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::conditions::{CONDITIONS, Condition};
 use crate::python::Python;
-use crate::{Limit, Workload, ops_per_sec};
+use crate::{Workload, ops_per_sec};
 
 /// The rounds' figures of one side of one workload, in operations per second.
 #[derive(Default)]
@@ -52,7 +53,7 @@ impl Samples {
     }
 }
 
-/// Both sides of one workload.
+/// Every side of one workload, in one condition.
 #[derive(Default)]
 pub struct Measured {
     /// Operations per round.
@@ -61,6 +62,40 @@ pub struct Measured {
     pub rust: Samples,
     /// Through Python's `multiprocessing`.
     pub python: Samples,
+    /// Through each of the workload's bare twins.
+    pub twins: Vec<Samples>,
+}
+
+impl Measured {
+    /// Nothing measured yet of `workload`.
+    pub fn new(workload: &Workload) -> Measured {
+        Measured {
+            twins: workload.twins.iter().map(|_| Samples::default()).collect(),
+            ..Measured::default()
+        }
+    }
+
+    /// The faster twin's median, and which twin it is.
+    pub fn best_twin(&self) -> Option<(f64, usize)> {
+        let medians = self.twins.iter().map(Samples::median);
+        let mut best: Option<(f64, usize)> = None;
+        for (k, median) in medians.enumerate() {
+            let median = median?;
+            if best.is_none_or(|(b, _)| median > b) {
+                best = Some((median, k));
+            }
+        }
+        best
+    }
+
+    /// The faster twin's last round, for the progress lines.
+    pub fn best_twin_last(&self) -> String {
+        let last = |s: &Samples| s.ops_per_sec.last().copied().unwrap_or(0.0);
+        self.twins
+            .iter()
+            .max_by(|a, b| last(a).total_cmp(&last(b)))
+            .map_or("-".to_owned(), Samples::last)
+    }
 }
 
 /// Where and how the figures were made.
@@ -95,18 +130,17 @@ impl Meta {
     }
 }
 
-/// The two tables, with a line saying where and how they were made.
-pub fn markdown(
-    workloads: &[Workload],
-    measured: &[Measured],
-    limits: &[Limit],
-    limit_samples: &[Samples],
-    meta: &Meta,
-) -> String {
-    let rounds = measured.first().map_or(0, |m| m.rust.ops_per_sec.len());
+/// A table for each condition, with a line saying where and how they were made.
+pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta) -> String {
+    let rounds = measured
+        .first()
+        .and_then(|m| m.first())
+        .map_or(0, |m| m.rust.ops_per_sec.len());
     let mut md = format!(
         "Measured on {} on {} cores ({}), {}, by `{}`: medians of {rounds} round{}, \
-         in operations per second; higher is better.\n\n",
+         in operations per second; higher is better. A bare twin does the workload's work \
+         with direct libc calls (`bench/src/twins.rs`); where it has two, with blocking and \
+         with polling reads, the faster one is the mark.\n",
         meta.date,
         meta.cores,
         meta.cpu,
@@ -114,49 +148,59 @@ pub fn markdown(
         meta.command,
         if rounds == 1 { "" } else { "s" }
     );
-    md += "| workload | Python ops/s | Rust ops/s | raw limit ops/s | Rust / Python | Rust / limit |\n";
-    md += "|---|---:|---:|---:|---:|---:|\n";
-    for (i, (w, m)) in workloads.iter().zip(measured).enumerate() {
-        let (python, rust) = (m.python.median(), m.rust.median());
-        let limit = limit_samples[w.limit].median();
-        md += &format!(
-            "| {}. {}, {} | {} | {} | {} ({}) | {} | {} |\n",
-            i + 1,
-            w.what,
-            count(m.ops),
-            cell(python, number),
-            cell(rust, number),
-            cell(limit, number),
-            limits[w.limit].name,
-            cell(ratio(rust, python), |r| format!("{r:.1}x")),
-            cell(ratio(rust, limit), |r| format!("{r:.2}")),
-        );
-    }
-    md += "\n| raw limit | ops/s |\n|---|---:|\n";
-    for (limit, samples) in limits.iter().zip(limit_samples) {
-        md += &format!("| {} | {} |\n", limit.name, cell(samples.median(), number));
+    for (&condition, measured) in CONDITIONS.iter().zip(measured) {
+        let idle = condition == Condition::Idle;
+        md += &format!("\n**{}**\n\n", condition.name());
+        md += if idle {
+            "| workload | Python ops/s | Rust ops/s | bare twin ops/s | Rust / twin | Rust / Python |\n|---|---:|---:|---:|---:|---:|\n"
+        } else {
+            "| workload | Rust ops/s | bare twin ops/s | Rust / twin |\n|---|---:|---:|---:|\n"
+        };
+        for (i, (w, m)) in workloads.iter().zip(measured).enumerate() {
+            let rust = m.rust.median();
+            let twin = m.best_twin();
+            let twin_cell = match twin {
+                Some((ops, k)) if !w.twins[k].name.is_empty() => {
+                    format!("{} ({})", number(ops), w.twins[k].name)
+                }
+                twin => cell(twin.map(|(ops, _)| ops), number),
+            };
+            let twin = twin.map(|(ops, _)| ops);
+            let name = format!("{}. {}, {}", i + 1, w.what, count(m.ops));
+            let vs_twin = cell(ratio(rust, twin), |r| format!("{r:.2}"));
+            md += &if idle {
+                let python = m.python.median();
+                format!(
+                    "| {name} | {} | {} | {twin_cell} | {vs_twin} | {} |\n",
+                    cell(python, number),
+                    cell(rust, number),
+                    cell(ratio(rust, python), |r| format!("{r:.1}x")),
+                )
+            } else {
+                format!(
+                    "| {name} | {} | {twin_cell} | {vs_twin} |\n",
+                    cell(rust, number)
+                )
+            };
+        }
     }
     md
 }
 
-/// Every failure, as `queue, Rust: the queue lost or reordered a message`.
-pub fn failures(
-    workloads: &[Workload],
-    measured: &[Measured],
-    limits: &[Limit],
-    limit_samples: &[Samples],
-) -> Vec<String> {
+/// Every failure, as `queue, Rust, two idle cores: the queue lost or reordered a message`.
+pub fn failures(workloads: &[Workload], measured: &[Vec<Measured>]) -> Vec<String> {
     let mut failures = Vec::new();
-    for (w, m) in workloads.iter().zip(measured) {
-        for (side, samples) in [("Rust", &m.rust), ("Python", &m.python)] {
-            if let Some(e) = &samples.error {
-                failures.push(format!("{}, {side}: {e}", w.name));
+    for (condition, measured) in CONDITIONS.iter().zip(measured) {
+        for (w, m) in workloads.iter().zip(measured) {
+            let twins = w.twins.iter().zip(&m.twins).map(|(t, s)| (t.name, s));
+            let sides = [("Rust", &m.rust), ("Python", &m.python)]
+                .into_iter()
+                .chain(twins.map(|(name, s)| (if name.is_empty() { "twin" } else { name }, s)));
+            for (side, samples) in sides {
+                if let Some(e) = &samples.error {
+                    failures.push(format!("{}, {side}, {}: {e}", w.name, condition.name()));
+                }
             }
-        }
-    }
-    for (limit, samples) in limits.iter().zip(limit_samples) {
-        if let Some(e) = &samples.error {
-            failures.push(format!("{}: {e}", limit.name));
         }
     }
     failures
@@ -167,20 +211,20 @@ pub fn write(
     dir: &Path,
     markdown: &str,
     workloads: &[Workload],
-    measured: &[Measured],
-    limit_samples: &[Samples],
+    measured: &[Vec<Measured>],
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("bench.md"), markdown)?;
-    let bars: Vec<[Option<f64>; 3]> = workloads
-        .iter()
-        .zip(measured)
-        .map(|(w, m)| {
-            [
-                m.python.median(),
-                m.rust.median(),
-                limit_samples[w.limit].median(),
-            ]
+    // For each workload: Python on idle cores, then Rust in each condition, each divided by
+    // the bare twin of the same condition.
+    let bars: Vec<Vec<Option<f64>>> = (0..workloads.len())
+        .map(|i| {
+            let twin = |c: usize| measured[c][i].best_twin().map(|(ops, _)| ops);
+            let mut bars = vec![ratio(measured[0][i].python.median(), twin(0))];
+            bars.extend(
+                (0..CONDITIONS.len()).map(|c| ratio(measured[c][i].rust.median(), twin(c))),
+            );
+            bars
         })
         .collect();
     let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();

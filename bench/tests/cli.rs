@@ -32,8 +32,20 @@ fn row<'a>(table: &'a str, start: &str) -> Vec<&'a str> {
     line.trim_matches('|').split(" | ").map(str::trim).collect()
 }
 
+const CONDITIONS: [&str; 3] = ["two idle cores", "one CPU for all", "two busy loops beside"];
+
+/// The table that follows the condition's heading.
+fn table<'a>(out: &'a str, condition: &str) -> &'a str {
+    let heading = format!("**{condition}**");
+    let start = out
+        .find(&heading)
+        .unwrap_or_else(|| panic!("no table for {condition} in:\n{out}"));
+    let rest = &out[start + heading.len()..];
+    &rest[..rest.find("**").unwrap_or(rest.len())]
+}
+
 #[test]
-fn quick_runs_every_workload_and_prints_the_table() {
+fn quick_runs_every_workload_in_every_condition_and_prints_the_tables() {
     let with_python = python3("the Python column of the bench").is_some();
     // Writes nothing: the run fails if it leaves a file in its directory.
     let out = run(bench(&["--quick"]));
@@ -42,25 +54,29 @@ fn quick_runs_every_workload_and_prints_the_table() {
         out.stderr.contains("round 1 of 1"),
         "progress goes to stderr"
     );
-    for workload in WORKLOADS {
-        let cells = row(&out.stdout, workload);
-        assert_eq!(cells.len(), 6, "{cells:?}");
-        // Python, Rust and the limit are all measured: figures, not "-".
-        let measured = if with_python {
-            &cells[1..4]
-        } else {
-            &cells[2..4]
-        };
-        for cell in measured {
-            assert!(
-                cell.starts_with(|c: char| c.is_ascii_digit()),
-                "{workload}: {cells:?}"
-            );
+    for condition in CONDITIONS {
+        let table = table(&out.stdout, condition);
+        let idle = condition == CONDITIONS[0];
+        for workload in WORKLOADS {
+            let cells = row(table, workload);
+            assert_eq!(cells.len(), if idle { 6 } else { 4 }, "{cells:?}");
+            // Rust and its twin are measured everywhere, Python on idle cores: figures, not "-".
+            let measured = match (idle, with_python) {
+                (true, true) => &cells[1..4],
+                (true, false) => &cells[2..4],
+                (false, _) => &cells[1..3],
+            };
+            for cell in measured {
+                assert!(
+                    cell.starts_with(|c: char| c.is_ascii_digit()),
+                    "{condition}, {workload}: {cells:?}"
+                );
+            }
         }
     }
-    for limit in ["fork + _exit + waitpid", "pipe round trip, polling reads"] {
-        assert_eq!(row(&out.stdout, limit).len(), 2);
-    }
+    // Where a workload has two twins, the table says which one was the faster.
+    let apply = row(table(&out.stdout, CONDITIONS[0]), WORKLOADS[2]);
+    assert!(apply[3].ends_with("reads)"), "{apply:?}");
 }
 
 #[test]
@@ -90,7 +106,11 @@ fn the_results_are_written_where_asked() {
 fn help_says_what_it_measures_and_exits_0() {
     let out = run(bench(&["--help"]));
     assert!(out.status.success(), "stderr:\n{}", out.stderr);
-    assert!(out.stdout.starts_with("What each mechanism"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("What each mechanism"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("usage: cargo run --release -p bench"));
     assert!(out.stdout.contains("--out DIR"));
     assert_eq!(out.stderr, "");
@@ -139,7 +159,7 @@ fn missing_python_leaves_its_column_empty_and_a_broken_one_fails() {
     assert_eq!(out.status.code(), Some(1), "stderr:\n{}", out.stderr);
     assert!(
         out.stderr
-            .contains("FAILED map, Python: bench.py map printed \"not a number\\n\", not seconds"),
+            .contains("FAILED map, Python, two idle cores: bench.py map printed \"not a number\\n\", not seconds"),
         "{}",
         out.stderr
     );

@@ -1,0 +1,121 @@
+//! The three conditions every workload runs in: two idle cores; both processes on one CPU;
+//! and beside two busy loops. Users' machines are rarely idle, and a wait that spins can
+//! hold the very CPU its peer needs: a figure from an idle machine alone would hide that.
+
+use std::error::Error;
+use std::io;
+
+/// Where a workload runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Nothing else runs: every process has a core when it wants one.
+    Idle,
+    /// The bench and every process it starts may run on one CPU only (their affinity).
+    OneCpu,
+    /// Two other processes spin on the CPUs the whole time.
+    Busy,
+}
+
+/// The conditions, in the order they are measured and shown.
+pub const CONDITIONS: [Condition; 3] = [Condition::Idle, Condition::OneCpu, Condition::Busy];
+
+impl Condition {
+    /// Its name in the tables and the chart.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Idle => "two idle cores",
+            Condition::OneCpu => "one CPU for all",
+            Condition::Busy => "two busy loops beside",
+        }
+    }
+
+    /// Puts this process (and so every child it forks from now on) in the condition, until
+    /// the returned value is dropped.
+    pub fn enter(self) -> Result<Setting, Box<dyn Error>> {
+        let mut setting = Setting {
+            affinity: None,
+            hogs: Vec::new(),
+        };
+        match self {
+            Condition::Idle => {}
+            Condition::OneCpu => {
+                let old = affinity()?;
+                let first = (0..libc::CPU_SETSIZE as usize)
+                    // SAFETY: CPU_ISSET reads the set, which is alive, at an index below its size.
+                    .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &old) })
+                    .ok_or("this process may run on no CPU")?;
+                // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET adds one CPU to it.
+                let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+                // SAFETY: as above, with an index below the set's size.
+                unsafe { libc::CPU_SET(first, &mut one) };
+                set_affinity(&one)?;
+                setting.affinity = Some(old);
+            }
+            Condition::Busy => {
+                for _ in 0..2 {
+                    setting.hogs.push(busy_loop()?);
+                }
+            }
+        }
+        Ok(setting)
+    }
+}
+
+/// A condition in force: dropping it puts the old affinity back and ends the busy loops.
+pub struct Setting {
+    affinity: Option<libc::cpu_set_t>,
+    hogs: Vec<libc::pid_t>,
+}
+
+impl Drop for Setting {
+    fn drop(&mut self) {
+        if let Some(old) = &self.affinity {
+            let _ = set_affinity(old);
+        }
+        for &pid in &self.hogs {
+            // SAFETY: kill and waitpid touch no memory of ours but `status`; the pid is a child
+            // of this process not yet reaped, so it names that child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// Forks a child that spins until it is killed, or until the bench dies.
+fn busy_loop() -> Result<libc::pid_t, Box<dyn Error>> {
+    // SAFETY: the bench runs no other thread; the child makes one system call and spins,
+    // touching no lock and allocating nothing.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error().into()),
+        0 => {
+            // SAFETY: prctl takes integers; the kernel kills this child when the bench ends.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+        pid => Ok(pid),
+    }
+}
+
+fn affinity() -> Result<libc::cpu_set_t, io::Error> {
+    // SAFETY: a zeroed cpu_set_t is the empty set, which sched_getaffinity overwrites.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the set is alive and its size is given.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(set)
+}
+
+fn set_affinity(set: &libc::cpu_set_t) -> Result<(), io::Error> {
+    // SAFETY: sched_setaffinity reads the set, which is alive, of the size given.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(set), set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
