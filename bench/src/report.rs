@@ -75,12 +75,14 @@ impl Measured {
         }
     }
 
-    /// The faster twin's median, and which twin it is.
+    /// The faster twin's median, and which twin it is: of those that ran, unless one failed.
     pub fn best_twin(&self) -> Option<(f64, usize)> {
-        let medians = self.twins.iter().map(Samples::median);
         let mut best: Option<(f64, usize)> = None;
-        for (k, median) in medians.enumerate() {
-            let median = median?;
+        for (k, samples) in self.twins.iter().enumerate() {
+            if !samples.ran {
+                continue;
+            }
+            let median = samples.median()?;
             if best.is_none_or(|(b, _)| median > b) {
                 best = Some((median, k));
             }
