@@ -480,7 +480,10 @@ fn a_worker_killed_with_a_helper_alive() {
         if !bare {
             let gone = Instant::now();
             while !testkit::has_ended(helper.as_raw() as u32) {
-                assert!(gone.elapsed() < Duration::from_secs(1), "the helper outlived its worker");
+                assert!(
+                    gone.elapsed() < Duration::from_secs(1),
+                    "the helper outlived its worker"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
