@@ -242,7 +242,7 @@ pub fn lock(n: usize) -> Timed {
     Ok(start.elapsed())
 }
 
-/// As [`lock`], but under the mutex each process adds 1 to an `i64` in shared memory; the
+/// As [`lock()`], but under the mutex each process adds 1 to an `i64` in shared memory; the
 /// total must be `2n`. As `Value`: the `i64` is on a page of its own (a `Value` keeps it in
 /// a mapping apart from its lock's), so the two share no cache line.
 pub fn value(n: usize) -> Timed {

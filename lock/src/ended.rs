@@ -30,10 +30,10 @@ pub(crate) fn holder_is_gone(pid: u32, home_ns: u64) -> bool {
 /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
 /// under the lock can still be in use. The kernel gives a dying process's locks up early in
 /// its exit, before it is a zombie, and the rest of the exit (unmapping gigabytes, say) may
-/// take seconds: a process that is exiting is waited for, up to [`EXIT_WAIT`](crate::EXIT_WAIT). One that is
+/// take seconds: a process that is exiting is waited for, up to [`EXIT_WAIT`]. One that is
 /// not exiting a moment after its lock was given up lives on: only a thread of it died.
 /// Where neither the kernel nor `/proc` can tell, the answer is "lives on" after
-/// [`EXIT_WAIT`](crate::EXIT_WAIT): the lock is then abandoned, never recovered while its holder may run.
+/// [`EXIT_WAIT`]: the lock is then abandoned, never recovered while its holder may run.
 pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> bool {
     if pid == 0 {
         // It died between taking the lock and recording itself: it handed nothing out.

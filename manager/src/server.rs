@@ -100,10 +100,11 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
     }
 }
 
-/// Accepts the waiting connections, [`ACCEPT_PER_ROUND`] at most. At the descriptor limit (EMFILE, ENFILE) a waiting
-/// connection would keep the listener readable while `accept` fails, and the server would
-/// spin; so the server gives up its spare descriptor, accepts the connection with it, tells
-/// the client why it cannot be served, closes it, and takes the spare back.
+/// Accepts the waiting connections, [`ACCEPT_PER_ROUND`] at most. At the descriptor limit
+/// (EMFILE, ENFILE) a waiting connection would keep the listener readable while `accept`
+/// fails, and the server would spin; so the server gives up its spare descriptor, accepts
+/// the connection with it, tells the client why it cannot be served, closes it, and takes
+/// the spare back.
 fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<File>) {
     // At most this many a round: a flood of connections (which anyone on the machine can
     // send to an abstract address, refused or not) must not keep the server from serving
