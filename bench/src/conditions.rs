@@ -57,6 +57,12 @@ impl Condition {
                 }
             }
         }
+        if self != Condition::Idle {
+            // Every process asks its affinity again each second (`common::fd::Spin`), and
+            // busy loops just started take a moment to get their share: the workloads
+            // start in the condition as it will stay.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
         Ok(setting)
     }
 }
@@ -73,8 +79,8 @@ impl Drop for Setting {
             let _ = set_affinity(old);
         }
         for &pid in &self.hogs {
-            // SAFETY: kill and waitpid touch no memory of ours but `status`; the pid is a child
-            // of this process not yet reaped, so it names that child.
+            // SAFETY: kill and waitpid touch no memory of ours (the status pointer is null);
+            // the pid is a child of this process not yet reaped, so it names that child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
@@ -85,13 +91,22 @@ impl Drop for Setting {
 
 /// Forks a child that spins until it is killed, or until the bench dies.
 fn busy_loop() -> Result<libc::pid_t, Box<dyn Error>> {
-    // SAFETY: the bench runs no other thread; the child makes one system call and spins,
+    let bench = std::process::id() as libc::pid_t;
+    // SAFETY: the bench runs no other thread; the child makes three system calls and spins,
     // touching no lock and allocating nothing.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error().into()),
         0 => {
-            // SAFETY: prctl takes integers; the kernel kills this child when the bench ends.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // SAFETY: prctl and getppid take integers and touch no memory; the kernel kills
+            // this child when the bench ends. A bench that ended before the prctl is no
+            // longer this child's parent (under load the child may wait long to run): the
+            // child ends at once instead of spinning forever as an orphan.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != bench {
+                    libc::_exit(0);
+                }
+            }
             loop {
                 std::hint::spin_loop();
             }

@@ -324,7 +324,7 @@ fn options_line(options: &Options) -> String {
     if options.quick {
         extra.push("--quick".to_owned());
     }
-    if options.rounds != ROUNDS && !options.quick {
+    if options.rounds != if options.quick { 1 } else { ROUNDS } {
         extra.push(format!("--rounds {}", options.rounds));
     }
     if !options.python {

@@ -4,13 +4,14 @@
 //! fixed-size integers); the same batching, the same waiting, the same contention. What a
 //! twin leaves out is the workload's bookkeeping: no framing library, no decoding into
 //! values, no checks but of the result at the end, no liveness checks, no robust-lock
-//! recovery, no registry of children. So `Rust / twin` is what the workspace's types cost
-//! beyond the work they do, and a figure below 1 would mean a twin does more than its
-//! workload, or differently.
+//! recovery, no registry of children. So `Rust / twin`, in operations a second, is what the
+//! workspace's types cost beyond the work they do, and a figure above 1 would mean a twin
+//! does more than its workload, or differently.
 //!
-//! Every child forked here makes no allocation and takes no lock (its buffers are made
-//! before the fork), ends with `_exit`, and is reaped. It closes the parent's ends of its
-//! pipes, so it ends at once when its parent goes: its reads reach the end, its writes fail.
+//! Every child forked here allocates nothing and takes no lock (its buffers are made before
+//! the fork), ends with `_exit`, and is reaped. It closes the parent's ends of its pipes, so
+//! its reads reach the end and its writes fail once the bench is gone, and the kernel kills
+//! it when the bench dies (`PR_SET_PDEATHSIG`).
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
@@ -810,12 +811,23 @@ impl Frames {
 /// Forks a child that runs `child` and then `_exit`s with what it returned (101 if it
 /// panicked: a twin's child never unwinds into its parent's code).
 fn fork(child: impl FnOnce() -> i32) -> Res<libc::pid_t> {
-    // SAFETY: a twin's child makes no allocation and takes no lock that another thread of
-    // the parent could have held at the fork (its buffers are made before), and ends with
-    // `_exit`; its only calls are system calls and pthread calls on its own shared mutex.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the bench runs no other thread when it forks (a test runs one twin at a
+    // time, but beside libtest's threads: there, glibc's fork takes malloc's locks across
+    // the fork, so the child may still free what it owns). The child takes no other lock,
+    // allocates nothing, and ends with `_exit`.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error().into()),
         0 => {
+            // SAFETY: prctl and getppid take integers: the kernel kills the child when the
+            // bench dies (a manager's client or a lock's child would otherwise run on), and
+            // a bench already gone (it is no longer the parent) ends it at once.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+            }
             let code = panic::catch_unwind(AssertUnwindSafe(child)).unwrap_or(101);
             // SAFETY: ends the child at once, running none of the parent's destructors.
             unsafe { libc::_exit(code) }

@@ -90,6 +90,19 @@ impl Spin {
     }
 }
 
+/// Forgets, in a child just forked by `Process::start`, what its parent learnt of its waits:
+/// the child's peers are not its parent's. The process has one thread.
+pub(crate) fn forget_waits() {
+    FAILS.store(0, Relaxed);
+    SKIP.store(0, Relaxed);
+    if let Ok(mut asked) = ASKED.try_lock() {
+        *asked = None;
+    }
+}
+
+/// This process's affinity, as last asked, and when: see [`one_cpu`].
+static ASKED: Mutex<Option<(Instant, bool)>> = Mutex::new(None);
+
 /// Whether the next wait should spin: not where this process may use one CPU only, nor in
 /// the waits a failed spin said to skip.
 fn spin_pays() -> bool {
@@ -102,7 +115,6 @@ fn spin_pays() -> bool {
 
 /// True when this process may run on one CPU only (its affinity), asked again each second.
 fn one_cpu() -> bool {
-    static ASKED: Mutex<Option<(Instant, bool)>> = Mutex::new(None);
     let mut asked = ASKED.lock().unwrap_or_else(PoisonError::into_inner);
     match *asked {
         Some((at, one)) if at.elapsed() < Duration::from_secs(1) => one,

@@ -132,6 +132,7 @@ impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
             Ok(ForkResult::Child) => {
                 die_with_parent(parent);
                 private_fd::close_inherited();
+                crate::fd::forget_waits();
                 drop(held);
                 run_child(self.target.take())
             }
