@@ -30,8 +30,8 @@ impl Condition {
     }
 
     /// Puts this process (and so every child it forks from now on) in the condition, until
-    /// the returned value is dropped.
-    pub fn enter(self) -> Result<Setting, Box<dyn Error>> {
+    /// the returned value is dropped; with `settle`, lets a second pass first (see below).
+    pub fn enter(self, settle: bool) -> Result<Setting, Box<dyn Error>> {
         let mut setting = Setting {
             affinity: None,
             hogs: Vec::new(),
@@ -57,7 +57,7 @@ impl Condition {
                 }
             }
         }
-        if self != Condition::Idle {
+        if settle && self != Condition::Idle {
             // Every process asks its affinity again each second (`common::fd::Spin`), and
             // busy loops just started take a moment to get their share: the workloads
             // start in the condition as it will stay.

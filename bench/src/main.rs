@@ -257,7 +257,8 @@ fn main() -> ExitCode {
         let python_first = round % 2 == 0;
         for (&condition, measured) in CONDITIONS.iter().zip(&mut measured) {
             eprintln!(" {}", condition.name());
-            let _in_force = match condition.enter() {
+            // A quick run checks, and need not wait for the condition to settle.
+            let _in_force = match condition.enter(!options.quick) {
                 Ok(setting) => setting,
                 Err(e) => {
                     eprintln!("bench: cannot set up {}: {e}", condition.name());
