@@ -89,30 +89,14 @@ impl Drop for Setting {
     }
 }
 
-/// Forks a child that spins until it is killed, or until the bench dies.
+/// Forks a child that spins until it is killed, or until the bench dies: forked as the
+/// twins fork theirs, so the kernel kills it with the bench.
 fn busy_loop() -> Result<libc::pid_t, Box<dyn Error>> {
-    let bench = std::process::id() as libc::pid_t;
-    // SAFETY: the bench runs no other thread; the child makes three system calls and spins,
-    // touching no lock and allocating nothing.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error().into()),
-        0 => {
-            // SAFETY: prctl and getppid take integers and touch no memory; the kernel kills
-            // this child when the bench ends. A bench that ended before the prctl is no
-            // longer this child's parent (under load the child may wait long to run): the
-            // child ends at once instead of spinning forever as an orphan.
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != bench {
-                    libc::_exit(0);
-                }
-            }
-            loop {
-                std::hint::spin_loop();
-            }
+    crate::twins::fork(|| -> i32 {
+        loop {
+            std::hint::spin_loop();
         }
-        pid => Ok(pid),
-    }
+    })
 }
 
 fn affinity() -> Result<libc::cpu_set_t, io::Error> {
