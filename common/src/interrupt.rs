@@ -113,12 +113,6 @@ impl Held {
     }
 }
 
-impl Default for Held {
-    fn default() -> Self {
-        Held::new()
-    }
-}
-
 impl Drop for Held {
     fn drop(&mut self) {
         // SAFETY: `old` is the mask saved by `new`; restoring it is always valid.
