@@ -37,6 +37,36 @@ pub enum Error {
     /// `join` was called on a process that was never started.
     #[error("can only join a started process")]
     NotStarted,
+    /// A handle was used in a process that did not make it (a copy made by fork).
+    #[error("this handle belongs to the process that made it, not to this one")]
+    NotOwner,
+    /// A request to start a child was over [`MAX_ARGS`](crate::start::MAX_ARGS) bytes or
+    /// [`MAX_FDS`](crate::start::MAX_FDS) descriptors.
+    #[error(
+        "a child's request takes at most {} bytes and {} descriptors, not {bytes} and {fds}; \
+         send more through a pipe",
+        crate::start::MAX_ARGS,
+        crate::start::MAX_FDS
+    )]
+    RequestTooLarge {
+        /// The bytes of arguments.
+        bytes: usize,
+        /// The descriptors.
+        fds: usize,
+    },
+    /// A function to run in a spawned child is not in this executable (it is in a shared
+    /// library), so another run of the program cannot find it.
+    #[error(
+        "the function at {address:#x} is not in this executable, so a spawned child could not \
+         find it; use a function of the program itself"
+    )]
+    NotInExecutable {
+        /// The function's address.
+        address: usize,
+    },
+    /// The fork server ended (or was killed) before it answered.
+    #[error("the fork server has ended")]
+    ForkServerGone,
 }
 
 impl Error {

@@ -120,6 +120,14 @@ impl Drop for Held {
     }
 }
 
+/// Unblocks the three signals, in a process just exec'd by a thread that held them back
+/// (the mask survives exec).
+pub(crate) fn release_in_new_process() {
+    let set = signal_set();
+    // SAFETY: the set is valid and alive; unblocking touches no other memory.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut()) };
+}
+
 /// Records a child just forked, so that the handler ends it. Call it while [`Held`].
 pub(crate) fn track(pid: i32) {
     install();

@@ -1,6 +1,7 @@
 //! Plumbing shared by the examples, never a lesson of its own:
 //!
 //! - [`Process`]: start a closure in a child made by `fork`, and join it;
+//! - [`start`]: start a function in a child by fork, spawn or a fork server;
 //! - [`current_pid`], [`process_key`]: which process this is;
 //! - [`repr()`]: print values as Python prints them, to the byte;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
@@ -21,6 +22,7 @@ mod private_fd;
 mod process;
 pub mod repr;
 mod shm;
+pub mod start;
 
 pub use error::Error;
 pub use pid::{current_pid, process_key};

@@ -14,8 +14,9 @@ use nix::unistd::{ForkResult, Pid, fork};
 use crate::{Error, SharedBorrow, interrupt, private_fd};
 
 mod wait;
+use wait::DETACHED;
 pub use wait::ExitStatus;
-use wait::{Block, DETACHED, detach, reap_detached, wait};
+pub(crate) use wait::{Block, detach, reap_detached, wait};
 
 /// The exit code of a child whose target panicked, as Rust gives a panicking `main`.
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -219,7 +220,7 @@ impl<F> Drop for Process<F> {
 /// a new one with `unshare`) cannot be named from it, so its death before the request goes
 /// unseen; and a child that changes its user (`setuid`) loses the request, by a rule of the
 /// kernel. Such a child lives on, as every child would without this.
-fn die_with_parent(parent: libc::pid_t) {
+pub(crate) fn die_with_parent(parent: libc::pid_t) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take integers and touch no memory; raise
     // ends this process.
     unsafe {

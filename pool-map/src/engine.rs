@@ -16,7 +16,10 @@ use crate::PoolError;
 use crate::worker::{self, PANICKED, RETURNED, Trampoline};
 use common::fd::{self, Spin, pollfd, set_nonblocking};
 use common::frame::{self, FrameBuf, FrameError};
-use common::{Error, ExitStatus, Private, Process};
+use std::os::fd::OwnedFd;
+
+use common::start::{Child, Context, code_offset};
+use common::{Error, ExitStatus, Private};
 
 /// A finished task.
 pub(crate) enum Done {
@@ -39,14 +42,12 @@ struct Task {
     frame: Vec<u8>,
 }
 
-type Target = Box<dyn FnOnce() -> Result<(), FrameError> + Send>;
-
 /// How often a waiting pool checks that its workers are alive, beside watching their pipes:
 /// a worker whose pipe a process it started still holds open never shows its end there.
 const LIVENESS: Duration = Duration::from_millis(100);
 
 struct Worker {
-    process: Process<Target>,
+    process: Child,
     pid: u32,
     /// Where tasks go; `None` once the worker cannot take more. Both ends are the parent's
     /// own ([`Private`]): no other child keeps them open, so the worker sees its task pipe
@@ -65,6 +66,8 @@ struct Worker {
 }
 
 pub(crate) struct Engine {
+    /// How workers are started: fork, spawn or forkserver.
+    context: Context,
     workers: Vec<Worker>,
     queue: VecDeque<Task>,
     done: HashMap<u64, Done>,
@@ -83,11 +86,12 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(processes: usize) -> Result<Engine, PoolError> {
+    pub(crate) fn new(processes: usize, context: &Context) -> Result<Engine, PoolError> {
         if processes == 0 {
             return Err(PoolError::NoProcesses);
         }
         let mut engine = Engine {
+            context: context.clone(),
             workers: Vec::with_capacity(processes),
             queue: VecDeque::new(),
             done: HashMap::new(),
@@ -101,7 +105,7 @@ impl Engine {
             checked: Instant::now(),
         };
         for _ in 0..processes {
-            let worker = spawn()?;
+            let worker = spawn(&engine.context)?;
             engine.workers.push(worker);
         }
         Ok(engine)
@@ -138,6 +142,10 @@ impl Engine {
             return Err(PoolError::Closed);
         }
         let id = self.next_task;
+        // Offsets in the executable, not addresses: a spawned worker runs the same file
+        // at another address (see `common::start`).
+        let call = code_offset(call as usize)?;
+        let f = code_offset(f)?;
         let mut frame = Vec::new();
         worker::encode_task(&mut frame, id, call, f, args)?;
         self.next_task += 1;
@@ -449,7 +457,7 @@ impl Engine {
                 self.queue.push_front(task);
             }
         }
-        let replacement = spawn()?;
+        let replacement = spawn(&self.context)?;
         self.workers[i] = replacement;
         Ok(())
     }
@@ -531,9 +539,10 @@ impl Worker {
     }
 }
 
-/// Forks a worker with two new pipes: tasks in, results out. The parent's ends are
-/// [`Private`], so this worker, later workers, and every other child close them at fork.
-fn spawn() -> Result<Worker, PoolError> {
+/// Starts a worker, by the context's method, with two new pipes: tasks in, results out. The
+/// parent's ends are [`Private`], so this worker, later workers, and every other child close
+/// them at fork (a spawned child never has them: they close on exec).
+fn spawn(context: &Context) -> Result<Worker, PoolError> {
     let (tasks_r, tasks_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
     let (results_r, results_w) = os_pipe::pipe().map_err(|e| Error::os("pipe", e))?;
     fd::enlarge_pipe(tasks_w.as_fd());
@@ -541,10 +550,9 @@ fn spawn() -> Result<Worker, PoolError> {
     set_nonblocking(tasks_w.as_fd())?;
     set_nonblocking(results_r.as_fd())?;
     let (tasks_w, results_r) = (Private::new(tasks_w)?, Private::new(results_r)?);
-    let target: Target = Box::new(move || worker::run(tasks_r, results_w));
-    let mut process = Process::new(target);
-    process.start()?;
-    let pid = process.pid().map_or(0, |p| p.as_raw() as u32);
+    let fds = vec![OwnedFd::from(tasks_r), OwnedFd::from(results_w)];
+    let process = context.start(worker::entry, Vec::new(), fds)?;
+    let pid = process.pid();
     Ok(Worker {
         process,
         pid,

@@ -47,6 +47,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use common::frame::{self, FrameError};
+use common::start::{Context, Method};
 use common::{Error, ExitStatus};
 use engine::{Done, Engine};
 
@@ -164,8 +165,16 @@ pub struct AsyncResult<'p, R> {
 impl Pool {
     /// Forks `processes` workers: Python's `Pool(processes)`.
     pub fn new(processes: usize) -> Result<Pool, PoolError> {
+        Pool::with_context(processes, &Context::new(Method::Fork)?)
+    }
+
+    /// Starts `processes` workers by `context`'s start method: Python's
+    /// `get_context(method).Pool(processes)`. By spawn or forkserver, a program with threads
+    /// can make a pool too; the functions it maps must then be of the program itself (not
+    /// of a shared library), and the workers see none of the program's variables.
+    pub fn with_context(processes: usize, context: &Context) -> Result<Pool, PoolError> {
         Ok(Pool {
-            engine: RefCell::new(Engine::new(processes)?),
+            engine: RefCell::new(Engine::new(processes, context)?),
         })
     }
 

@@ -1,12 +1,13 @@
 //! The worker's side of a pool: what travels on its two pipes, and the loop it runs.
 //!
-//! A task frame's payload is the task id (`u64`), the addresses of a trampoline and of the
-//! user's function (`usize` each, little-endian), then the bincode arguments. A result
+//! A task frame's payload is the task id (`u64`), the offsets in the executable of a
+//! trampoline and of the user's function (`u64` each, little-endian; see
+//! `common::start::code_offset`), then the bincode arguments. A result
 //! frame's payload is the task id, a kind byte ([`RETURNED`] or [`PANICKED`]), then the
 //! bincode result or panic message.
 
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
 use os_pipe::{PipeReader, PipeWriter};
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use common::Private;
 use common::frame::{self, FrameBuf, FrameError};
+use common::start::code_address;
 
 /// The result's kind byte: `f` returned; a bincode value follows.
 pub(crate) const RETURNED: u8 = 0;
@@ -32,14 +34,14 @@ pub(crate) type Trampoline = fn(f: usize, args: &[u8], out: &mut Vec<u8>) -> Res
 pub(crate) fn encode_task<A: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     id: u64,
-    call: Trampoline,
-    f: usize,
+    call: u64,
+    f: u64,
     args: &A,
 ) -> Result<(), FrameError> {
     let start = frame::start_frame(buf);
     buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&(call as usize as u64).to_le_bytes());
-    buf.extend_from_slice(&(f as u64).to_le_bytes());
+    buf.extend_from_slice(&call.to_le_bytes());
+    buf.extend_from_slice(&f.to_le_bytes());
     if let Err(e) = frame::encode_into(buf, args) {
         buf.truncate(start);
         return Err(e);
@@ -65,10 +67,12 @@ pub(crate) fn call_one<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let arg: A = frame::decode(args).map_err(|e| format!("arguments: {e}"))?;
-    // SAFETY: `f` is the address of an `fn(A) -> R`, taken by the pool in the process that
-    // forked this worker, and sent with this very trampoline, which was made for A and R.
-    // A child made by fork (without exec) runs the same program at the same addresses, so
-    // the address names the same function here. That holds for forked workers only.
+    // SAFETY: `f` is the address, in this process, of an `fn(A) -> R`: the pool took its
+    // offset in the executable (`code_offset`) and sent it with this very trampoline, made
+    // for A and R, and `run` turned it back into an address with `code_address`. This worker
+    // runs the same executable file as the pool (forked from it, or started from it by
+    // spawn or the fork server, which checked the file), so the offset names the same
+    // function here.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
     frame::encode_into(out, &f(arg)).map_err(|e| format!("result: {e}"))
 }
@@ -81,7 +85,7 @@ pub(crate) fn call_chunk<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let items: Vec<A> = frame::decode(args).map_err(|e| format!("arguments: {e}"))?;
-    // SAFETY: as in `call_one`: the address of an `fn(A) -> R` from the forking process.
+    // SAFETY: as in `call_one`: the address of an `fn(A) -> R` of the pool's executable.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
     let results: Vec<R> = items.into_iter().map(f).collect();
     frame::encode_into(out, &results).map_err(|e| format!("result: {e}"))
@@ -96,6 +100,24 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     // Dropping a payload can panic again; the message is all that is needed.
     std::mem::forget(payload);
     message
+}
+
+/// What a worker process runs, by any start method: its two pipes come as `fds`.
+pub(crate) fn entry(_: &[u8], fds: Vec<OwnedFd>) -> i32 {
+    let Ok([tasks, results]) = <[OwnedFd; 2]>::try_from(fds) else {
+        let _ = writeln!(
+            io::stderr(),
+            "Error: a pool worker starts with its two pipes"
+        );
+        return 2;
+    };
+    match run(PipeReader::from(tasks), PipeWriter::from(results)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "Error: {e:?}");
+            1
+        }
+    }
 }
 
 /// The worker process: runs tasks until its task pipe ends, then returns.
@@ -125,10 +147,10 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
             bytes.copy_from_slice(&header[i * 8..i * 8 + 8]);
             u64::from_le_bytes(bytes)
         };
-        let (id, call, f) = (word(0), word(1) as usize, word(2) as usize);
-        // SAFETY: `call` is the address of a `Trampoline`, written by `encode_task` in the
-        // process that forked this worker, on a pipe only the pool writes: the same program
-        // at the same addresses, as in `call_one`.
+        let (id, call, f) = (word(0), code_address(word(1)), code_address(word(2)));
+        // SAFETY: `call` is the address of a `Trampoline`: its offset was written by
+        // `encode_task`, in the process that started this worker, on a pipe only the pool
+        // writes; the same executable file, as in `call_one`.
         let call = unsafe { std::mem::transmute::<usize, Trampoline>(call) };
         let start = frame::start_frame(&mut out);
         out.extend_from_slice(&id.to_le_bytes());

@@ -14,7 +14,10 @@ use std::time::Instant;
 use regex::Regex;
 
 mod run;
-pub use run::{HANG, Run, assert_interrupts_are_clean, has_ended, process_state, run, stdout_of};
+pub use run::{
+    HANG, Run, assert_interrupts_are_clean, has_ended, process_state, run, run_python_program,
+    stdout_of,
+};
 
 /// Set to `overwrite` to write the actual outputs into the golden files.
 pub const UPDATE_ENV: &str = "SNAPSHOTS";
@@ -149,7 +152,7 @@ pub fn python3(what: &str) -> Option<Command> {
 pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
     let mut cmd = python3(&format!("parity with {}", script.display()))?;
     cmd.arg(script).args(args);
-    Some(run(cmd).success())
+    Some(run_python_program(cmd).success())
 }
 
 /// Runs `tests` one by one on the main thread and exits with status 1 if any failed, printing

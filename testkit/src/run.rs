@@ -54,7 +54,14 @@ pub fn stdout_of(cmd: Command) -> String {
 /// process of its session is still there once it has exited (an orphan), or if it left a
 /// file or directory in its working directory or its `TMPDIR`.
 pub fn run(cmd: Command) -> Run {
-    Session::start(cmd).finish()
+    Session::start(cmd).finish(Duration::ZERO)
+}
+
+/// [`run`] for a Python program: its helper processes (the fork server, the resource
+/// tracker) end on their own once they see the end of the main process's pipe, just after
+/// it. They have up to two seconds to do so before they are taken for orphans.
+pub fn run_python_program(cmd: Command) -> Run {
+    Session::start(cmd).finish(Duration::from_secs(2))
 }
 
 /// A command started by [`Session::start`], not yet finished.
@@ -110,8 +117,9 @@ impl Session {
         self.child.id()
     }
 
-    /// Waits for the end, then makes the checks [`run`] describes.
-    fn finish(mut self) -> Run {
+    /// Waits for the end, then makes the checks [`run`] describes; processes of the
+    /// session left behind have `grace` to end on their own.
+    fn finish(mut self, grace: Duration) -> Run {
         let pid = self.pid();
         let cmd = &self.cmd;
         let deadline = Instant::now() + HANG;
@@ -126,7 +134,12 @@ impl Session {
             }
             thread::sleep(Duration::from_millis(2));
         };
-        let left = session_members(pid);
+        let grace_ends = Instant::now() + grace;
+        let mut left = session_members(pid);
+        while !left.is_empty() && Instant::now() < grace_ends {
+            thread::sleep(Duration::from_millis(10));
+            left = session_members(pid);
+        }
         if !left.is_empty() {
             kill_session(pid);
             panic!("{cmd} ended ({status}) but left these processes of its session: {left:?}");
@@ -276,7 +289,7 @@ fn assert_interrupt_is_clean(make: impl Fn() -> Command, signal: i32, whole_grou
             libc::kill(-pid, libc::SIGCONT);
         }
         let cmd = session.cmd.clone();
-        let run = session.finish();
+        let run = session.finish(Duration::ZERO);
         let interrupted = run.status.signal() == Some(signal);
         assert!(
             interrupted || run.status.success(),

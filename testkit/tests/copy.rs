@@ -28,6 +28,12 @@ const PROGRAMS: &[(&str, &str, &[&str], &str)] = &[
         "async_pool.stdout",
     ),
     ("async-pool", "apply", &["--sleep", "0.05"], "apply.stdout"),
+    (
+        "start-methods",
+        "start-methods",
+        &[],
+        "start_methods.stdout",
+    ),
 ];
 
 #[test]

@@ -47,7 +47,7 @@ impl fmt::Display for ExitStatus {
 }
 
 #[derive(Clone, Copy)]
-pub(super) enum Block {
+pub(crate) enum Block {
     Yes,
     No,
 }
@@ -58,7 +58,7 @@ pub(super) enum Block {
 /// child stays a zombie whose pid no other process can take. Only once it is untracked is it
 /// reaped, so the interrupt handler, which signals every tracked pid, never signals a pid
 /// that may belong to another process by then.
-pub(super) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
+pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> {
     let mut flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
     if let Block::No = block {
         flags |= WaitPidFlag::WNOHANG;
@@ -99,7 +99,7 @@ pub(super) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
 pub(super) static DETACHED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
 static JOIN_AT_EXIT: Once = Once::new();
 
-pub(super) fn detach(pid: Pid) {
+pub(crate) fn detach(pid: Pid) {
     DETACHED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -118,7 +118,7 @@ pub(super) fn detach(pid: Pid) {
 
 /// Reaps the detached children that have ended, or with `Block::Yes`, all of them.
 /// A child that `waitpid` no longer knows (reaped by other code) is forgotten.
-pub(super) fn reap_detached(block: Block) {
+pub(crate) fn reap_detached(block: Block) {
     let mut detached = DETACHED.lock().unwrap_or_else(PoisonError::into_inner);
     detached.retain(|&pid| matches!(wait(pid, block), Ok(None)));
 }

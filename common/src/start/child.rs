@@ -1,0 +1,181 @@
+//! Spawn: this executable run again, told by its first argument what it is, before `main`.
+
+use std::ffi::{CStr, c_char, c_int};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::panic::{self, AssertUnwindSafe};
+use std::process::{Command, Stdio};
+
+use nix::unistd::Pid;
+
+use super::{Entry, MAX_ARGS, REQUEST_HEADER, Received, Request, receive, send, server};
+use crate::process::{Block, die_with_parent, reap_detached};
+use crate::{Error, PANIC_EXIT_CODE, interrupt};
+
+/// The first argument of a spawned child, as Python's (`--multiprocessing-fork`).
+pub(super) const SPAWNED: &str = "--multiprocessing-fork";
+/// The first argument of a fork server.
+pub(super) const SERVER: &str = "--multiprocessing-forkserver";
+
+/// Runs before `main` in every run of a program that links this module: glibc calls each
+/// function of the executable's `.init_array` section with `main`'s argc, argv and envp.
+/// Before `main`, so that a spawned child runs none of it, whatever `main` is: the
+/// program's own, or the test harness's in a test binary.
+// SAFETY (of the attribute): the section holds pointers to functions of this signature,
+// which the loader calls once each, before `main`; that is what this static is.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static BEFORE_MAIN: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = before_main;
+
+extern "C" fn before_main(argc: c_int, argv: *const *const c_char, _: *const *const c_char) {
+    if argc < 2 || argv.is_null() {
+        return;
+    }
+    // SAFETY: glibc passes `main`'s argc and argv: argv holds argc pointers to C strings,
+    // alive for the whole run; argc is at least 2, so the second one is there.
+    let first = unsafe { CStr::from_ptr(*argv.add(1)) }.to_bytes();
+    if first != SPAWNED.as_bytes() && first != SERVER.as_bytes() {
+        return;
+    }
+    // The signal mask survives exec: the three signals `start_self` held back while it
+    // made this process are held here too. They reach it again from now on.
+    interrupt::release_in_new_process();
+    let code = if first == SPAWNED.as_bytes() {
+        run_spawned()
+    } else if first == SERVER.as_bytes() {
+        server::serve()
+    } else {
+        return;
+    };
+    let code = if io::stdout().flush().is_err() && code == 0 {
+        1
+    } else {
+        code
+    };
+    // SAFETY: `_exit` ends the process at once; stdout was flushed just above, and `main`,
+    // which never ran, has nothing to tear down.
+    unsafe { libc::_exit(code) }
+}
+
+/// Starts a spawned child that runs `entry(args, fds)`; returns its pid.
+pub(super) fn spawn(entry: Entry, args: &[u8], fds: Vec<OwnedFd>) -> Result<Pid, Error> {
+    let request = Request::new(entry, args, fds.len())?;
+    let (ours, theirs) = super::socket_pair()?;
+    let pid = start_self(SPAWNED, theirs)?;
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    if let Err(e) = send(ours.as_fd(), &request.encode(), &raw) {
+        // It reads the end of its stdin, says so and exits 2; it is reaped by a later
+        // start or at exit.
+        super::detach(pid);
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+/// Starts this executable again, with `flag` as its first argument and `stdin` as its
+/// stdin, and tracks it for the interrupt handler. `std::process::Command` does the fork and
+/// `exec` safely from a program with threads.
+pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
+    reap_detached(Block::No);
+    io::stdout()
+        .flush()
+        .map_err(|e| Error::os("write(stdout)", e))?;
+    // By its path, which valgrind follows; the request says which file it must be.
+    let exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
+    let mut command = Command::new(exe);
+    if let Some(name) = std::env::args_os().next() {
+        command.arg0(name);
+    }
+    command.arg(flag).stdin(Stdio::from(stdin));
+    // A signal that comes while the child is made waits until it is tracked, so that the
+    // handler ends it too (a signal sent to the process may still reach another thread).
+    let held = interrupt::Held::new();
+    let child = command.spawn().map_err(|e| Error::os("exec", e))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    interrupt::track(pid.as_raw());
+    drop(held);
+    // Dropping std's handle neither waits nor kills: the child is ours to reap.
+    drop(child);
+    Ok(pid)
+}
+
+/// The pid a child asks to die with ([`die_with_parent`]): this process, when the calling
+/// thread is its first; 0 otherwise. The kernel kills a child when the *thread* that
+/// started it ends, and any other thread may end long before the process does.
+pub(super) fn parent_to_die_with() -> i32 {
+    // SAFETY: getpid and gettid take nothing and touch no memory.
+    let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+    if pid == tid { pid } else { 0 }
+}
+
+/// A spawned child: reads its request from stdin and runs it.
+fn run_spawned() -> i32 {
+    // SAFETY: descriptor 0 is open for the whole run (a closed one fails recvmsg, EBADF).
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    let mut buf = vec![0; REQUEST_HEADER + MAX_ARGS];
+    let (len, fds) = match receive(stdin, &mut buf, true) {
+        Ok(Received::Message(len, fds)) => (len, fds),
+        Ok(_) => return refuse(SPAWNED, "no request came on stdin"),
+        Err(e) => return refuse(SPAWNED, &e.to_string()),
+    };
+    if let Err(e) = quiet_stdin() {
+        return refuse(SPAWNED, &e.to_string());
+    }
+    match Request::decode(&buf[..len]) {
+        Some(request) if usize::from(request.fds) == fds.len() => run(&request, fds),
+        _ => refuse(SPAWNED, "the request is malformed"),
+    }
+}
+
+/// Says why a process started with `flag` cannot run, and returns the usage error's code.
+pub(super) fn refuse(flag: &str, why: &str) -> i32 {
+    let _ = writeln!(
+        io::stderr(),
+        "Error: {why}: {flag} is for a process started by this program itself, which sends \
+         it what to do on its stdin; it is not run by hand"
+    );
+    2
+}
+
+/// Runs a request in a started child: the entry, then what a child does before it ends.
+pub(super) fn run(request: &Request<'_>, fds: Vec<OwnedFd>) -> i32 {
+    if request.die_with != 0 {
+        die_with_parent(request.die_with);
+    }
+    // What Rust's runtime does before `main`, which has not run: a write to a closed pipe
+    // fails with EPIPE instead of killing the process.
+    // SAFETY: setting a signal's disposition to SIG_IGN touches no memory.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let Some(entry) = request.entry() else {
+        let _ = writeln!(
+            io::stderr(),
+            "Error: this program's file has changed since the process that started this one \
+             started (was it rebuilt?): a started child must run the same file"
+        );
+        return 2;
+    };
+    let code = match panic::catch_unwind(AssertUnwindSafe(|| entry(request.args, fds))) {
+        Ok(code) => code,
+        Err(payload) => {
+            // The panic hook has printed the message; see `run_child` in process.rs.
+            std::mem::forget(payload);
+            PANIC_EXIT_CODE
+        }
+    };
+    // Children that the entry started and did not join are joined here, not orphaned.
+    reap_detached(Block::Yes);
+    code
+}
+
+/// Puts `/dev/null` at descriptor 0, as Python's children have it: stdin was the request.
+pub(super) fn quiet_stdin() -> Result<(), Error> {
+    let null = File::open("/dev/null").map_err(|e| Error::os("open(/dev/null)", e))?;
+    // SAFETY: dup2 touches no memory; descriptor 0 is this process's stdin, which nothing
+    // else here reads any more.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(Error::os("dup2", io::Error::last_os_error()));
+    }
+    Ok(())
+}

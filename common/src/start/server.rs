@@ -1,0 +1,430 @@
+//! Forkserver: a server process, started by spawn while nothing else runs in it, that forks
+//! a child for each request and reports how each ended.
+//!
+//! The owner and the server share one control socket (a socket pair, so no other process
+//! can connect). A request carries the child's descriptors, and one more: the child's
+//! *link*, a socket pair of its own, on which the server answers with the child's pid and a
+//! pidfd of it, and later with how it ended. The server is the child's parent, so it reaps
+//! it: it watches each child's pidfd, which becomes readable when the child has exited.
+//!
+//! The server ends:
+//! - when its owner says it is done (`Q`), once its children have ended (Python joins its
+//!   children at exit too);
+//! - when the control socket closes without that (the owner died), or on SIGINT, SIGTERM or
+//!   SIGHUP (Ctrl-C reaches the whole process group; the owner's handler sends SIGTERM):
+//!   it kills and reaps its children first, so none is left behind.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::{Entry, How, MAX_ARGS, REQUEST_HEADER, Received, Request, child, receive, send};
+use crate::process::{Block, die_with_parent, wait};
+use crate::{Error, ExitStatus, Private};
+
+/// What the owner says when it is done.
+const QUIT: &[u8] = b"Q";
+/// Link messages: a tag, then a little-endian `i32`.
+const LINK_MESSAGE: usize = 5;
+/// The child's pid, with a pidfd of it.
+const STARTED: u8 = b'P';
+/// The server's `fork` failed with this errno.
+const FORK_FAILED: u8 = b'F';
+/// The child exited with this code.
+const EXITED: u8 = b'X';
+/// A signal of this number ended the child.
+const SIGNALED: u8 = b'S';
+
+/// The owner's handle on a fork server. Dropping it tells the server to end once its
+/// children have, and waits for that.
+pub struct ForkServer {
+    pid: Pid,
+    control: Private<OwnedFd>,
+}
+
+impl ForkServer {
+    /// Starts a fork server, by spawn: it has one thread, whatever this process has.
+    pub(super) fn start() -> Result<ForkServer, Error> {
+        let (ours, theirs) = super::socket_pair()?;
+        let pid = child::start_self(child::SERVER, theirs)?;
+        let server = ForkServer {
+            pid,
+            control: Private::new(ours)?,
+        };
+        // Its first message: whom it dies with.
+        let die_with = child::parent_to_die_with();
+        send(server.control()?, &die_with.to_le_bytes(), &[])?;
+        Ok(server)
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    fn control(&self) -> Result<BorrowedFd<'_>, Error> {
+        self.control.get().map(AsFd::as_fd).ok_or(Error::NotOwner)
+    }
+
+    /// Asks the server for a child that runs `entry(args, fds)`.
+    pub(super) fn start_child(
+        self: &Arc<Self>,
+        entry: Entry,
+        args: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Pid, How), Error> {
+        let control = self.control()?;
+        let request = Request::new(entry, args, fds.len())?;
+        let (link, theirs) = super::socket_pair()?;
+        let mut raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        raw.push(theirs.as_raw_fd());
+        send(control, &request.encode(), &raw).map_err(|_| Error::ForkServerGone)?;
+        // The server has its own copies now.
+        drop((fds, theirs));
+        let mut answer = [0; LINK_MESSAGE];
+        let (tag, value, mut fds) = match receive(link.as_fd(), &mut answer, true)? {
+            Received::Message(LINK_MESSAGE, fds) => (answer[0], message_value(&answer), fds),
+            _ => return Err(Error::ForkServerGone),
+        };
+        match (tag, fds.pop()) {
+            (STARTED, pidfd) if fds.is_empty() => Ok((
+                Pid::from_raw(value),
+                How::Served {
+                    link: Private::new(link)?,
+                    pidfd: pidfd.map(Private::new).transpose()?,
+                    _server: Arc::clone(self),
+                },
+            )),
+            (FORK_FAILED, None) => Err(Error::os(
+                "fork (in the fork server)",
+                Errno::from_raw(value),
+            )),
+            _ => Err(Error::ForkServerGone),
+        }
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // Only in the process that started it: a forked copy of this handle is not its owner.
+        if let Ok(control) = self.control() {
+            let _ = send(control, QUIT, &[]);
+            let _ = wait(self.pid, Block::Yes);
+        }
+    }
+}
+
+/// How a served child ended, from its link; `None` while it runs (with `Block::No`).
+pub(super) fn status(link: &Private<OwnedFd>, block: Block) -> Result<Option<ExitStatus>, Error> {
+    let link = link.get().ok_or(Error::NotOwner)?;
+    let mut message = [0; LINK_MESSAGE];
+    match receive(link.as_fd(), &mut message, matches!(block, Block::Yes))? {
+        Received::Nothing => Ok(None),
+        Received::Message(LINK_MESSAGE, _) if message[0] == EXITED => {
+            Ok(Some(ExitStatus::Exited(message_value(&message))))
+        }
+        Received::Message(LINK_MESSAGE, _) if message[0] == SIGNALED => {
+            let signal =
+                Signal::try_from(message_value(&message)).map_err(|_| Error::ForkServerGone)?;
+            Ok(Some(ExitStatus::Signaled(signal)))
+        }
+        _ => Err(Error::ForkServerGone),
+    }
+}
+
+fn message_value(message: &[u8; LINK_MESSAGE]) -> i32 {
+    i32::from_le_bytes([message[1], message[2], message[3], message[4]])
+}
+
+fn link_message(tag: u8, value: i32) -> [u8; LINK_MESSAGE] {
+    let v = value.to_le_bytes();
+    [tag, v[0], v[1], v[2], v[3]]
+}
+
+/// A child of the server.
+struct Served {
+    pid: Pid,
+    /// Readable once the child has exited. `None` where the kernel has no pidfds (before
+    /// Linux 5.3, or under valgrind): the child is then asked after with `waitpid` every
+    /// [`UNWATCHED_POLL_MS`].
+    pidfd: Option<OwnedFd>,
+    link: OwnedFd,
+}
+
+/// How often children without a pidfd are asked after.
+const UNWATCHED_POLL_MS: i32 = 20;
+
+/// The server: runs before `main` in a process started by [`ForkServer::start`], which has
+/// one thread. Returns its exit code.
+pub(super) fn serve() -> i32 {
+    match serve_requests() {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "Error: fork server: {e}");
+            1
+        }
+    }
+}
+
+fn serve_requests() -> Result<i32, Error> {
+    // The control socket came as stdin: move it, and give stdin to /dev/null, which the
+    // children inherit.
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) touches no memory; the new descriptor is owned below.
+    let control = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+    if control < 0 {
+        return Err(Error::os("fcntl", io::Error::last_os_error()));
+    }
+    // SAFETY: `control` is a new descriptor that nothing else owns.
+    let control = unsafe { OwnedFd::from_raw_fd(control) };
+    child::quiet_stdin()?;
+    let mut first = [0; 4];
+    match receive(control.as_fd(), &mut first, true) {
+        Ok(Received::Message(4, _)) => match i32::from_le_bytes(first) {
+            0 => {}
+            owner => die_with_parent(owner),
+        },
+        Ok(_) => return Ok(0), // The owner is gone already.
+        Err(e) => return Ok(child::refuse(child::SERVER, &e.to_string())),
+    }
+    // SAFETY: setting a disposition to SIG_IGN touches no memory. A child that has gone
+    // away makes a write to its link fail (EPIPE) instead of killing the server.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let signals = Signals::block()?;
+    let mut children: Vec<Served> = Vec::new();
+    let mut buf = vec![0; REQUEST_HEADER + MAX_ARGS];
+    let mut quitting = false;
+    loop {
+        if quitting && children.is_empty() {
+            return Ok(0);
+        }
+        let mut fds = vec![
+            crate::fd::pollfd(
+                if quitting { -1 } else { control.as_raw_fd() },
+                libc::POLLIN,
+            ),
+            crate::fd::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
+        ];
+        fds.extend(children.iter().map(|c| {
+            let fd = c.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            crate::fd::pollfd(fd, libc::POLLIN)
+        }));
+        let unwatched = children.iter().any(|c| c.pidfd.is_none());
+        crate::fd::poll_fds(&mut fds, if unwatched { UNWATCHED_POLL_MS } else { -1 })?;
+        if fds[1].revents != 0 {
+            let signal = signals.take();
+            end_all(&mut children);
+            signals.raise(signal);
+        }
+        // Children that have ended: reaped, and reported on their links.
+        let ended: Vec<usize> = (0..children.len())
+            .filter(|&i| {
+                fds[i + 2].revents != 0
+                    || (children[i].pidfd.is_none() && has_exited(children[i].pid))
+            })
+            .collect();
+        for &i in ended.iter().rev() {
+            reap(children.swap_remove(i));
+        }
+        if fds[0].revents != 0 {
+            match receive(control.as_fd(), &mut buf, true) {
+                Ok(Received::Message(len, _)) if &buf[..len] == QUIT => quitting = true,
+                Ok(Received::Message(len, fds)) => {
+                    if let Some(child) = fork_child(&buf[..len], fds, &control, &signals, &children)
+                    {
+                        children.push(child);
+                    }
+                }
+                Ok(Received::Nothing) => {}
+                // The owner died without saying it was done: nothing of it may run on.
+                Ok(Received::End) | Err(_) => {
+                    end_all(&mut children);
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// Forks a child for one request. `None` if the request is malformed (its descriptors are
+/// closed) or fork failed (the link says so).
+fn fork_child(
+    bytes: &[u8],
+    mut fds: Vec<OwnedFd>,
+    control: &OwnedFd,
+    signals: &Signals,
+    children: &[Served],
+) -> Option<Served> {
+    let link = fds.pop()?;
+    let request = Request::decode(bytes)?;
+    if usize::from(request.fds) != fds.len() {
+        return None;
+    }
+    // SAFETY: this process has one thread (it was started by exec and runs before `main`,
+    // which starts none), so nothing is held or half-changed in the child.
+    match unsafe { libc::fork() } {
+        0 => {
+            // The child: it keeps its request's descriptors and nothing of the server's.
+            // SAFETY: each of these descriptors belongs to the server's copy of memory,
+            // whose owners never run in this process: it ends by `_exit` below.
+            unsafe {
+                libc::close(control.as_raw_fd());
+                libc::close(link.as_raw_fd());
+                for other in children {
+                    if let Some(pidfd) = &other.pidfd {
+                        libc::close(pidfd.as_raw_fd());
+                    }
+                    libc::close(other.link.as_raw_fd());
+                }
+            }
+            signals.unblock_in_child();
+            // SAFETY: getpid and getppid touch no memory.
+            let server = unsafe { libc::getppid() };
+            let request = Request {
+                die_with: server,
+                ..request
+            };
+            let code = child::run(&request, fds);
+            let code = if io::stdout().flush().is_err() && code == 0 {
+                1
+            } else {
+                code
+            };
+            // SAFETY: `_exit` ends the child at once, running none of the server's code.
+            unsafe { libc::_exit(code) }
+        }
+        -1 => {
+            let errno = Errno::last_raw();
+            let _ = send(link.as_fd(), &link_message(FORK_FAILED, errno), &[]);
+            None
+        }
+        pid => {
+            drop(fds);
+            // SAFETY: pidfd_open takes two integers and touches no memory. The child is
+            // not reaped until it is seen to have exited, so its pid is still its own.
+            let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            // SAFETY: a new descriptor that nothing else owns.
+            let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+            // An owner that went away meanwhile will not read this; the child runs anyway.
+            let attached: Vec<RawFd> = pidfd.iter().map(AsRawFd::as_raw_fd).collect();
+            let _ = send(link.as_fd(), &link_message(STARTED, pid), &attached);
+            Some(Served {
+                pid: Pid::from_raw(pid),
+                pidfd,
+                link,
+            })
+        }
+    }
+}
+
+/// Reaps a child that has exited and tells its owner how it ended.
+fn reap(child: Served) {
+    let message = match nix::sys::wait::waitpid(child.pid, None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => link_message(EXITED, code),
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => {
+            link_message(SIGNALED, signal as i32)
+        }
+        // Stopped or continued are not asked for; anything else is not an ending.
+        _ => return,
+    };
+    let _ = send(child.link.as_fd(), &message, &[]);
+}
+
+/// Whether a child has exited, without reaping it.
+fn has_exited(pid: Pid) -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(
+        waitid(Id::Pid(pid), flags),
+        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
+    )
+}
+
+/// Kills every child and reaps it.
+fn end_all(children: &mut Vec<Served>) {
+    for child in children.iter() {
+        // Not reaped yet, so the pid is still this child's.
+        let _ = nix::sys::signal::kill(child.pid, Signal::SIGKILL);
+    }
+    for child in children.drain(..) {
+        reap(child);
+    }
+}
+
+/// The signals that end the server, blocked and read from a signalfd, so that the server
+/// ends its children before it ends.
+struct Signals {
+    fd: OwnedFd,
+    set: libc::sigset_t,
+}
+
+impl Signals {
+    fn block() -> Result<Signals, Error> {
+        // SAFETY: the set is initialised by sigemptyset before use; sigprocmask and
+        // signalfd read it; the descriptor signalfd returns is owned below.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::sigaddset(&mut set, signal);
+            }
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                return Err(Error::os("signalfd", io::Error::last_os_error()));
+            }
+            Ok(Signals {
+                fd: OwnedFd::from_raw_fd(fd),
+                set,
+            })
+        }
+    }
+
+    /// The signal that came (SIGTERM if none can be read).
+    fn take(&self) -> libc::c_int {
+        let mut info: libc::signalfd_siginfo = unsafe_zeroed();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: `info` is a writable signalfd_siginfo of `size` bytes.
+        let read = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        if read == size as isize {
+            info.ssi_signo as libc::c_int
+        } else {
+            libc::SIGTERM
+        }
+    }
+
+    /// Ends the server by `signal`, as its default would: the status a shell expects.
+    fn raise(&self, signal: libc::c_int) -> ! {
+        // SAFETY: resetting a disposition and unblocking a set touch no memory but the set,
+        // which is alive; the signal then ends the process.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut());
+            libc::raise(signal);
+            libc::_exit(128 + signal)
+        }
+    }
+
+    /// In a child just forked: the signals reach it again, and the signalfd is closed.
+    fn unblock_in_child(&self) {
+        // SAFETY: as in `raise`; the descriptor is the server's, never used in the child.
+        unsafe {
+            libc::sigprocmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut());
+            libc::close(self.fd.as_raw_fd());
+        }
+    }
+}
+
+fn unsafe_zeroed() -> libc::signalfd_siginfo {
+    // SAFETY: signalfd_siginfo is a C struct of integers, for which all zeroes is valid.
+    unsafe { std::mem::zeroed() }
+}

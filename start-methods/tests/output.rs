@@ -1,0 +1,178 @@
+//! The example's output: against its golden file, and beside its Python original.
+
+// The workspace's test harness, included by path rather than named as a dependency: a copy
+// of this section without `testkit/` still builds and runs (its tests need `testkit/` too).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
+use std::path::Path;
+use std::process::Command;
+
+use testkit::{
+    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, normalise,
+    redact_pids, repeat, run, run_python,
+};
+
+const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
+
+fn start_methods() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_start-methods"))
+}
+
+/// What one method's part of the output says: (method, main's (parent, pid), the child's
+/// (parent, pid), the child's module name).
+type Part = (String, (u32, u32), (u32, u32), String);
+
+fn parts(stdout: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for block in stdout.split("start method: ").skip(1) {
+        let method = block.lines().next().unwrap_or_default().to_owned();
+        let values = |prefix: &str| -> Vec<String> {
+            block
+                .lines()
+                .filter_map(|line| line.strip_prefix(prefix).map(str::to_owned))
+                .collect()
+        };
+        let number = |s: &String| s.parse::<u32>().expect("a pid");
+        let parents: Vec<u32> = values("parent process: ").iter().map(number).collect();
+        let own: Vec<u32> = values("process id: ").iter().map(number).collect();
+        let modules = values("module name: ");
+        assert_eq!(
+            (parents.len(), own.len(), modules.len()),
+            (2, 2, 2),
+            "two processes print their ids under {method}:\n{block}"
+        );
+        parts.push((
+            method,
+            (parents[0], own[0]),
+            (parents[1], own[1]),
+            modules[1].clone(),
+        ));
+    }
+    parts
+}
+
+/// Under every method main is the process this test started; the child is a new process,
+/// whose parent is main under fork and spawn, and another process (the server) under
+/// forkserver.
+fn assert_ids_are_related(run: &Run) {
+    let parts = parts(&run.stdout);
+    let methods: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(methods, METHODS, "the methods, in order:\n{}", run.stdout);
+    for (method, main, child, _) in &parts {
+        assert_eq!(
+            *main,
+            (std::process::id(), run.pid),
+            "{method}: main line ids"
+        );
+        assert_ne!(
+            child.1, main.1,
+            "{method}: the child is a process of its own"
+        );
+        if method == "forkserver" {
+            assert_ne!(
+                child.0, main.1,
+                "forkserver: the child's parent is the server"
+            );
+            assert_ne!(
+                child.0, main.0,
+                "forkserver: the child's parent is the server"
+            );
+        } else {
+            assert_eq!(child.0, main.1, "{method}: the child's parent is main");
+        }
+    }
+}
+
+#[test]
+fn prints_the_golden_output() {
+    repeat(|| {
+        let out = run(start_methods()).success();
+        assert_golden(
+            &redact_pids(&out.stdout),
+            snapbox::file!["golden/start_methods.stdout"],
+        );
+        assert_eq!(out.stderr, "");
+    });
+}
+
+#[test]
+fn each_child_has_the_parent_its_method_gives() {
+    assert_ids_are_related(&run(start_methods()).success());
+}
+
+#[test]
+fn one_method_alone() {
+    for method in METHODS {
+        let mut cmd = start_methods();
+        cmd.arg(method);
+        let out = run(cmd).success();
+        let parts = parts(&out.stdout);
+        assert_eq!(parts.len(), 1, "{method} alone:\n{}", out.stdout);
+        assert_eq!(parts[0].0, method);
+    }
+}
+
+#[test]
+fn prints_what_the_python_original_prints() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/start_methods.py");
+    let Some(python) = run_python(&script, &[]) else {
+        return;
+    };
+    assert_ids_are_related(&python);
+    // Python's child imports the main module again under spawn and forkserver, as
+    // `__mp_main__`; a forked child is a copy of `__main__`.
+    let modules: Vec<String> = parts(&python.stdout).into_iter().map(|p| p.3).collect();
+    assert_eq!(modules, ["__main__", "__mp_main__", "__mp_main__"]);
+    let rust = run(start_methods()).success();
+    assert_eq!(normalise(&rust.stdout), normalise(&python.stdout));
+}
+
+#[test]
+fn refuses_arguments_with_usage() {
+    let mut cmd = start_methods();
+    cmd.arg("vfork");
+    assert_usage_error(
+        cmd,
+        &[
+            "unknown argument 'vfork'",
+            "usage: cargo run -p start-methods",
+        ],
+    );
+}
+
+#[test]
+fn help_says_what_it_shows() {
+    assert_help(
+        start_methods(),
+        "Beyond the article: f('bob') started by each start method",
+    );
+}
+
+#[test]
+fn a_started_child_run_by_hand_says_it_is_not_for_that() {
+    for flag in ["--multiprocessing-fork", "--multiprocessing-forkserver"] {
+        let mut cmd = start_methods();
+        cmd.arg(flag);
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(2), "{flag} by hand: {out:?}");
+        assert!(
+            out.stderr.contains("it is not run by hand"),
+            "{flag} by hand says why: {}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "");
+    }
+}
+
+#[test]
+fn an_interrupt_ends_every_child_and_leaves_nothing() {
+    for method in METHODS {
+        assert_interrupts_are_clean(|| {
+            let mut cmd = start_methods();
+            cmd.arg(method);
+            cmd
+        });
+    }
+}
