@@ -21,8 +21,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat, run,
-    run_python,
+    Run, StartDefault, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error,
+    repeat, run, run_python_as,
 };
 
 const SHORT: &[&str] = &["--sleep", "0.05"];
@@ -39,11 +39,11 @@ fn apply(args: &[&str]) -> Run {
     run(cmd).success()
 }
 
-fn python(script: &str) -> Option<Run> {
+fn python(script: &str, default: StartDefault) -> Option<Run> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(script);
-    run_python(&script, &[])
+    run_python_as(&script, &[], default)
 }
 
 /// Checks that `stdout` is a legal interleaving of the workers' and main's lines.
@@ -140,20 +140,26 @@ fn apply_prints_each_square_then_its_result() {
     });
 }
 
-/// Both originals sleep 1 s a call, as the Rust binaries do by default: all four run at
-/// once, and this test takes about 10 s.
+/// Both originals sleep 1 s a call, as the Rust binaries do by default. Each original runs
+/// under each default start method (forkserver is Python 3.14's). All six run at once, and
+/// this test takes about 10 s.
 #[test]
 fn prints_what_the_python_originals_print() {
-    let (rust_async, rust_apply, python_async, python_apply) = std::thread::scope(|s| {
+    let (rust_async, rust_apply, pythons) = std::thread::scope(|s| {
         let rust_async = s.spawn(|| async_pool(&[]));
         let rust_apply = s.spawn(|| apply(&[]));
-        let python_async = s.spawn(|| python("async_pool.py"));
-        let python_apply = s.spawn(|| python("apply_sync.py"));
+        let pythons = StartDefault::ALL.map(|default| {
+            let python_async = s.spawn(move || python("async_pool.py", default));
+            let python_apply = s.spawn(move || python("apply_sync.py", default));
+            (default, python_async, python_apply)
+        });
         (
             rust_async.join().unwrap(),
             rust_apply.join().unwrap(),
-            python_async.join().unwrap(),
-            python_apply.join().unwrap(),
+            pythons.map(|(default, python_async, python_apply)| {
+                let python_async = python_async.join().unwrap();
+                (default, python_async, python_apply.join().unwrap())
+            }),
         )
     });
     legal_async_order(&rust_async.stdout).unwrap();
@@ -162,12 +168,25 @@ fn prints_what_the_python_originals_print() {
         .render()
         .unwrap();
     assert_eq!(rust_apply.stdout, apply_golden);
-    let (Some(python_async), Some(python_apply)) = (python_async, python_apply) else {
-        return;
-    };
-    assert_eq!(python_async.stderr, "");
-    legal_python_async_order(&python_async.stdout).unwrap();
-    assert_eq!(python_apply.stdout, rust_apply.stdout);
+    for (default, python_async, python_apply) in pythons {
+        let (Some(python_async), Some(python_apply)) = (python_async, python_apply) else {
+            return;
+        };
+        assert_eq!(
+            python_async.stderr,
+            "",
+            "with {} as the default start method",
+            default.name()
+        );
+        legal_python_async_order(&python_async.stdout)
+            .unwrap_or_else(|e| panic!("with {} as the default start method: {e}", default.name()));
+        assert_eq!(
+            python_apply.stdout,
+            rust_apply.stdout,
+            "with {} as the default start method",
+            default.name()
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ and every result is checked: a wrong total exits with status 1 and says what was
 """
 import sys
 import time
-from multiprocessing import Lock, Manager, Pool, Process, Queue, Value
+from multiprocessing import Lock, Manager, Pool, Process, Queue, Value, set_start_method
 
 
 def empty():
@@ -138,6 +138,8 @@ WORKLOADS = {
 }
 
 if __name__ == '__main__':
+    # Python 3.14 made forkserver the default on Linux; the Rust side forks, and so does this.
+    set_start_method('fork')
     if len(sys.argv) != 3 or sys.argv[1] not in WORKLOADS or not sys.argv[2].isdigit():
         sys.exit("usage: python3 bench.py {%s} N" % ','.join(WORKLOADS))
     print(WORKLOADS[sys.argv[1]](int(sys.argv[2])))

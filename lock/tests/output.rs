@@ -12,8 +12,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat,
-    run_python, sorted_lines, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
+    repeat, sorted_lines, stdout_of,
 };
 
 fn lock(args: &[&str]) -> String {
@@ -67,14 +67,12 @@ fn without_the_lock_lines_run_together() {
 #[test]
 fn prints_what_the_python_original_prints() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/lock.py");
-    let Some(python) = run_python(&script, &[]) else {
-        return;
-    };
-    let python = python.success();
-    assert_eq!(python.stderr, "");
-    // Python's lines, under its lock, are whole; both sides hold the same ten in any order.
-    assert_golden(&python.stdout, golden());
-    assert_eq!(sorted_lines(&lock(&[])), sorted_lines(&python.stdout));
+    check_python(&script, &[], |python| {
+        assert_eq!(python.stderr, "");
+        // Python's lines, under its lock, are whole; both sides hold the same ten in any order.
+        assert_golden(&python.stdout, golden());
+        assert_eq!(sorted_lines(&lock(&[])), sorted_lines(&python.stdout));
+    });
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat, run,
-    run_python, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
+    repeat, run, stdout_of,
 };
 
 fn manager() -> String {
@@ -32,11 +32,10 @@ fn prints_the_golden_output() {
 #[test]
 fn prints_what_the_python_original_prints() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/manager.py");
-    let Some(python) = run_python(&script, &[]) else {
-        return;
-    };
-    assert_eq!(python.stderr, "");
-    assert_eq!(manager(), python.stdout);
+    check_python(&script, &[], |python| {
+        assert_eq!(python.stderr, "");
+        assert_eq!(manager(), python.stdout);
+    });
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::process::Command;
 use snapbox::IntoData;
 use testkit::{
     assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_golden,
-    repeat, run_python, sorted_lines, stdout_of,
+    check_python, repeat, sorted_lines, stdout_of,
 };
 
 fn queue() -> String {
@@ -43,13 +43,12 @@ fn the_golden_check_rejects_a_lost_or_doubled_item() {
 #[test]
 fn prints_what_the_python_original_prints() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/queue_demo.py");
-    let Some(python) = run_python(&script, &[]) else {
-        return;
-    };
-    assert_eq!(python.stderr, "");
-    // Only the main process prints, one line at a time: Python's lines are whole too.
-    assert_golden(&python.stdout, golden());
-    assert_eq!(sorted_lines(&queue()), sorted_lines(&python.stdout));
+    check_python(&script, &[], |python| {
+        assert_eq!(python.stderr, "");
+        // Only the main process prints, one line at a time: Python's lines are whole too.
+        assert_golden(&python.stdout, golden());
+        assert_eq!(sorted_lines(&queue()), sorted_lines(&python.stdout));
+    });
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, repeat,
-    run_python, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
+    repeat, stdout_of,
 };
 
 fn shared_value(args: &[&str]) -> String {
@@ -21,13 +21,15 @@ fn shared_value(args: &[&str]) -> String {
     stdout_of(cmd)
 }
 
-fn python(script: &str) -> Option<String> {
+/// Runs `check` on the stdout of a Python original, under each default start method.
+fn python(script: &str, mut check: impl FnMut(&str)) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(script);
-    let out = run_python(&script, &[])?.success();
-    assert_eq!(out.stderr, "");
-    Some(out.stdout)
+    check_python(&script, &[], |out| {
+        assert_eq!(out.stderr, "");
+        check(&out.stdout);
+    });
 }
 
 #[test]
@@ -42,10 +44,9 @@ fn prints_the_golden_output() {
 
 #[test]
 fn prints_what_the_python_original_prints() {
-    let Some(python) = python("shared_value.py") else {
-        return;
-    };
-    assert_eq!(shared_value(&[]), python);
+    python("shared_value.py", |python| {
+        assert_eq!(shared_value(&[]), python);
+    });
 }
 
 /// The two counter lines: (without get_lock, with get_lock).
@@ -75,12 +76,11 @@ fn the_counter_is_exact_under_get_lock() {
 
 #[test]
 fn the_counter_matches_python_where_it_is_determined() {
-    let Some(python) = python("counter.py") else {
-        return;
-    };
-    let (python_unlocked, python_locked) = counts(&python);
-    assert_eq!(python_locked, 200_000);
-    assert!(python_unlocked <= 200_000);
+    python("counter.py", |python| {
+        let (python_unlocked, python_locked) = counts(python);
+        assert_eq!(python_locked, 200_000);
+        assert!(python_unlocked <= 200_000);
+    });
 }
 
 #[test]

@@ -150,9 +150,95 @@ pub fn python3(what: &str) -> Option<Command> {
 
 /// Runs a Python original with [`python3`], or returns `None` where there is none.
 pub fn run_python(script: &Path, args: &[&str]) -> Option<Run> {
-    let mut cmd = python3(&format!("parity with {}", script.display()))?;
+    run_python_as(script, args, StartDefault::Installed)
+}
+
+/// The start method that `multiprocessing` uses where a program names none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartDefault {
+    /// The installed Python's own: `fork` on Linux up to Python 3.13.
+    Installed,
+    /// `forkserver`, as Python 3.14 made it on Linux; simulated on the installed Python.
+    Forkserver,
+}
+
+impl StartDefault {
+    /// Both, the installed default first.
+    pub const ALL: [StartDefault; 2] = [StartDefault::Installed, StartDefault::Forkserver];
+
+    /// How a failure names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartDefault::Installed => "the installed Python's",
+            StartDefault::Forkserver => "forkserver (Python 3.14's on Linux)",
+        }
+    }
+}
+
+/// Put first on `PYTHONPATH`, it makes `forkserver` the default start method, as Python 3.14
+/// does on Linux. 3.14 builds its `DefaultContext` with forkserver; here the one the installed
+/// Python built is changed in place, not replaced, since `multiprocessing.set_start_method`,
+/// `Lock`, `Pool` and the rest are bound to that object when the package is imported, while
+/// `Process.start` looks it up again: a replaced one would ignore `set_start_method`.
+const FORKSERVER_DEFAULT: &str = "\
+# Written by the workspace's testkit: forkserver as the default start method, as in Python 3.14.
+import multiprocessing.context as context
+
+assert context._default_context._actual_context is None, 'a start method was fixed already'
+context._default_context._default_context = context._concrete_contexts['forkserver']
+";
+
+/// A [`python3`] command that starts processes with `default` where the program names no
+/// start method, or `None` as [`python3`] gives it. The second value is the directory that
+/// makes the default (or nothing): keep it until the command has ended, it is removed when
+/// dropped.
+pub fn python3_as(what: &str, default: StartDefault) -> Option<(Command, impl Sized + use<>)> {
+    let mut cmd = python3(what)?;
+    let site = run::Scratch::new();
+    if default == StartDefault::Forkserver {
+        std::fs::write(site.0.join("sitecustomize.py"), FORKSERVER_DEFAULT)
+            .expect("write sitecustomize.py");
+        let mut path = std::ffi::OsString::from(&site.0);
+        if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(old);
+        }
+        cmd.env("PYTHONPATH", path);
+    }
+    Some((cmd, site))
+}
+
+/// Runs a Python original as [`run_python`] does, with `default` as the start method where
+/// the program names none; or returns `None` where there is no `python3`.
+pub fn run_python_as(script: &Path, args: &[&str], default: StartDefault) -> Option<Run> {
+    let (mut cmd, _site) = python3_as(&format!("parity with {}", script.display()), default)?;
     cmd.arg(script).args(args);
     Some(run_python_program(cmd).success())
+}
+
+/// Runs the Python original `script` under each [`StartDefault`], and `check` on each run;
+/// a failure, of the run (see [`run`]) or of `check`, says which default it came under.
+/// Where there is no `python3`, it says `SKIPPED` (or panics, with `REQUIRE_PYTHON` set) and
+/// checks nothing.
+pub fn check_python(script: &Path, args: &[&str], mut check: impl FnMut(Run)) {
+    for default in StartDefault::ALL {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_python_as(script, args, default).map(&mut check)
+        }));
+        match result {
+            Ok(Some(())) => {}
+            Ok(None) => return,
+            Err(panic) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "failed with {} as the default start method: {}",
+                    default.name(),
+                    script.display()
+                );
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
 }
 
 /// Runs `tests` one by one on the main thread and exits with status 1 if any failed, printing

@@ -18,7 +18,7 @@ use std::process::Command;
 use snapbox::{Data, IntoData};
 use testkit::{
     assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_golden,
-    normalise, repeat, run, run_python, stdout_of,
+    check_python, normalise, repeat, run, stdout_of,
 };
 
 fn example(args: &[&str]) -> String {
@@ -161,52 +161,52 @@ fn refuses_unknown_arguments_with_usage() {
     assert_usage_error(cmd, &["unknown argument 'thread'", "threads | processes"]);
 }
 
-/// Runs a Python original and returns its lines, pulled apart where they ran together.
+/// Runs `check` on a Python original's lines, pulled apart where they ran together, under
+/// each default start method.
 ///
 /// Python's `print` writes the text and the newline apart, so when stdout is unbuffered
 /// (`PYTHONUNBUFFERED`, or a pipe in some runs) a thread or process can write between the
 /// two: `[0, 1, 2, 3][0, 1, 2]` and then an empty line. That is allowed on the Python side
 /// only; the Rust lines must come whole, and in the order of the appends.
-fn python_lines(script: &str) -> Option<Vec<String>> {
+fn python_lines(script: &str, mut check: impl FnMut(Vec<String>)) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(script);
-    let out = normalise(&run_python(&path, &[])?.stdout);
-    let out = out.replace("][", "]\n[");
-    Some(
-        out.lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    )
+    check_python(&path, &[], |run| {
+        let out = normalise(&run.stdout).replace("][", "]\n[");
+        check(
+            out.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        );
+    });
 }
 
 #[test]
 fn threads_print_what_thread_share_py_prints() {
-    let Some(mut py) = python_lines("thread_share.py") else {
-        return;
-    };
-    // Pulled apart, Python's lines can also be out of turn ([0, 1, 2, 3] before
-    // [0, 1, 2]): each is still a snapshot of the one shared list, so they are put back in
-    // the order the list grew before the same check as Rust's.
-    py.sort_by_key(|line| line.matches(", ").count());
-    let py = py.iter().map(String::as_str).collect::<Vec<_>>();
-    let py = canonical_threads(&py).unwrap_or_else(|e| panic!("Python: {e}"));
-    let rust = example(&["threads"]);
-    let rust = canonical_threads(&lines(&rust)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(rust, py);
+    python_lines("thread_share.py", |mut py| {
+        // Pulled apart, Python's lines can also be out of turn ([0, 1, 2, 3] before
+        // [0, 1, 2]): each is still a snapshot of the one shared list, so they are put back
+        // in the order the list grew before the same check as Rust's.
+        py.sort_by_key(|line| line.matches(", ").count());
+        let py = py.iter().map(String::as_str).collect::<Vec<_>>();
+        let py = canonical_threads(&py).unwrap_or_else(|e| panic!("Python: {e}"));
+        let rust = example(&["threads"]);
+        let rust = canonical_threads(&lines(&rust)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rust, py);
+    });
 }
 
 #[test]
 fn processes_print_what_process_no_share_py_prints() {
-    let Some(mut py) = python_lines("process_no_share.py") else {
-        return;
-    };
-    let rust = example(&["processes"]);
-    let mut rust = lines(&rust);
-    rust.sort();
-    py.sort();
-    assert_eq!(rust, py);
+    python_lines("process_no_share.py", |mut py| {
+        let rust = example(&["processes"]);
+        let mut rust = lines(&rust);
+        rust.sort();
+        py.sort();
+        assert_eq!(rust, py);
+    });
 }
 
 #[test]
