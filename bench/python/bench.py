@@ -7,7 +7,8 @@ and every result is checked: a wrong total exits with status 1 and says what was
 """
 import sys
 import time
-from multiprocessing import Lock, Manager, Pool, Process, Queue, Value, set_start_method
+from multiprocessing import (Lock, Manager, Pool, Process, Queue, Value, get_context,
+                             set_start_method)
 
 
 def empty():
@@ -23,6 +24,38 @@ def process(n):
     for _ in range(n):
         start_and_join(1, empty)
     return time.perf_counter() - start
+
+
+def start_by(method, n):
+    ctx = get_context(method)
+    start = time.perf_counter()
+    for _ in range(n):
+        p = ctx.Process(target=empty)
+        p.start()
+        p.join()
+        check(p.exitcode == 0, "a process ended with %s" % p.exitcode)
+    return time.perf_counter() - start
+
+
+def stop_helpers():
+    """Ends the fork server and the resource tracker now, as CPython's own tests do: they
+    would end by themselves just after this program, which must leave no process behind."""
+    from multiprocessing import forkserver, resource_tracker
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        getattr(helper, '_stop', lambda: None)()
+
+
+def spawn(n):
+    elapsed = start_by('spawn', n)
+    stop_helpers()
+    return elapsed
+
+
+def forkserver(n):
+    start_by('forkserver', 1)  # The server starts, and starts one child, before the timer.
+    elapsed = start_by('forkserver', n)
+    stop_helpers()
+    return elapsed
 
 
 def pool_map(n):
@@ -128,6 +161,8 @@ def check(ok, what):
 
 WORKLOADS = {
     'process': process,
+    'spawn': spawn,
+    'forkserver': forkserver,
     'map': pool_map,
     'apply': apply,
     'apply_async': apply_async,

@@ -67,7 +67,7 @@ const ONE: &str = "";
 const BLOCKING: &str = "blocking reads";
 const POLLING: &str = "polling reads";
 
-const WORKLOADS: [Workload; 8] = [
+const WORKLOADS: [Workload; 10] = [
     Workload {
         name: "process",
         what: "start and join an empty process",
@@ -176,6 +176,28 @@ const WORKLOADS: [Workload; 8] = [
             },
         ],
     },
+    Workload {
+        name: "spawn",
+        what: "start and join an empty process by spawn",
+        full: 40,
+        quick: 2,
+        ops_per_n: 1,
+        rust: workloads::spawn,
+        twins: &[Twin {
+            name: ONE,
+            run: twins::spawn,
+        }],
+    },
+    Workload {
+        name: "forkserver",
+        what: "start and join an empty process by a fork server",
+        full: 200,
+        quick: 5,
+        ops_per_n: 1,
+        rust: workloads::forkserver,
+        // A bare fork server would be the server of `common::start` again.
+        twins: &[],
+    },
 ];
 
 /// Rounds in a full run.
@@ -227,6 +249,10 @@ fn default_out() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // The spawn twin's child: this program run again, which ends at once.
+    if std::env::args().nth(1).as_deref() == Some(twins::EXIT_AT_ONCE) {
+        return ExitCode::SUCCESS;
+    }
     let options = match options(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {

@@ -65,6 +65,44 @@ pub fn process(n: usize) -> Timed {
     Ok(start.elapsed())
 }
 
+/// The first argument that makes the bench end at once: the spawn twin's child.
+pub(crate) const EXIT_AT_ONCE: &str = "--exit-at-once";
+
+/// Spawn: this program run again (`posix_spawn` of `/proc/self/exe`), which ends at once,
+/// and waited for, `n` times.
+pub fn spawn(n: usize) -> Timed {
+    let exe = std::ffi::CString::new(
+        std::env::current_exe()?
+            .into_os_string()
+            .into_encoded_bytes(),
+    )?;
+    let flag = std::ffi::CString::new(EXIT_AT_ONCE)?;
+    let argv = [exe.as_ptr(), flag.as_ptr(), ptr::null()];
+    // The child reads nothing of its environment: it ends at once.
+    let envp: [*const libc::c_char; 1] = [ptr::null()];
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut pid = 0;
+        // SAFETY: the path and the argument vector are NUL-terminated C strings alive for
+        // the call, both vectors end with a null, and `pid` is written by the call.
+        let error = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                exe.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                argv.as_ptr().cast(),
+                envp.as_ptr().cast(),
+            )
+        };
+        if error != 0 {
+            return Err(io::Error::from_raw_os_error(error).into());
+        }
+        reap(pid)?;
+    }
+    Ok(start.elapsed())
+}
+
 /// `map` of `x * x` over `0..n` with two workers, as `Pool::map` does it: the workers are
 /// forked before the timer, each with a task pipe and a result pipe of 1 MiB; the items go in
 /// chunks of `n / 8` (rounded up), each one task frame (the 24-byte header, then the chunk

@@ -53,6 +53,39 @@ pub fn process(n: usize) -> Timed {
     Ok(start.elapsed())
 }
 
+fn empty(_: ()) {}
+
+/// Starts and joins an empty process from `ctx`, `n` times.
+fn start_by(ctx: &start_methods::Context, n: usize) -> Timed {
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut p = start_methods::Process::new(ctx, empty, ())?;
+        p.start()?;
+        let status = p.join()?;
+        check(
+            status == ExitStatus::Exited(0),
+            format!("a process ended {status:?}"),
+        )?;
+    }
+    Ok(start.elapsed())
+}
+
+/// 1b. Start and join an empty child process by spawn, `n` times.
+pub fn spawn(n: usize) -> Timed {
+    start_by(
+        &start_methods::get_context(start_methods::Method::Spawn)?,
+        n,
+    )
+}
+
+/// 1c. Start and join an empty child process by a fork server, `n` times; the server is
+/// started, and has started one child, before the timer.
+pub fn forkserver(n: usize) -> Timed {
+    let ctx = start_methods::get_context(start_methods::Method::ForkServer)?;
+    start_by(&ctx, 1)?;
+    start_by(&ctx, n)
+}
+
 /// 2. `pool.map(sq, range(n))` with two workers.
 pub fn map(n: usize) -> Timed {
     let pool = Pool::new(2)?;
