@@ -101,7 +101,10 @@ fn the_mpi_section_copied_out_builds_with_and_without_mpi() {
     };
     let out = run(Command::new(build(&[])));
     assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
-    assert!(out.stderr.contains("apt-get install libmpich-dev mpich libclang-dev"));
+    assert!(
+        out.stderr
+            .contains("apt-get install libmpich-dev mpich libclang-dev")
+    );
     let mpiexec = Command::new("mpiexec").arg("--version").output();
     if !mpiexec.is_ok_and(|v| v.status.success()) {
         return;

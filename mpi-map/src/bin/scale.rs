@@ -9,13 +9,13 @@
 //! for w in 1 2; do target/release/mpi-scale --pool $w; done
 //! ```
 //!
-//! prints, with times that vary:
+//! prints, with times that vary (these are the README's, on 2 cores):
 //!
 //! ```text
-//! MPI, 1 rank: 10000000 items, checksum 5ee9e3e1cc7cbd80, 1.876 s
-//! MPI, 2 ranks: 10000000 items, checksum 5ee9e3e1cc7cbd80, 0.951 s
-//! Pool, 1 worker: 10000000 items, checksum 5ee9e3e1cc7cbd80, 2.210 s
-//! Pool, 2 workers: 10000000 items, checksum 5ee9e3e1cc7cbd80, 1.123 s
+//! MPI, 1 rank: 10000000 items, checksum ce995c1fcff93340, 2.805 s
+//! MPI, 2 ranks: 10000000 items, checksum ce995c1fcff93340, 1.419 s
+//! Pool, 1 worker: 10000000 items, checksum ce995c1fcff93340, 3.220 s
+//! Pool, 2 workers: 10000000 items, checksum ce995c1fcff93340, 1.822 s
 //! ```
 
 use std::error::Error;
