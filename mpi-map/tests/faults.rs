@@ -1,5 +1,5 @@
 //! Faults: a panic on any rank, or a rank killed with SIGKILL, ends the whole job, with a
-//! non-zero status and no process left, instead of a hang.
+//! non-zero status and no process left, instead of a hang; so does Ctrl-C.
 //!
 //! This binary is also the MPI program of these tests: with `MPI_MAP_FAULT` set, each rank
 //! runs that scenario (below) instead of the tests. A `harness = false` binary, so that
@@ -37,6 +37,10 @@ fn main() {
                 without_the_hook_a_panic_hangs_the_job,
             ),
             ("a_killed_rank_ends_the_job", a_killed_rank_ends_the_job),
+            (
+                "ctrl_c_ends_the_job_and_leaves_nothing",
+                ctrl_c_ends_the_job_and_leaves_nothing,
+            ),
         ]),
     }
 }
@@ -162,14 +166,20 @@ impl Job {
 }
 
 impl Drop for Job {
-    /// Kills what is left of the job, the launcher's session first, then checks that nothing
-    /// is left.
+    /// Ends what is left of the job, as Ctrl-C does (the launcher then ends its proxies and
+    /// ranks and waits for them), by SIGKILL to the launcher's group if that takes over 5 s;
+    /// then checks that nothing is left.
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
+        let group = -(self.child.id() as libc::pid_t);
+        for signal in [libc::SIGINT, libc::SIGKILL] {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
             // SAFETY: kill touches no memory; the group is the job's own, made by setsid.
-            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
-            let _ = self.child.wait();
+            unsafe { libc::kill(group, signal) };
+            self.ends_within(Duration::from_secs(5));
         }
+        let _ = self.child.wait();
         if !thread::panicking() {
             assert_nothing_left(&self.mark);
         }
@@ -224,4 +234,19 @@ fn a_killed_rank_ends_the_job() {
             "rank {victim} killed, the job ended with {status}"
         );
     }
+}
+
+fn ctrl_c_ends_the_job_and_leaves_nothing() {
+    let Some(mut job) = Job::start("sleep") else {
+        return;
+    };
+    for _ in 0..4 {
+        job.line(|l| l.starts_with("rank "));
+    }
+    // What Ctrl-C in a terminal does: SIGINT to the foreground group, the launcher's (its
+    // proxies and the ranks are in sessions of their own, and hear it from the launcher).
+    // SAFETY: kill touches no memory; the group is the job's own, made by setsid.
+    unsafe { libc::kill(-(job.child.id() as libc::pid_t), libc::SIGINT) };
+    let status = job.ends_within(Duration::from_secs(5));
+    assert!(status.is_some(), "Ctrl-C, and the job goes on");
 }

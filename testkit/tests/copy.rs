@@ -44,17 +44,7 @@ fn every_section_copied_out_builds_and_prints_its_golden_output() {
         for folder in &folders {
             copy_dir(&root.join(folder), &dest.join(folder));
         }
-        let build = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .args(["build", "--offline", "--quiet", "--bins"])
-            .current_dir(dest.join(section))
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            build.status.success(),
-            "{section} copied with {folders:?} does not build:\n{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
+        build_offline(&dest.join(section), &target, &[]);
         for &(_, bin, args, golden) in PROGRAMS.iter().filter(|p| p.0 == section) {
             let mut cmd = Command::new(target.join("debug").join(bin));
             cmd.args(args);
@@ -84,19 +74,8 @@ fn the_mpi_section_copied_out_builds_with_and_without_mpi() {
     for folder in path_dependencies(&root, "mpi-map") {
         copy_dir(&root.join(&folder), &dest.join(&folder));
     }
-    let build = |features: &[&str]| {
-        let build = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .args(["build", "--offline", "--quiet", "--bins"])
-            .args(features)
-            .current_dir(dest.join("mpi-map"))
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            build.status.success(),
-            "mpi-map copied out does not build with {features:?}:\n{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
+    let build = |args: &[&str]| {
+        build_offline(&dest.join("mpi-map"), &target, args);
         target.join("debug/mpi-map")
     };
     let out = run(Command::new(build(&[])));
@@ -112,6 +91,24 @@ fn the_mpi_section_copied_out_builds_with_and_without_mpi() {
     let mut job = Command::new("mpiexec");
     job.args(["-n", "2"]).arg(build(&["--features", "mpi"]));
     assert_eq!(run(job).success().stdout, "[1, 4, 9]\n");
+}
+
+/// Builds the binaries of the crate copied to `dir`, offline, into `target`, with `args`
+/// (`--features ...`); panics with cargo's errors if it does not build.
+fn build_offline(dir: &Path, target: &Path, args: &[&str]) {
+    let build = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--offline", "--quiet", "--bins"])
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{} copied out does not build with {args:?}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&build.stderr)
+    );
 }
 
 /// `section` and every folder named by `path = "../x"` in its `[dependencies]`, and in
