@@ -39,7 +39,7 @@ const PROGRAMS: &[(&str, &str, &[&str], &str)] = &[
 #[test]
 fn every_section_copied_out_builds_and_prints_its_golden_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("copy-a-section");
     // One target folder for every copy, so that the registry's crates build once.
     let target = scratch.0.join("target");
     let mut sections: Vec<&str> = PROGRAMS.iter().map(|p| p.0).collect();
@@ -50,17 +50,7 @@ fn every_section_copied_out_builds_and_prints_its_golden_output() {
         for folder in &folders {
             copy_dir(&root.join(folder), &dest.join(folder));
         }
-        let build = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .args(["build", "--offline", "--quiet", "--bins"])
-            .current_dir(dest.join(section))
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            build.status.success(),
-            "{section} copied with {folders:?} does not build:\n{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
+        build_offline(&dest.join(section), &target, &[]);
         for &(_, bin, args, golden) in PROGRAMS.iter().filter(|p| p.0 == section) {
             let mut cmd = Command::new(target.join("debug").join(bin));
             cmd.args(args);
@@ -76,6 +66,55 @@ fn every_section_copied_out_builds_and_prints_its_golden_output() {
             );
         }
     }
+}
+
+/// The MPI section, beyond the article, copied out as the others are: built without its
+/// feature `mpi` it says how to install MPI and exits 2; where `mpiexec` is found, built with
+/// the feature it prints its golden output under `mpiexec -n 2`.
+#[test]
+fn the_mpi_section_copied_out_builds_with_and_without_mpi() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scratch = Scratch::new("copy-the-mpi-section");
+    let target = scratch.0.join("target");
+    let dest = scratch.0.join("mpi-map");
+    for folder in path_dependencies(&root, "mpi-map") {
+        copy_dir(&root.join(&folder), &dest.join(&folder));
+    }
+    let build = |args: &[&str]| {
+        build_offline(&dest.join("mpi-map"), &target, args);
+        target.join("debug/mpi-map")
+    };
+    let out = run(Command::new(build(&[])));
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("apt-get install libmpich-dev mpich libclang-dev")
+    );
+    let mpiexec = Command::new("mpiexec").arg("--version").output();
+    if !mpiexec.is_ok_and(|v| v.status.success()) {
+        return;
+    }
+    let mut job = Command::new("mpiexec");
+    job.args(["-n", "2"]).arg(build(&["--features", "mpi"]));
+    assert_eq!(run(job).success().stdout, "[1, 4, 9]\n");
+}
+
+/// Builds the binaries of the crate copied to `dir`, offline, into `target`, with `args`
+/// (`--features ...`); panics with cargo's errors if it does not build.
+fn build_offline(dir: &Path, target: &Path, args: &[&str]) {
+    let build = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--offline", "--quiet", "--bins"])
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{} copied out does not build with {args:?}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&build.stderr)
+    );
 }
 
 /// `section` and every folder named by `path = "../x"` in its `[dependencies]`, and in
@@ -124,8 +163,8 @@ fn copy_dir(from: &Path, to: &Path) {
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("copy-a-section-{}", std::process::id()));
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         Scratch(dir)
     }

@@ -1,5 +1,5 @@
 //! The layout's rule: a section uses `common` and the library of a section that Python's
-//! own modules put before it (`async-pool` uses `pool-map`'s Pool; `queue` and
+//! own modules put before it (`async-pool` and `mpi-map` use `pool-map`'s Pool; `queue` and
 //! `shared-value` use `lock`'s Lock, as Python's Queue and Value use its Lock), never a later
 //! one, never the bench, and never the test harness as a dependency.
 
@@ -15,6 +15,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shared-value", &["common", "lock"]),
     ("manager", &["common"]),
     ("async-pool", &["common", "pool-map"]),
+    ("start-methods", &["common"]),
+    ("mpi-map", &["common", "pool-map"]),
 ];
 
 #[test]
