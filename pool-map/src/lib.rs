@@ -180,7 +180,8 @@ impl Pool {
 
     /// Applies `f` to every item, in the workers, and returns the results in the items'
     /// order: Python's `pool.map(f, iterable)`. The items go in chunks, as Python's do
-    /// (`len / (4 x processes)` items, rounded up, a chunk). If a task fails, `map` returns
+    /// (`len / (4 x processes)` items, rounded up, a chunk, halved until its frame is under
+    /// [`MAX_FRAME`](common::frame::MAX_FRAME)). If a task fails, `map` returns
     /// that error, and the results of its other chunks are dropped as they come.
     pub fn map<A, R>(&self, f: fn(A) -> R, iterable: &[A]) -> Result<Vec<R>, PoolError>
     where
@@ -194,7 +195,10 @@ impl Pool {
         }
         let chunksize = iterable.len().div_ceil(4 * engine.processes());
         let mut tasks = Vec::with_capacity(iterable.len().div_ceil(chunksize));
-        for chunk in iterable.chunks(chunksize) {
+        // Chunks still to send, the next last. Python's chunks have no size limit, frames
+        // do: a chunk whose frame would be over it goes as two halves instead.
+        let mut chunks: Vec<&[A]> = iterable.chunks(chunksize).rev().collect();
+        while let Some(chunk) = chunks.pop() {
             match engine.submit(worker::call_chunk::<A, R>, f as usize, chunk) {
                 Ok(task) => {
                     tasks.push(task);
@@ -204,6 +208,10 @@ impl Pool {
                     if tasks.len() <= engine.processes() {
                         engine.send();
                     }
+                }
+                Err(PoolError::Frame(FrameError::TooLarge { .. })) if chunk.len() > 1 => {
+                    let (first, second) = chunk.split_at(chunk.len() / 2);
+                    chunks.extend([second, first]);
                 }
                 Err(e) => {
                     tasks.iter().for_each(|&t| engine.abandon(t));

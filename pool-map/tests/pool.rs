@@ -173,6 +173,11 @@ fn values_over_the_frame_limit_fail_their_call() {
     let err = p.apply(big, over).unwrap_err();
     assert!(err.to_string().contains("over the limit"), "{err}");
     assert_eq!(p.apply(big, 3).unwrap(), "xxx");
+    // A chunk of `map` over the limit goes in smaller chunks: here one worker's chunk of
+    // Python's rule would be 2.5 million items, 20 MB.
+    let items: Vec<i64> = (0..2_500_000).collect();
+    let squares = p.map(square, &items).unwrap();
+    assert!(squares.len() == items.len() && squares.iter().zip(&items).all(|(s, x)| *s == x * x));
 }
 
 fn sleep_ms(ms: u64) -> u64 {
