@@ -244,3 +244,31 @@ fn single_threaded() -> Result<(), Box<dyn Error>> {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crates_named_are_those_in_cargo_lock() {
+        let lock = include_str!("../../Cargo.lock");
+        for named in CRATES.split(", ") {
+            let (name, version) = named.split_once(' ').unwrap();
+            let entry = format!("name = \"{name}\"\nversion = \"{version}\"\n");
+            assert!(lock.contains(&entry), "Cargo.lock has no {named}");
+        }
+        // One name per crate, as the table names them.
+        assert_eq!(CRATES.split(", ").count(), 3);
+    }
+
+    #[test]
+    fn every_peer_is_a_workload_and_has_one_at_most() {
+        for (i, peer) in PEERS.iter().enumerate() {
+            let workload = crate::WORKLOADS
+                .iter()
+                .position(|w| w.name == peer.workload);
+            assert!(workload.is_some(), "{} is no workload", peer.workload);
+            assert!(PEERS[..i].iter().all(|p| p.workload != peer.workload));
+        }
+    }
+}
