@@ -19,9 +19,12 @@ pub fn draw(
     let values = bars.iter().flatten().flatten().copied();
     let bottom = values.clone().fold(0.5, f64::min);
     let top = values.fold(1.0, f64::max);
+    // The peers' three entries make the legend a decade taller: a decade more above the
+    // bars keeps it clear of them.
+    let headroom = if PEERS.is_empty() { 1.5 } else { 15.0 };
     let (low, high) = (
         10f64.powf((bottom / 2.0).log10().floor()),
-        10f64.powf((top * 1.5).log10().ceil()),
+        10f64.powf((top * headroom).log10().ceil()),
     );
     let root = SVGBackend::new(path, (1100, 520)).into_drawing_area();
     root.fill(&WHITE)?;
