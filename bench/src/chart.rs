@@ -4,11 +4,13 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::PEERS;
 use crate::conditions::CONDITIONS;
 
 /// For each workload (`names`), its bars (`bars[i]`): Python on idle cores, then Rust in
-/// each condition, each as a fraction of the bare twin's speed in the same condition, on a
-/// log scale, with the twin as the line at 1.0. A missing figure leaves its bar out.
+/// each condition, then (where the build measures peers) the workload's peer crate in each
+/// condition, each as a fraction of the bare twin's speed in the same condition, on a log
+/// scale, with the twin as the line at 1.0. A missing figure leaves its bar out.
 pub fn draw(
     path: &Path,
     names: &[&str],
@@ -17,9 +19,12 @@ pub fn draw(
     let values = bars.iter().flatten().flatten().copied();
     let bottom = values.clone().fold(0.5, f64::min);
     let top = values.fold(1.0, f64::max);
+    // The peers' three entries make the legend a decade taller: a decade more above the
+    // bars keeps it clear of them.
+    let headroom = if PEERS.is_empty() { 1.5 } else { 15.0 };
     let (low, high) = (
         10f64.powf((bottom / 2.0).log10().floor()),
-        10f64.powf((top * 1.5).log10().ceil()),
+        10f64.powf((top * headroom).log10().ceil()),
     );
     let root = SVGBackend::new(path, (1100, 520)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -54,12 +59,21 @@ pub fn draw(
                 .iter()
                 .map(|c| format!("Rust, this workspace, {}", c.name())),
         )
+        .chain(CONDITIONS.iter().filter(|_| !PEERS.is_empty()).map(|c| {
+            format!(
+                "peer crate (procspawn, ipc-channel, raw_sync), {}",
+                c.name()
+            )
+        }))
         .collect();
     let colours = [
         RGBColor(55, 118, 171),
         RGBColor(222, 115, 40),
         RGBColor(240, 170, 110),
         RGBColor(160, 80, 20),
+        RGBColor(60, 150, 80),
+        RGBColor(140, 200, 140),
+        RGBColor(30, 90, 45),
     ];
     let width = 0.8 / labels.len() as f64;
     for (k, (label, &colour)) in labels.iter().zip(&colours).enumerate() {

@@ -9,9 +9,14 @@
 //! README's figures are `bench/results/`, which only `-- --out bench/results` rewrites.
 //! `-- --quick` runs small counts once and only checks that every workload runs and every
 //! check holds (exact totals, every message received); it writes nothing.
+//!
+//! Built with `--features peers`, it measures beside them the crates a reader might choose
+//! instead (`peers.rs`): procspawn, ipc-channel and raw_sync, each doing a workload's work.
 
 mod chart;
 mod conditions;
+#[cfg(feature = "peers")]
+mod peers;
 mod python;
 mod report;
 mod twins;
@@ -44,6 +49,30 @@ pub struct Twin {
     /// What sets it apart, where a workload has two.
     pub name: &'static str,
     run: fn(usize) -> Timed,
+}
+
+/// A peer crate doing one workload's work (`peers.rs`, built with `--features peers`).
+pub struct Peer {
+    /// The workload's name.
+    pub workload: &'static str,
+    /// The crate, as the table names it.
+    pub name: &'static str,
+    #[cfg_attr(not(feature = "peers"), allow(dead_code))]
+    run: fn(usize) -> Timed,
+}
+
+/// The peers that this build measures: none without the `peers` feature.
+#[cfg(feature = "peers")]
+pub const PEERS: &[Peer] = &peers::PEERS;
+/// The peers that this build measures: none without the `peers` feature.
+#[cfg(not(feature = "peers"))]
+pub const PEERS: &[Peer] = &[];
+
+impl Workload {
+    /// The peer that does this workload's work, if this build measures one.
+    pub fn peer(&self) -> Option<&'static Peer> {
+        PEERS.iter().find(|p| p.workload == self.name)
+    }
 }
 
 /// One workload: its Python name (bench.py's), what it does, its size, and its bare twins.
@@ -253,6 +282,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(twins::EXIT_AT_ONCE) {
         return ExitCode::SUCCESS;
     }
+    // procspawn starts its children by running this program again: in such a child, this
+    // runs the function it was sent and exits, before anything else is done.
+    #[cfg(feature = "peers")]
+    peers::init();
     let options = match options(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {
@@ -313,12 +346,22 @@ fn main() -> ExitCode {
                         (_, false) => m.rust.add((w.rust)(n).map_err(|e| e.to_string()), ops),
                     }
                 }
+                // The peer goes last, so that procspawn's pool has ended its threads before
+                // the next workload forks.
+                if let Some(peer) = w.peer() {
+                    m.peer.add((peer.run)(n).map_err(|e| e.to_string()), ops);
+                }
                 eprintln!(
-                    "  {:<12} Rust {}   twin {}   Python {}",
+                    "  {:<12} Rust {}   twin {}   Python {}{}",
                     w.name,
                     m.rust.last(),
                     m.best_twin_last(),
-                    m.python.last()
+                    m.python.last(),
+                    w.peer().map_or(String::new(), |p| format!(
+                        "   {} {}",
+                        p.name,
+                        m.peer.last()
+                    ))
                 );
             }
         }
@@ -347,6 +390,9 @@ fn main() -> ExitCode {
 /// The command that made these figures, as the results say.
 fn options_line(options: &Options) -> String {
     let mut line = String::from("cargo run --release -p bench");
+    if !PEERS.is_empty() {
+        line += " --features peers";
+    }
     let mut extra = Vec::new();
     if options.quick {
         extra.push("--quick".to_owned());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::conditions::{CONDITIONS, Condition};
 use crate::python::Python;
-use crate::{Workload, ops_per_sec};
+use crate::{PEERS, Workload, ops_per_sec};
 
 /// The rounds' figures of one side of one workload, in operations per second.
 #[derive(Default)]
@@ -64,6 +64,8 @@ pub struct Measured {
     pub python: Samples,
     /// Through each of the workload's bare twins.
     pub twins: Vec<Samples>,
+    /// Through its peer crate, where it has one (`--features peers`).
+    pub peer: Samples,
 }
 
 impl Measured {
@@ -150,14 +152,35 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
         meta.command,
         if rounds == 1 { "" } else { "s" }
     );
+    #[cfg(feature = "peers")]
+    {
+        md += &format!(
+            "\nPeers (`bench/src/peers.rs`, built with `--features peers`): {}, each doing the \
+             work of the row it is on, with the same counts, processes and checks; `Rust / peer` \
+             above 1 means the workspace is faster.\n",
+            crate::peers::CRATES
+        );
+    }
     for (&condition, measured) in CONDITIONS.iter().zip(measured) {
         let idle = condition == Condition::Idle;
         md += &format!("\n**{}**\n\n", condition.name());
         md += if idle {
-            "| workload | Python ops/s | Rust ops/s | bare twin ops/s | Rust / twin | Rust / Python |\n|---|---:|---:|---:|---:|---:|\n"
+            "| workload | Python ops/s | Rust ops/s | bare twin ops/s | Rust / twin | Rust / Python |"
         } else {
-            "| workload | Rust ops/s | bare twin ops/s | Rust / twin |\n|---|---:|---:|---:|\n"
+            "| workload | Rust ops/s | bare twin ops/s | Rust / twin |"
         };
+        if !PEERS.is_empty() {
+            md += " peer ops/s | Rust / peer |";
+        }
+        md += if idle {
+            "\n|---|---:|---:|---:|---:|---:|"
+        } else {
+            "\n|---|---:|---:|---:|"
+        };
+        if !PEERS.is_empty() {
+            md += "---:|---:|";
+        }
+        md += "\n";
         for (i, (w, m)) in workloads.iter().zip(measured).enumerate() {
             let rust = m.rust.median();
             let twin = m.best_twin();
@@ -173,20 +196,41 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
             md += &if idle {
                 let python = m.python.median();
                 format!(
-                    "| {name} | {} | {} | {twin_cell} | {vs_twin} | {} |\n",
+                    "| {name} | {} | {} | {twin_cell} | {vs_twin} | {} |",
                     cell(python, number),
                     cell(rust, number),
                     cell(ratio(rust, python), |r| format!("{r:.1}x")),
                 )
             } else {
                 format!(
-                    "| {name} | {} | {twin_cell} | {vs_twin} |\n",
+                    "| {name} | {} | {twin_cell} | {vs_twin} |",
                     cell(rust, number)
                 )
             };
+            if !PEERS.is_empty() {
+                let peer = m.peer.median();
+                md += &match w.peer() {
+                    Some(p) => format!(
+                        " {} | {} |",
+                        cell(peer, |ops| format!("{} ({})", number(ops), p.name)),
+                        cell(ratio(rust, peer), times)
+                    ),
+                    None => " no peer | - |".to_owned(),
+                };
+            }
+            md += "\n";
         }
     }
     md
+}
+
+/// A ratio as `7.4x`, `0.21x`: two significant digits, three above 10.
+fn times(r: f64) -> String {
+    match r {
+        10.0.. => format!("{r:.0}x"),
+        1.0.. => format!("{r:.1}x"),
+        _ => format!("{r:.2}x"),
+    }
 }
 
 /// Every failure, as `queue, Rust, two idle cores: the queue lost or reordered a message`.
@@ -195,9 +239,11 @@ pub fn failures(workloads: &[Workload], measured: &[Vec<Measured>]) -> Vec<Strin
     for (condition, measured) in CONDITIONS.iter().zip(measured) {
         for (w, m) in workloads.iter().zip(measured) {
             let twins = w.twins.iter().zip(&m.twins).map(|(t, s)| (t.name, s));
+            let peer = w.peer().map(|p| (p.name, &m.peer));
             let sides = [("Rust", &m.rust), ("Python", &m.python)]
                 .into_iter()
-                .chain(twins.map(|(name, s)| (if name.is_empty() { "twin" } else { name }, s)));
+                .chain(twins.map(|(name, s)| (if name.is_empty() { "twin" } else { name }, s)))
+                .chain(peer);
             for (side, samples) in sides {
                 if let Some(e) = &samples.error {
                     failures.push(format!("{}, {side}, {}: {e}", w.name, condition.name()));
@@ -217,8 +263,9 @@ pub fn write(
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("bench.md"), markdown)?;
-    // For each workload: Python on idle cores, then Rust in each condition, each divided by
-    // the bare twin of the same condition.
+    // For each workload: Python on idle cores, then Rust in each condition, then its peer in
+    // each condition (where the build measures peers), each divided by the bare twin of the
+    // same condition.
     let bars: Vec<Vec<Option<f64>>> = (0..workloads.len())
         .map(|i| {
             let twin = |c: usize| measured[c][i].best_twin().map(|(ops, _)| ops);
@@ -226,6 +273,11 @@ pub fn write(
             bars.extend(
                 (0..CONDITIONS.len()).map(|c| ratio(measured[c][i].rust.median(), twin(c))),
             );
+            if !PEERS.is_empty() {
+                bars.extend(
+                    (0..CONDITIONS.len()).map(|c| ratio(measured[c][i].peer.median(), twin(c))),
+                );
+            }
             bars
         })
         .collect();

@@ -16,16 +16,16 @@ use shared_value::Value;
 /// What a workload returns: the time its timed part took, or why it failed.
 pub type Timed = Result<Duration, Box<dyn Error>>;
 
-fn sq(x: i64) -> i64 {
+pub(crate) fn sq(x: i64) -> i64 {
     x * x
 }
 
-fn check(ok: bool, what: impl Into<String>) -> Result<(), Box<dyn Error>> {
+pub(crate) fn check(ok: bool, what: impl Into<String>) -> Result<(), Box<dyn Error>> {
     if ok { Ok(()) } else { Err(what.into().into()) }
 }
 
 /// Starts `processes` that each run `target`, joins them all, and checks that each exited 0.
-fn start_and_join<F, R>(processes: usize, target: F) -> Result<(), Box<dyn Error>>
+pub(crate) fn start_and_join<F, R>(processes: usize, target: F) -> Result<(), Box<dyn Error>>
 where
     F: Fn() -> R + Copy + Send,
     R: Outcome,

@@ -37,6 +37,19 @@ fn row<'a>(table: &'a str, start: &str) -> Vec<&'a str> {
     line.trim_matches('|').split(" | ").map(str::trim).collect()
 }
 
+/// The workloads that have a peer, by their row's start, and the peer's name in the table.
+#[cfg(feature = "peers")]
+const PEERS: [(&str, &str); 5] = [
+    ("1. start and join an empty process", "(procspawn)"),
+    ("3. `apply`", "(procspawn's Pool)"),
+    ("5. queue", "(ipc-channel)"),
+    ("6. lock", "(raw_sync)"),
+    ("8. manager", "(ipc-channel)"),
+];
+
+/// With the peers, each table has two columns more: the peer's ops/s and Rust / peer.
+const PEER_COLUMNS: usize = if cfg!(feature = "peers") { 2 } else { 0 };
+
 const CONDITIONS: [&str; 3] = ["two idle cores", "one CPU for all", "two busy loops beside"];
 
 /// The table that follows the condition's heading.
@@ -64,7 +77,11 @@ fn quick_runs_every_workload_in_every_condition_and_prints_the_tables() {
         let idle = condition == CONDITIONS[0];
         for workload in WORKLOADS {
             let cells = row(table, workload);
-            assert_eq!(cells.len(), if idle { 6 } else { 4 }, "{cells:?}");
+            assert_eq!(
+                cells.len(),
+                PEER_COLUMNS + if idle { 6 } else { 4 },
+                "{cells:?}"
+            );
             // Rust and its twin are measured everywhere, Python on idle cores: figures, not "-".
             let measured = match (idle, with_python) {
                 (true, true) => &cells[1..4],
@@ -88,6 +105,39 @@ fn quick_runs_every_workload_in_every_condition_and_prints_the_tables() {
     // Where a workload has two twins, the table says which one was the faster.
     let apply = row(table(&out.stdout, CONDITIONS[0]), WORKLOADS[2]);
     assert!(apply[3].ends_with("reads)"), "{apply:?}");
+    #[cfg(feature = "peers")]
+    every_peer_is_measured_in_every_condition(&out.stdout);
+}
+
+/// Each peer's figure and its ratio to Rust are in its row of every table, named; the rows
+/// of workloads with no peer say so.
+#[cfg(feature = "peers")]
+fn every_peer_is_measured_in_every_condition(out: &str) {
+    assert!(
+        out.contains("procspawn 1.0.2, ipc-channel 0.23.1, raw_sync 0.1.5"),
+        "the peers' crates and versions are named:\n{out}"
+    );
+    for condition in CONDITIONS {
+        for workload in WORKLOADS {
+            let cells = row(table(out, condition), workload);
+            let [.., peer, ratio] = cells[..] else {
+                panic!("{cells:?}")
+            };
+            match PEERS.iter().find(|(w, _)| workload.starts_with(w)) {
+                Some((_, name)) => {
+                    assert!(
+                        peer.starts_with(|c: char| c.is_ascii_digit()) && peer.ends_with(name),
+                        "{condition}, {workload}: {cells:?}"
+                    );
+                    assert!(
+                        ratio.starts_with(|c: char| c.is_ascii_digit()) && ratio.ends_with('x'),
+                        "{condition}, {workload}: {cells:?}"
+                    );
+                }
+                None => assert_eq!([peer, ratio], ["no peer", "-"], "{condition}, {workload}"),
+            }
+        }
+    }
 }
 
 #[test]
@@ -106,6 +156,7 @@ fn the_results_are_written_where_asked() {
     assert_eq!(md.expect("bench.md"), out.stdout);
     let svg = svg.expect("bench.svg");
     assert!(svg.starts_with("<svg") && svg.contains("Rust, this workspace"));
+    assert_eq!(svg.contains("peer crate"), cfg!(feature = "peers"));
     assert!(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("python/bench.py")
@@ -174,4 +225,92 @@ fn missing_python_leaves_its_column_empty_and_a_broken_one_fails() {
         "{}",
         out.stderr
     );
+}
+
+/// A bench killed while procspawn's children run leaves no process behind: by SIGKILL, which
+/// no handler sees, or by SIGTERM, which the bench's handler answers by ending the children it
+/// forked, not procspawn's. The kernel kills procspawn's children with the bench (asked for
+/// between their fork and their exec); they would also end on their own once their channel
+/// closes, as the bench's functions all return at once, so this checks the outcome, not which
+/// of the two brought it.
+#[cfg(feature = "peers")]
+#[test]
+fn a_bench_killed_while_procspawn_children_run_leaves_no_process() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        let mut cmd = bench(&["--quick", "--no-python"]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: runs in the forked child before exec, and calls only setsid, which is
+        // async-signal-safe: the bench and everything it starts are one session.
+        unsafe {
+            cmd.pre_exec(|| {
+                (libc::setsid() >= 0)
+                    .then_some(())
+                    .ok_or_else(std::io::Error::last_os_error)
+            })
+        };
+        let mut bench = cmd.spawn().expect("run the bench");
+        let pid = bench.id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let spawned = loop {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            let spawned = children.split_whitespace().find(|child| {
+                std::fs::read(format!("/proc/{child}/environ"))
+                    .is_ok_and(|env| env.windows(9).any(|w| w == b"PROCSPAWN"))
+            });
+            if let Some(child) = spawned {
+                break child.to_owned();
+            }
+            let ended = bench.try_wait().expect("waitpid").is_some();
+            assert!(
+                !ended && Instant::now() < deadline,
+                "no procspawn child was seen"
+            );
+        };
+        // SAFETY: kill touches no memory; `pid` is our child, not yet reaped.
+        unsafe { libc::kill(pid as i32, signal) };
+        let status = bench.wait().expect("waitpid");
+        assert!(
+            status.signal() == Some(signal) || status.success(),
+            "the bench ended {status}"
+        );
+        // The kernel kills the children as the bench dies; whoever adopts them reaps them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut left = session(pid);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            left = session(pid);
+        }
+        if !left.is_empty() {
+            // SAFETY: kill touches no memory; the group is the session's, made by setsid.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+        assert!(
+            left.is_empty(),
+            "signal {signal} with procspawn's child {spawned} running left {left:?}"
+        );
+    }
+}
+
+/// The processes of session `sid`, by their `/proc/<pid>/stat` (the session is its sixth field).
+#[cfg(feature = "peers")]
+fn session(sid: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let session: u32 = rest.split_whitespace().nth(3)?.parse().ok()?;
+            (session == sid).then_some(name)
+        })
+        .collect()
 }

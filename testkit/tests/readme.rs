@@ -44,3 +44,38 @@ fn readme_bench_tables_are_the_last_runs() {
         "the README's date is not {date}"
     );
 }
+
+/// The README's ratios of Rust to each peer crate are those of the last run with the peers,
+/// in bench/results/peers, and it says which run that was.
+#[test]
+fn readme_peer_ratios_are_the_last_peer_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let results = std::fs::read_to_string(root.join("bench/results/peers/bench.md")).unwrap();
+    // For each row with a peer: its name, the peer's, and Rust / peer in each condition.
+    let mut rows: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for line in results.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        let [name, .., peer, ratio] = cells[..] else {
+            continue;
+        };
+        let Some((_, peer)) = peer.strip_suffix(')').and_then(|p| p.split_once(" (")) else {
+            continue;
+        };
+        match rows.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, ratios)) => ratios.push(ratio),
+            None => rows.push((name, peer, vec![ratio])),
+        }
+    }
+    assert_eq!(rows.len(), 5, "five rows with a peer in:\n{results}");
+    for (name, peer, ratios) in rows {
+        assert_eq!(ratios.len(), 3, "{name}: a ratio in each condition");
+        let line = format!("| {name} | {peer} | {} |", ratios.join(" | "));
+        assert!(
+            readme.lines().any(|l| l == line),
+            "the README lacks this row of bench/results/peers/bench.md:\n{line}"
+        );
+    }
+    let (run, _) = results.split_once(':').unwrap();
+    assert!(readme.contains(run), "the README does not say: {run}");
+}
