@@ -1,9 +1,9 @@
 //! Start methods: how a child process comes to be. Python's `multiprocessing` has three, and
 //! Python 3.14 made the third its default on Linux:
 //!
-//! - **fork**: [`Process`](crate::Process) copies the parent, which goes on from `fork` in
-//!   both. Fast, and the child sees the parent's variables; but refused while other threads
-//!   run, since the child would inherit locks that only they can release.
+//! - **fork**: [`Process`] copies the parent, which goes on from `fork` in both. Fast, and
+//!   the child sees the parent's variables; but refused while other threads run, since the
+//!   child would inherit locks that only they can release.
 //! - **spawn**: a fresh run of this same executable (`/proc/self/exe`), whose first argument
 //!   is `--multiprocessing-fork`. It runs nothing of `main`: a function that the loader runs
 //!   before `main` (`start/child.rs`) sees that argument, reads what to run from its stdin,
