@@ -135,8 +135,8 @@ fn run_target<A: DeserializeOwned, R: Outcome>(request: &[u8], _: Vec<OwnedFd>) 
     };
     // SAFETY: `Process::new` took this offset from a `fn(A) -> R` with `code_offset`, and
     // sent it with this very function, made for the same A and R. This process runs the
-    // same executable file (forked, or exec'd from `/proc/self/exe`), so the address at that
-    // offset is that function.
+    // same executable file (forked, or spawned and checked to run the same file), so the
+    // address at that offset is that function.
     let target = unsafe {
         std::mem::transmute::<usize, fn(A) -> R>(code_address(u64::from_le_bytes(*target)))
     };
