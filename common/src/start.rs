@@ -385,6 +385,9 @@ enum Received {
     Nothing,
     /// The other end is closed.
     End,
+    /// A message whose descriptors did not all fit in this process (`MSG_CTRUNC`: EMFILE,
+    /// say); it is dropped.
+    Truncated,
 }
 
 /// Receives one message into `buf`, and the descriptors attached to it. A message longer
@@ -401,7 +404,12 @@ fn receive(socket: BorrowedFd<'_>, buf: &mut [u8], block: bool) -> Result<Receiv
         match socket::recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), flags) {
             Ok(msg) => {
                 let mut fds = Vec::new();
-                for cmsg in msg.cmsgs().map_err(|e| Error::os("recvmsg", e))? {
+                // (nix refuses to parse a truncated control buffer, so the descriptors that
+                // did arrive with such a message stay open, unowned.)
+                let Ok(cmsgs) = msg.cmsgs() else {
+                    return Ok(Received::Truncated);
+                };
+                for cmsg in cmsgs {
                     if let ControlMessageOwned::ScmRights(received) = cmsg {
                         // SAFETY: the kernel just installed these descriptors in this process
                         // for this message; nothing else owns them.

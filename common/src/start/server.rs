@@ -202,10 +202,9 @@ fn serve_requests() -> Result<i32, Error> {
             return Ok(0);
         }
         let mut fds = vec![
-            crate::fd::pollfd(
-                if quitting { -1 } else { control.as_raw_fd() },
-                libc::POLLIN,
-            ),
+            // Watched while quitting too: an owner killed while it waits for the server to
+            // end closes it, and the children must not outlive it then either.
+            crate::fd::pollfd(control.as_raw_fd(), libc::POLLIN),
             crate::fd::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
         ];
         fds.extend(children.iter().map(|c| {
@@ -239,6 +238,9 @@ fn serve_requests() -> Result<i32, Error> {
                     }
                 }
                 Ok(Received::Nothing) => {}
+                // Its descriptors could not all be taken (EMFILE): that request is dropped,
+                // its link with it, and its owner told so; the other children run on.
+                Ok(Received::Truncated) => {}
                 // The owner died without saying it was done: nothing of it may run on.
                 Ok(Received::End) | Err(_) => {
                     end_all(&mut children);
@@ -263,6 +265,10 @@ fn fork_child(
     if usize::from(request.fds) != fds.len() {
         return None;
     }
+    // The child asks to die with the server, named here: the child's own `getppid` would
+    // name whoever adopted it, were the server killed between the fork and that call.
+    // SAFETY: getpid touches no memory.
+    let server = unsafe { libc::getpid() };
     // SAFETY: this process has one thread (it was started by exec and runs before `main`,
     // which starts none), so nothing is held or half-changed in the child.
     match unsafe { libc::fork() } {
@@ -281,8 +287,6 @@ fn fork_child(
                 }
             }
             signals.unblock_in_child();
-            // SAFETY: getpid and getppid touch no memory.
-            let server = unsafe { libc::getppid() };
             let request = Request {
                 die_with: server,
                 ..request
@@ -364,11 +368,21 @@ struct Signals {
 impl Signals {
     fn block() -> Result<Signals, Error> {
         // SAFETY: the set is initialised by sigemptyset before use; sigprocmask and
-        // signalfd read it; the descriptor signalfd returns is owned below.
+        // signalfd read it; sigaction only writes `old`, a zeroed (valid) C struct that is
+        // alive; the descriptor signalfd returns is owned below.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                // One the owner ignores (as under `nohup`, or in a shell's background job)
+                // stays ignored, as `interrupt` leaves it: a blocked signal is queued even
+                // when ignored, and would end the server and its children.
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
+                {
+                    continue;
+                }
                 libc::sigaddset(&mut set, signal);
             }
             libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
