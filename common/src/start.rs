@@ -55,6 +55,11 @@ use crate::{Error, ExitStatus, Private, Process};
 mod child;
 mod server;
 
+#[cfg(not(target_env = "gnu"))]
+compile_error!(
+    "start methods need glibc: it passes argc and argv to the functions that run before main"
+);
+
 pub use server::ForkServer;
 
 /// What a started child runs: given the bytes and the descriptors sent with the request, it
@@ -100,8 +105,10 @@ impl fmt::Display for Method {
 }
 
 /// Where children are started from: Python's `multiprocessing.get_context(method)`. Clones
-/// share one fork server, which ends when the last clone and the last child it started are
-/// dropped.
+/// share one fork server. When the last clone and the last child handle it started are
+/// dropped, the server is told to end, and the drop waits until it has: until the
+/// children it started have ended, as Python waits for its children at exit. (A server
+/// told to end that the owner then stops watching would kill its children.)
 #[derive(Clone)]
 pub struct Context {
     method: Method,
@@ -153,6 +160,7 @@ impl Context {
             pid,
             how,
             status: None,
+            owner: crate::process_key(),
         })
     }
 }
@@ -171,6 +179,9 @@ pub struct Child {
     pid: Pid,
     how: How,
     status: Option<ExitStatus>,
+    /// The process that started it ([`crate::process_key`]): only there is the pid surely
+    /// this child's (a copy of the handle in a process forked later could outlive its reaping).
+    owner: u64,
 }
 
 enum How {
@@ -205,6 +216,7 @@ impl Child {
 
     /// How it ended, without waiting; `None` while it runs.
     pub fn poll(&mut self) -> Result<Option<ExitStatus>, Error> {
+        self.check_owner()?;
         if self.status.is_none() {
             self.status = match &mut self.how {
                 How::Forked(process) => process.poll()?,
@@ -217,6 +229,7 @@ impl Child {
 
     /// Waits for it to end: Python's `p.join()`.
     pub fn join(&mut self) -> Result<ExitStatus, Error> {
+        self.check_owner()?;
         if let Some(status) = self.status {
             return Ok(status);
         }
@@ -243,7 +256,15 @@ impl Child {
         self.signal(Signal::SIGKILL)
     }
 
+    fn check_owner(&self) -> Result<(), Error> {
+        if self.owner != crate::process_key() {
+            return Err(Error::NotOwner);
+        }
+        Ok(())
+    }
+
     fn signal(&mut self, signal: Signal) -> Result<(), Error> {
+        self.check_owner()?;
         if self.status.is_some() {
             return Ok(());
         }
@@ -287,6 +308,9 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        if self.owner != crate::process_key() {
+            return;
+        }
         if let (How::Spawned, None) = (&self.how, self.status) {
             // As a dropped `Process`: reaped now if it has ended, else by a later start or at
             // exit. (A forked one is its `Process`'s to reap; a served one, the server's.)

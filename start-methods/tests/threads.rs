@@ -14,7 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Error, ExitStatus};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use start_methods::{Context, Method, Process, get_context};
 use testkit::has_ended;
 
@@ -103,14 +104,29 @@ fn a_request_too_large_for_one_message_is_refused() {
     assert!(matches!(p.start(), Err(Error::RequestTooLarge { .. })));
 }
 
-/// Not a test of its own: the owner that `the_fork_server_and_its_children_end_with_a_killed_owner`
-/// starts, as a second run of this test binary. Outside that, it returns at once.
+/// Not a test of its own: the owner that the tests below start, as a second run of this
+/// test binary, in the mode `START_METHODS_OWNER` names. Outside that, it returns at once.
+/// - `kill`: starts a child by a fork server, says `server <pid> child <pid>`, and sleeps;
+/// - `drop`: the same, then drops the child's handle and the context, which waits for the
+///   child to end;
+/// - `hup`: starts a child that sleeps half a second, says so, and prints how it ended.
 #[test]
 fn owner_of_a_fork_server() {
-    if std::env::var_os("START_METHODS_OWNER").is_none() {
+    let Some(mode) = std::env::var_os("START_METHODS_OWNER") else {
+        return;
+    };
+    let ctx: Context = get_context(Method::ForkServer).expect("context");
+    if mode == "hup" {
+        let mut p = Process::new(&ctx, sleep_ms, 500).expect("process");
+        p.start().expect("start");
+        println!(
+            "server {} child {}",
+            ctx.server_pid().expect("server"),
+            p.pid().expect("pid")
+        );
+        println!("ended {:?}", p.join());
         return;
     }
-    let ctx: Context = get_context(Method::ForkServer).expect("context");
     let mut p = Process::new(&ctx, sleep_for, 60).expect("process");
     p.start().expect("start");
     println!(
@@ -118,43 +134,130 @@ fn owner_of_a_fork_server() {
         ctx.server_pid().expect("server"),
         p.pid().expect("pid")
     );
+    if mode == "drop" {
+        drop(p);
+        drop(ctx);
+    }
     sleep_for(60);
+}
+
+fn sleep_ms(ms: u64) {
+    thread::sleep(Duration::from_millis(ms));
+}
+
+/// Starts `owner_of_a_fork_server` in `mode`, in a process group of its own, with SIGHUP
+/// ignored (as `nohup` leaves it); returns it, its stdout, and the pids it names.
+fn owner(
+    mode: &str,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    [u32; 2],
+) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([
+        "--exact",
+        "owner_of_a_fork_server",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("START_METHODS_OWNER", mode)
+    .stdout(Stdio::piped())
+    .process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and only sets a signal's
+    // disposition, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut owner = cmd.spawn().expect("owner");
+    let mut stdout = BufReader::new(owner.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("read") > 0 {
+        // libtest prints `test owner_of_a_fork_server ... ` first, on the same line.
+        if let Some(at) = line.find("server ") {
+            let words: Vec<u32> = line[at..]
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if let [server, child] = words[..] {
+                return (owner, stdout, [server, child]);
+            }
+        }
+        line.clear();
+    }
+    let _ = owner.kill();
+    let _ = owner.wait();
+    panic!("the owner did not say its server and child");
 }
 
 #[test]
 fn the_fork_server_and_its_children_end_with_a_killed_owner() {
-    let mut owner = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "owner_of_a_fork_server",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("START_METHODS_OWNER", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("owner");
-    let mut line = String::new();
-    let stdout = owner.stdout.take().expect("stdout");
-    for read in BufReader::new(stdout).lines() {
-        // libtest prints `test owner_of_a_fork_server ... ` first, on the same line.
-        let read = read.expect("read");
-        if let Some(at) = read.find("server ") {
-            line = read[at..].to_owned();
-            break;
+    // Killed while it runs, and killed while its dropped context waits for the server.
+    for mode in ["kill", "drop"] {
+        let (mut owner, _, [server, child]) = owner(mode);
+        if mode == "drop" {
+            // Until the owner waits in the drop: the child is all the server has then.
+            thread::sleep(Duration::from_millis(300));
         }
+        owner.kill().expect("SIGKILL the owner");
+        owner.wait().expect("reap the owner");
+        assert_ends(child, &format!("{mode}: the fork server's child"));
+        assert_ends(server, &format!("{mode}: the fork server"));
     }
-    let words: Vec<u32> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert_eq!(
-        words.len(),
-        2,
-        "the owner says its server and child: {line:?}"
+}
+
+#[test]
+fn a_signal_the_owner_ignores_does_not_end_the_fork_servers_children() {
+    let (mut owner, mut stdout, _) = owner("hup");
+    // SIGHUP to the whole group, as a closing terminal sends it: the owner ignores it
+    // (`nohup`), and so must the server, which would otherwise kill its children.
+    kill(Pid::from_raw(-(owner.id() as i32)), Signal::SIGHUP).expect("SIGHUP the group");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    assert!(owner.wait().expect("reap the owner").success(), "{rest}");
+    assert!(
+        rest.contains("ended Ok(Exited(0))"),
+        "the child ran to its end: {rest}"
     );
-    owner.kill().expect("SIGKILL the owner");
-    owner.wait().expect("reap the owner");
-    assert_ends(words[1], "the fork server's child");
-    assert_ends(words[0], "the fork server");
+}
+
+/// The number of descriptors this process has above stderr, as its exit code.
+fn count_descriptors(_: ()) -> Result<(), String> {
+    let listed = std::fs::read_dir("/proc/self/fd").map_err(|e| e.to_string())?;
+    // The listing's own descriptor is one of them.
+    let extra = listed
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+                .is_some_and(|fd| fd > 2)
+        })
+        .count()
+        - 1;
+    if extra == 0 {
+        Ok(())
+    } else {
+        Err(format!("{extra} descriptors inherited"))
+    }
+}
+
+#[test]
+fn a_spawned_or_served_child_holds_only_what_it_is_sent() {
+    // A descriptor without close-on-exec, as one inherited from a parent would be.
+    // SAFETY: dup of stderr touches no memory; the copy is closed below.
+    let loose = unsafe { libc::dup(2) };
+    assert!(loose > 2, "dup");
+    for method in THREADED {
+        let ctx = get_context(method).expect("context");
+        let mut p = Process::new(&ctx, count_descriptors, ()).expect("process");
+        p.start().expect("start");
+        assert_eq!(p.join().expect("join"), ExitStatus::Exited(0), "{method}");
+    }
+    // SAFETY: closes only the copy made above.
+    unsafe { libc::close(loose) };
 }

@@ -59,9 +59,9 @@ pub fn run(cmd: Command) -> Run {
 
 /// [`run`] for a Python program: its helper processes (the fork server, the resource
 /// tracker) end on their own once they see the end of the main process's pipe, just after
-/// it. They have up to two seconds to do so before they are taken for orphans.
+/// it. They have up to five seconds (on a loaded machine) before they are taken for orphans.
 pub fn run_python_program(cmd: Command) -> Run {
-    Session::start(cmd).finish(Duration::from_secs(2))
+    Session::start(cmd).finish(Duration::from_secs(5))
 }
 
 /// A command started by [`Session::start`], not yet finished.

@@ -30,7 +30,16 @@ pub(super) const SERVER: &str = "--multiprocessing-forkserver";
 static BEFORE_MAIN: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = before_main;
 
 extern "C" fn before_main(argc: c_int, argv: *const *const c_char, _: *const *const c_char) {
-    if argc < 2 || argv.is_null() {
+    // Only as part of an executable: a shared library that links this module runs it when
+    // loaded, with its host program's arguments, which are none of ours.
+    if argc < 2
+        || argv.is_null()
+        || super::code_offset(
+            before_main as extern "C" fn(c_int, *const *const c_char, *const *const c_char)
+                as usize,
+        )
+        .is_err()
+    {
         return;
     }
     // SAFETY: glibc passes `main`'s argc and argv: argv holds argc pointers to C strings,
@@ -42,6 +51,9 @@ extern "C" fn before_main(argc: c_int, argv: *const *const c_char, _: *const *co
     // The signal mask survives exec: the three signals `start_self` held back while it
     // made this process are held here too. They reach it again from now on.
     interrupt::release_in_new_process();
+    // A child holds only the descriptors it is sent: `exec` closed the owner's that were
+    // marked close-on-exec, not the others (one inherited from the owner's own parent, say).
+    close_inherited();
     let code = if first == SPAWNED.as_bytes() {
         run_spawned()
     } else if first == SERVER.as_bytes() {
@@ -57,6 +69,28 @@ extern "C" fn before_main(argc: c_int, argv: *const *const c_char, _: *const *co
     // SAFETY: `_exit` ends the process at once; stdout was flushed just above, and `main`,
     // which never ran, has nothing to tear down.
     unsafe { libc::_exit(code) }
+}
+
+/// Closes every descriptor but stdin (the request), stdout and stderr.
+fn close_inherited() {
+    // SAFETY: close_range takes integers and touches no memory; the descriptors it closes
+    // belong to no Rust value yet (`main` has not run, and no constructor of ours keeps one).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) } == 0 {
+        return;
+    }
+    // Without close_range (before Linux 5.9, or under valgrind): one by one, as listed.
+    let Ok(listed) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = listed
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the listing's own descriptor is closed by now, and closing it
+        // again, or one valgrind keeps for itself, fails harmlessly (EBADF).
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Starts a spawned child that runs `entry(args, fds)`; returns its pid.
