@@ -8,7 +8,6 @@
 #[allow(dead_code, unused_imports)]
 mod testkit;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use common::{Error, ExitStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pool_map::{Pool, PoolError};
-use testkit::has_ended;
+use testkit::{beside_a_thread, has_ended};
 
 const THREADED: [Method; 2] = [Method::Spawn, Method::ForkServer];
 
@@ -33,27 +32,6 @@ fn say_then_sleep(path: std::path::PathBuf) {
 
 fn sleep_for(seconds: u64) {
     thread::sleep(Duration::from_secs(seconds));
-}
-
-/// Runs `check` with one more thread of this process running beside it.
-fn beside_a_thread<T>(check: impl FnOnce() -> T) -> T {
-    /// Stops the thread when dropped: when `check` returns, and when it panics.
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(1));
-            }
-        });
-        let _stop = Stop(&stop);
-        check()
-    })
 }
 
 #[test]

@@ -9,7 +9,6 @@ mod testkit;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use common::{Error, ExitStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use start_methods::{Context, Method, Process, get_context};
-use testkit::has_ended;
+use testkit::{beside_a_thread, has_ended};
 
 const THREADED: [Method; 2] = [Method::Spawn, Method::ForkServer];
 
@@ -33,27 +32,6 @@ fn fails(why: String) -> Result<(), String> {
 
 fn panics(why: String) {
     panic!("{why}");
-}
-
-/// Runs `check` with one more thread of this process running beside it.
-fn beside_a_thread<T>(check: impl FnOnce() -> T) -> T {
-    /// Stops the thread when dropped: when `check` returns, and when it panics.
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(1));
-            }
-        });
-        let _stop = Stop(&stop);
-        check()
-    })
 }
 
 /// Waits (to catch a hang, not to time it) until `pid` has ended.

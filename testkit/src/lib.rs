@@ -273,6 +273,29 @@ pub fn run_tests(tests: &[(&str, fn())]) {
     }
 }
 
+/// Runs `check` with one more thread of this process running beside it: where `fork` is
+/// refused, and spawn and a fork server must work.
+pub fn beside_a_thread<T>(check: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Stops the thread when dropped: when `check` returns, and when it panics.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let _stop = Stop(&stop);
+        check()
+    })
+}
+
 /// Panics unless this process has no child left to reap: none running, no zombie.
 pub fn assert_no_children() {
     assert_eq!(
