@@ -87,13 +87,29 @@ fn a_request_too_large_for_one_message_is_refused() {
 /// - `kill`: starts a child by a fork server, says `server <pid> child <pid>`, and sleeps;
 /// - `drop`: the same, then drops the child's handle and the context, which waits for the
 ///   child to end;
-/// - `hup`: starts a child that sleeps half a second, says so, and prints how it ended.
+/// - `hup`: starts a child that sleeps half a second, says so, and prints how it ended;
+/// - `interrupt`: as `kill`, and a child by spawn too (`spawned <pid>`).
 #[test]
 fn owner_of_a_fork_server() {
     let Some(mode) = std::env::var_os("START_METHODS_OWNER") else {
         return;
     };
     let ctx: Context = get_context(Method::ForkServer).expect("context");
+    if mode == "interrupt" {
+        let spawn = get_context(Method::Spawn).expect("context");
+        let mut spawned = Process::new(&spawn, sleep_for, 60).expect("process");
+        spawned.start().expect("start");
+        let mut served = Process::new(&ctx, sleep_for, 60).expect("process");
+        served.start().expect("start");
+        println!(
+            "server {} child {} spawned {}",
+            ctx.server_pid().expect("server"),
+            served.pid().expect("pid"),
+            spawned.pid().expect("pid")
+        );
+        sleep_for(60);
+        return;
+    }
     if mode == "hup" {
         let mut p = Process::new(&ctx, sleep_ms, 500).expect("process");
         p.start().expect("start");
@@ -124,13 +140,14 @@ fn sleep_ms(ms: u64) {
 }
 
 /// Starts `owner_of_a_fork_server` in `mode`, in a process group of its own, with SIGHUP
-/// ignored (as `nohup` leaves it); returns it, its stdout, and the pids it names.
+/// ignored (as `nohup` leaves it); returns it, its stdout, and the pids it names: the
+/// server's, its child's, and in mode `interrupt` the spawned child's.
 fn owner(
     mode: &str,
 ) -> (
     std::process::Child,
     BufReader<std::process::ChildStdout>,
-    [u32; 2],
+    Vec<u32>,
 ) {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
@@ -161,8 +178,8 @@ fn owner(
                 .split_whitespace()
                 .filter_map(|w| w.parse().ok())
                 .collect();
-            if let [server, child] = words[..] {
-                return (owner, stdout, [server, child]);
+            if words.len() >= 2 {
+                return (owner, stdout, words);
             }
         }
         line.clear();
@@ -176,7 +193,8 @@ fn owner(
 fn the_fork_server_and_its_children_end_with_a_killed_owner() {
     // Killed while it runs, and killed while its dropped context waits for the server.
     for mode in ["kill", "drop"] {
-        let (mut owner, _, [server, child]) = owner(mode);
+        let (mut owner, _, pids) = owner(mode);
+        let (server, child) = (pids[0], pids[1]);
         if mode == "drop" {
             // Until the owner waits in the drop: the child is all the server has then.
             thread::sleep(Duration::from_millis(300));
@@ -185,6 +203,30 @@ fn the_fork_server_and_its_children_end_with_a_killed_owner() {
         owner.wait().expect("reap the owner");
         assert_ends(child, &format!("{mode}: the fork server's child"));
         assert_ends(server, &format!("{mode}: the fork server"));
+    }
+}
+
+#[test]
+fn an_interrupt_ends_the_owners_children_by_every_method() {
+    use std::os::unix::process::ExitStatusExt;
+    // SIGTERM to the owner alone, and SIGINT to its whole group, as Ctrl-C sends it.
+    for (signal, group) in [(Signal::SIGTERM, false), (Signal::SIGINT, true)] {
+        let (mut owner, _, pids) = owner("interrupt");
+        assert_eq!(pids.len(), 3, "server, served child, spawned child");
+        let pid = owner.id() as i32;
+        kill(Pid::from_raw(if group { -pid } else { pid }), signal).expect("signal");
+        let status = owner.wait().expect("reap the owner");
+        assert_eq!(
+            status.signal(),
+            Some(signal as i32),
+            "{signal}: the owner's end"
+        );
+        for (pid, what) in pids
+            .into_iter()
+            .zip(["the fork server", "its child", "a spawned child"])
+        {
+            assert_ends(pid, &format!("{signal}: {what}"));
+        }
     }
 }
 
