@@ -79,6 +79,11 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
             }
         }
     };
+    // Untracked and reaped with the signals held back in this thread: the handler, run
+    // here between the two, would find the child untracked, and end this process without
+    // reaping it (a zombie left to whoever adopts it). The child has exited, so the reaping
+    // does not wait.
+    let held = interrupt::Held::new();
     interrupt::untrack(pid.as_raw());
     if interrupt::handling() {
         // The handler, on another thread, may have read the pid before it was untracked,
@@ -86,13 +91,15 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
         // this process.
         return Ok(Some(status));
     }
-    loop {
+    let reaped = loop {
         match waitpid(pid, None) {
             Err(Errno::EINTR) => continue,
-            Ok(_) => return Ok(Some(status)),
-            Err(errno) => return Err(Error::os("waitpid", errno)),
+            Ok(_) => break Ok(Some(status)),
+            Err(errno) => break Err(Error::os("waitpid", errno)),
         }
-    }
+    };
+    drop(held);
+    reaped
 }
 
 /// Children whose handle was dropped while they ran.
