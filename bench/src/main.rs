@@ -42,7 +42,9 @@ CPU, and beside two busy loops, in one run: Markdown tables on stdout, progress 
   --quick      small counts, one round: checks that every workload runs; writes nothing
   --rounds N   rounds of each measurement (5); each figure is their median
   --no-python  leave the Python column empty
-  --out DIR    where bench.md and bench.svg go (target/bench; the README's: bench/results)";
+  --out DIR    where bench.md and bench.svg go (target/bench; the README's: bench/results)
+Built with `--features peers`, it runs procspawn, ipc-channel and raw_sync beside the rows
+they can do, in every condition.";
 
 /// A bare twin: the workload's work done with direct libc calls (`twins.rs`).
 pub struct Twin {
