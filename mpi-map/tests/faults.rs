@@ -33,6 +33,10 @@ fn main() {
                 a_panic_on_one_rank_ends_the_job_within_2_s,
             ),
             (
+                "a_panic_on_rank_0_or_in_a_thread_ends_the_job_within_2_s",
+                a_panic_on_rank_0_or_in_a_thread_ends_the_job_within_2_s,
+            ),
+            (
                 "without_the_hook_a_panic_hangs_the_job",
                 without_the_hook_a_panic_hangs_the_job,
             ),
@@ -55,6 +59,36 @@ fn rank(scenario: &str) {
         // `f` panics on item 5, on rank 2; the others wait for its result.
         "panic" => {
             let _ = p.map(panics_on_5, &items);
+        }
+        // `f` panics on item 0, on rank 0, the root, which the others wait for in the gather.
+        "panic-root" => {
+            let _ = p.map(
+                |x: i32| {
+                    if x == 0 {
+                        eprintln!("rank 0 panics");
+                        panic!("f panics on item 0");
+                    }
+                    x
+                },
+                &items,
+            );
+        }
+        // A thread of rank 2 panics while its main thread, and every other rank, is in `map`.
+        "panic-thread" => {
+            if p.rank() == 2 {
+                thread::spawn(|| {
+                    thread::sleep(Duration::from_millis(200));
+                    eprintln!("rank 2 panics");
+                    panic!("a thread of rank 2 panics");
+                });
+            }
+            let _ = p.map(
+                |x: i32| {
+                    thread::sleep(Duration::from_secs(60));
+                    x
+                },
+                &items,
+            );
         }
         // The same, with Rust's own panic hook put back: the trap the executor's hook avoids.
         "panic-unhooked" => {
@@ -198,6 +232,28 @@ fn a_panic_on_one_rank_ends_the_job_within_2_s() {
     assert!(took < Duration::from_secs(2), "it took {took:?}");
     assert!(!status.success(), "{status}");
     job.line(|l| l.contains("f panics on item 5"));
+}
+
+fn a_panic_on_rank_0_or_in_a_thread_ends_the_job_within_2_s() {
+    for (scenario, said, message) in [
+        ("panic-root", "rank 0 panics", "f panics on item 0"),
+        ("panic-thread", "rank 2 panics", "a thread of rank 2 panics"),
+    ] {
+        let Some(mut job) = Job::start(scenario) else {
+            return;
+        };
+        job.line(|l| l == said);
+        let panicked = Instant::now();
+        let status = job.ends_within(Duration::from_secs(10));
+        let took = panicked.elapsed();
+        let status = status.unwrap_or_else(|| panic!("{scenario}: the job goes on"));
+        assert!(
+            took < Duration::from_secs(2),
+            "{scenario}: it took {took:?}"
+        );
+        assert!(!status.success(), "{scenario}: {status}");
+        job.line(|l| l.contains(message));
+    }
 }
 
 fn without_the_hook_a_panic_hangs_the_job() {
