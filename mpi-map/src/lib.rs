@@ -24,6 +24,14 @@
 //! communicator: the launcher kills every rank, and `mpiexec` exits non-zero. A rank killed
 //! by a signal (`kill -9`) is seen by the launcher, which ends the others the same way.
 //!
+//! Three limits of that. The hook is installed by `new`: make the executor first, since a
+//! rank that ends before it (a panic, or even `exit(0)`) leaves the others waiting in
+//! `MPI_Init`. The hook ends the job on any panic, even one the program catches
+//! (`catch_unwind`, a thread joined later), and it calls `MPI_Abort` from the panicking
+//! thread, which MPI's single-thread mode does not promise to allow (MPICH does it). And
+//! killing MPICH's per-node proxy (`hydra_pmi_proxy`), not a rank, leaves the ranks blocked
+//! and `mpiexec` waiting: kill `mpiexec` or the ranks instead.
+//!
 //! # Two MPIs on one machine
 //!
 //! A program built against one MPI and started by the other's launcher does not join that
