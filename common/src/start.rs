@@ -125,11 +125,6 @@ impl Context {
         Ok(Context { method, server })
     }
 
-    /// The start method.
-    pub fn method(&self) -> Method {
-        self.method
-    }
-
     /// The fork server's pid, under [`Method::ForkServer`].
     pub fn server_pid(&self) -> Option<u32> {
         self.server.as_ref().map(|server| server.pid())
@@ -204,14 +199,6 @@ impl Child {
     /// The child's pid.
     pub fn pid(&self) -> u32 {
         self.pid.as_raw() as u32
-    }
-
-    /// Its parent's pid: this process, or the fork server.
-    pub fn parent_pid(&self) -> u32 {
-        match &self.how {
-            How::Served { _server, .. } => _server.pid(),
-            _ => crate::current_pid(),
-        }
     }
 
     /// How it ended, without waiting; `None` while it runs.

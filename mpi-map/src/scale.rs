@@ -42,22 +42,13 @@ pub fn report(who: &str, n: u64, results: &[u64], wall: Duration) -> String {
     )
 }
 
-/// How many items [`on_pool`] hands to one `map`: Python's chunk size gives one worker a
-/// quarter of them, and a chunk of 2.5 million `u64`s (20 MB) is over the pool's 16 MiB
-/// frame limit; a million a map keeps each chunk at 2 MB or less.
-pub const POOL_BATCH: usize = 1_000_000;
-
-/// [`costly`] over `n` items on section 1's `Pool` of `workers` forked workers, a
-/// [`POOL_BATCH`] at a time; the time is the maps' alone, as the MPI run's is, not the
-/// pool's start.
+/// [`costly`] over `n` items on section 1's `Pool` of `workers` forked workers, in one
+/// `map`; the time is the map's alone, as the MPI run's is, not the pool's start.
 pub fn on_pool(workers: usize, n: u64) -> Result<String, PoolError> {
     let items = items(n);
     let p = Pool::new(workers)?;
     let start = Instant::now();
-    let mut results = Vec::with_capacity(items.len());
-    for batch in items.chunks(POOL_BATCH) {
-        results.extend(p.map(costly, batch)?);
-    }
+    let results = p.map(costly, &items)?;
     let wall = start.elapsed();
     let who = format!(
         "Pool, {workers} worker{}",

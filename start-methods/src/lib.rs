@@ -53,6 +53,14 @@ pub fn get_context(method: Method) -> Result<Context, Error> {
     Context::new(method)
 }
 
+/// The three methods in Python's order (`fork`, `spawn`, `forkserver`), or only the one
+/// named.
+pub fn methods(only: Option<&str>) -> impl Iterator<Item = Method> {
+    Method::ALL
+        .into_iter()
+        .filter(move |m| only.is_none_or(|name| name == m.name()))
+}
+
 /// A process that will run `target(args)`: Python's `ctx.Process(target=f, args=(...))`.
 ///
 /// The target is a function, not a closure: under spawn and forkserver, nothing of this
@@ -99,11 +107,6 @@ impl Process {
     /// The child's pid, once started: Python's `p.pid`.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::pid)
-    }
-
-    /// The child's parent: this process under fork and spawn, the server under forkserver.
-    pub fn parent_pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::parent_pid)
     }
 
     /// True from `start` until the child has ended: Python's `p.is_alive()`.

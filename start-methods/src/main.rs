@@ -45,7 +45,7 @@
 //!
 //! The mechanism is in `common/src/start.rs`; `src/lib.rs` says how each method works.
 
-use start_methods::{Method, Process, get_context};
+use start_methods::{Process, get_context, methods};
 use std::os::unix::process::parent_id;
 use std::process::id;
 
@@ -68,10 +68,7 @@ fn f(name: String) {
 
 fn main() -> Result<(), common::Error> {
     let only = common::args::one_of(USAGE, &["fork", "spawn", "forkserver"]);
-    for method in Method::ALL {
-        if only.is_some_and(|name| name != method.name()) {
-            continue;
-        }
+    for method in methods(only) {
         let ctx = get_context(method)?;
         println!("start method: {method}");
         info("main line");
