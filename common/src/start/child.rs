@@ -146,7 +146,12 @@ pub(super) fn parent_to_die_with() -> i32 {
 
 /// A spawned child: reads its request from stdin and runs it.
 fn run_spawned() -> i32 {
-    // SAFETY: descriptor 0 is open for the whole run (a closed one fails recvmsg, EBADF).
+    // SAFETY: fcntl(F_GETFD) only asks whether descriptor 0 is open.
+    if unsafe { libc::fcntl(0, libc::F_GETFD) } < 0 {
+        return refuse(SPAWNED, "stdin is closed");
+    }
+    // SAFETY: descriptor 0 is open, just checked, and nothing closes it before
+    // `quiet_stdin` replaces it, after the last use of this borrow.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
     let mut buf = vec![0; REQUEST_HEADER + MAX_ARGS];
     let (len, fds) = match receive(stdin, &mut buf, true) {
