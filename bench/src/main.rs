@@ -31,8 +31,8 @@ use python::Python;
 use report::Measured;
 use workloads::Timed;
 
-const USAGE: &str =
-    "usage: cargo run --release -p bench [-- [--quick] [--rounds N] [--no-python] [--out DIR]]";
+const USAGE: &str = "usage: cargo run --release -p bench \
+     [-- [--quick] [--rounds N] [--no-python] [--only NAME,...] [--out DIR]]";
 
 /// What `--help` prints before the usage.
 const ABOUT: &str =
@@ -42,6 +42,8 @@ CPU, and beside two busy loops, in one run: Markdown tables on stdout, progress 
   --quick      small counts, one round: checks that every workload runs; writes nothing
   --rounds N   rounds of each measurement (5); each figure is their median
   --no-python  leave the Python column empty
+  --only NAMES measure only these workloads, by name, comma-separated: process, map, apply,
+               apply_async, queue, lock, value, manager, spawn, forkserver
   --out DIR    where bench.md and bench.svg go (target/bench; the README's: bench/results)
 Built with `--features peers`, it runs procspawn, ipc-channel and raw_sync beside the rows
 they can do, in every condition.";
@@ -239,12 +241,22 @@ struct Options {
     quick: bool,
     rounds: usize,
     python: bool,
+    /// The workloads to measure, by name; every one when empty.
+    only: Vec<String>,
     out: Option<PathBuf>,
+}
+
+impl Options {
+    /// Whether this run measures `workload`.
+    fn runs(&self, workload: &Workload) -> bool {
+        self.only.is_empty() || self.only.iter().any(|name| name == workload.name)
+    }
 }
 
 /// What the command line asked for; `Ok(None)` for `--help`.
 fn options(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let (mut quick, mut python, mut rounds, mut out) = (false, true, None, None);
+    let mut only = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -257,6 +269,15 @@ fn options(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, St
                 rounds = Some(n.ok_or(format!("--rounds takes 1 to 100; not '{given}'"))?);
             }
             "--out" => out = Some(args.next().ok_or("--out needs a directory")?.into()),
+            "--only" => {
+                let names = args.next().ok_or("--only needs workload names")?;
+                for name in names.split(',') {
+                    if !WORKLOADS.iter().any(|w| w.name == name) {
+                        return Err(format!("--only: no workload is named '{name}'"));
+                    }
+                    only.push(name.to_owned());
+                }
+            }
             _ => return Err(format!("unknown argument '{arg}'")),
         }
     }
@@ -266,6 +287,7 @@ fn options(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, St
         quick,
         python,
         rounds: rounds.unwrap_or(if quick { 1 } else { ROUNDS }),
+        only,
         out: out.or_else(|| (!quick).then(default_out)),
     }))
 }
@@ -329,6 +351,9 @@ fn main() -> ExitCode {
             // Python is measured on idle cores only: the comparison with it is made there.
             let python = python.as_ref().filter(|_| condition == Condition::Idle);
             for (w, m) in WORKLOADS.iter().zip(measured.iter_mut()) {
+                if !options.runs(w) {
+                    continue;
+                }
                 let n = size(w.full, w.quick);
                 let ops = n * w.ops_per_n;
                 m.ops = ops;
@@ -405,6 +430,9 @@ fn options_line(options: &Options) -> String {
     if !options.python {
         extra.push("--no-python".to_owned());
     }
+    if !options.only.is_empty() {
+        extra.push(format!("--only {}", options.only.join(",")));
+    }
     if !extra.is_empty() {
         line += " -- ";
         line += &extra.join(" ");
@@ -441,5 +469,24 @@ mod tests {
         let asked = parse(&["--out", "bench/results"]).unwrap().unwrap();
         assert_eq!(asked.out, Some(PathBuf::from("bench/results")));
         assert!(parse(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn only_takes_workload_names_and_refuses_others() {
+        let some = parse(&["--only", "lock,value"]).unwrap().unwrap();
+        let run: Vec<&str> = WORKLOADS
+            .iter()
+            .filter(|w| some.runs(w))
+            .map(|w| w.name)
+            .collect();
+        assert_eq!(run, ["lock", "value"]);
+        let all = parse(&[]).unwrap().unwrap();
+        assert_eq!(
+            WORKLOADS.iter().filter(|w| all.runs(w)).count(),
+            WORKLOADS.len()
+        );
+        let e = parse(&["--only", "lock,locks"]).unwrap_err();
+        assert!(e.contains("'locks'"), "{e}");
+        assert!(parse(&["--only"]).is_err());
     }
 }

@@ -138,7 +138,7 @@ impl Meta {
 pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta) -> String {
     let rounds = measured
         .first()
-        .and_then(|m| m.first())
+        .and_then(|m| m.iter().find(|m| m.rust.ran))
         .map_or(0, |m| m.rust.ops_per_sec.len());
     let mut md = format!(
         "Measured on {} on {} cores ({}), {}, by `{}`: medians of {rounds} round{}, \
@@ -182,6 +182,10 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
         }
         md += "\n";
         for (i, (w, m)) in workloads.iter().zip(measured).enumerate() {
+            if !m.rust.ran {
+                // Left out by `--only`.
+                continue;
+            }
             let rust = m.rust.median();
             let twin = m.best_twin();
             let twin_cell = match twin {
@@ -266,8 +270,13 @@ pub fn write(
     // For each workload: Python on idle cores, then Rust in each condition, then its peer in
     // each condition (where the build measures peers), each divided by the bare twin of the
     // same condition.
-    let bars: Vec<Vec<Option<f64>>> = (0..workloads.len())
-        .map(|i| {
+    // Workloads left out by `--only` have no bars.
+    let run: Vec<usize> = (0..workloads.len())
+        .filter(|&i| measured[0][i].rust.ran)
+        .collect();
+    let bars: Vec<Vec<Option<f64>>> = run
+        .iter()
+        .map(|&i| {
             let twin = |c: usize| measured[c][i].best_twin().map(|(ops, _)| ops);
             let mut bars = vec![ratio(measured[0][i].python.median(), twin(0))];
             bars.extend(
@@ -281,7 +290,7 @@ pub fn write(
             bars
         })
         .collect();
-    let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
+    let names: Vec<&str> = run.iter().map(|&i| workloads[i].name).collect();
     crate::chart::draw(&dir.join("bench.svg"), &names, &bars)
 }
 
