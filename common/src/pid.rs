@@ -18,6 +18,7 @@ extern "C" fn after_fork_in_child() {
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
 /// it is cached, and the cache is cleared in every child at `fork` (by a `pthread_atfork`
 /// handler, whichever code forks).
+#[inline]
 pub fn current_pid() -> u32 {
     AT_FORK.call_once(|| {
         // SAFETY: the handler only stores to atomics, which is safe in a child just after
@@ -39,6 +40,7 @@ pub fn current_pid() -> u32 {
 /// has died its pid may be given again, and a child of a child can get it, with copies of
 /// the dead process's objects (a pool, a private descriptor) that must not take it for
 /// their owner. Objects that belong to one process keep this key, not the pid.
+#[inline]
 pub fn process_key() -> u64 {
     let pid = current_pid();
     key(pid, GENERATION.load(Ordering::Relaxed))
@@ -51,6 +53,7 @@ pub(crate) fn process_key_in_handler() -> u64 {
     key(pid, GENERATION.load(Ordering::Relaxed))
 }
 
+#[inline]
 fn key(pid: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(pid)
 }

@@ -118,11 +118,18 @@ static PID_NS: AtomicU64 = AtomicU64::new(0);
 /// or a seccomp filter that forbids pidfds), and an error when it could but the lookup
 /// failed (no descriptor left, say). A
 /// process never changes its own pid namespace, so the answer is cached.
+#[inline]
 pub(crate) fn pid_namespace() -> Result<u64, Error> {
-    let key = process_key();
-    if PID_NS_KEY.load(Ordering::Acquire) == key {
+    if PID_NS_KEY.load(Ordering::Acquire) == process_key() {
         return Ok(PID_NS.load(Ordering::Relaxed));
     }
+    ask_and_cache_pid_namespace()
+}
+
+/// [`pid_namespace`], the first time a process asks.
+#[cold]
+fn ask_and_cache_pid_namespace() -> Result<u64, Error> {
+    let key = process_key();
     let ns = ask_pid_namespace()?;
     PID_NS.store(ns, Ordering::Relaxed);
     PID_NS_KEY.store(key, Ordering::Release);

@@ -41,7 +41,7 @@ mod error;
 mod holder;
 use ended::{holder_has_ended, holder_is_gone, pid_namespace};
 pub use error::LockError;
-use holder::{MAX_HELD, end_hold, held, holds, take_hold, this_thread};
+use holder::{MAX_HELD, Thread, me};
 
 /// How long an acquire that found its holder dead waits, at most, for the holder's process
 /// to finish exiting (see [`Lock::acquire`]).
@@ -126,6 +126,9 @@ struct State {
     /// the lock: the mutex knows its holder by thread id, which names another thread in
     /// another namespace.
     home_ns: u64,
+    /// Which hold of the lock this is: each acquire adds 1, so that a guard releases its own
+    /// hold only, never one its thread took after releasing the guard's explicitly.
+    hold: AtomicU64,
     /// The pid of a process whose thread panicked holding the lock (its guard was dropped
     /// while unwinding, half-way through a change), for the next holder to be told; 0.
     poisoned: AtomicU32,
@@ -217,11 +220,6 @@ impl Lock {
         })
     }
 
-    /// Where this process sees the mutex: what this thread's list of held locks keeps.
-    fn address(&self) -> usize {
-        self.map.as_ptr() as usize
-    }
-
     fn state(&self) -> &State {
         // SAFETY: `new` initialised a `State` at the start of the mapping, which lives as long
         // as `self`; its fields are shared only through the mutex's own calls and an atomic.
@@ -243,10 +241,10 @@ impl Lock {
 
     /// [`acquire`](Lock::acquire), and the number of this thread's hold.
     fn take(&self) -> Result<(Acquired, u64), LockError> {
-        self.check_can_take()?;
+        let me = self.check_can_take()?;
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
-        self.acquired("pthread_mutex_lock", rc)
+        self.acquired("pthread_mutex_lock", rc, me)
     }
 
     /// Waits at most `timeout` for the lock: Python's `l.acquire(timeout=...)`.
@@ -259,7 +257,7 @@ impl Lock {
 
     /// [`acquire_timeout`](Lock::acquire_timeout), and the number of this thread's hold.
     fn take_timeout(&self, timeout: Duration) -> Result<Option<(Acquired, u64)>, LockError> {
-        self.check_can_take()?;
+        let me = self.check_can_take()?;
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
         // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
@@ -282,7 +280,7 @@ impl Lock {
         let rc = unsafe { libc::pthread_mutex_timedlock(self.state().mutex.get(), &deadline) };
         match rc {
             libc::ETIMEDOUT => Ok(None),
-            rc => self.acquired("pthread_mutex_timedlock", rc).map(Some),
+            rc => self.acquired("pthread_mutex_timedlock", rc, me).map(Some),
         }
     }
 
@@ -322,7 +320,8 @@ impl Lock {
     fn give_back(&self, hold: Option<u64>) -> Result<(), LockError> {
         self.check_namespace()?;
         let state = self.state();
-        if !holds(self.address(), hold) {
+        let me = me();
+        if !self.held_by(me.name, hold) {
             // Not taken by this thread (through this `Lock` or a copy of it in this
             // process): nothing is touched, and the holder's record stands.
             return Err(LockError::NotHolder);
@@ -336,11 +335,19 @@ impl Lock {
         let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
         if rc != 0 {
             // Still held: the record goes back.
-            state.holder.store(this_thread(), Ordering::Release);
+            state.holder.store(me.name, Ordering::Release);
             return Err(Error::os("pthread_mutex_unlock", Errno::from_raw(rc)).into());
         }
-        end_hold(self.address());
+        me.gave_one_back();
         Ok(())
+    }
+
+    /// Whether the thread named `me` holds the lock, by hold `hold` or by any (`None`). Only
+    /// the holder writes its name in the record, and it takes it out before it unlocks.
+    fn held_by(&self, me: u64, hold: Option<u64>) -> bool {
+        let state = self.state();
+        state.holder.load(Ordering::Acquire) == me
+            && hold.is_none_or(|hold| hold == state.hold.load(Ordering::Relaxed))
     }
 
     /// The pid of the process holding the lock, or `None` while it is free (and for a moment
@@ -362,17 +369,22 @@ impl Lock {
     }
 
     /// Refuses an acquire from another pid namespace ([`check_namespace`](Self::check_namespace)),
-    /// by the thread that holds the lock, or by a thread that holds as many locks as the
-    /// kernel can give up at its death.
-    fn check_can_take(&self) -> Result<(), LockError> {
+    /// or by a thread that holds as many locks as the kernel can give up at its death (a
+    /// thread that holds this lock already is refused by the mutex: `EDEADLK`). Returns the
+    /// calling thread.
+    fn check_can_take(&self) -> Result<Thread, LockError> {
         self.check_namespace()?;
-        if holds(self.address(), None) {
-            return Err(LockError::AlreadyHeld);
+        let me = me();
+        if me.held >= MAX_HELD {
+            return Err(if self.held_by(me.name, None) {
+                LockError::AlreadyHeld
+            } else {
+                LockError::TooManyHeld {
+                    limit: MAX_HELD as usize,
+                }
+            });
         }
-        if held() >= MAX_HELD {
-            return Err(LockError::TooManyHeld { limit: MAX_HELD });
-        }
-        Ok(())
+        Ok(me)
     }
 
     /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
@@ -396,14 +408,25 @@ impl Lock {
     }
 
     /// What a lock call's return code means, once the call has returned with the lock or
-    /// an error.
-    fn acquired(&self, call: &'static str, rc: libc::c_int) -> Result<(Acquired, u64), LockError> {
+    /// an error to thread `me`.
+    fn acquired(
+        &self,
+        call: &'static str,
+        rc: libc::c_int,
+        me: Thread,
+    ) -> Result<(Acquired, u64), LockError> {
         let state = self.state();
         let acquired = match rc {
-            0 => match state.poisoned.swap(0, Ordering::Acquire) {
+            // Read before it is cleared: a write to the lock's cache line on every turn
+            // would cost each acquire more than the rest of this bookkeeping (TODO figure).
+            // Only a holder writes the mark, so under the mutex nothing writes between the two.
+            0 => match state.poisoned.load(Ordering::Acquire) {
                 0 => Acquired::Released,
                 // Its holder panicked half-way: told as a holder that died half-way.
-                pid => Acquired::OwnerDied { pid },
+                pid => {
+                    state.poisoned.store(0, Ordering::Relaxed);
+                    Acquired::OwnerDied { pid }
+                }
             },
             libc::EOWNERDEAD => {
                 // A mark left by a holder killed between marking and unlocking is this same
@@ -445,8 +468,12 @@ impl Lock {
             rc => return Err(Error::os(call, Errno::from_raw(rc)).into()),
         };
         // Recorded before anything is handed out under the lock.
-        state.holder.store(this_thread(), Ordering::Release);
-        Ok((acquired, take_hold(self.address())))
+        state.holder.store(me.name, Ordering::Release);
+        // Only the holder writes the hold's number: no other write comes between the two.
+        let hold = state.hold.load(Ordering::Relaxed) + 1;
+        state.hold.store(hold, Ordering::Relaxed);
+        me.took_one();
+        Ok((acquired, hold))
     }
 }
 
@@ -469,7 +496,7 @@ impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking()
             && !self.taken_in_a_panic
-            && holds(self.lock.address(), Some(self.hold))
+            && self.lock.held_by(me().name, Some(self.hold))
         {
             // Dropped while unwinding: what the lock guards may be half-changed, as std's
             // `Mutex` poisons itself; the next holder learns it, in whichever process.
