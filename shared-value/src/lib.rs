@@ -134,8 +134,10 @@ impl<T: Plain> Value<T> {
     /// this call returns [`LockError::OwnerDied`] instead, and releases the lock, which is
     /// usable again; the next call takes it as usual.
     pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, LockError> {
-        let held = lock(&self.lock)?;
+        // Counted before the lock is taken (and uncounted after it is released: fields drop
+        // in order), so that its atomic add is not done while the other process waits.
         let borrow = SharedBorrow::new();
+        let held = lock(&self.lock)?;
         // SAFETY: the mapping holds a T (written by `new`) and lives as long as `self`. Every
         // access to it goes through this lock, which this thread of this process now holds:
         // - no other process holds it, and no copy of this reference can reach one, since
@@ -241,8 +243,9 @@ impl<T: Plain> Array<T> {
     /// [`LockError::OwnerDied`] if the lock's holder died holding it, as for
     /// [`Value::get_lock`].
     pub fn get_lock(&self) -> Result<ArrayGuard<'_, T>, LockError> {
-        let held = lock(&self.lock)?;
+        // Counted before the lock is taken, as in `Value::get_lock`.
         let borrow = SharedBorrow::new();
+        let held = lock(&self.lock)?;
         // SAFETY: the mapping holds `len` values of T (written by `new`) and lives as long as
         // `self`. As in `Value::get_lock`: the lock is this thread's, fork is refused while
         // `borrow` lives, and the guard cannot leave this thread, so no other reference to
