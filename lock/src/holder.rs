@@ -4,10 +4,10 @@
 //!
 //! Whether the thread holds a given lock is not kept here: the lock's own record says it
 //! (only its holder writes its own name there, and takes it out before it unlocks). So a
-//! turn of the lock reads these plain per-thread values and writes one, once each way. With a list of
-//! holds per thread in a `RefCell`, searched and changed about eight times a turn, the
-//! bench's lock row ran at 0.25 of its bare twin on one CPU, where no turn waits for the
-//! other process; without it, 0.40 (`bench --only lock,value`, two runs).
+//! turn of the lock reads these plain per-thread values and writes one, each way. With a
+//! list of holds per thread in a `RefCell`, searched and changed about eight times a turn,
+//! the bench's lock row ran at 0.25 of its bare twin on one CPU; without it, 0.40
+//! (`bench --only lock,value`, two runs).
 
 use std::cell::Cell;
 
