@@ -67,10 +67,13 @@ impl Condition {
     }
 }
 
+/// A busy loop: a child that spins until it is killed.
+type Hog = common::Process<fn()>;
+
 /// A condition in force: dropping it puts the old affinity back and ends the busy loops.
 pub struct Setting {
     affinity: Option<libc::cpu_set_t>,
-    hogs: Vec<libc::pid_t>,
+    hogs: Vec<Hog>,
 }
 
 impl Drop for Setting {
@@ -78,25 +81,26 @@ impl Drop for Setting {
         if let Some(old) = &self.affinity {
             let _ = set_affinity(old);
         }
-        for &pid in &self.hogs {
-            // SAFETY: kill and waitpid touch no memory of ours (the status pointer is null);
-            // the pid is a child of this process not yet reaped, so it names that child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+        for hog in &mut self.hogs {
+            // Killed and reaped: an error means it is gone already.
+            let _ = hog.kill();
+            let _ = hog.join();
         }
     }
 }
 
-/// Forks a child that spins until it is killed, or until the bench dies: forked as the
-/// twins fork theirs, so the kernel kills it with the bench.
-fn busy_loop() -> Result<libc::pid_t, Box<dyn Error>> {
-    crate::twins::fork(|| -> i32 {
+/// Starts a child that spins until it is killed, or until the bench dies. It is a
+/// `common::Process` (not a bare fork, as the twins' children are) so that Ctrl-C, which
+/// may come at any moment of the minutes the busy loops run, ends and reaps it before the
+/// bench ends, as it does the workloads' children: none is left for init to reap.
+fn busy_loop() -> Result<Hog, Box<dyn Error>> {
+    let mut hog: Hog = common::Process::new(|| {
         loop {
             std::hint::spin_loop();
         }
-    })
+    });
+    hog.start()?;
+    Ok(hog)
 }
 
 fn affinity() -> Result<libc::cpu_set_t, io::Error> {
