@@ -2,12 +2,15 @@
 //! Both are kept per thread, for the process they were taken in, and start afresh in a
 //! child after fork: they are tagged with [`common::process_key`], which every fork changes.
 //!
-//! Whether the thread holds a given lock is not kept here: the lock's own record says it
-//! (only its holder writes its own name there, and takes it out before it unlocks). So a
-//! turn of the lock reads these plain per-thread values and writes one, each way. With a
-//! list of holds per thread in a `RefCell`, searched and changed about eight times a turn,
-//! the bench's lock row ran at 0.25 of its bare twin on one CPU; without it, 0.40
-//! (`bench --only lock,value`, two runs).
+//! Whether the thread holds a given lock is not kept here: the lock says it. Its holder
+//! writes its [`Thread::owner`] there after taking it, and takes it out before it unlocks.
+//! That is a random number drawn for each thread in each process, never `pid << 32 | tid`:
+//! a pid and a tid are given again once their process or thread has died, and name other
+//! processes in another pid namespace, so a thread that had a dead holder's name would be
+//! taken for the holder. So a turn of the lock reads these plain per-thread values and
+//! writes one, each way. With a list of holds per thread in a `RefCell`, searched and
+//! changed about eight times a turn, the bench's lock row ran at 0.25 of its bare twin on
+//! one CPU; without it, 0.40 (`bench --only lock,value`, two runs).
 
 use std::cell::Cell;
 
@@ -23,6 +26,8 @@ pub(crate) const MAX_HELD: u32 = 2000;
 pub(crate) struct Thread {
     /// This thread as a lock records its holder: `pid << 32 | tid`.
     pub(crate) name: u64,
+    /// This thread, in this process, as no other thread is or was: random, never 0.
+    pub(crate) owner: u64,
     /// How many locks it holds.
     pub(crate) held: u32,
 }
@@ -37,6 +42,7 @@ thread_local! {
     /// The process the other two are for ([`process_key`]); 0 until asked.
     static KEY: Cell<u64> = const { Cell::new(0) };
     static NAME: Cell<u64> = const { Cell::new(0) };
+    static OWNER: Cell<u64> = const { Cell::new(0) };
     static HELD: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -49,6 +55,7 @@ pub(crate) fn me() -> Thread {
     }
     Thread {
         name: NAME.get(),
+        owner: OWNER.get(),
         held: HELD.get(),
     }
 }
@@ -58,8 +65,27 @@ fn start_afresh() {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
     NAME.set((u64::from(current_pid()) << 32) | u64::from(tid));
+    OWNER.set(random_owner(tid));
     HELD.set(0);
     KEY.set(process_key());
+}
+
+/// A random number other than 0, from the kernel's generator; where it cannot give one (a
+/// kernel before 3.17, a seccomp filter), from this thread's id and the time, hashed with
+/// std's random keys. (Those keys are copied into a child by fork, so they alone would draw
+/// the same number in both.)
+fn random_owner(tid: u32) -> u64 {
+    let mut n = 0u64;
+    // SAFETY: getrandom writes at most 8 bytes into `n`, which has 8.
+    let got = unsafe { libc::getrandom((&raw mut n).cast(), 8, libc::GRND_NONBLOCK) };
+    if got != 8 {
+        use std::hash::{BuildHasher, RandomState};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        n = RandomState::new().hash_one((current_pid(), tid, now));
+    }
+    n.max(1)
 }
 
 impl Thread {

@@ -126,6 +126,11 @@ struct State {
     /// the lock: the mutex knows its holder by thread id, which names another thread in
     /// another namespace.
     home_ns: u64,
+    /// The holding thread, as no other thread is or was ([`holder::Thread::owner`]); 0 while
+    /// free. Written and taken out with `holder`, by the holder only: whether the calling
+    /// thread holds the lock is asked of this, never of `holder`, whose pid and tid a new
+    /// thread or process may have once the holder has died.
+    owner: AtomicU64,
     /// Which hold of the lock this is: each acquire adds 1, so that a guard releases its own
     /// hold only, never one its thread took after releasing the guard's explicitly.
     hold: AtomicU64,
@@ -321,7 +326,7 @@ impl Lock {
         self.check_namespace()?;
         let state = self.state();
         let me = me();
-        if !self.held_by(me.name, hold) {
+        if !self.held_by(me, hold) {
             // Not taken by this thread (through this `Lock` or a copy of it in this
             // process): nothing is touched, and the holder's record stands.
             return Err(LockError::NotHolder);
@@ -330,23 +335,25 @@ impl Lock {
         // mutex: a thread that takes it next and dies before writing its own record then
         // leaves 0 (it handed nothing out), never this thread's record, which would name a
         // live process.
+        state.owner.store(0, Ordering::Relaxed);
         state.holder.store(0, Ordering::Release);
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
         let rc = unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
         if rc != 0 {
             // Still held: the record goes back.
             state.holder.store(me.name, Ordering::Release);
+            state.owner.store(me.owner, Ordering::Relaxed);
             return Err(Error::os("pthread_mutex_unlock", Errno::from_raw(rc)).into());
         }
         me.gave_one_back();
         Ok(())
     }
 
-    /// Whether the thread named `me` holds the lock, by hold `hold` or by any (`None`). Only
-    /// the holder writes its name in the record, and it takes it out before it unlocks.
-    fn held_by(&self, me: u64, hold: Option<u64>) -> bool {
+    /// Whether thread `me` holds the lock, by hold `hold` or by any (`None`): only the
+    /// holder writes its owner number in the lock, and it takes it out before it unlocks.
+    fn held_by(&self, me: Thread, hold: Option<u64>) -> bool {
         let state = self.state();
-        state.holder.load(Ordering::Acquire) == me
+        state.owner.load(Ordering::Relaxed) == me.owner
             && hold.is_none_or(|hold| hold == state.hold.load(Ordering::Relaxed))
     }
 
@@ -376,7 +383,7 @@ impl Lock {
         self.check_namespace()?;
         let me = me();
         if me.held >= MAX_HELD {
-            return Err(if self.held_by(me.name, None) {
+            return Err(if self.held_by(me, None) {
                 LockError::AlreadyHeld
             } else {
                 LockError::TooManyHeld {
@@ -417,9 +424,8 @@ impl Lock {
     ) -> Result<(Acquired, u64), LockError> {
         let state = self.state();
         let acquired = match rc {
-            // Read before it is cleared: a write to the lock's cache line on every turn
-            // would cost each acquire more than the rest of this bookkeeping (TODO figure).
-            // Only a holder writes the mark, so under the mutex nothing writes between the two.
+            // Read, and cleared only when set: not a locked swap on every acquire. Only a
+            // holder writes the mark, so under the mutex nothing writes between the two.
             0 => match state.poisoned.load(Ordering::Acquire) {
                 0 => Acquired::Released,
                 // Its holder panicked half-way: told as a holder that died half-way.
@@ -469,6 +475,7 @@ impl Lock {
         };
         // Recorded before anything is handed out under the lock.
         state.holder.store(me.name, Ordering::Release);
+        state.owner.store(me.owner, Ordering::Relaxed);
         // Only the holder writes the hold's number: no other write comes between the two.
         let hold = state.hold.load(Ordering::Relaxed) + 1;
         state.hold.store(hold, Ordering::Relaxed);
@@ -496,7 +503,7 @@ impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking()
             && !self.taken_in_a_panic
-            && self.lock.held_by(me().name, Some(self.hold))
+            && self.lock.held_by(me(), Some(self.hold))
         {
             // Dropped while unwinding: what the lock guards may be half-changed, as std's
             // `Mutex` poisons itself; the next holder learns it, in whichever process.
