@@ -1,4 +1,5 @@
-//! Pipe and socket ends: made non-blocking, and waited on with `poll(2)`.
+//! Pipe and socket ends: made non-blocking, waited on with `poll(2)`, and how long to spin
+//! before a wait sleeps.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -8,16 +9,17 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 
-/// How long a reader polls a non-blocking descriptor before it sleeps in `poll(2)`. A reply
-/// that comes within this time is read about a microsecond after it is written, where a
-/// sleeping reader would take tens of microseconds to be woken and scheduled. What it buys,
-/// on two idle cores (`bench/results/bench.md`): a pipe round trip 789,000 a second with
-/// polling reads against 21,800 with blocking ones, and `Pool::apply` 527,000 calls a
-/// second. Where the peer needs the polling reader's core, it costs instead: see [`Spin`].
+/// How long a reader polls a descriptor before it sleeps (in `poll(2)`, or in a blocking
+/// read). A reply that comes within this time is read about a microsecond after it is
+/// written, where a sleeping reader would take tens of microseconds to be woken and
+/// scheduled. What it bought on two idle cores, in an earlier run of the bench: a pipe round
+/// trip 789,000 a second with polling reads against 21,800 with blocking ones, and
+/// `Pool::apply` 527,000 calls a second. Where the peer needs the polling reader's core, it
+/// costs instead: see [`Spin`].
 pub const SPIN: Duration = Duration::from_micros(50);
 
-/// One wait of a reader on a non-blocking descriptor: it reads again at once for up to
-/// [`SPIN`], then sleeps in `poll(2)`; but it spins only where spinning pays.
+/// One wait of a reader: it looks again at once for up to [`SPIN`], then sleeps; but it
+/// spins only where spinning pays.
 ///
 /// A spin pays when the peer answers on another CPU meanwhile. It cannot where this process
 /// may run on one CPU only (the peer needs the very CPU the spinner holds), and it costs

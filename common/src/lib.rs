@@ -6,7 +6,8 @@
 //! - [`repr()`]: print values as Python prints them, to the byte;
 //! - [`Mapping`]: memory shared with forked children (`MAP_SHARED`);
 //! - [`frame`]: values between processes, as bincode frames over pipes and sockets;
-//! - [`fd`]: pipe and socket ends, non-blocking, and waiting on them;
+//! - [`fd`]: pipe and socket ends, non-blocking, and waiting on them (spinning first where
+//!   that pays);
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - `interrupt.rs`: Ctrl-C ends a process's children before it ends;
 //! - [`Error`]: failures that name the OS call that failed;

@@ -79,28 +79,3 @@ fn readme_peer_ratios_are_the_last_peer_runs() {
     let (run, _) = results.split_once(':').unwrap();
     assert!(readme.contains(run), "the README does not say: {run}");
 }
-
-/// The README's rows for the start methods are those of the last run that measured them, in
-/// bench/results/start-methods.
-#[test]
-fn readme_start_method_rows_are_their_last_run() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let results =
-        std::fs::read_to_string(root.join("bench/results/start-methods/bench.md")).unwrap();
-    let rows: Vec<&str> = results
-        .lines()
-        .filter(|l| l.starts_with("| 9. ") || l.starts_with("| 10. "))
-        .collect();
-    assert_eq!(
-        rows.len(),
-        6,
-        "rows 9 and 10 in three conditions:\n{results}"
-    );
-    for line in rows {
-        assert!(
-            readme.lines().any(|l| l == line),
-            "the README lacks this row of bench/results/start-methods/bench.md:\n{line}"
-        );
-    }
-}
