@@ -158,52 +158,18 @@ fn a_process_at_a_dead_holders_pid_is_not_the_holder() {
     lock.release().unwrap();
 }
 
-/// Makes `pidfd_open` fail with EPERM in this process and its children, as a seccomp filter
-/// may: the kernel can then not tell pid namespaces apart, and a lock made here lets every
-/// caller through (see `Lock::check_namespace`).
-fn forbid_pidfd_open() {
-    let allow = libc::SECCOMP_RET_ALLOW;
-    let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
-    let filter = [
-        // The system call's number, at offset 0 of seccomp_data.
-        bpf(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
-        bpf(
-            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-            0,
-            1,
-            libc::SYS_pidfd_open as u32,
-        ),
-        bpf(libc::BPF_RET | libc::BPF_K, 0, 0, refuse),
-        bpf(libc::BPF_RET | libc::BPF_K, 0, 0, allow),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: prctl takes integers and, for the filter, a program alive for the call.
-    let rc = unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog)
-    };
-    assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
-}
-
-fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
-
 /// Where namespaces cannot be told apart, a process of a new pid namespace whose pid and
 /// tid are the live holder's numbers (the mutex knows its holder by that tid number) is
 /// refused, and no one else gets the lock while the holder holds it. The whole test runs
 /// in a child, which the seccomp filter then confines.
 fn a_thread_of_another_namespace_with_the_holders_numbers_is_not_the_holder() {
     let mut test = Process::new(|| {
-        forbid_pidfd_open();
+        // pidfd_open fails with EPERM, as under a seccomp filter: the kernel can then not tell
+        // pid namespaces apart, and a lock made here lets every caller through.
+        testkit::filter_syscall(
+            libc::SYS_pidfd_open,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        );
         let lock = Lock::new().unwrap();
         let mut holder = Process::new(|| {
             let _held = lock.lock().unwrap();

@@ -321,3 +321,33 @@ pub fn open_fds() -> Vec<String> {
         .map(|(fd, target)| format!("{fd} -> {target}"))
         .collect()
 }
+
+/// Makes system call `nr` answer `action` (a `SECCOMP_RET_*` value) in this process and the
+/// children it starts from now on, by a seccomp filter, and lets every other call through:
+/// how a test makes a worker die at its next `read(2)`, or hides pidfds as a container may.
+pub fn filter_syscall(nr: libc::c_long, action: u32) {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        // The call's number, at offset 0 of seccomp_data.
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, nr as u32),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, action),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers; PR_SET_SECCOMP reads `prog` and the
+    // filter it points to, both alive for the call.
+    let rc = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog)
+    };
+    assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+}
