@@ -160,17 +160,19 @@ impl Engine {
     /// Runs the pool until `task` is done, or until `deadline`.
     pub(crate) fn wait(&mut self, task: u64, deadline: Option<Instant>) -> Result<(), PoolError> {
         self.check_owner()?;
-        if !self.done.contains_key(&task) && deadline.is_some_and(|d| Instant::now() >= d) {
-            // No time left (`get_timeout(0)`): a round that does not wait, so that a result
-            // already in comes back even so, and queued tasks go out. (Otherwise `step` does
-            // both: a round of its own here would be one more `poll(2)` a call of `apply`.)
-            self.progress()?;
-        }
         while !self.done.contains_key(&task) {
             if self.workers.is_empty() {
                 return Err(PoolError::Closed);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                // No time left (`get_timeout(0)`, or it ran out during a round that read
+                // nothing, such as a liveness check): one last round that does not wait, so
+                // that a result already in comes back even so. Only here: a round of its own
+                // before each wait was one more `poll(2)` a call of `apply`.
+                self.progress()?;
+                if self.done.contains_key(&task) {
+                    break;
+                }
                 return Err(PoolError::Timeout(Duration::ZERO));
             }
             self.step(deadline)?;

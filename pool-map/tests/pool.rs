@@ -35,6 +35,10 @@ fn main() {
             get_timeout_of_nothing_takes_a_result_already_in,
         ),
         (
+            "a_short_get_timeout_takes_a_result_already_in",
+            a_short_get_timeout_takes_a_result_already_in,
+        ),
+        (
             "values_over_the_frame_limit_fail_their_call",
             values_over_the_frame_limit_fail_their_call,
         ),
@@ -750,6 +754,27 @@ fn get_timeout_of_nothing_takes_a_result_already_in() {
     };
     assert_eq!(last, 199 * 199);
     drop(results);
+    drop(pool);
+    assert_no_children();
+}
+
+/// A result that came long ago is returned by `get_timeout` however short its time, even
+/// when the time runs out during a round that reads nothing: here, the liveness check that
+/// is due after the pool sat idle (found by review: 10 to 30 us missed it every time).
+fn a_short_get_timeout_takes_a_result_already_in() {
+    let pool = Pool::new(2).unwrap();
+    for us in [2, 5, 10, 15, 20, 30, 50, 100] {
+        for i in 0..2 {
+            let r = pool.apply_async(square, i).unwrap();
+            // Longer than the pool's liveness interval (100 ms): the result is in, and a
+            // liveness check is due.
+            std::thread::sleep(Duration::from_millis(150));
+            match r.get_timeout(Duration::from_micros(us)) {
+                Ok(v) => assert_eq!(v, i * i),
+                Err(e) => panic!("get_timeout({us} us) of a result already in: {e}"),
+            }
+        }
+    }
     drop(pool);
     assert_no_children();
 }
