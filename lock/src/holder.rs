@@ -70,22 +70,37 @@ fn start_afresh() {
     KEY.set(process_key());
 }
 
-/// A random number other than 0, from the kernel's generator; where it cannot give one (a
-/// kernel before 3.17, a seccomp filter), from this thread's id and the time, hashed with
-/// std's random keys. (Those keys are copied into a child by fork, so they alone would draw
-/// the same number in both.)
+/// A random number other than 0, from the kernel's generator. Where it cannot give one (a
+/// kernel before 3.17, a seccomp filter, no entropy yet at boot): this thread's name and the
+/// time, mixed. Two live threads never share a name, and a dead thread's name comes back
+/// only at a later time. (Not std's `RandomState`: its keys are copied into a child by
+/// fork, and it panics where it finds no randomness either.)
 fn random_owner(tid: u32) -> u64 {
     let mut n = 0u64;
     // SAFETY: getrandom writes at most 8 bytes into `n`, which has 8.
     let got = unsafe { libc::getrandom((&raw mut n).cast(), 8, libc::GRND_NONBLOCK) };
     if got != 8 {
-        use std::hash::{BuildHasher, RandomState};
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        n = RandomState::new().hash_one((current_pid(), tid, now));
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into `now`; on failure it stays 0.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+        let nanos = (now.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(now.tv_nsec as u64);
+        let name = (u64::from(current_pid()) << 32) | u64::from(tid);
+        n = mix(name ^ mix(nanos));
     }
     n.max(1)
+}
+
+/// SplitMix64's finaliser: spreads every bit of `x` over the result, one to one.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 impl Thread {

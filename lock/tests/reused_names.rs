@@ -38,6 +38,10 @@ fn main() {
             "a_thread_of_another_namespace_with_the_holders_numbers_is_not_the_holder",
             a_thread_of_another_namespace_with_the_holders_numbers_is_not_the_holder,
         ),
+        (
+            "without_getrandom_threads_still_have_owner_numbers_of_their_own",
+            without_getrandom_threads_still_have_owner_numbers_of_their_own,
+        ),
     ]);
     assert_no_children();
 }
@@ -229,4 +233,48 @@ fn a_thread_of_another_namespace_with_the_holders_numbers_is_not_the_holder() {
             "20: the stray released it, 10: taken while held"
         ),
     }
+}
+
+/// Where the kernel gives no random numbers (here a seccomp filter refuses `getrandom`), a
+/// thread's owner number comes from its name and the time: the holder is still told from
+/// the other threads of its process, and from a child made by fork while it holds the lock.
+/// The test runs in a child, which the filter then confines.
+fn without_getrandom_threads_still_have_owner_numbers_of_their_own() {
+    let mut test = Process::new(|| {
+        testkit::filter_syscall(
+            libc::SYS_getrandom,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        );
+        let lock = Lock::new().unwrap();
+        let held = lock.lock().unwrap();
+        let threads_refused = (0..20).all(|_| {
+            std::thread::scope(|s| {
+                s.spawn(|| matches!(lock.release(), Err(LockError::NotHolder)))
+                    .join()
+                    .unwrap()
+            })
+        });
+        let mut child = Process::new(|| {
+            exit(match lock.release() {
+                Err(LockError::NotHolder) => 0,
+                _ => 1,
+            })
+        });
+        child.start().unwrap();
+        let child_refused = child.join().unwrap() == ExitStatus::Exited(0);
+        drop(held);
+        let released = lock.holder().is_none();
+        exit(match (threads_refused, child_refused, released) {
+            (true, true, true) => 0,
+            (false, _, _) => 1,
+            (_, false, _) => 2,
+            _ => 3,
+        })
+    });
+    test.start().unwrap();
+    assert_eq!(
+        test.join().unwrap(),
+        ExitStatus::Exited(0),
+        "1: a thread, 2: a child released it; 3: its holder did not"
+    );
 }
