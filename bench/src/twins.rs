@@ -848,7 +848,7 @@ impl Frames {
 
 /// Forks a child that runs `child` and then `_exit`s with what it returned (101 if it
 /// panicked: a twin's child never unwinds into its parent's code).
-pub(crate) fn fork(child: impl FnOnce() -> i32) -> Res<libc::pid_t> {
+fn fork(child: impl FnOnce() -> i32) -> Res<libc::pid_t> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the bench runs no other thread when it forks (a test runs one twin at a
     // time, but beside libtest's threads: there, glibc's fork takes malloc's locks across

@@ -33,13 +33,13 @@ pub(crate) struct Thread {
 }
 
 // Plain values with no destructor: there for a guard that another thread-local value's
-// destructor drops at the thread's exit, too. Three cells, read and written a word at a
+// destructor drops at the thread's exit, too. Four cells, read and written a word at a
 // time: a record read whole just after one field of it was written waits for that write
 // to reach the cache (a processor cannot forward a narrow store to a wider load). An
 // acquire and a release in one process took 45 ns so, 29 to 38 ns with the cells (a bare
 // mutex: 11 to 12 ns).
 thread_local! {
-    /// The process the other two are for ([`process_key`]); 0 until asked.
+    /// The process the other three are for ([`process_key`]); 0 until asked.
     static KEY: Cell<u64> = const { Cell::new(0) };
     static NAME: Cell<u64> = const { Cell::new(0) };
     static OWNER: Cell<u64> = const { Cell::new(0) };

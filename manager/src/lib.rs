@@ -19,7 +19,7 @@ mod server;
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -276,16 +276,10 @@ struct Replies<'a>(&'a UnixStream);
 
 impl Read for Replies<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for writes of its length for the duration of the call, and
-        // the descriptor is the stream's, open while `self` borrows it.
-        let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return match io::Error::last_os_error() {
-                e if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
-                e => Err(e),
-            };
+        match self.0.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+            read => read,
         }
-        Ok(n as usize)
     }
 }
 

@@ -11,8 +11,6 @@ use crate::fd::{Spin, wait_readable};
 /// What a [`FrameBuf`] holds while no big frame passes through it.
 const KEPT: usize = 64 << 10;
 
-const ZERO: Duration = Duration::ZERO;
-
 /// Bytes read from a stream and not yet taken as frames: one buffer, reused, so reading
 /// many small frames costs few system calls and no allocation per frame.
 #[derive(Default)]
@@ -88,7 +86,7 @@ impl FrameBuf {
     pub fn read_frame<R: Read + AsFd>(&mut self, r: &mut R) -> Result<Option<&[u8]>, FrameError> {
         let mut spin = Spin::new();
         while self.ready()?.is_none() {
-            if spin.again() && !wait_readable(r.as_fd(), Some(ZERO))? {
+            if spin.again() && !wait_readable(r.as_fd(), Some(Duration::ZERO))? {
                 continue;
             }
             match self.fill(r) {
