@@ -106,11 +106,13 @@ fn mix(mut x: u64) -> u64 {
 impl Thread {
     /// This thread, read by [`me`] just before, has taken a lock. (No lock is taken or
     /// given back on this thread between the two.)
+    #[inline]
     pub(crate) fn took_one(self) {
         HELD.set(self.held + 1);
     }
 
     /// This thread, read by [`me`] just before, has given a lock back.
+    #[inline]
     pub(crate) fn gave_one_back(self) {
         HELD.set(self.held.saturating_sub(1));
     }
