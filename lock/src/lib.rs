@@ -274,6 +274,10 @@ impl Lock {
     /// [`acquire_timeout`](Lock::acquire_timeout), and the number of this thread's hold.
     fn take_timeout(&self, timeout: Duration) -> Result<Option<(Acquired, u64)>, LockError> {
         let me = self.check_can_take()?;
+        // Not pthread_mutex_trylock first, to spare the clock where the lock is free (a queue's
+        // put reads it on every message): glibc (2.36 here) returns ENOTRECOVERABLE from it
+        // with the mutex left locked by the caller, so that every later lock of an abandoned
+        // lock waits forever (`a_thread_that_ends_holding_abandons_the_lock` hangs so).
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
         // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
