@@ -277,7 +277,8 @@ impl Lock {
         // Not pthread_mutex_trylock first, to spare the clock where the lock is free (a queue's
         // put reads it on every message): glibc (2.36 here) returns ENOTRECOVERABLE from it
         // with the mutex left locked by the caller, so that every later lock of an abandoned
-        // lock waits forever (`a_thread_that_ends_holding_abandons_the_lock` hangs so).
+        // lock by another thread or process waits forever (the same thread gets EDEADLK):
+        // `a_thread_that_ends_holding_abandons_the_lock` hangs so.
         // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
         let mut now = MaybeUninit::<libc::timespec>::uninit();
         // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.

@@ -52,7 +52,14 @@ pub(crate) fn encode_task<A: Serialize + ?Sized>(
         buf.truncate(start);
         return Err(e);
     }
-    frame::end_frame(buf, start)
+    frame::end_frame(buf, start)?;
+    // A value can be far larger in memory than encoded (an empty fixed-capacity buffer, an
+    // enum with one large variant): the room it left unused is given back, so that a task
+    // waiting in the queue holds no more than its frame.
+    if buf.capacity() - buf.len() > buf.len() / 4 {
+        buf.shrink_to_fit();
+    }
+    Ok(())
 }
 
 /// Splits a result payload into (task id, kind, value bytes).
@@ -189,5 +196,35 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
             Err(e) => return Err(common::Error::os("write", e).into()),
         }
         out.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serializer;
+
+    /// 64 KiB in memory, one byte encoded: a fixed-capacity buffer with nothing in it.
+    struct Empty(#[allow(dead_code)] [u8; 64 << 10]);
+
+    impl Serialize for Empty {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u8(0)
+        }
+    }
+
+    #[test]
+    fn a_task_frame_keeps_no_room_its_arguments_took_in_memory() {
+        let items: Vec<Empty> = (0..16).map(|_| Empty([0; 64 << 10])).collect();
+        let mut frame = Vec::new();
+        encode_task(&mut frame, 1, 2, 3, &items[..]).unwrap();
+        assert_eq!(frame.len(), frame::PREFIX + HEADER + 8 + 16);
+        assert!(
+            frame.capacity() <= frame.len() + frame.len() / 4,
+            "a frame of {} bytes keeps {} (its arguments take {} in memory)",
+            frame.len(),
+            frame.capacity(),
+            size_of_val(&items[..])
+        );
     }
 }
