@@ -8,10 +8,11 @@
 //! and a payload that does not decode to exactly one value is an error, never a panic.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 
 use crate::Error;
 
@@ -121,8 +122,17 @@ pub fn payload_len(bytes: &[u8]) -> Result<Option<usize>, FrameError> {
 
 /// Decodes a payload that must hold exactly one `T`.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    decode_seed(PhantomData, payload)
+}
+
+/// [`decode`], through `seed`: serde's way to decode into something the caller holds (to
+/// append a list's items to a vector of its own, say) where `decode` makes a value anew.
+pub fn decode_seed<'de, S: DeserializeSeed<'de>>(
+    seed: S,
+    payload: &'de [u8],
+) -> Result<S::Value, FrameError> {
     let (value, used) =
-        bincode::serde::decode_from_slice(payload, CONFIG).map_err(|e| match e {
+        bincode::serde::seed_decode_from_slice(seed, payload, CONFIG).map_err(|e| match e {
             // A type's own message (serde's `Error::custom`), as it wrote it.
             bincode::error::DecodeError::OtherString(why) => FrameError::Decode(why),
             e => FrameError::Decode(e.to_string()),
