@@ -132,7 +132,7 @@ struct State {
     /// Which hold of the lock this is: each acquire adds 1, so that a guard releases its own
     /// hold only, never one its thread took after releasing the guard's explicitly.
     hold: AtomicU64,
-    /// The pid namespace the lock was made in (`holder::pid_namespace`; 0 if
+    /// The pid namespace the lock was made in (`ended::pid_namespace`; 0 if
     /// the kernel cannot tell), written once by `new`. Only processes of that namespace use
     /// the lock: the mutex knows its holder by thread id, which names another thread in
     /// another namespace.

@@ -221,17 +221,14 @@ impl Pool {
         }
         let mut results = Vec::with_capacity(iterable.len());
         for (i, &task) in tasks.iter().enumerate() {
-            let chunk = engine
+            let appended = engine
                 .wait(task, None)
                 .and_then(|()| engine.take(task))
                 .and_then(|done| outcome(&done, AppendTo(&mut results)));
-            match chunk {
-                Ok(()) => {}
-                Err(e) => {
-                    // This chunk's result too, if it failed to come: no one will ask for it.
-                    tasks[i..].iter().for_each(|&t| engine.abandon(t));
-                    return Err(e);
-                }
+            if let Err(e) = appended {
+                // This chunk's result too, if it failed to come: no one will ask for it.
+                tasks[i..].iter().for_each(|&t| engine.abandon(t));
+                return Err(e);
             }
         }
         Ok(results)
