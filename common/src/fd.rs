@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -131,6 +131,47 @@ fn one_cpu() -> bool {
             *asked = Some((Instant::now(), one));
             one
         }
+    }
+}
+
+/// Set once the kernel has refused a [`read_now`]: every later one is refused without asking.
+static NO_READ_NOW: AtomicBool = AtomicBool::new(false);
+
+/// Reads into `buf` what `fd` holds now, without waiting even where its reads block:
+/// `Ok(None)` when it holds nothing yet, `Ok(Some(0))` at its end. One system call,
+/// `preadv2(2)` with `RWF_NOWAIT`, where `poll(2)` and then a read made two. A round trip
+/// between two spinning readers pays it on both sides: on two idle cores, `Pool::apply`
+/// went from 179,000-246,000 calls a second to 262,000-340,000 (its pool's parent reads its
+/// non-blocking pipes so too), and the manager from 0.66-0.75 of its bare twin to 0.78-0.86
+/// (`bench --only apply,manager`, three alternating runs of each build).
+///
+/// A kernel that cannot read a descriptor so (pipes before Linux 5.8, a seccomp filter)
+/// gives `ErrorKind::Unsupported`: the caller waits in `poll(2)` instead.
+pub fn read_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    if NO_READ_NOW.load(Relaxed) {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` describes `buf`, writable for its whole length while the call runs; the
+    // descriptor is open while `fd` borrows it; offset -1 reads at the current position, as
+    // read(2) does.
+    let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => Ok(None),
+        // No RWF_NOWAIT for this kind of file (EOPNOTSUPP), no such flag (EINVAL), or no
+        // preadv2 at all (ENOSYS, which glibc tells as EOPNOTSUPP when flags are given).
+        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+            NO_READ_NOW.store(true, Relaxed);
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        _ => Err(e),
     }
 }
 

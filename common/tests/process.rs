@@ -82,6 +82,10 @@ fn main() {
             a_wait_spins_only_where_it_pays,
         ),
         (
+            "a_read_that_does_not_wait_and_its_fallback",
+            a_read_that_does_not_wait_and_its_fallback,
+        ),
+        (
             "a_private_descriptor_carried_into_a_child_reaches_nothing",
             a_private_descriptor_carried_into_a_child_reaches_nothing,
         ),
@@ -566,6 +570,52 @@ fn a_wait_spins_only_where_it_pays() {
     });
     one_cpu.start().unwrap();
     assert_eq!(one_cpu.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// `fd::read_now` reads a blocking pipe without waiting: nothing yet, bytes, its end. In a
+/// child where a seccomp filter refuses `preadv2` (ENOSYS, as a kernel without it; glibc
+/// then says EOPNOTSUPP), it says
+/// `Unsupported`, and `FrameBuf::read_frame`, which spins with it, still reads every frame
+/// (through `poll` and `read`), spinning (on two CPUs) or not.
+fn a_read_that_does_not_wait_and_its_fallback() {
+    use common::fd::read_now;
+    use common::frame::{FrameBuf, decode, encode};
+    use std::io::{ErrorKind, Write};
+    use std::os::fd::AsFd;
+    let (r, mut w) = os_pipe::pipe().unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(read_now(r.as_fd(), &mut buf).unwrap(), None);
+    w.write_all(b"abc").unwrap();
+    assert_eq!(read_now(r.as_fd(), &mut buf).unwrap(), Some(3));
+    assert_eq!(&buf[..3], b"abc");
+    drop(w);
+    assert_eq!(read_now(r.as_fd(), &mut buf).unwrap(), Some(0));
+
+    let mut refused = Process::new(|| {
+        testkit::filter_syscall(
+            libc::SYS_preadv2,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        );
+        let (mut r, mut w) = os_pipe::pipe().unwrap();
+        for _ in 0..2 {
+            let e = read_now(r.as_fd(), &mut [0u8; 8]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+        }
+        let mut frames = Vec::new();
+        for i in 0..3u32 {
+            encode(&mut frames, &i).unwrap();
+        }
+        w.write_all(&frames).unwrap();
+        drop(w);
+        let mut got = FrameBuf::new();
+        for i in 0..3u32 {
+            let frame = got.read_frame(&mut r).unwrap().expect("a frame");
+            assert_eq!(decode::<u32>(frame).unwrap(), i);
+        }
+        assert!(got.read_frame(&mut r).unwrap().is_none());
+    });
+    refused.start().unwrap();
+    assert_eq!(refused.join().unwrap(), ExitStatus::Exited(0));
 }
 
 /// A pid is given again once its process is reaped, and a grandchild may get it, holding

@@ -64,9 +64,33 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
     let mut conns: Vec<Conn> = Vec::new();
     let mut pollfds = Vec::new();
     let mut spin = Spin::new();
+    // Whether this wait has polled every socket yet: the listener, and connections with an
+    // answer to write, are only ever looked at so.
+    let mut polled = false;
     loop {
         if spare.is_none() {
             spare = self::spare().ok();
+        }
+        // Requests already read wait for their turn: look at the sockets without sleeping.
+        let queued = conns.iter().any(|c| c.waiting() == Some(true));
+        let spinning = !queued && spin.again();
+        if spinning && polled {
+            // A look is one read of each connection that waits for a request, where poll(2)
+            // and then a read made two system calls (see `common::fd::read_now`).
+            let mut any = false;
+            for c in &mut conns {
+                if c.sent >= c.out.len() && !c.closed && c.read() {
+                    c.serve(&mut objects);
+                    any = true;
+                }
+                any |= c.closed;
+            }
+            if any {
+                spin.got();
+                polled = false;
+                conns.retain(|c| !c.closed);
+            }
+            continue;
         }
         pollfds.clear();
         // Without a spare descriptor, a connection could be neither served nor refused: it
@@ -81,13 +105,13 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
             };
             pollfds.push(pollfd(c.stream.as_raw_fd(), events));
         }
-        // Requests already read wait for their turn: look at the sockets without sleeping.
-        let queued = conns.iter().any(|c| c.waiting() == Some(true));
-        let timeout = if queued || spin.again() { 0 } else { -1 };
+        let timeout = if queued || spinning { 0 } else { -1 };
+        polled = true;
         if fd::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
             continue;
         }
         spin.got();
+        polled = false;
         for (c, p) in conns.iter_mut().zip(&pollfds[1..]) {
             if p.revents != 0 || c.waiting() == Some(true) {
                 c.serve(&mut objects);

@@ -286,23 +286,54 @@ impl Engine {
                 self.checked = now;
                 return self.check_alive();
             }
-            let timeout = if spin.again() {
-                0
+            let spinning = spin.again();
+            if spinning && self.all_sent() {
+                // Nothing to write: a look is a read of each pipe that owes results, where
+                // `poll(2)` and then a read made two system calls (see `fd::read_now`).
+                if self.look()? {
+                    spin.got();
+                    return Ok(());
+                }
             } else {
-                let check = self.checked + LIVENESS;
-                let until = deadline.map_or(check, |d| d.min(check));
-                // Rounded up, so a wait does not end just before its deadline.
-                let left = until.saturating_duration_since(now);
-                left.as_micros().div_ceil(1000) as i32
-            };
-            if self.poll(timeout)? > 0 {
-                spin.got();
-                return self.handle_events();
+                let timeout = if spinning {
+                    0
+                } else {
+                    let check = self.checked + LIVENESS;
+                    let until = deadline.map_or(check, |d| d.min(check));
+                    // Rounded up, so a wait does not end just before its deadline.
+                    let left = until.saturating_duration_since(now);
+                    left.as_micros().div_ceil(1000) as i32
+                };
+                if self.poll(timeout)? > 0 {
+                    spin.got();
+                    return self.handle_events();
+                }
+                if timeout != 0 {
+                    return Ok(());
+                }
             }
-            if timeout != 0 || deadline.is_some_and(|d| now >= d) {
+            if deadline.is_some_and(|d| now >= d) {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether every task handed to a worker that takes tasks has been written whole.
+    fn all_sent(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| w.tasks.is_none() || w.unsent == w.in_flight.len())
+    }
+
+    /// One read, without waiting, of each worker that owes results: true when one of them
+    /// sent something, or ended.
+    fn look(&mut self) -> Result<bool, PoolError> {
+        for i in 0..self.workers.len() {
+            if !self.workers[i].in_flight.is_empty() && self.receive(i, Drain::Once)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Finds workers that have ended though their results pipe has not (a process they
@@ -379,7 +410,8 @@ impl Engine {
 
     /// Reads what worker `i` sent: results, or the end of its pipe when it died. With
     /// `Drain::UntilEmpty`, reads until nothing more is there (for a worker known dead).
-    fn receive(&mut self, i: usize, drain: Drain) -> Result<(), PoolError> {
+    /// Returns false when a read found nothing there yet.
+    fn receive(&mut self, i: usize, drain: Drain) -> Result<bool, PoolError> {
         loop {
             let w = &mut self.workers[i];
             let Some(mut results) = w.results.get() else {
@@ -388,15 +420,15 @@ impl Engine {
                 });
             };
             match w.frames.fill(&mut results) {
-                Ok(0) if matches!(drain, Drain::Once) => return self.died(i),
-                Ok(0) => return Ok(()),
+                Ok(0) if matches!(drain, Drain::Once) => return self.died(i).map(|()| true),
+                Ok(0) => return Ok(true),
                 Ok(_) => self.take_results(i)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(Error::os("read", e).into()),
             }
             if matches!(drain, Drain::Once) {
-                return Ok(());
+                return Ok(true);
             }
         }
     }

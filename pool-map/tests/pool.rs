@@ -629,12 +629,14 @@ fn a_task_the_dead_worker_never_read_runs_elsewhere() {
     assert_no_children();
 }
 
-/// Returns 0, and makes the worker die (SIGSYS, by a seccomp filter) at its next `read(2)`:
-/// the read of the task after this one, which then stays unread in the pipe.
+/// Returns 0, and makes the worker die (SIGSYS, by a seccomp filter) at its next read
+/// (`read(2)`, or `preadv2(2)` while it spins): the read of the task after this one, which
+/// then stays unread in the pipe.
 fn die_at_next_read(_: u8) -> u8 {
     // Time for the pool to write the next task while this one runs.
     std::thread::sleep(Duration::from_millis(200));
     testkit::filter_syscall(libc::SYS_read, libc::SECCOMP_RET_KILL_PROCESS);
+    testkit::filter_syscall(libc::SYS_preadv2, libc::SECCOMP_RET_KILL_PROCESS);
     0
 }
 
