@@ -145,8 +145,10 @@ static NO_READ_NOW: AtomicBool = AtomicBool::new(false);
 /// non-blocking pipes so too), and the manager from 0.66-0.75 of its bare twin to 0.78-0.86
 /// (`bench --only apply,manager`, three alternating runs of each build).
 ///
-/// A kernel that cannot read a descriptor so (pipes before Linux 5.8, a seccomp filter)
-/// gives `ErrorKind::Unsupported`: the caller waits in `poll(2)` instead.
+/// A kernel that cannot read a descriptor so (an older kernel, a seccomp filter) gives
+/// `ErrorKind::Unsupported`, from then on without asking: the caller waits in `poll(2)`
+/// instead. (A descriptor of another kind that could have been read so is then polled too:
+/// only speed changes.)
 pub fn read_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     if NO_READ_NOW.load(Relaxed) {
         return Err(io::ErrorKind::Unsupported.into());
@@ -165,9 +167,10 @@ pub fn read_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>>
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
         Some(libc::EAGAIN) => Ok(None),
-        // No RWF_NOWAIT for this kind of file (EOPNOTSUPP), no such flag (EINVAL), or no
-        // preadv2 at all (ENOSYS, which glibc tells as EOPNOTSUPP when flags are given).
-        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+        // No RWF_NOWAIT for this kind of file (EOPNOTSUPP), no such flag (EINVAL), no
+        // preadv2 at all (ENOSYS, which glibc tells as EOPNOTSUPP when flags are given), or
+        // a seccomp filter that refuses it (EPERM, EACCES: a container's, say).
+        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS | libc::EPERM | libc::EACCES) => {
             NO_READ_NOW.store(true, Relaxed);
             Err(io::ErrorKind::Unsupported.into())
         }

@@ -325,15 +325,17 @@ impl Engine {
             .all(|w| w.tasks.is_none() || w.unsent == w.in_flight.len())
     }
 
-    /// One read, without waiting, of each worker that owes results: true when one of them
-    /// sent something, or ended.
+    /// One read, without waiting, of each worker that owes results (every one, so that a
+    /// worker early in the list cannot keep the others' results waiting): true when one of
+    /// them sent something, or ended.
     fn look(&mut self) -> Result<bool, PoolError> {
+        let mut any = false;
         for i in 0..self.workers.len() {
-            if !self.workers[i].in_flight.is_empty() && self.receive(i, Drain::Once)? {
-                return Ok(true);
+            if !self.workers[i].in_flight.is_empty() {
+                any |= self.receive(i, Drain::Once)?;
             }
         }
-        Ok(false)
+        Ok(any)
     }
 
     /// Finds workers that have ended though their results pipe has not (a process they

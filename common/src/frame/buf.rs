@@ -90,8 +90,9 @@ impl FrameBuf {
     /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the
     /// end of the stream between frames.
     ///
-    /// `r` must block (as pipes and sockets do unless made non-blocking): where spinning
-    /// pays (see [`Spin`]), it is read without waiting ([`fd::read_now`]) for a while;
+    /// `r` must block (as pipes and sockets do unless made non-blocking), and its reads must
+    /// be plain reads of its descriptor, which is read directly while spinning: where
+    /// spinning pays (see [`Spin`]), it is read without waiting ([`fd::read_now`]) for a while;
     /// otherwise the reader sleeps in `read(2)` itself. That is one system call a wait,
     /// where a non-blocking read, a sleep in `poll(2)` and a second read made three: a pipe
     /// round trip on one CPU took 7.1 us with blocking reads against 9.1 us so (medians of
@@ -110,8 +111,9 @@ impl FrameBuf {
                     {
                         continue;
                     }
-                    // Readable, or an error: read through `r`, which tells its errors its
-                    // own way (a reset connection may read as its end, say).
+                    // Readable, or an error: a read through `r` tells what is there. An
+                    // error the kernel reports once (a reset connection) was told to the
+                    // read that did not wait: this one finds the stream's end.
                     Err(_) => self.fill(r),
                 }
             } else {
