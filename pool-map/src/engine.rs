@@ -272,10 +272,11 @@ impl Engine {
         Ok(())
     }
 
-    /// One round: hand out tasks, write them, wait for something to happen (polling for a
-    /// while first where that pays, see `Spin`, then sleeping in `poll` until `deadline`),
-    /// and handle it. Every
-    /// [`LIVENESS`] the workers are also checked to be alive.
+    /// One round: hand out tasks, write them, wait for something to happen (spinning for a
+    /// while first where that pays, see `Spin`: reads of the pipes that owe results, or
+    /// `poll` without sleeping while tasks wait to be written; then sleeping in `poll` until
+    /// `deadline`), and handle it. Every [`LIVENESS`] the workers are also checked to be
+    /// alive.
     fn step(&mut self, deadline: Option<Instant>) -> Result<(), PoolError> {
         self.dispatch();
         self.send_all();
