@@ -290,7 +290,8 @@ impl Engine {
             let spinning = spin.again();
             if spinning && self.all_sent() {
                 // Nothing to write: a look is a read of each pipe that owes results, where
-                // `poll(2)` and then a read made two system calls (see `fd::read_now`).
+                // `poll(2)` and then a read made two system calls (what that bought: at
+                // `common::fd::read_now`).
                 if self.look()? {
                     spin.got();
                     return Ok(());

@@ -60,7 +60,7 @@ impl FrameBuf {
 
     /// As [`fill`](Self::fill), but without waiting even where reads of `fd` block
     /// ([`fd::read_now`]): `Ok(None)` when nothing has come yet.
-    pub fn fill_now(&mut self, fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    fn fill_now(&mut self, fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
         let n = fd::read_now(fd, self.room())?;
         self.end += n.unwrap_or(0);
         Ok(n)
