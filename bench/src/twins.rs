@@ -54,6 +54,21 @@ const READ_AHEAD: usize = 64 << 10;
 /// A reader that spins on an empty non-blocking descriptor and never sleeps.
 const FOREVER: Duration = Duration::MAX;
 
+/// How long a twin's reader spins on an empty non-blocking pipe before it sleeps: 50 µs,
+/// as the workspace's readers do, but not at all where this process may run on one CPU
+/// only, where they do not either (`common::fd::Spin`): there the spin holds the CPU the
+/// writer needs.
+fn spin() -> Duration {
+    // SAFETY: a zeroed cpu_set_t is an empty set, which sched_getaffinity fills for the
+    // calling thread; CPU_COUNT only reads it.
+    let one_cpu = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
+            && libc::CPU_COUNT(&set) == 1
+    };
+    if one_cpu { Duration::ZERO } else { SPIN }
+}
+
 /// fork, `_exit(0)` in the child, waitpid: `n` times. As the workload's `Process`, whose
 /// child runs an empty target and exits, and whose `join` is a waitpid.
 pub fn process(n: usize) -> Timed {
@@ -227,13 +242,13 @@ pub fn apply_async(n: usize) -> Timed {
 /// pipe, one write each; the parent reads them 64 KiB at a time and takes the frames one by
 /// one, checking each. As `Queue`: a frame is 4 + 8 + 8 + 5 bytes (the `i64`, then the
 /// `String` as a `u64` length and its bytes); the pipe keeps its 64 KiB; its reading end is
-/// non-blocking, and the reader spins 50 µs before it sleeps in `poll`; its writer sleeps
-/// while the pipe is full. The producer is joined inside the timer.
+/// non-blocking, and the reader spins 50 µs ([`spin`]) before it sleeps in `poll`; its
+/// writer sleeps while the pipe is full. The producer is joined inside the timer.
 pub fn queue(n: usize) -> Timed {
     let (reader, writer) = os_pipe::pipe()?;
     set_nonblocking(reader.as_raw_fd())?;
     let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
-    let mut frames = Frames::new(READ_AHEAD, Some(SPIN));
+    let mut frames = Frames::new(READ_AHEAD, Some(spin()));
     let start = Instant::now();
     let producer = fork(move || {
         close([r]);
@@ -591,13 +606,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads once what the worker sent (`poll` said something is there), and hands each
-    /// whole result frame's payload to `result`.
-    fn receive(&mut self, result: &mut impl FnMut(&[u8]) -> Res<()>) -> Res<()> {
+    /// Reads once what the worker sent, and hands each whole result frame's payload to
+    /// `result`: false when nothing was there yet.
+    fn receive(&mut self, result: &mut impl FnMut(&[u8]) -> Res<()>) -> Res<bool> {
         match self.frames.fill(self.results.as_raw_fd()) {
             0 => return Err("a worker ended".into()),
             1.. => {}
-            _ if matches!(errno(), libc::EAGAIN | libc::EINTR) => return Ok(()),
+            _ if matches!(errno(), libc::EAGAIN | libc::EINTR) => return Ok(false),
             _ => return Err(io::Error::last_os_error().into()),
         }
         while let Some(payload) = self.frames.take() {
@@ -607,7 +622,7 @@ impl Worker {
                 .checked_sub(1)
                 .ok_or("a result for no task")?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -666,20 +681,25 @@ fn finish(workers: Vec<Worker>) -> Res<()> {
 
 /// The parent's side of a pool, as `pool-map/src/engine.rs` works it: task frames wait in a
 /// queue and go to the workers by the pool's rule, are written as far as the non-blocking
-/// pipes take them, and results are read as `poll` finds them, after 50 µs of polling
-/// without sleeping. No task ids are kept, no deaths looked for.
+/// pipes take them, and results are read as they come: a wait spins 50 µs (where this
+/// process may use more than one CPU: [`spin`]), reading each worker that owes results, or
+/// polling while tasks wait to be written, then sleeps in `poll`. No task ids are kept, no
+/// deaths looked for.
 struct Engine {
     workers: Vec<Worker>,
     queue: VecDeque<Vec<u8>>,
     pollfds: Vec<libc::pollfd>,
+    /// How long a wait spins before it sleeps ([`spin`]).
+    spin: Duration,
 }
 
 impl Engine {
     /// Forks two workers, their buffers `task_buf` and `result_buf` bytes, which spin 50 µs
     /// on an empty task pipe before they sleep, as the pool's do.
     fn spawn(task_buf: usize, result_buf: usize) -> Res<Engine> {
-        let first = spawn_worker(&[], task_buf, result_buf, Some(SPIN))?;
-        let workers = match spawn_worker(&[&first], task_buf, result_buf, Some(SPIN)) {
+        let spin = spin();
+        let first = spawn_worker(&[], task_buf, result_buf, Some(spin))?;
+        let workers = match spawn_worker(&[&first], task_buf, result_buf, Some(spin)) {
             Ok(second) => vec![first, second],
             Err(e) => return finish(vec![first]).and(Err(e)),
         };
@@ -687,6 +707,7 @@ impl Engine {
             workers,
             queue: VecDeque::new(),
             pollfds: Vec::new(),
+            spin,
         })
     }
 
@@ -712,9 +733,12 @@ impl Engine {
     }
 
     /// One round: `poll` the result pipes, and the task pipes with bytes to go (without
-    /// sleeping if not `wait`; else polling for 50 µs, then sleeping), then write where there
-    /// is room and read where results are.
+    /// sleeping if not `wait`; else spinning for 50 µs where that may pay, then sleeping),
+    /// then write where there is room and read where results are. While nothing waits to
+    /// be written, the spin reads each worker that owes results instead of polling, as the
+    /// pool's parent does (a read, where a `poll` and then a read made two system calls).
     fn step(&mut self, wait: bool, result: &mut impl FnMut(&[u8]) -> Res<()>) -> Res<()> {
+        let all_sent = self.workers.iter().all(|w| w.unsent.is_empty());
         self.pollfds.clear();
         for w in &self.workers {
             self.pollfds
@@ -725,13 +749,20 @@ impl Engine {
         }
         let since = Instant::now();
         loop {
-            let timeout = if wait && since.elapsed() >= SPIN {
-                -1
+            let spinning = wait && since.elapsed() < self.spin;
+            if spinning && all_sent {
+                let mut got = false;
+                for w in self.workers.iter_mut().filter(|w| w.in_flight > 0) {
+                    got |= w.receive(result)?;
+                }
+                if got {
+                    return Ok(());
+                }
             } else {
-                0
-            };
-            if poll(&mut self.pollfds, timeout)? > 0 || !wait {
-                break;
+                let timeout = if wait && !spinning { -1 } else { 0 };
+                if poll(&mut self.pollfds, timeout)? > 0 || !wait {
+                    break;
+                }
             }
             std::hint::spin_loop();
         }
