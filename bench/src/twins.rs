@@ -55,9 +55,10 @@ const READ_AHEAD: usize = 64 << 10;
 const FOREVER: Duration = Duration::MAX;
 
 /// How long a twin's reader spins on an empty non-blocking pipe before it sleeps: 50 µs,
-/// as the workspace's readers do, but not at all where this process may run on one CPU
-/// only, where they do not either (`common::fd::Spin`): there the spin holds the CPU the
-/// writer needs.
+/// but not at all where this process may run on one CPU only, where the workspace's readers
+/// do not spin either (`common::fd::Spin`, which also skips spins after vain ones): there
+/// the spin holds the CPU the writer needs. Asked once, when the twin starts, in its
+/// condition.
 fn spin() -> Duration {
     // SAFETY: a zeroed cpu_set_t is an empty set, which sched_getaffinity fills for the
     // calling thread; CPU_COUNT only reads it.
@@ -695,7 +696,8 @@ struct Engine {
 
 impl Engine {
     /// Forks two workers, their buffers `task_buf` and `result_buf` bytes, which spin 50 µs
-    /// on an empty task pipe before they sleep, as the pool's do.
+    /// on an empty task pipe before they sleep, as the pool's do ([`spin`]: not at all on one
+    /// CPU).
     fn spawn(task_buf: usize, result_buf: usize) -> Res<Engine> {
         let spin = spin();
         let first = spawn_worker(&[], task_buf, result_buf, Some(spin))?;

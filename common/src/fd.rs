@@ -61,8 +61,8 @@ impl Spin {
     }
 
     /// Nothing has come yet: true when the caller should look again at once, false when it
-    /// should sleep (in `poll(2)`, or in a blocking read). The clock is read only while a
-    /// spin runs: a wait that sleeps at once (on one CPU) reads none.
+    /// should sleep (in `poll(2)`, or in a blocking read). The precise clock (`Instant`) is
+    /// read only while a spin runs: a wait that sleeps at once (on one CPU) reads none.
     pub fn again(&mut self) -> bool {
         match self.state {
             SpinState::Idle if spin_pays() => {
@@ -136,8 +136,9 @@ fn one_cpu() -> bool {
         libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
             && libc::CPU_COUNT(&set) == 1
     };
-    // Two threads asking at once store the same answer; one that reads the time of one and
-    // the answer of the other only spins, or not, once more.
+    // Threads that ask at once may store their answers in either order (sched_getaffinity
+    // tells the calling thread's affinity, and one asked before a change may store last):
+    // a wrong answer then stands for up to a second. Only speed depends on it.
     ONE_CPU.store(one, Relaxed);
     ASKED_AT.store(now, Relaxed);
     one

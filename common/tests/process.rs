@@ -529,8 +529,9 @@ fn a_parent_killed_by_sigkill_takes_its_children() {
 
 /// `fd::Spin`: a wait spins at first (where the process may use two CPUs), skips the spin
 /// in the next two waits after one that spun in vain, then spins again; and never spins in
-/// a process that may run on one CPU only (asked again each second). Each part runs in a fresh child: `start` clears
-/// what the parent learnt of its waits. The parent spins in vain first, to show that.
+/// a process that may run on one CPU only (asked again each second). Each part runs in a
+/// fresh child: `start` clears what the parent learnt of its waits. The parent spins in
+/// vain first, to show that.
 fn a_wait_spins_only_where_it_pays() {
     use common::fd::Spin;
     let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);

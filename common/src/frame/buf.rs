@@ -78,7 +78,7 @@ impl FrameBuf {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
             // What a big frame grew over KEPT, it gives back once taken: a connection that
-            // sent one does not keep its megabytes.
+            // sent one keeps at most 1 MiB, not its megabytes.
             if self.buf.len() > KEPT {
                 self.buf.truncate(KEPT);
                 self.buf.shrink_to_fit();
