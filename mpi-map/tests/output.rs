@@ -132,6 +132,31 @@ fn refuses_arguments_with_usage() {
         cmd.args(args);
         assert_usage_error(cmd, &[says, "usage: cargo run -p mpi-map"]);
     }
+    // The most items it takes, 2^31 - 1, need about 64 GiB: refused where the machine has
+    // less, before anything is allocated.
+    let total_gib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|kib| kib.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .unwrap()
+        >> 20;
+    if total_gib < 64 {
+        for args in [&["2147483647"][..], &["--pool", "2", "2147483647"]] {
+            let mut cmd = Command::new(MPI_SCALE);
+            cmd.args(args);
+            assert_usage_error(
+                cmd,
+                &[
+                    "2147483647 items need about 64 GiB of memory (32 bytes an item), more than \
+                     this machine's",
+                    "usage: cargo run -p mpi-map",
+                ],
+            );
+        }
+    } else {
+        println!("SKIPPED: {total_gib} GiB of memory hold the most items mpi-scale takes");
+    }
 }
 
 #[test]

@@ -22,11 +22,12 @@ use std::error::Error;
 use std::time::Instant;
 
 use mpi_map::MpiPoolExecutor;
-use mpi_map::scale::{ITEMS, costly, items, on_pool, report};
+use mpi_map::scale::{ITEMS, check_memory, costly, items, on_pool, report};
 
 /// What `--help` prints.
 const USAGE: &str = "Beyond the article: a costly map (about 200 multiply-adds an item) over MPI
-ranks, or on a Pool of forked workers, timed. ITEMS: how many (10000000).
+ranks, or on a Pool of forked workers, timed. ITEMS: how many (10000000), at most what
+this machine's memory holds, at about 32 bytes an item.
 usage: cargo run -p mpi-map --features mpi --release --bin mpi-scale [-- --pool WORKERS] [ITEMS]
        under MPI: mpiexec -n RANKS target/release/mpi-scale [ITEMS]";
 
@@ -58,6 +59,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Run>, String> 
         }
     }
     let n = n.unwrap_or(ITEMS);
+    check_memory(n)?;
     Ok(Some(match workers {
         Some(workers) => Run::Pool {
             workers: workers as usize,
