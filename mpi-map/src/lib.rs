@@ -60,6 +60,45 @@ Install an MPI and libclang, then build with the feature and start it with mpiex
 /// The rank that holds the items and gets the results: mpi4py's too.
 pub const ROOT: i32 = 0;
 
+/// Whether this process should print what its command line asked for (its usage, or what
+/// was wrong with it): every rank reads the same command line, before MPI is started, and
+/// under `mpiexec -n 4` printed the same lines four times. So only the first rank prints;
+/// every rank exits with the same status. The launcher names each rank in the environment
+/// (`PMI_RANK` for MPICH's, `OMPI_COMM_WORLD_RANK` for Open MPI's, `PMIX_RANK` for PMIx's);
+/// a program started without one is the only rank there is.
+fn prints_for_all_ranks() -> bool {
+    ["PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok())
+        .is_none_or(|rank| rank.trim() == "0")
+}
+
+/// Prints the usage (under `mpiexec`, the first rank only) and exits 0.
+pub fn help(usage: &str) -> ! {
+    if prints_for_all_ranks() {
+        println!("{usage}");
+    }
+    std::process::exit(0)
+}
+
+/// Prints what was wrong and the usage on stderr (the first rank only) and exits 2.
+pub fn usage_error(why: &str, usage: &str) -> ! {
+    if prints_for_all_ranks() {
+        eprintln!("error: {why}\n{usage}");
+    }
+    std::process::exit(2)
+}
+
+/// For a program that takes no arguments: `common::args::none`, answered once under
+/// `mpiexec`. Returns if there are none, or exits.
+pub fn no_arguments(usage: &str) {
+    match common::args::parse(std::env::args().skip(1), &[]) {
+        common::args::Parsed::Run(_) => {}
+        common::args::Parsed::Help => help(usage),
+        common::args::Parsed::Wrong(why) => usage_error(&why, usage),
+    }
+}
+
 /// What can go wrong in MPI's `map`, before any message is sent.
 #[derive(PartialEq, Eq)]
 pub enum MpiError {

@@ -36,7 +36,7 @@ fn f(x: i32) -> i32 {
 }
 
 fn main() -> Result<(), MpiError> {
-    common::args::none(USAGE);
+    mpi_map::no_arguments(USAGE);
     let p = MpiPoolExecutor::new()?;
     if let Some(results) = p.map(f, &[1, 2, 3])? {
         println!("{}", repr(&results));

@@ -159,6 +159,30 @@ fn refuses_arguments_with_usage() {
     }
 }
 
+/// Under `mpiexec -n 3`, every rank reads the command line; a usage error and the help are
+/// printed once, by the first rank, and the job exits as one rank would.
+#[test]
+fn under_mpiexec_the_command_line_is_answered_once() {
+    for (program, arg, says) in [
+        (MPI_MAP, "x", "error: unknown argument 'x'"),
+        (MPI_SCALE, "bogus", "error: ITEMS is a number from 1 to"),
+    ] {
+        let Some(mut job) = mpiexec(3, "usage errors under mpiexec") else {
+            return;
+        };
+        job.args([program, arg]);
+        let out = run_job(job);
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+        assert_eq!(out.stdout, "");
+        assert_eq!(out.stderr.matches(says).count(), 1, "{}", out.stderr);
+        assert_eq!(out.stderr.matches("usage: ").count(), 1, "{}", out.stderr);
+        let mut job = mpiexec(3, "help under mpiexec").expect("mpiexec");
+        job.args([program, "--help"]);
+        let out = run_job(job).success();
+        assert_eq!(out.stdout.matches("usage: ").count(), 1, "{}", out.stdout);
+    }
+}
+
 #[test]
 fn help_says_what_it_shows() {
     assert_help(Command::new(MPI_MAP), "Beyond the article: MPIPoolExecutor");

@@ -72,14 +72,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Run>, String> 
 fn main() -> Result<(), Box<dyn Error>> {
     let run = match parse(std::env::args().skip(1)) {
         Ok(Some(run)) => run,
-        Ok(None) => {
-            println!("{USAGE}");
-            return Ok(());
-        }
-        Err(why) => {
-            eprintln!("error: {why}\n{USAGE}");
-            std::process::exit(2)
-        }
+        // Every rank reads the command line; the first prints what it asked for.
+        Ok(None) => mpi_map::help(USAGE),
+        Err(why) => mpi_map::usage_error(&why, USAGE),
     };
     match run {
         Run::Pool { workers, n } => println!("{}", on_pool(workers, n)?),
