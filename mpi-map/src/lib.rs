@@ -60,13 +60,13 @@ Install an MPI and libclang, then build with the feature and start it with mpiex
 /// The rank that holds the items and gets the results: mpi4py's too.
 pub const ROOT: i32 = 0;
 
-/// Whether this process should print what its command line asked for (its usage, or what
+/// Whether this process is the first rank, which alone prints what its command line asked for (its usage, or what
 /// was wrong with it): every rank reads the same command line, before MPI is started, and
 /// under `mpiexec -n 4` printed the same lines four times. So only the first rank prints;
 /// every rank exits with the same status. The launcher names each rank in the environment
 /// (`PMI_RANK` for MPICH's, `OMPI_COMM_WORLD_RANK` for Open MPI's, `PMIX_RANK` for PMIx's);
 /// a program started without one is the only rank there is.
-fn prints_for_all_ranks() -> bool {
+fn first_rank() -> bool {
     ["PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"]
         .iter()
         .find_map(|name| std::env::var(name).ok())
@@ -75,7 +75,7 @@ fn prints_for_all_ranks() -> bool {
 
 /// Prints the usage (under `mpiexec`, the first rank only) and exits 0.
 pub fn help(usage: &str) -> ! {
-    if prints_for_all_ranks() {
+    if first_rank() {
         println!("{usage}");
     }
     std::process::exit(0)
@@ -83,7 +83,7 @@ pub fn help(usage: &str) -> ! {
 
 /// Prints what was wrong and the usage on stderr (the first rank only) and exits 2.
 pub fn usage_error(why: &str, usage: &str) -> ! {
-    if prints_for_all_ranks() {
+    if first_rank() {
         eprintln!("error: {why}\n{usage}");
     }
     std::process::exit(2)

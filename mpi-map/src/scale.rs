@@ -33,23 +33,21 @@ pub fn checksum(results: &[u64]) -> u64 {
 /// peaked at 357 MB in its parent alone: 18 bytes an item.)
 pub const BYTES_AN_ITEM: u64 = 32;
 
-/// Refuses a run of `n` items that this machine's memory cannot hold (`MemTotal` of
-/// `/proc/meminfo`; where that cannot be read, every run is let through): it would not
-/// fail with a message, but be killed by the kernel half-way, or push the machine into swap.
+/// This machine's memory in bytes, `MemTotal` of `/proc/meminfo`; `None` where it cannot be
+/// read.
+pub fn memory_total() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: u64 = kib.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a run of `n` items that this machine's memory cannot hold (where
+/// [`memory_total`] cannot tell, every run is let through): it would not fail with a
+/// message, but be killed by the kernel half-way, or push the machine into swap.
 pub fn check_memory(n: u64) -> Result<(), String> {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib = line
-                .trim_start_matches("MemTotal:")
-                .trim()
-                .strip_suffix("kB")?;
-            kib.trim().parse::<u64>().ok()
-        })
-        .map(|kib| kib * 1024);
     let needs = n.saturating_mul(BYTES_AN_ITEM);
-    match total {
+    match memory_total() {
         Some(total) if needs > total => Err(format!(
             "{n} items need about {} GiB of memory ({BYTES_AN_ITEM} bytes an item), more than \
              this machine's {} GiB",

@@ -134,13 +134,7 @@ fn refuses_arguments_with_usage() {
     }
     // The most items it takes, 2^31 - 1, need about 64 GiB: refused where the machine has
     // less, before anything is allocated.
-    let total_gib = std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|kib| kib.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-        .unwrap()
-        >> 20;
+    let total_gib = mpi_map::scale::memory_total().expect("MemTotal") >> 30;
     if total_gib < 64 {
         for args in [&["2147483647"][..], &["--pool", "2", "2147483647"]] {
             let mut cmd = Command::new(MPI_SCALE);
