@@ -60,10 +60,10 @@ Install an MPI and libclang, then build with the feature and start it with mpiex
 /// The rank that holds the items and gets the results: mpi4py's too.
 pub const ROOT: i32 = 0;
 
-/// Whether this process is the first rank, which alone prints what its command line asked for (its usage, or what
-/// was wrong with it): every rank reads the same command line, before MPI is started, and
-/// under `mpiexec -n 4` printed the same lines four times. So only the first rank prints;
-/// every rank exits with the same status. The launcher names each rank in the environment
+/// Whether this process is the first rank, the one that prints what the command line asked
+/// for (its usage, or what was wrong with it): every rank reads the same command line,
+/// before MPI is started, and under `mpiexec -n 4` printed the same lines four times. Every
+/// rank exits with the same status. The launcher names each rank in the environment
 /// (`PMI_RANK` for MPICH's, `OMPI_COMM_WORLD_RANK` for Open MPI's, `PMIX_RANK` for PMIx's);
 /// a program started without one is the only rank there is.
 fn first_rank() -> bool {
