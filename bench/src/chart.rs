@@ -7,6 +7,13 @@ use plotters::prelude::*;
 use crate::PEERS;
 use crate::conditions::CONDITIONS;
 
+/// One bar: a side's median as a fraction of the bare twin's, and the lowest and highest of
+/// the rounds' own fractions, drawn as a line through the bar.
+pub struct Bar {
+    pub ratio: f64,
+    pub range: Option<(f64, f64)>,
+}
+
 /// For each workload (`names`), its bars (`bars[i]`): Python on idle cores, then Rust in
 /// each condition, then (where the build measures peers) the workload's peer crate in each
 /// condition, each as a fraction of the bare twin's speed in the same condition, on a log
@@ -14,9 +21,12 @@ use crate::conditions::CONDITIONS;
 pub fn draw(
     path: &Path,
     names: &[&str],
-    bars: &[Vec<Option<f64>>],
+    bars: &[Vec<Option<Bar>>],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let values = bars.iter().flatten().flatten().copied();
+    let values = bars.iter().flatten().flatten().flat_map(|bar| {
+        let (low, high) = bar.range.unwrap_or((bar.ratio, bar.ratio));
+        [bar.ratio, low, high]
+    });
     let bottom = values.clone().fold(0.5, f64::min);
     let top = values.fold(1.0, f64::max);
     // The peers' three entries make the legend a decade taller: a decade more above the
@@ -80,7 +90,7 @@ pub fn draw(
         let left = |i: usize| i as f64 + 0.1 + k as f64 * width;
         chart
             .draw_series(bars.iter().enumerate().filter_map(|(i, bar)| {
-                let value = (*bar.get(k)?)?;
+                let value = bar.get(k)?.as_ref()?.ratio;
                 Some(Rectangle::new(
                     [(left(i), low), (left(i) + width * 0.9, value)],
                     colour.filled(),
@@ -89,6 +99,21 @@ pub fn draw(
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
+    // The rounds' range: a thin line through the middle of each bar.
+    let ranges = bars.iter().enumerate().flat_map(|(i, bar)| {
+        bar.iter().enumerate().filter_map(move |(k, b)| {
+            let (from, to) = b.as_ref()?.range?;
+            let x = i as f64 + 0.1 + (k as f64 + 0.45) * width;
+            Some(PathElement::new(
+                vec![(x, from), (x, to)],
+                BLACK.stroke_width(1),
+            ))
+        })
+    });
+    chart
+        .draw_series(ranges)?
+        .label("line through a bar: the lowest to the highest of the rounds")
+        .legend(|(x, y)| PathElement::new([(x + 6, y - 6), (x + 6, y + 6)], BLACK.stroke_width(1)));
     chart
         .draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 1.0), (names.len() as f64, 1.0)],

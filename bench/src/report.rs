@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::chart::Bar;
 use crate::conditions::{CONDITIONS, Condition};
 use crate::python::Python;
 use crate::{PEERS, Workload, ops_per_sec};
@@ -53,6 +54,20 @@ impl Samples {
     }
 }
 
+/// The lowest and highest of the rounds' own ratios `a / b`, each of a round of `a` and the
+/// round of `b` run just before or after it: how far one round can stray from the ratio of
+/// the medians. `None` unless both sides have two rounds or more, all measured.
+pub fn round_range(a: &Samples, b: &Samples) -> Option<(f64, f64)> {
+    let (a, b) = (&a.ops_per_sec, &b.ops_per_sec);
+    if a.len() != b.len() || a.len() < 2 {
+        return None;
+    }
+    let ratios = a.iter().zip(b).map(|(a, b)| a / b);
+    let low = ratios.clone().fold(f64::INFINITY, f64::min);
+    let high = ratios.fold(0.0, f64::max);
+    Some((low, high))
+}
+
 /// Every side of one workload, in one condition.
 #[derive(Default)]
 pub struct Measured {
@@ -90,6 +105,11 @@ impl Measured {
             }
         }
         best
+    }
+
+    /// The best twin's samples ([`best_twin`](Self::best_twin)).
+    pub fn best_twin_samples(&self) -> Option<&Samples> {
+        self.best_twin().map(|(_, k)| &self.twins[k])
     }
 
     /// The faster twin's last round, for the progress lines.
@@ -144,7 +164,9 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
         "Measured on {} on {} cores ({}), {}, by `{}`: medians of {rounds} round{}, \
          in operations per second; higher is better. A bare twin does the workload's work \
          with direct libc calls (`bench/src/twins.rs`); where it has two, with blocking and \
-         with polling reads, the faster one is the mark.\n",
+         with polling reads, the faster one is the mark. `Rust / twin` is the ratio of the \
+         medians; in brackets, the lowest and highest of the rounds' own ratios (each round \
+         runs the twin just before Rust): how far one run can stray.\n",
         meta.date,
         meta.cores,
         meta.cpu,
@@ -196,7 +218,11 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
             };
             let twin = twin.map(|(ops, _)| ops);
             let name = format!("{}. {}, {}", i + 1, w.what, count(m.ops));
-            let vs_twin = cell(ratio(rust, twin), |r| format!("{r:.2}"));
+            let range = m.best_twin_samples().and_then(|t| round_range(&m.rust, t));
+            let vs_twin = match (ratio(rust, twin), range) {
+                (Some(r), Some((low, high))) => format!("{r:.2} ({low:.2}-{high:.2})"),
+                (r, _) => cell(r, |r| format!("{r:.2}")),
+            };
             md += &if idle {
                 let python = m.python.median();
                 format!(
@@ -274,18 +300,22 @@ pub fn write(
     let run: Vec<usize> = (0..workloads.len())
         .filter(|&i| measured[0][i].rust.ran)
         .collect();
-    let bars: Vec<Vec<Option<f64>>> = run
+    let bars: Vec<Vec<Option<Bar>>> = run
         .iter()
         .map(|&i| {
-            let twin = |c: usize| measured[c][i].best_twin().map(|(ops, _)| ops);
-            let mut bars = vec![ratio(measured[0][i].python.median(), twin(0))];
-            bars.extend(
-                (0..CONDITIONS.len()).map(|c| ratio(measured[c][i].rust.median(), twin(c))),
-            );
+            // One side's bar in condition `c`: its median over the twin's, and the range of
+            // the rounds' own ratios.
+            let bar = |c: usize, side: &Samples| {
+                let m = &measured[c][i];
+                Some(Bar {
+                    ratio: ratio(side.median(), m.best_twin().map(|(ops, _)| ops))?,
+                    range: m.best_twin_samples().and_then(|t| round_range(side, t)),
+                })
+            };
+            let mut bars = vec![bar(0, &measured[0][i].python)];
+            bars.extend((0..CONDITIONS.len()).map(|c| bar(c, &measured[c][i].rust)));
             if !PEERS.is_empty() {
-                bars.extend(
-                    (0..CONDITIONS.len()).map(|c| ratio(measured[c][i].peer.median(), twin(c))),
-                );
+                bars.extend((0..CONDITIONS.len()).map(|c| bar(c, &measured[c][i].peer)));
             }
             bars
         })
@@ -366,6 +396,27 @@ mod tests {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(20_416), "2025-11-24");
         assert_eq!(civil_date(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn a_round_range_pairs_the_rounds_of_two_sides() {
+        let samples = |ops: &[f64]| {
+            let mut s = Samples::default();
+            ops.iter()
+                .for_each(|&ops| s.add(Ok(Duration::from_secs_f64(1.0 / ops)), 1));
+            s
+        };
+        let (rust, twin) = (samples(&[2.0, 9.0, 3.0]), samples(&[4.0, 10.0, 2.0]));
+        let (low, high) = round_range(&rust, &twin).unwrap();
+        // Round by round: 0.5, 0.9, 1.5; not the lowest over the highest (0.2), nor the
+        // highest over the lowest (4.5).
+        assert!(
+            (low - 0.5).abs() < 1e-6 && (high - 1.5).abs() < 1e-6,
+            "{low} {high}"
+        );
+        // One round, or rounds that do not pair up: no range.
+        assert_eq!(round_range(&samples(&[2.0]), &samples(&[4.0])), None);
+        assert_eq!(round_range(&rust, &samples(&[4.0, 10.0])), None);
     }
 
     #[test]
