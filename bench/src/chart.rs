@@ -29,9 +29,10 @@ pub fn draw(
     });
     let bottom = values.clone().fold(0.5, f64::min);
     let top = values.fold(1.0, f64::max);
-    // The peers' three entries make the legend a decade taller: a decade more above the
-    // bars keeps it clear of them.
-    let headroom = if PEERS.is_empty() { 1.5 } else { 15.0 };
+    // The legend, in the top left corner, takes about a decade of the scale's height, and
+    // the peers' three entries a decade more: that much room above the highest bar or range
+    // keeps it clear of them (with less, it hid a bar that reached 2.3).
+    let headroom = if PEERS.is_empty() { 15.0 } else { 150.0 };
     let (low, high) = (
         10f64.powf((bottom / 2.0).log10().floor()),
         10f64.powf((top * headroom).log10().ceil()),
