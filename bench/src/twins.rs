@@ -57,17 +57,15 @@ const FOREVER: Duration = Duration::MAX;
 /// How long a twin's reader spins on an empty non-blocking pipe before it sleeps: 50 µs,
 /// but not at all where this process may run on one CPU only, where the workspace's readers
 /// do not spin either (`common::fd::Spin`, which also skips spins after vain ones): there
-/// the spin holds the CPU the writer needs. Asked once, when the twin starts, in its
-/// condition.
+/// the spin holds the CPU the writer needs. Asked once, when the twin starts, as the
+/// workspace asks it (the bench lets a second pass after it enters a condition, so the
+/// answer is the condition's).
 fn spin() -> Duration {
-    // SAFETY: a zeroed cpu_set_t is an empty set, which sched_getaffinity fills for the
-    // calling thread; CPU_COUNT only reads it.
-    let one_cpu = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
-            && libc::CPU_COUNT(&set) == 1
-    };
-    if one_cpu { Duration::ZERO } else { SPIN }
+    if common::fd::one_cpu() {
+        Duration::ZERO
+    } else {
+        SPIN
+    }
 }
 
 /// fork, `_exit(0)` in the child, waitpid: `n` times. As the workload's `Process`, whose

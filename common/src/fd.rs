@@ -116,14 +116,15 @@ fn spin_pays() -> bool {
         .is_err()
 }
 
-/// True when this process may run on one CPU only (its affinity), asked again each second.
+/// True when this process may run on one CPU only (its affinity), asked again each second:
+/// an answer may be up to a second old.
 ///
 /// Every wait asks this, so it reads two atomics and the coarse clock (no lock). With a
 /// `Mutex` and `Instant` here, and the clock read before `Spin::again` knew whether it would
 /// spin, a wait that slept at once read the time stamp counter three times (about 34 ns
 /// each on the bench's machine); a `Pool::apply` round trip on one CPU ran 3,366
 /// instructions in the pool's parent and worker, 3,136 without (callgrind).
-fn one_cpu() -> bool {
+pub fn one_cpu() -> bool {
     let now = coarse_millis().saturating_add(1);
     let at = ASKED_AT.load(Relaxed);
     if at != 0 && now < at.saturating_add(1000) {
