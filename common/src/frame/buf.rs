@@ -77,15 +77,21 @@ impl FrameBuf {
     fn room(&mut self) -> &mut [u8] {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
-            // What a big frame grew over KEPT, it gives back once taken: a connection that
-            // sent one keeps at most 1 MiB, not its megabytes.
-            if self.buf.len() > KEPT {
-                self.buf.truncate(KEPT);
-                self.buf.shrink_to_fit();
-            }
-        } else if self.start > 0 && self.end == self.buf.len() {
+        }
+        // What a big frame grew over KEPT, it gives back once taken: a connection that sent
+        // one keeps at most 1 MiB, not its megabytes, even when the first bytes of the next
+        // frame came with it (unless that frame needs more too).
+        let give_back = self.buf.len() > KEPT && self.end - self.start <= KEPT && {
+            let next = payload_len(&self.buf[self.start..self.end]);
+            !matches!(next, Ok(Some(len)) if PREFIX + len > KEPT)
+        };
+        if self.start > 0 && (give_back || self.end == self.buf.len()) {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
+        }
+        if give_back {
+            self.buf.truncate(KEPT);
+            self.buf.shrink_to_fit();
         }
         if self.end == self.buf.len() {
             let grown = (2 * self.buf.len()).max(FIRST);
@@ -223,6 +229,28 @@ mod tests {
         let (grown, kept) = grown_then_kept(4 * KEPT);
         assert!(grown > 4 * KEPT);
         assert!(kept <= KEPT, "{kept} bytes kept");
+    }
+
+    #[test]
+    fn a_big_frame_gives_its_memory_back_though_the_next_began_with_it() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &vec![7u8; 4 * KEPT]).unwrap();
+        let big = buf.len();
+        encode(&mut buf, &1u8).unwrap();
+        // The big frame and the first two bytes of the next arrive together.
+        let (mut first, rest) = buf.split_at(big + 2);
+        let mut frames = FrameBuf::new();
+        while frames.ready().unwrap().is_none() {
+            frames.fill(&mut first).unwrap();
+        }
+        assert_eq!(frames.next_frame().unwrap().unwrap().len(), big - PREFIX);
+        assert_eq!(frames.pending(), 2);
+        frames.fill(&mut &rest[..]).unwrap();
+        assert!(frames.buf.len() <= KEPT, "{} bytes kept", frames.buf.len());
+        assert_eq!(
+            decode::<u8>(frames.next_frame().unwrap().unwrap()).unwrap(),
+            1
+        );
     }
 
     #[test]
