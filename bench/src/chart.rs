@@ -111,10 +111,20 @@ pub fn draw(
             ))
         })
     });
-    chart
-        .draw_series(ranges)?
-        .label("line through a bar: the lowest to the highest of the rounds")
-        .legend(|(x, y)| PathElement::new([(x + 6, y - 6), (x + 6, y + 6)], BLACK.stroke_width(1)));
+    let ranges = chart.draw_series(ranges)?;
+    // In the legend only where there are ranges (not with one round).
+    if bars
+        .iter()
+        .flatten()
+        .flatten()
+        .any(|bar| bar.range.is_some())
+    {
+        ranges
+            .label("line through a bar: the lowest to the highest of the rounds")
+            .legend(|(x, y)| {
+                PathElement::new([(x + 6, y - 6), (x + 6, y + 6)], BLACK.stroke_width(1))
+            });
+    }
     chart
         .draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 1.0), (names.len() as f64, 1.0)],

@@ -55,16 +55,23 @@ impl Samples {
 }
 
 /// The lowest and highest of the rounds' own ratios `a / b`, each of a round of `a` and the
-/// round of `b` run just before or after it: how far one round can stray from the ratio of
-/// the medians. `None` unless both sides have two rounds or more, all measured.
+/// round of `b` run in the same round: how far one round can stray from the ratio of the
+/// medians. `None` unless both sides have two rounds or more, none failed (a failed round
+/// would pair the others wrongly), and every ratio is a number.
 pub fn round_range(a: &Samples, b: &Samples) -> Option<(f64, f64)> {
+    if a.error.is_some() || b.error.is_some() {
+        return None;
+    }
     let (a, b) = (&a.ops_per_sec, &b.ops_per_sec);
     if a.len() != b.len() || a.len() < 2 {
         return None;
     }
-    let ratios = a.iter().zip(b).map(|(a, b)| a / b);
-    let low = ratios.clone().fold(f64::INFINITY, f64::min);
-    let high = ratios.fold(0.0, f64::max);
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+    if !ratios.iter().all(|r| r.is_finite()) {
+        return None;
+    }
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(0.0, f64::max);
     Some((low, high))
 }
 
@@ -166,7 +173,7 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
          with direct libc calls (`bench/src/twins.rs`); where it has two, with blocking and \
          with polling reads, the faster one is the mark. `Rust / twin` is the ratio of the \
          medians; in brackets, the lowest and highest of the rounds' own ratios (each round \
-         runs the twin just before Rust): how far one run can stray.\n",
+         runs the twin first, then Rust): how far one run can stray.\n",
         meta.date,
         meta.cores,
         meta.cpu,
@@ -417,6 +424,15 @@ mod tests {
         // One round, or rounds that do not pair up: no range.
         assert_eq!(round_range(&samples(&[2.0]), &samples(&[4.0])), None);
         assert_eq!(round_range(&rust, &samples(&[4.0, 10.0])), None);
+        // A failed round on either side: no range, though the counts still pair up.
+        let (mut failed, mut twin_failed) = (samples(&[2.0, 9.0]), samples(&[4.0, 10.0]));
+        failed.add(Err("lost a message".into()), 1);
+        twin_failed.add(Ok(Duration::from_secs_f64(0.5)), 1);
+        assert_eq!(round_range(&failed, &samples(&[4.0, 10.0])), None);
+        let mut rust_ok = samples(&[2.0, 9.0]);
+        rust_ok.add(Ok(Duration::from_secs_f64(0.5)), 1);
+        twin_failed.add(Err("lost a message".into()), 1);
+        assert_eq!(round_range(&rust_ok, &twin_failed), None);
     }
 
     #[test]
