@@ -13,6 +13,20 @@ static AT_FORK: Once = Once::new();
 extern "C" fn after_fork_in_child() {
     PID.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::shm::end_a_child_with_borrows();
+}
+
+/// Makes `after_fork_in_child` run in every child forked from now on, by any code that forks
+/// through the C library (`fork`, `daemon`, a library's own fork), not only by [`Process`].
+///
+/// [`Process`]: crate::Process
+pub(crate) fn watch_forks() {
+    AT_FORK.call_once(|| {
+        // SAFETY: the handler only stores to atomics and, where it must end the child,
+        // calls write(2) and _exit(2), all async-signal-safe, so it is safe in a child just
+        // after fork; the other two handlers are absent.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
 }
 
 /// This process's id, as `std::process::id()` gives it, without a system call each time:
@@ -20,11 +34,7 @@ extern "C" fn after_fork_in_child() {
 /// handler, whichever code forks).
 #[inline]
 pub fn current_pid() -> u32 {
-    AT_FORK.call_once(|| {
-        // SAFETY: the handler only stores to atomics, which is safe in a child just after
-        // fork; the other two handlers are absent.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
+    watch_forks();
     match PID.load(Ordering::Relaxed) {
         0 => {
             let pid = std::process::id();

@@ -77,13 +77,21 @@ static BORROWS: AtomicUsize = AtomicUsize::new(0);
 
 /// Proof that a reference into shared memory is alive in this process, such as a `&mut T`
 /// handed out under a lock: while one lives, [`Process::start`](crate::Process::start)
-/// refuses to fork ([`Error::SharedBorrowHeld`]).
+/// refuses to fork ([`Error::SharedBorrowHeld`]), and a child forked by any other code ends
+/// at once.
 ///
 /// A child made by `fork` gets a copy of every reference of its parent, and a reference
 /// into a `MAP_SHARED` mapping still points at the same memory there. So a child started
 /// while a guard's `&mut T` is alive could write through it at the same time as its parent,
 /// both believing they hold the lock: undefined behaviour, reached from safe code. Borrows
 /// end with the guard that made them, so no guard alive means no such reference alive.
+///
+/// `Process::start` is not the only fork that safe code can reach: `nix::unistd::daemon`
+/// forks, and so may any library. So every child that the C library forks while a borrow
+/// lives in its parent ends in a `pthread_atfork` handler, before `fork` returns there: it
+/// prints why to stderr and exits with 101, as a child that panicked (a program started by
+/// `exec`, such as spawn's child, has no copy of any reference, and `posix_spawn` does not
+/// run that handler).
 ///
 /// It stays on the thread that made it (`!Send`), as the guard that holds it does.
 pub struct SharedBorrow {
@@ -93,6 +101,7 @@ pub struct SharedBorrow {
 impl SharedBorrow {
     /// Counts a borrow of shared memory until this is dropped.
     pub fn new() -> Self {
+        crate::pid::watch_forks();
         BORROWS.fetch_add(1, Ordering::Relaxed);
         SharedBorrow {
             _not_send: PhantomData,
@@ -114,5 +123,20 @@ impl Default for SharedBorrow {
 impl Drop for SharedBorrow {
     fn drop(&mut self) {
         BORROWS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// In a child just forked, from the C library's `pthread_atfork` handler: ends the child if
+/// its parent had a [`SharedBorrow`] alive, whose reference the child now has a copy of.
+pub(crate) fn end_a_child_with_borrows() {
+    if BORROWS.load(Ordering::Relaxed) > 0 {
+        let why = b"a process forked while a guard of shared memory was held: the child \
+            ends before it could write through its copy of the guard's reference\n";
+        // SAFETY: write(2) reads `why`, which is alive, and `_exit` ends the process; both
+        // are async-signal-safe, so safe in a child just forked from any thread.
+        unsafe {
+            libc::write(libc::STDERR_FILENO, why.as_ptr().cast(), why.len());
+            libc::_exit(crate::PANIC_EXIT_CODE);
+        }
     }
 }

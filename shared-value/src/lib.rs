@@ -85,9 +85,10 @@ pub struct Value<T: Plain> {
 /// The value's lock, held: reads and writes the value until dropped.
 ///
 /// The `&mut T` it gives points into memory that other processes share, so it must never
-/// reach another process: while a guard lives, `Process::start` refuses to fork (see
-/// [`SharedBorrow`]), and the guard stays on its thread (it is neither `Send` nor `Sync`),
-/// so it cannot be captured by a child's target at all:
+/// reach another process: while a guard lives, `Process::start` refuses to fork, and a
+/// child forked by other code ends before it returns from `fork` (see [`SharedBorrow`]);
+/// and the guard stays on its thread (it is neither `Send` nor `Sync`), so it cannot be
+/// captured by a child's target at all:
 ///
 /// ```compile_fail
 /// let num = shared_value::Value::new(0.0)?;
@@ -141,7 +142,8 @@ impl<T: Plain> Value<T> {
         // SAFETY: the mapping holds a T (written by `new`) and lives as long as `self`. Every
         // access to it goes through this lock, which this thread of this process now holds:
         // - no other process holds it, and no copy of this reference can reach one, since
-        //   fork is refused while `borrow` lives and the guard cannot leave this thread;
+        //   while `borrow` lives, fork is refused, a child forked by other code ends before
+        //   it runs, and the guard cannot leave this thread;
         // - no other thread holds it, and the lock refuses a second `lock` on this thread.
         // So this is the only reference to the value until the guard is dropped.
         let value = unsafe { &mut *self.map.as_ptr().cast::<T>() };
@@ -247,9 +249,9 @@ impl<T: Plain> Array<T> {
         let borrow = SharedBorrow::new();
         let held = lock(&self.lock)?;
         // SAFETY: the mapping holds `len` values of T (written by `new`) and lives as long as
-        // `self`. As in `Value::get_lock`: the lock is this thread's, fork is refused while
-        // `borrow` lives, and the guard cannot leave this thread, so no other reference to
-        // the elements exists, in any process, until the guard is dropped.
+        // `self`. As in `Value::get_lock`: the lock is this thread's, no child forked while
+        // `borrow` lives runs, and the guard cannot leave this thread, so no other reference
+        // to the elements exists, in any process, until the guard is dropped.
         let items =
             unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().cast::<T>(), self.len) };
         Ok(ArrayGuard {

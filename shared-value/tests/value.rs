@@ -13,6 +13,7 @@ mod testkit;
 use common::{Error, ExitStatus, Process};
 use nix::sys::signal::{Signal, raise};
 use shared_value::{Array, LockError, Value};
+use std::io::{Read, Write};
 use std::time::Duration;
 use testkit::{assert_no_children, run_tests};
 
@@ -31,6 +32,10 @@ fn main() {
         (
             "fork_is_refused_while_a_guard_lives",
             fork_is_refused_while_a_guard_lives,
+        ),
+        (
+            "a_fork_by_other_code_while_a_guard_lives_ends_the_child",
+            a_fork_by_other_code_while_a_guard_lives_ends_the_child,
         ),
         (
             "a_holder_that_dies_half_way_is_reported",
@@ -175,6 +180,44 @@ fn fork_is_refused_while_a_guard_lives() {
     assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
     assert_eq!(num.value().unwrap(), 1);
     assert_eq!(arr.to_vec().unwrap(), [0; 4]);
+    assert_no_children();
+}
+
+/// `Process::start` is not the only fork safe code can reach: `nix::unistd::daemon` forks,
+/// and its first process exits, which hands the lock on to the next waiter as its holder's
+/// death, while the daemon goes on with a copy of the guard's `&mut`. That daemon must end
+/// at once, before it can write through it.
+fn a_fork_by_other_code_while_a_guard_lives_ends_the_child() {
+    let num = Value::new(0u64).unwrap();
+    let (mut report, writer) = os_pipe::pipe().unwrap();
+    let (mut stderr, err_writer) = os_pipe::pipe().unwrap();
+    let num = &num;
+    let mut p = Process::new(move || {
+        let mut held = num.get_lock().unwrap();
+        let inside: &mut u64 = &mut held;
+        *inside = 1;
+        // SAFETY: dup2 onto fd 2 replaces this child's own stderr; both descriptors are open.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&err_writer), 2) };
+        // Only the daemon returns from it; this process exits 0 inside.
+        nix::unistd::daemon(true, true).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        *inside = 2;
+        let _ = (&writer).write_all(b"the daemon wrote through the guard");
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
+    let (mut said, mut why) = (String::new(), String::new());
+    // Both ends reach EOF once the daemon, wherever it went, has ended too.
+    report.read_to_string(&mut said).unwrap();
+    stderr.read_to_string(&mut why).unwrap();
+    assert_eq!(said, "", "stderr: {why}");
+    assert!(
+        why.contains("forked while a guard of shared memory was held"),
+        "stderr: {why}"
+    );
+    // The first process died holding the lock: the next to take it is told so, once.
+    assert!(matches!(num.get_lock(), Err(LockError::OwnerDied { .. })));
+    assert_eq!(*num.get_lock().unwrap(), 1);
     assert_no_children();
 }
 
