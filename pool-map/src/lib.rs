@@ -303,9 +303,10 @@ impl<R: DeserializeOwned> AsyncResult<'_, R> {
 
     /// Waits at most `timeout` for the result: Python's `r.get(timeout=...)`. Returns
     /// [`PoolError::Timeout`] when the time is up; the task goes on, and `get` may be
-    /// called again. A result can be read any number of times.
+    /// called again. A result can be read any number of times. A timeout too long for the
+    /// clock (`Duration::MAX`) is no timeout.
     pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
-        self.get_until(Some(Instant::now() + timeout))
+        self.get_until(Instant::now().checked_add(timeout))
             .map_err(|e| match e {
                 PoolError::Timeout(_) => PoolError::Timeout(timeout),
                 e => e,

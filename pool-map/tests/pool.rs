@@ -31,6 +31,10 @@ fn main() {
         ),
         ("get_timeout_returns_on_time", get_timeout_returns_on_time),
         (
+            "get_timeout_of_duration_max_waits_without_a_deadline",
+            get_timeout_of_duration_max_waits_without_a_deadline,
+        ),
+        (
             "get_timeout_of_nothing_takes_a_result_already_in",
             get_timeout_of_nothing_takes_a_result_already_in,
         ),
@@ -202,6 +206,13 @@ fn get_timeout_returns_on_time() {
     );
     // The task went on; asking again gets it.
     assert_eq!(slow.get_timeout(Duration::from_secs(10)).unwrap(), 1500);
+}
+
+/// A timeout past the clock's range is no deadline at all, not a panic.
+fn get_timeout_of_duration_max_waits_without_a_deadline() {
+    let p = Pool::new(1).unwrap();
+    let r = p.apply_async(sleep_ms, 100).unwrap();
+    assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 100);
 }
 
 fn die_on_3(x: i64) -> i64 {

@@ -261,9 +261,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// larger than the read-ahead buffer (64 KiB), once begun, is read to its end, past the
     /// timeout (the bytes taken from the pipe cannot go back). A reader that
     /// died holding the read lock is waited for past the timeout, while its process
-    /// finishes exiting, at most [`lock::EXIT_WAIT`].
+    /// finishes exiting, at most [`lock::EXIT_WAIT`]. A timeout too long for the clock
+    /// (`Duration::MAX`) is no timeout.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
-        self.get_until(Some(Instant::now() + timeout))
+        self.get_until(Instant::now().checked_add(timeout))
     }
 
     /// Takes the item at the head of the queue if one is there: Python's `q.get_nowait()`.

@@ -31,6 +31,10 @@ fn main() {
             get_timeout_and_get_nowait_on_empty,
         ),
         (
+            "get_timeout_of_duration_max_waits_without_a_deadline",
+            get_timeout_of_duration_max_waits_without_a_deadline,
+        ),
+        (
             "joining_before_draining_waits",
             joining_before_draining_waits,
         ),
@@ -196,6 +200,18 @@ fn joining_before_draining_waits() {
         );
     }
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// A timeout past the clock's range is no deadline at all, not a panic.
+fn get_timeout_of_duration_max_waits_without_a_deadline() {
+    let q = Queue::<u32>::new().unwrap();
+    let mut p = Process::new(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        q.put(&7).unwrap();
+    });
+    p.start().unwrap();
+    assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 7);
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
 }
 
 fn a_writer_killed_mid_message_breaks_the_queue() {
