@@ -151,7 +151,9 @@ struct State {
 /// ```compile_fail
 /// let lock = lock::Lock::new()?;
 /// let held = lock.lock()?;
-/// std::thread::spawn(move || drop(held)); // LockGuard is not Send
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(held)); // LockGuard is not Send
+/// });
 /// # Ok::<(), lock::LockError>(())
 /// ```
 ///
