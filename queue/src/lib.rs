@@ -386,19 +386,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Part of a message is here and the rest is late: fails if its writer died.
     fn check_writer(&self, state: &State) -> Result<(), QueueError> {
         if state.writing.load(Acquire) != 0 {
-            if let Some(pid) = self.write_lock.dead_holder() {
-                // The flag may be an earlier, live writer's, and the dead holder one that died
-                // outside a message: take the write lock, as a writer would, to look at the
-                // flag under it (`after_lock` marks the queue broken if it is still up).
-                match self.write_lock.lock_timeout(Duration::ZERO) {
-                    Ok(Some(held)) => after_lock(state, &held, &state.writing)?,
-                    Ok(None) => {}
-                    // It cannot be taken to look (abandoned, or this thread holds too many
-                    // locks): a dead holder and the flag up are taken for a dead writer.
-                    Err(_) => {
-                        let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
-                    }
+            // Taken without waiting, as a writer would take it, to look at the flag under it:
+            // the robust mutex itself says whether its holder died (`after_lock` then marks
+            // the queue broken if the flag is still up), which a pid cannot once it is given
+            // to another process. The flag may be an earlier, live writer's: then the lock is
+            // held, and nothing is done.
+            let dead = match self.write_lock.lock_timeout(Duration::ZERO) {
+                Ok(Some(held)) => return after_lock(state, &held, &state.writing),
+                Ok(None) => None,
+                // Its holder died and is taken for alive (its pid names another process
+                // now, say): no one writes the rest of the message any more. (0 if it is not
+                // known whose it was: this reader is named instead, never "not broken".)
+                Err(LockError::LockAbandoned { pid }) => {
+                    Some(if pid == 0 { current_pid() } else { pid })
                 }
+                // It cannot be taken to look (this thread holds too many locks, say): a
+                // holder that has ended, with the flag up, is taken for a dead writer.
+                Err(_) => self.write_lock.dead_holder(),
+            };
+            if let Some(pid) = dead {
+                let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
             }
         }
         check(state)

@@ -43,6 +43,10 @@ fn main() {
             a_writer_killed_mid_message_breaks_the_queue,
         ),
         (
+            "a_writer_killed_mid_message_breaks_the_queue_though_its_pid_is_reused",
+            a_writer_killed_mid_message_breaks_the_queue_though_its_pid_is_reused,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -247,6 +251,54 @@ fn a_writer_killed_mid_message_breaks_the_queue_for_a_reader_with_many_locks() {
         matches!(err, QueueError::Broken { pid: p } if p == pid),
         "{err}"
     );
+    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
+}
+
+/// The same, once the dead writer's pid names another, live process (as it may on a busy
+/// machine; here given again through `/proc/sys/kernel/ns_last_pid`, which takes root): the
+/// reader is told by the write lock's robust mutex, not by the pid, and does not wait
+/// forever for the rest of the message.
+fn a_writer_killed_mid_message_breaks_the_queue_though_its_pid_is_reused() {
+    const LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    let q = Queue::<String>::new().unwrap();
+    let pid = kill_a_writer_mid_message(&q);
+    // Another process takes the pid: a fork right after ns_last_pid is set to the one before
+    // gets it, unless some other process of the machine forked in between.
+    let mut other = None;
+    for _ in 0..5 {
+        if std::fs::write(LAST_PID, (pid - 1).to_string()).is_err() {
+            println!("skipped: {LAST_PID} cannot be written here, so no pid can be given again");
+            return;
+        }
+        let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+        p.start().unwrap();
+        if p.pid().unwrap().as_raw() as u32 == pid {
+            other = Some(p);
+            break;
+        }
+        p.kill().unwrap();
+        p.join().unwrap();
+    }
+    let mut other = other.expect("the dead writer's pid was never given again");
+    let mut reader = Process::new(|| match q.get() {
+        Err(QueueError::Broken { pid: p }) if p == pid => {}
+        got => panic!("the reader was told {:?}", got.map(|s| s.len())),
+    });
+    reader.start().unwrap();
+    let started = Instant::now();
+    while reader.poll().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            reader.kill().unwrap();
+            reader.join().unwrap();
+            other.kill().unwrap();
+            other.join().unwrap();
+            panic!("the reader still waits for the rest of the dead writer's message");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    other.kill().unwrap();
+    other.join().unwrap();
+    assert_eq!(reader.join().unwrap(), ExitStatus::Exited(0));
     assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
 }
 
