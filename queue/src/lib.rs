@@ -103,8 +103,11 @@ impl fmt::Debug for QueueError {
 /// the next caller, which marks the queue broken and returns [`QueueError::Broken`] rather
 /// than misreading the stream. A frame of at most `PIPE_BUF` bytes is written whole or not
 /// at all. A `get` waiting for the rest of a dead writer's message, and a `put` waiting on
-/// a full pipe that no one reads any more, find out within 100 ms. A reader killed while it
-/// waits for data, outside those moves, breaks nothing.
+/// a full pipe whose reader died in the middle of a message, find out within 100 ms (and
+/// the lock's wait for the dead process to finish exiting). A reader killed while it waits
+/// for data, outside those moves, breaks nothing: a `put` waiting on a full pipe then waits
+/// for the next `get`, as it waits for a slow reader, since any process that holds the
+/// queue may still get.
 ///
 /// Layout: the pipe; two [`Lock`]s; one shared mapping holding the read-ahead span (start
 /// and end, in one `u64`) and three `u32` flags (a write or a read in progress, a broken
@@ -151,8 +154,8 @@ impl State {
 /// more than one step: a process that dies before [`lower`] leaves the flag up, and the next
 /// holder of the lock marks the queue broken (see [`after_lock`]).
 fn raise(flag: &AtomicU32) {
-    // Release: a reader that sees the flag up (Acquire, in `check_writer`) sees the record
-    // that the lock's holder wrote before it, so blames this writer, not an earlier one.
+    // Release: a process that sees the flag up (Acquire, in `check_peer`) sees the record
+    // that the lock's holder wrote before it, so blames this holder, not an earlier one.
     flag.store(1, Release);
     // Neither the compiler nor the CPU may move the change's reads and writes before the
     // flag: whatever instruction of the change a process is killed at, the flag is up.
@@ -233,7 +236,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Writes `bytes` into the pipe, waiting while it is full; fails if the queue breaks
-    /// meanwhile, since no one reads it any more.
+    /// meanwhile, or its reader died in the middle of a message, since no one reads it any
+    /// more.
     fn write(&self, state: &State, mut bytes: &[u8]) -> Result<(), QueueError> {
         while !bytes.is_empty() {
             match (&self.writer).write(bytes) {
@@ -241,7 +245,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !fd::wait_writable(self.writer.as_fd(), Some(CHECK_EVERY))? {
-                        check(state)?;
+                        self.check_peer(state, &self.read_lock, &state.reading)?;
                     }
                 }
                 Err(e) => return Err(Error::os("write", e).into()),
@@ -331,7 +335,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));
                     if !fd::wait_readable(self.reader.as_fd(), Some(wait))? {
                         if end > 0 {
-                            self.check_writer(state)?;
+                            self.check_peer(state, &self.write_lock, &state.writing)?;
                         } else {
                             // Broken meanwhile: no put comes any more.
                             check(state)?;
@@ -374,7 +378,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !fd::wait_readable(self.reader.as_fd(), Some(CHECK_EVERY))? {
-                        self.check_writer(state)?;
+                        self.check_peer(state, &self.write_lock, &state.writing)?;
                     }
                 }
                 Err(e) => return Err(Error::os("read", e).into()),
@@ -383,26 +387,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(payload)
     }
 
-    /// Part of a message is here and the rest is late: fails if its writer died.
-    fn check_writer(&self, state: &State) -> Result<(), QueueError> {
-        if state.writing.load(Acquire) != 0 {
-            // Taken without waiting, as a writer would take it, to look at the flag under it:
+    /// The other side is late (a get has part of a message and waits for the rest, or a put
+    /// waits on a full pipe): fails if the queue is broken, or if the process on the other
+    /// side, the holder of `lock` (the write or the read lock), died in the middle of a
+    /// change with `flag` (`writing` or `reading`) up.
+    fn check_peer(&self, state: &State, lock: &Lock, flag: &AtomicU32) -> Result<(), QueueError> {
+        if flag.load(Acquire) != 0 {
+            // Taken without waiting, as its next holder would take it, to look at the flag under it:
             // the robust mutex itself says whether its holder died (`after_lock` then marks
             // the queue broken if the flag is still up), which a pid cannot once it is given
-            // to another process. The flag may be an earlier, live writer's: then the lock is
-            // held, and nothing is done.
-            let dead = match self.write_lock.lock_timeout(Duration::ZERO) {
-                Ok(Some(held)) => return after_lock(state, &held, &state.writing),
+            // to another process. The flag may be a live process's: then the lock is held,
+            // and nothing is done.
+            let dead = match lock.lock_timeout(Duration::ZERO) {
+                Ok(Some(held)) => return after_lock(state, &held, flag),
                 Ok(None) => None,
                 // Its holder died and is taken for alive (its pid names another process
-                // now, say): no one writes the rest of the message any more. (0 if it is not
+                // now, say): no one finishes the change any more. (0 if it is not
                 // known whose it was: this reader is named instead, never "not broken".)
                 Err(LockError::LockAbandoned { pid }) => {
                     Some(if pid == 0 { current_pid() } else { pid })
                 }
                 // It cannot be taken to look (this thread holds too many locks, say): a
-                // holder that has ended, with the flag up, is taken for a dead writer.
-                Err(_) => self.write_lock.dead_holder(),
+                // holder that has ended, with the flag up, is taken for one that died in the
+                // middle.
+                Err(_) => lock.dead_holder(),
             };
             if let Some(pid) = dead {
                 let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);

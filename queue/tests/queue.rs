@@ -56,6 +56,10 @@ fn main() {
             a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks,
         ),
         (
+            "a_writer_waiting_on_a_full_pipe_is_told_when_its_reader_dies_mid_message",
+            a_writer_waiting_on_a_full_pipe_is_told_when_its_reader_dies_mid_message,
+        ),
+        (
             "a_writer_killed_between_small_messages_breaks_nothing",
             a_writer_killed_between_small_messages_breaks_nothing,
         ),
@@ -392,6 +396,42 @@ fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
     }
     assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
+    assert_no_children();
+}
+
+/// As above, but no one gets after the reader's death: the writer, waiting on the full pipe,
+/// finds out by itself that its reader died half-way through the message (the read lock's
+/// robust mutex tells it), rather than waiting forever.
+fn a_writer_waiting_on_a_full_pipe_is_told_when_its_reader_dies_mid_message() {
+    use nix::sys::signal::{Signal, kill};
+    let q = Queue::<String>::new().unwrap();
+    let mut w = Process::new(|| match q.put(&"x".repeat(1 << 20)) {
+        Err(QueueError::Broken { .. }) => {}
+        other => panic!("the writer was told {other:?}"),
+    });
+    w.start().unwrap();
+    let w_pid = w.pid().unwrap();
+    until_asleep(w_pid.as_raw() as u32);
+    // Stopped, so that the reader waits in the middle of the message, with `reading` up.
+    kill(w_pid, Signal::SIGSTOP).unwrap();
+    let mut r = Process::new(|| drop(q.get()));
+    r.start().unwrap();
+    until_asleep(r.pid().unwrap().as_raw() as u32);
+    std::thread::sleep(Duration::from_millis(100));
+    r.kill().unwrap();
+    r.join().unwrap();
+    kill(w_pid, Signal::SIGCONT).unwrap();
+    let started = Instant::now();
+    while !testkit::has_ended(w_pid.as_raw() as u32) {
+        if started.elapsed() > Duration::from_secs(10) {
+            w.kill().unwrap();
+            w.join().unwrap();
+            panic!("the writer still waits on a pipe no one reads");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
+    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
     assert_no_children();
 }
 
