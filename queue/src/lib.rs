@@ -47,7 +47,7 @@ pub enum QueueError {
     /// Nothing came within the timeout: Python's `queue.Empty`.
     #[error("the queue is empty")]
     Empty,
-    /// A process died (or a reader failed) in the middle of writing or reading a message, so
+    /// A process died (or a reader or writer failed) in the middle of a message, so
     /// the bytes in the pipe no longer line up with messages. The queue cannot be used any
     /// more.
     #[error("process {pid} died or failed in the middle of a message; the queue is broken")]
@@ -173,11 +173,16 @@ fn lower(flag: &AtomicU32) {
 fn after_lock(state: &State, held: &LockGuard<'_>, flag: &AtomicU32) -> Result<(), QueueError> {
     if let Acquired::OwnerDied { pid } = held.acquired() {
         if flag.load(Relaxed) != 0 {
-            // The first to break the queue is the one named.
-            let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
+            mark_broken(state, pid);
         }
     }
     check(state)
+}
+
+/// Marks the queue broken by process `pid`, unless it is already: the first to break the
+/// queue is the one named.
+fn mark_broken(state: &State, pid: u32) {
+    let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
 }
 
 /// Where the read-ahead buffer starts in the mapping.
@@ -228,20 +233,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if in_pieces {
             raise(&state.writing);
         }
-        self.write(state, &buf)?;
+        let mut rest = buf.as_slice();
+        let written = self.write(state, &mut rest);
+        if written.is_err() && rest.len() < buf.len() {
+            // Part of the frame is in the pipe and the rest never comes: the next writer's
+            // frame would be read as its end. (Only a frame in pieces can be cut so.)
+            mark_broken(state, current_pid());
+        }
         if in_pieces {
             lower(&state.writing);
         }
-        Ok(())
+        written
     }
 
     /// Writes `bytes` into the pipe, waiting while it is full; fails if the queue breaks
     /// meanwhile, or its reader died in the middle of a message, since no one reads it any
-    /// more.
-    fn write(&self, state: &State, mut bytes: &[u8]) -> Result<(), QueueError> {
+    /// more. On failure, `bytes` is what was not written.
+    fn write(&self, state: &State, bytes: &mut &[u8]) -> Result<(), QueueError> {
         while !bytes.is_empty() {
             match (&self.writer).write(bytes) {
-                Ok(n) => bytes = &bytes[n..],
+                Ok(n) => *bytes = &bytes[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !fd::wait_writable(self.writer.as_fd(), Some(CHECK_EVERY))? {
@@ -355,9 +366,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         raise(&state.reading);
         let payload = self.read_rest(state, buf, len).inspect_err(|_| {
             // Part of the message is taken, and the rest would be read as frames.
-            let _ = state
-                .broken
-                .compare_exchange(0, current_pid(), Relaxed, Relaxed);
+            mark_broken(state, current_pid());
         })?;
         lower(&state.reading);
         Ok(frame::decode(&payload)?)
@@ -413,7 +422,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(_) => lock.dead_holder(),
             };
             if let Some(pid) = dead {
-                let _ = state.broken.compare_exchange(0, pid, Relaxed, Relaxed);
+                mark_broken(state, pid);
             }
         }
         check(state)

@@ -10,6 +10,7 @@
 #[allow(dead_code, unused_imports)]
 mod testkit;
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::{ExitStatus, Process};
@@ -45,6 +46,10 @@ fn main() {
         (
             "a_writer_killed_mid_message_breaks_the_queue_though_its_pid_is_reused",
             a_writer_killed_mid_message_breaks_the_queue_though_its_pid_is_reused,
+        ),
+        (
+            "a_put_that_fails_mid_message_breaks_the_queue",
+            a_put_that_fails_mid_message_breaks_the_queue,
         ),
         (
             "no_zombie_and_no_descriptor_after_drop",
@@ -327,6 +332,89 @@ fn kill_a_writer_mid_message(q: &Queue<String>) -> u32 {
     child.kill().unwrap();
     child.join().unwrap();
     pid
+}
+
+/// A put that fails with part of its frame in the pipe (here its pipe end is swapped for
+/// `/dev/null` under it, so write(2) fails with EBADF) breaks the queue: the rest never
+/// comes, and the next frame would be read as its end. A get says so, rather than waiting
+/// for the rest forever.
+fn a_put_that_fails_mid_message_breaks_the_queue() {
+    let before = pipe_write_ends();
+    let q = Queue::<String>::new().unwrap();
+    let new: Vec<i32> = pipe_write_ends()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    let [writer] = new[..] else {
+        panic!("the queue's pipe write end is not one of {new:?}")
+    };
+    let mut w = Process::new(|| {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Once part of the message is in the pipe, the put's pipe end goes.
+                let mut queued: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one int, into `queued`.
+                while unsafe { libc::ioctl(writer, libc::FIONREAD, &mut queued) } == 0
+                    && queued == 0
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // SAFETY: `writer` is the queue's pipe end, which only the other thread uses,
+                // in write(2) and poll(2): replaced by /dev/null, opened for reading only.
+                assert!(unsafe { libc::dup2(null.as_raw_fd(), writer) } == writer);
+            });
+            match q.put(&"x".repeat(1 << 20)) {
+                Err(QueueError::Os(_) | QueueError::Broken { .. }) => {}
+                other => panic!("the put was told {other:?}"),
+            }
+        });
+    });
+    w.start().unwrap();
+    assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
+    let mut r = Process::new(|| match q.get() {
+        Err(QueueError::Broken { .. }) => {}
+        got => panic!("the reader was told {:?}", got.map(|s| s.len())),
+    });
+    r.start().unwrap();
+    let started = Instant::now();
+    while r.poll().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            r.kill().unwrap();
+            r.join().unwrap();
+            panic!("the reader still waits for the rest of a message that never comes");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(r.join().unwrap(), ExitStatus::Exited(0));
+    assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
+}
+
+/// This process's descriptors that are the write ends of pipes.
+fn pipe_write_ends() -> Vec<i32> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let fd: i32 = entry
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The directory's own descriptor is gone by now.
+        let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+        let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+        if link.to_string_lossy().starts_with("pipe:") && flags & 3 == 1 {
+            fds.push(fd);
+        }
+    }
+    fds
 }
 
 fn no_zombie_and_no_descriptor_after_drop() {
