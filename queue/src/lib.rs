@@ -47,7 +47,8 @@ pub enum QueueError {
     /// Nothing came within the timeout: Python's `queue.Empty`.
     #[error("the queue is empty")]
     Empty,
-    /// A process died (or a reader or writer failed) in the middle of a message, so
+    /// A process died (or a reader or writer failed, or a reader found a length prefix over
+    /// the limit) in the middle of a message, so
     /// the bytes in the pipe no longer line up with messages. The queue cannot be used any
     /// more.
     #[error("process {pid} died or failed in the middle of a message; the queue is broken")]
@@ -305,7 +306,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut spin = Spin::new();
         loop {
             let (start, end) = state.span();
-            match frame::payload_len(&buf[start..end])? {
+            let len = frame::payload_len(&buf[start..end]).inspect_err(|_| {
+                // Not a frame's prefix: where the next frame begins cannot be told any more.
+                mark_broken(state, current_pid());
+            })?;
+            match len {
                 Some(len) if PREFIX + len <= end - start => {
                     // Taking the frame is this one store: a reader killed before it has not
                     // taken the frame, one killed after it has (and the frame is lost).

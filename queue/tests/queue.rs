@@ -13,6 +13,7 @@ mod testkit;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use common::frame::FrameError;
 use common::{ExitStatus, Process};
 use queue::{Queue, QueueError};
 use testkit::{assert_no_children, open_fds, run_tests};
@@ -50,6 +51,10 @@ fn main() {
         (
             "a_put_that_fails_mid_message_breaks_the_queue",
             a_put_that_fails_mid_message_breaks_the_queue,
+        ),
+        (
+            "a_prefix_over_the_limit_breaks_the_queue",
+            a_prefix_over_the_limit_breaks_the_queue,
         ),
         (
             "no_zombie_and_no_descriptor_after_drop",
@@ -388,6 +393,34 @@ fn a_put_that_fails_mid_message_breaks_the_queue() {
     }
     assert_eq!(r.join().unwrap(), ExitStatus::Exited(0));
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
+}
+
+/// A length prefix over the frame limit (written here by hand into the queue's pipe) cannot
+/// be skipped: where the next frame begins is lost. The get that finds it says what it
+/// found, and the queue is broken for every call after, rather than each get failing on the
+/// same prefix forever.
+fn a_prefix_over_the_limit_breaks_the_queue() {
+    let before = pipe_write_ends();
+    let q = Queue::<String>::new().unwrap();
+    let new: Vec<i32> = pipe_write_ends()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    let [writer] = new[..] else {
+        panic!("the queue's pipe write end is not one of {new:?}")
+    };
+    let prefix = u32::MAX.to_le_bytes();
+    // SAFETY: writes the 4 bytes of `prefix` to the queue's pipe end, which stays open.
+    let n = unsafe { libc::write(writer, prefix.as_ptr().cast(), prefix.len()) };
+    assert_eq!(n, 4);
+    let err = q.get_nowait().err().unwrap();
+    assert!(
+        matches!(err, QueueError::Frame(FrameError::TooLarge { .. })),
+        "{err}"
+    );
+    let me = std::process::id();
+    assert!(matches!(q.get_nowait(), Err(QueueError::Broken { pid }) if pid == me));
+    assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { pid }) if pid == me));
 }
 
 /// This process's descriptors that are the write ends of pipes.
