@@ -24,7 +24,7 @@ use crate::EXIT_WAIT;
 /// to another process after the holder ended looks alive: the lock is then abandoned,
 /// never recovered by mistake.)
 pub(crate) fn holder_is_gone(pid: u32, home_ns: u64) -> bool {
-    home_ns != 0 && process_ended(pid) == Some(true)
+    home_ns != 0 && matches!(process_ended(pid), Ok(Some(true)))
 }
 
 /// Whether the process of a lock's dead holder has ended, so that nothing it handed out
@@ -34,14 +34,16 @@ pub(crate) fn holder_is_gone(pid: u32, home_ns: u64) -> bool {
 /// not exiting a moment after its lock was given up lives on: only a thread of it died.
 /// Where neither the kernel nor `/proc` can tell, the answer is "lives on" after
 /// [`EXIT_WAIT`]: the lock is then abandoned, never recovered while its holder may run.
-pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> bool {
+/// An error when this process has no descriptor left to ask with (see [`process_ended`]):
+/// a passing want of this process, which says nothing of the holder.
+pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> Result<bool, Error> {
     if pid == 0 {
         // It died between taking the lock and recording itself: it handed nothing out.
-        return true;
+        return Ok(true);
     }
     if pid == current_pid() || home_ns == 0 {
         // One of this process's threads, and this process goes on; or no telling.
-        return false;
+        return Ok(false);
     }
     // The other threads of a killed process start their exit a moment after the first.
     // After that, two readings in a row must say "not exiting": between its taking SIGKILL
@@ -50,16 +52,16 @@ pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> bool {
     let start = Instant::now();
     let mut pause = Duration::from_micros(100);
     let mut not_exiting = 0;
-    while !holder_is_gone(pid, home_ns) {
+    while process_ended(pid)? != Some(true) {
         let waited = start.elapsed();
         if waited >= EXIT_WAIT {
-            return false;
+            return Ok(false);
         }
         match is_exiting(pid) {
             Some(false) if waited >= Duration::from_millis(100) => {
                 not_exiting += 1;
                 if not_exiting == 2 {
-                    return false;
+                    return Ok(false);
                 }
             }
             Some(false) => {}
@@ -69,7 +71,7 @@ pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> bool {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
     }
-    true
+    Ok(true)
 }
 
 /// Whether process `pid` has ended, every thread of it: it is gone, or a zombie not yet
@@ -80,8 +82,9 @@ pub(crate) fn holder_has_ended(pid: u32, home_ns: u64) -> bool {
 /// the pid in this process's own pid namespace. Without a pidfd (before Linux 5.3, or no
 /// descriptor left), `waitid` asks about a child of this process without reaping it, and
 /// `kill` says when there is no such process at all. `None` when nothing can tell (a zombie
-/// that is not this process's child, without a pidfd).
-fn process_ended(pid: u32) -> Option<bool> {
+/// that is not this process's child, without pidfds). An error when only the want of a
+/// descriptor (EMFILE, ENFILE) kept the pidfd from telling: asked again later, it may.
+fn process_ended(pid: u32) -> Result<Option<bool>, Error> {
     // SAFETY: pidfd_open takes two integers and touches no memory; a descriptor it returns
     // is owned by `pidfd` below, and closed there.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -89,19 +92,24 @@ fn process_ended(pid: u32) -> Option<bool> {
         // SAFETY: `fd` is a new descriptor that nothing else owns.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
         let mut fds = [common::fd::pollfd(pidfd.as_raw_fd(), libc::POLLIN)];
-        return common::fd::poll_fds(&mut fds, 0)
+        return Ok(common::fd::poll_fds(&mut fds, 0)
             .ok()
-            .map(|ready| ready == 1);
+            .map(|ready| ready == 1));
     }
-    if Errno::last() == Errno::ESRCH {
-        return Some(true);
+    let open_failed = Errno::last();
+    if open_failed == Errno::ESRCH {
+        return Ok(Some(true));
     }
     let pid = Pid::from_raw(pid as libc::pid_t);
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     match waitid(Id::Pid(pid), flags) {
-        Ok(WaitStatus::StillAlive) => Some(false),
-        Ok(_) => Some(true),
-        Err(_) => (kill(pid, None) == Err(Errno::ESRCH)).then_some(true),
+        Ok(WaitStatus::StillAlive) => Ok(Some(false)),
+        Ok(_) => Ok(Some(true)),
+        Err(_) if kill(pid, None) == Err(Errno::ESRCH) => Ok(Some(true)),
+        Err(_) if matches!(open_failed, Errno::EMFILE | Errno::ENFILE) => {
+            Err(Error::os("pidfd_open", open_failed))
+        }
+        Err(_) => Ok(None),
     }
 }
 

@@ -18,7 +18,9 @@ pub enum LockError {
     /// A thread ended holding a lock (it exited, or leaked its guard), and its process could
     /// not be shown to have ended too (it goes on, or its exit did not finish in time, or
     /// nothing could tell): that process may still use what the lock guarded, so the lock
-    /// can never be taken again.
+    /// can never be taken again. (Unless the waiter that found the holder dead had no
+    /// descriptor left to ask whether it had ended: then each later acquire asks again, and
+    /// is refused while that process lives.)
     #[error(
         "a thread of process {pid} ended holding the lock, and that process cannot be shown \
          to have ended: what the lock guarded may still be in use there, so the lock cannot \

@@ -140,6 +140,12 @@ struct State {
     /// The pid of a process whose thread panicked holding the lock (its guard was dropped
     /// while unwinding, half-way through a change), for the next holder to be told; 0.
     poisoned: AtomicU32,
+    /// The pid of a holder that died holding the lock, whose end could not be told when the
+    /// lock was found so (the waiter had no descriptor left to ask with); 0. The mutex was
+    /// made consistent and unlocked all the same, rather than left unrecoverable for every
+    /// process, and the holder's record left in place: the next to take the lock asks
+    /// again before it takes it for its own ([`Lock::settle`]).
+    unsettled: AtomicU32,
 }
 
 /// The lock, held until dropped: the Rust way to write Python's `with lock:`.
@@ -247,10 +253,13 @@ impl Lock {
     /// it handed out under the lock is in use any more) and returns
     /// [`Acquired::OwnerDied`]; if only a thread of it died, and the process goes on, or if
     /// its exit has not finished within [`EXIT_WAIT`], the lock is abandoned
-    /// ([`LockError::LockAbandoned`]). A thread may hold at most 2,000 locks at once
-    /// ([`LockError::TooManyHeld`]), and a lock made in another pid namespace is refused
-    /// ([`LockError::OtherPidNamespace`]), as is one made where the pid namespace could be told,
-    /// by a process that cannot tell its own ([`LockError::PidNamespaceUnknown`]).
+    /// ([`LockError::LockAbandoned`]). A caller with no file descriptor left to ask whether
+    /// the holder's process has ended fails ([`LockError::Os`], naming `pidfd_open`), and
+    /// leaves the lock for the next acquire, which asks again. A thread may hold at most
+    /// 2,000 locks at once ([`LockError::TooManyHeld`]), and a lock made in another pid
+    /// namespace is refused ([`LockError::OtherPidNamespace`]), as is one made where the pid
+    /// namespace could be told, by a process that cannot tell its own
+    /// ([`LockError::PidNamespaceUnknown`]).
     #[inline]
     pub fn acquire(&self) -> Result<Acquired, LockError> {
         Ok(self.take()?.0)
@@ -385,7 +394,8 @@ impl Lock {
 
     /// The pid of the process holding the lock, or `None` while it is free (and for a moment
     /// while a holder releases it: the record goes before the lock). Once the lock is
-    /// abandoned, the pid of the process whose thread left it, for good.
+    /// abandoned, the pid of the process whose thread left it, for good; and while a dead
+    /// holder's end could not be told (see [`acquire`](Lock::acquire)), that holder's.
     pub fn holder(&self) -> Option<u32> {
         match (self.state().holder.load(Ordering::Acquire) >> 32) as u32 {
             0 => None,
@@ -453,6 +463,8 @@ impl Lock {
     ) -> Result<(Acquired, u64), LockError> {
         let state = self.state();
         let acquired = match rc {
+            // Still the dead holder's, in all but the mutex: settled first.
+            0 if state.unsettled.load(Ordering::Relaxed) != 0 => self.settle()?,
             // Read, and cleared only when set: not a locked swap on every acquire. Only a
             // holder writes the mark, so under the mutex nothing writes between the two.
             0 => match state.poisoned.load(Ordering::Acquire) {
@@ -487,15 +499,18 @@ impl Lock {
         match rc {
             libc::EOWNERDEAD => {
                 // A mark left by a holder killed between marking and unlocking is this same
-                // death, told once.
+                // death, told once; so is an unsettled mark, left by a waiter that could not
+                // tell (the dead holder's record is still there, see below).
                 state.poisoned.store(0, Ordering::Relaxed);
+                state.unsettled.store(0, Ordering::Relaxed);
                 // This thread holds the mutex, so no one else writes the record. A holder
                 // that died before writing it, or while releasing, handed nothing out: the
                 // record is then 0 (a release clears it before it unlocks), or that of a
                 // holder that died before it (if a waiter recovering that one's lock was
                 // killed before it recorded itself), whose process has ended.
                 let pid = self.holder().unwrap_or(0);
-                if !holder_has_ended(pid, state.home_ns) {
+                let ended = holder_has_ended(pid, state.home_ns);
+                if matches!(ended, Ok(false)) {
                     // The thread that held it ended, but its process goes on: whatever that
                     // thread handed out under the lock (a leaked guard's `&mut`) may still be
                     // in use there. So no one gets the lock again: unlocked without being
@@ -514,6 +529,20 @@ impl Lock {
                     unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
                     return Err(Error::os("pthread_mutex_consistent", Errno::from_raw(rc)).into());
                 }
+                if let Err(e) = ended {
+                    // This process has no descriptor left to ask whether the holder has
+                    // ended: a passing want of this process, which must not make the lock
+                    // unrecoverable for every process. So this call fails, and the lock,
+                    // consistent again, is unlocked with a mark naming the dead holder
+                    // (whose record stays: this thread records nothing): the next to take
+                    // it asks again before it is handed out (`settle`). (`pid` is not 0:
+                    // a holder that left no record is known to have handed nothing out.)
+                    state.unsettled.store(pid, Ordering::Relaxed);
+                    // SAFETY: EOWNERDEAD means this thread holds the mutex, made consistent
+                    // above.
+                    unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
+                    return Err(e.into());
+                }
                 Ok(Acquired::OwnerDied { pid })
             }
             libc::ENOTRECOVERABLE => Err(LockError::LockAbandoned {
@@ -521,6 +550,33 @@ impl Lock {
             }),
             libc::EDEADLK => Err(LockError::AlreadyHeld),
             rc => Err(Error::os(call, Errno::from_raw(rc)).into()),
+        }
+    }
+
+    /// [`acquired`](Self::acquired), for a lock call that returned 0 with the `unsettled`
+    /// mark up: its holder died holding it, and the waiter that found it so could not tell
+    /// whether the holder's process had ended. Asked again, as on EOWNERDEAD: if it has
+    /// ended, the lock is this thread's ([`Acquired::OwnerDied`]); if it lives on, or there
+    /// is still no telling, this call fails, the lock is unlocked, and the mark stays, so
+    /// that every later acquire asks again (and refuses the lock while that process lives,
+    /// as an abandoned one).
+    #[cold]
+    fn settle(&self) -> Result<Acquired, LockError> {
+        let state = self.state();
+        let pid = state.unsettled.load(Ordering::Relaxed);
+        match holder_has_ended(pid, state.home_ns) {
+            Ok(true) => {
+                state.unsettled.store(0, Ordering::Relaxed);
+                Ok(Acquired::OwnerDied { pid })
+            }
+            ended => {
+                // SAFETY: the lock call returned 0, so this thread holds the mutex.
+                unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
+                Err(match ended {
+                    Err(e) => e.into(),
+                    Ok(_) => LockError::LockAbandoned { pid },
+                })
+            }
         }
     }
 }

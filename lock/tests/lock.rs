@@ -54,6 +54,10 @@ fn main() {
             a_dead_holder_is_recovered_with_no_descriptor_left,
         ),
         (
+            "a_waiter_with_no_descriptor_left_leaves_a_zombie_holders_lock_recoverable",
+            a_waiter_with_no_descriptor_left_leaves_a_zombie_holders_lock_recoverable,
+        ),
+        (
             "a_thread_holds_at_most_as_many_locks_as_the_kernel_frees",
             a_thread_holds_at_most_as_many_locks_as_the_kernel_frees,
         ),
@@ -497,6 +501,52 @@ fn a_dead_holder_is_recovered_with_no_descriptor_left() {
     drop(files);
     let pid = u32::from_ne_bytes(pid);
     assert_eq!(got.unwrap(), Some(Acquired::OwnerDied { pid }));
+    lock.release().unwrap();
+    assert_no_children();
+}
+
+/// A dead holder that is a zombie its own parent has not reaped yet (not the waiter's child),
+/// found by a waiter with no descriptor left: nothing the waiter can ask tells whether it has
+/// ended. That acquire fails, naming `pidfd_open`, and the lock is not abandoned for every
+/// process by one process's want of descriptors: the next acquire, with descriptors back,
+/// recovers it.
+fn a_waiter_with_no_descriptor_left_leaves_a_zombie_holders_lock_recoverable() {
+    let lock = Lock::new().unwrap();
+    let (mut pid_r, pid_w) = os_pipe::pipe().unwrap();
+    let (mut reap_r, mut reap_w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(|| {
+        let mut quitter = Process::new(|| std::mem::forget(lock.lock().unwrap()));
+        quitter.start().unwrap();
+        let pid = quitter.pid().unwrap().as_raw() as u32;
+        while !testkit::has_ended(pid) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (&pid_w).write_all(&pid.to_ne_bytes()).unwrap();
+        // A zombie until the test says to reap it.
+        reap_r.read_exact(&mut [0]).unwrap();
+        quitter.join().unwrap();
+    });
+    parent.start().unwrap();
+    let mut pid = [0; 4];
+    pid_r.read_exact(&mut pid).unwrap();
+    let pid = u32::from_ne_bytes(pid);
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    let without_descriptors = lock.acquire_timeout(Duration::from_secs(1));
+    drop(files);
+    let holder = lock.holder();
+    let with_descriptors = lock.acquire_timeout(Duration::from_secs(1));
+    reap_w.write_all(&[1]).unwrap();
+    assert_eq!(parent.join().unwrap(), ExitStatus::Exited(0));
+    let err = without_descriptors.unwrap_err();
+    assert!(
+        matches!(err, LockError::Os(_)) && err.to_string().contains("pidfd_open"),
+        "{err}"
+    );
+    assert_eq!(holder, Some(pid));
+    assert_eq!(with_descriptors.unwrap(), Some(Acquired::OwnerDied { pid }));
     lock.release().unwrap();
     assert_no_children();
 }
