@@ -259,10 +259,13 @@ impl Conn {
             }
             Err(e) => return Err(Error::os("write", e).into()),
         };
-        let payload = self
-            .frames
-            .read_frame(&mut Replies(stream))?
-            .ok_or(ManagerError::ServerGone)?;
+        let payload = match self.frames.read_frame(&mut Replies(stream)) {
+            Ok(Some(payload)) => payload,
+            // The server writes every answer whole unless it dies while it writes: a stream
+            // that ends (or is reset) before an answer, or inside one, is the server's end.
+            Ok(None) | Err(FrameError::Truncated { .. }) => return Err(ManagerError::ServerGone),
+            Err(e) => return Err(e.into()),
+        };
         match frame::decode(payload)? {
             Response::Refused(e) => Err(ManagerError::Refused(e)),
             _ if !sent => Err(ManagerError::ServerGone),
@@ -423,5 +426,41 @@ impl ListProxy {
             Response::List(items) => Ok(items),
             _ => Err(unexpected()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's end of a connection, with `request` to send.
+    fn conn(client: UnixStream, request: &Request) -> Conn {
+        let mut buf = Vec::new();
+        frame::encode(&mut buf, request).unwrap();
+        Conn {
+            stream: Private::new(client).unwrap(),
+            frames: FrameBuf::new(),
+            buf,
+        }
+    }
+
+    #[test]
+    fn a_server_that_dies_inside_its_answer_is_gone() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let mut answer = Vec::new();
+        frame::encode(&mut answer, &Response::List(vec![7.into(); 1000])).unwrap();
+        // Half the answer is written, then the server's end closes, as when it dies.
+        server.write_all(&answer[..answer.len() / 2]).unwrap();
+        drop(server);
+        let mut conn = conn(client, &Request::Copy(0));
+        assert!(matches!(conn.exchange(), Err(ManagerError::ServerGone)));
+    }
+
+    #[test]
+    fn a_server_that_dies_before_its_answer_is_gone() {
+        let (client, server) = UnixStream::pair().unwrap();
+        drop(server);
+        let mut conn = conn(client, &Request::Len(0));
+        assert!(matches!(conn.exchange(), Err(ManagerError::ServerGone)));
     }
 }
