@@ -57,8 +57,9 @@ impl FrameBuf {
     /// Reads once from `r` into the buffer: what `read(2)` returns, 0 at end of stream.
     ///
     /// The buffer takes 64 KiB, and grows only as the bytes of a larger frame arrive (to
-    /// twice what has come): a frame's claimed length is never allocated up front. Once the
-    /// frame is taken, it keeps what it grew up to 1 MiB, and gives back the rest.
+    /// twice what has come, and never past the frame's end): a frame's claimed length is
+    /// never allocated up front. Once the frame is taken, it keeps what it grew up to 1 MiB,
+    /// and gives back the rest.
     pub fn fill(&mut self, r: &mut impl Read) -> io::Result<usize> {
         let n = r.read(self.room())?;
         self.end += n;
@@ -94,7 +95,16 @@ impl FrameBuf {
             self.buf.shrink_to_fit();
         }
         if self.end == self.buf.len() {
-            let grown = (2 * self.buf.len()).max(FIRST);
+            // Twice what it holds, so that a big frame comes in few reads; but no more than
+            // the frame that has begun needs, which a peer that stalls inside it would
+            // otherwise keep allocated, and zeroed, twice over.
+            let doubled = (2 * self.buf.len()).max(FIRST);
+            let grown = match payload_len(&self.buf[self.start..self.end]) {
+                Ok(Some(len)) if self.start + PREFIX + len > self.end => {
+                    doubled.min(self.start + PREFIX + len)
+                }
+                _ => doubled,
+            };
             self.buf.resize(grown, 0);
         }
         &mut self.buf[self.end..]
@@ -203,6 +213,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_frame_that_stalls_holds_no_more_than_its_own_length() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &vec![7u8; MAX_FRAME - 8]).unwrap();
+        assert_eq!(buf.len(), PREFIX + MAX_FRAME);
+        // All but the last byte of the largest frame arrive, and its sender stops.
+        let mut stalled = &buf[..buf.len() - 1];
+        let mut frames = FrameBuf::new();
+        while frames.fill(&mut stalled).unwrap() > 0 {}
+        assert_eq!(frames.pending(), PREFIX + MAX_FRAME - 1);
+        assert!(
+            frames.buf.len() <= PREFIX + MAX_FRAME,
+            "{} bytes allocated",
+            frames.buf.len()
+        );
+        frames.fill(&mut &buf[buf.len() - 1..]).unwrap();
+        assert_eq!(frames.next_frame().unwrap().unwrap().len(), MAX_FRAME);
+    }
+
     /// Reads a frame of `len` bytes whole, then a frame of one byte: returns how large the
     /// buffer grew for the first, and how large it was once the second had come.
     fn grown_then_kept(len: usize) -> (usize, usize) {
@@ -237,12 +266,13 @@ mod tests {
         encode(&mut buf, &vec![7u8; 4 * KEPT]).unwrap();
         let big = buf.len();
         encode(&mut buf, &1u8).unwrap();
-        // The big frame and the first two bytes of the next arrive together.
+        // The big frame arrives, and the first two bytes of the next before it is taken.
         let (mut first, rest) = buf.split_at(big + 2);
         let mut frames = FrameBuf::new();
         while frames.ready().unwrap().is_none() {
             frames.fill(&mut first).unwrap();
         }
+        frames.fill(&mut first).unwrap();
         assert_eq!(frames.next_frame().unwrap().unwrap().len(), big - PREFIX);
         assert_eq!(frames.pending(), 2);
         frames.fill(&mut &rest[..]).unwrap();
