@@ -94,6 +94,11 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   tells it so ([`ManagerError::Refused`]) and closes it, and serves the connections it has.
 /// - Proxies are `Send` and `Sync`: threads of a process share its connection, one call at
 ///   a time.
+/// - A shared object lives as long as the manager: dropping every proxy of it does not free
+///   it. Python's manager counts each object's proxies, in every process, and frees it when
+///   the last one goes; here the server keeps every object it made until it ends. It numbers
+///   at most 2^32 objects; past that, [`dict`](Manager::dict) and [`list`](Manager::list)
+///   return [`ManagerError::Remote`].
 pub struct Manager {
     client: Arc<Client>,
     server: Process<ServerTarget>,

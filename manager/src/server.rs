@@ -13,7 +13,7 @@ use common::fd::{self, Spin, pollfd};
 use common::frame::{self, FrameBuf};
 use common::{Error, PyValue};
 
-use crate::protocol::{Dict, Request, Response, list_index};
+use crate::protocol::{Dict, Id, Request, Response, list_index};
 
 enum Object {
     Dict(Dict),
@@ -277,9 +277,17 @@ impl Conn {
 }
 
 fn handle(request: Request, objects: &mut Vec<Object>) -> Response {
-    let new = |objects: &mut Vec<Object>, object| {
-        objects.push(object);
-        Response::New((objects.len() - 1) as u32)
+    // Objects are never freed, so each one's number is where it is in `objects`; past the
+    // last number an `Id` holds, a new object is refused rather than given one already used.
+    let new = |objects: &mut Vec<Object>, object| match Id::try_from(objects.len()) {
+        Ok(id) => {
+            objects.push(object);
+            Response::New(id)
+        }
+        Err(_) => Response::Error(format!(
+            "MemoryError: the manager holds {} objects, as many as it can number",
+            objects.len()
+        )),
     };
     let id = match request {
         Request::NewDict => return new(objects, Object::Dict(Dict::default())),
