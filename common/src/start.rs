@@ -27,7 +27,10 @@
 //! A request comes only from the process that started the child (its stdin, a socket pair
 //! nobody else holds) or from the server's owner (the server's control socket, likewise);
 //! a child trusts it as a forked child trusts the memory it was copied from. Started by
-//! hand with `--multiprocessing-fork`, a program would run whatever its stdin names.
+//! hand with `--multiprocessing-fork` or `--multiprocessing-forkserver`, a program would
+//! run whatever its stdin names: so a spawned child, and a fork server, first check that
+//! their stdin is a socket pair made by a process that runs this same executable file, and
+//! refuse (exit status 2) anything else.
 //!
 //! # Why this is plumbing, here
 //!
@@ -369,6 +372,38 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
     .map_err(|e| Error::os("socketpair", e))
 }
 
+/// Checks that requests on `socket` can come only from this program's own start code: it
+/// must be a socket pair's end ([`socket_pair`]: a Unix socket of datagrams) whose other end
+/// was made by a process that runs this same executable file (the kernel records who made a
+/// socket, `SO_PEERCRED`, and names the file a process runs, `/proc/<pid>/exe`). A process
+/// of this program sends nothing on such a socket but the requests its start code makes.
+fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
+    use nix::sys::socket::SockaddrLike;
+    use std::os::unix::fs::MetadataExt;
+    let not_ours = |what: &str| Err(format!("stdin is {what}, not a request from this program"));
+    let family = socket::getsockname::<socket::SockaddrStorage>(socket.as_raw_fd())
+        .map(|address| address.family());
+    let kind = socket::getsockopt(&socket, socket::sockopt::SockType);
+    if family != Ok(Some(AddressFamily::Unix)) || kind != Ok(SockType::SeqPacket) {
+        return not_ours("not a Unix socket of datagrams");
+    }
+    let peer = socket::getsockopt(&socket, socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("getsockopt(SO_PEERCRED): {e}"))?;
+    let file = std::fs::metadata(format!("/proc/{}/exe", peer.pid()));
+    let file = file.map(|meta| FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    });
+    match (file, executable_id()) {
+        (Ok(theirs), Ok(ours)) if theirs == ours => Ok(()),
+        (_, Err(e)) => Err(e.to_string()),
+        _ => not_ours(&format!(
+            "a socket made by process {}, which runs another program",
+            peer.pid()
+        )),
+    }
+}
+
 /// Sends one message, with `fds` attached.
 fn send(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<(), Error> {
     let rights = [ControlMessage::ScmRights(fds)];
@@ -503,8 +538,10 @@ impl<'a> Request<'a> {
             return None;
         }
         let address = code_address(self.entry);
-        // SAFETY: the request came from the process that started this one (see the module's
-        // docs), which took this offset from an `Entry` with `code_offset`, in a run of the
+        // SAFETY: the request came from this program's own start code (`check_sender`: the
+        // socket it came on was made by a process that runs this executable, and such a
+        // process sends nothing else on it; or a fork server so started forked this child),
+        // which took this offset from an `Entry` with `code_offset`, in a run of the
         // executable file that this process runs too (same device and inode, just checked),
         // so the address at that offset is that function's.
         Some(unsafe { std::mem::transmute::<usize, Entry>(address) })

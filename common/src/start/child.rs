@@ -153,6 +153,9 @@ fn run_spawned() -> i32 {
     // SAFETY: descriptor 0 is open, just checked, and nothing closes it before
     // `quiet_stdin` replaces it, after the last use of this borrow.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    if let Err(why) = super::check_sender(stdin) {
+        return refuse(SPAWNED, &why);
+    }
     let mut buf = vec![0; REQUEST_HEADER + MAX_ARGS];
     let (len, fds) = match receive(stdin, &mut buf, true) {
         Ok(Received::Message(len, fds)) => (len, fds),

@@ -181,6 +181,9 @@ fn serve_requests() -> Result<i32, Error> {
     // SAFETY: `control` is a new descriptor that nothing else owns.
     let control = unsafe { OwnedFd::from_raw_fd(control) };
     child::quiet_stdin()?;
+    if let Err(why) = super::check_sender(control.as_fd()) {
+        return Ok(child::refuse(child::SERVER, &why));
+    }
     let mut first = [0; 4];
     match receive(control.as_fd(), &mut first, true) {
         Ok(Received::Message(4, _)) => match i32::from_le_bytes(first) {

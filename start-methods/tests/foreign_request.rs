@@ -1,0 +1,114 @@
+//! A request that does not come from this program: a process of another executable (this
+//! test) starts the example as a spawned child, or as a fork server, with a socket pair of
+//! its own on stdin, and asks it to run the code at an offset of its choosing. The example
+//! must refuse, with a clear error and exit status 2, and run nothing.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+
+const EXAMPLE: &str = env!("CARGO_BIN_EXE_start-methods");
+
+/// A request as this program's start code encodes one: the executable's device and inode,
+/// the entry's offset, the pid to die with, the number of descriptors, the arguments.
+fn request(entry: u64) -> Vec<u8> {
+    let file = std::fs::metadata(EXAMPLE).expect("stat the example");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&file.dev().to_le_bytes());
+    bytes.extend_from_slice(&file.ino().to_le_bytes());
+    bytes.extend_from_slice(&entry.to_le_bytes());
+    bytes.extend_from_slice(&0i32.to_le_bytes());
+    bytes.push(0);
+    bytes
+}
+
+/// Runs the example with `flag`, sends it `messages` on its stdin, and returns its exit
+/// code, stdout and stderr.
+fn run_with(flag: &str, messages: &[Vec<u8>]) -> (Option<i32>, String, String) {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    let mut child = Command::new(EXAMPLE)
+        .arg(flag)
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let mut ours = File::from(ours);
+    for message in messages {
+        // It may have refused and ended already: then the write fails, as it should.
+        let _ = ours.write_all(message);
+    }
+    drop(ours);
+    // Bounded only to catch a hang.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("waitpid").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{flag} did not end");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("read its output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_refused(flag: &str, (code, stdout, stderr): (Option<i32>, String, String)) {
+    assert_eq!(
+        code,
+        Some(2),
+        "{flag}: stdout {stdout:?}, stderr {stderr:?}"
+    );
+    assert_eq!(stdout, "", "{flag} ran something");
+    assert!(
+        stderr.starts_with("Error: stdin is a socket made by process ")
+            && stderr.contains("which runs another program")
+            && stderr.contains(flag),
+        "{flag}: {stderr:?}"
+    );
+}
+
+#[test]
+fn a_spawned_child_refuses_a_request_from_another_program() {
+    let flag = "--multiprocessing-fork";
+    assert_refused(flag, run_with(flag, &[request(0x1000)]));
+}
+
+#[test]
+fn a_fork_server_refuses_requests_from_another_program() {
+    let flag = "--multiprocessing-forkserver";
+    let whom_to_die_with = 0i32.to_le_bytes().to_vec();
+    assert_refused(flag, run_with(flag, &[whom_to_die_with, request(0x1000)]));
+}
+
+#[test]
+fn a_spawned_child_refuses_a_pipe_on_stdin() {
+    let flag = "--multiprocessing-fork";
+    let out = Command::new(EXAMPLE)
+        .arg(flag)
+        .stdin(Stdio::piped())
+        .output()
+        .expect("run the example");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("Error: stdin is not a Unix socket of datagrams"),
+        "{stderr:?}"
+    );
+}
