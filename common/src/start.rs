@@ -450,9 +450,10 @@ fn receive(socket: BorrowedFd<'_>, buf: &mut [u8], block: bool) -> Result<Receiv
         match socket::recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), flags) {
             Ok(msg) => {
                 let mut fds = Vec::new();
-                // (nix refuses to parse a truncated control buffer, so the descriptors that
-                // did arrive with such a message stay open, unowned.)
                 let Ok(cmsgs) = msg.cmsgs() else {
+                    // nix refuses to parse a control buffer cut short (`MSG_CTRUNC`), but the
+                    // descriptors that did arrive are in it, and this process's now.
+                    close_cut_rights(&space);
                     return Ok(Received::Truncated);
                 };
                 for cmsg in cmsgs {
@@ -481,6 +482,38 @@ fn receive(socket: BorrowedFd<'_>, buf: &mut [u8], block: bool) -> Result<Receiv
         return Ok(Received::End);
     }
     Ok(Received::Message(bytes, fds))
+}
+
+/// Closes the descriptors of a control buffer that `recvmsg` cut short (`MSG_CTRUNC`: this
+/// process ran out of descriptors while the kernel installed them). The kernel then writes
+/// one `SCM_RIGHTS` header for the descriptors it did install, and none if it installed
+/// none: the buffer was zeroed before the call, so its length then reads 0.
+fn close_cut_rights(space: &[u8]) {
+    let header = size_of::<libc::cmsghdr>();
+    if space.len() < header {
+        return;
+    }
+    // SAFETY: `space` holds at least one header's bytes; read unaligned, as a byte buffer
+    // may be.
+    let cmsg = unsafe { std::ptr::read_unaligned(space.as_ptr().cast::<libc::cmsghdr>()) };
+    // SAFETY: CMSG_LEN only computes a length.
+    let data = unsafe { libc::CMSG_LEN(0) } as usize;
+    let len = cmsg.cmsg_len as usize;
+    if cmsg.cmsg_level != libc::SOL_SOCKET
+        || cmsg.cmsg_type != libc::SCM_RIGHTS
+        || len < data
+        || len > space.len()
+    {
+        return;
+    }
+    for fd in space[data..len].chunks_exact(size_of::<RawFd>()) {
+        let mut bytes = [0; size_of::<RawFd>()];
+        bytes.copy_from_slice(fd);
+        let fd = RawFd::from_ne_bytes(bytes);
+        // SAFETY: the kernel just installed this descriptor in this process for the message
+        // it cut short, which is dropped: nothing else knows of it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
 }
 
 /// A request, as it travels: the executable it is for, the entry's offset, the pid of the

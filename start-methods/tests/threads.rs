@@ -281,3 +281,91 @@ fn a_spawned_or_served_child_holds_only_what_it_is_sent() {
     // SAFETY: closes only the copy made above.
     unsafe { libc::close(loose) };
 }
+
+fn exit_0(_: &[u8], _: Vec<std::os::fd::OwnedFd>) -> i32 {
+    0
+}
+
+/// A fork server out of descriptors cannot take a request's: it drops the request, closes
+/// what came of it (here, the write end of a pipe, whose reader must then see its end), and
+/// serves on; its owner is told why, not that the server has ended.
+#[test]
+fn a_fork_server_out_of_descriptors_drops_the_request_and_serves_on() {
+    use std::io::Read;
+    let ctx = common::start::Context::new(Method::ForkServer).expect("a fork server");
+    let server = ctx.server_pid().expect("its pid");
+    let mut warm = ctx.start(exit_0, Vec::new(), Vec::new()).expect("a child");
+    assert_eq!(warm.join().expect("join"), ExitStatus::Exited(0));
+    // The server's descriptors, by number: once the warm-up child's link is closed, its
+    // only socket is its control socket.
+    let fds = || -> Vec<(i32, String)> {
+        let dir = std::fs::read_dir(format!("/proc/{server}/fd")).expect("its fds");
+        dir.filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_str()?.parse().ok()?,
+                target.display().to_string(),
+            ))
+        })
+        .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds()
+        .iter()
+        .filter(|(_, t)| t.starts_with("socket:"))
+        .count()
+        > 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept a served child's link"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let numbers: Vec<i32> = fds().into_iter().map(|(n, _)| n).collect();
+    let lowest_free = (0..).find(|n| !numbers.contains(n)).expect("a free number") as usize;
+    // A limit just above the lowest free number: the pipe's end comes in, the link does not.
+    let limit = |n: usize| libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: 1024,
+    };
+    let set = |n: usize| {
+        // SAFETY: prlimit reads the limit given and writes nothing (no old limit asked).
+        let rc = unsafe {
+            libc::prlimit(
+                server as libc::pid_t,
+                libc::RLIMIT_NOFILE,
+                &limit(n),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    };
+    set(lowest_free + 1);
+    let (mut reader, writer) = std::io::pipe().expect("a pipe");
+    let refused = ctx.start(exit_0, Vec::new(), vec![writer.into()]);
+    let Err(Error::Os { call, source }) = refused else {
+        panic!(
+            "a start at the server's limit gave {:?}",
+            refused.map(|c| c.pid())
+        );
+    };
+    assert_eq!(
+        (call, source.raw_os_error()),
+        ("recvmsg (in the fork server)", Some(libc::EMFILE))
+    );
+    // The pipe's only write end went to the server, which closed it: the reader ends.
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(reader.read(&mut [0; 1]).map_err(|e| e.to_string())));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(Ok(0)),
+        "the server kept the request's descriptor"
+    );
+    set(1024);
+    let mut after = ctx
+        .start(exit_0, Vec::new(), Vec::new())
+        .expect("a child after");
+    assert_eq!(after.join().expect("join"), ExitStatus::Exited(0));
+}

@@ -88,6 +88,11 @@ impl ForkServer {
         let mut answer = [0; LINK_MESSAGE];
         let (tag, value, mut fds) = match receive(link.as_fd(), &mut answer, true)? {
             Received::Message(LINK_MESSAGE, fds) => (answer[0], message_value(&answer), fds),
+            // The server dropped the request without a word, the link with it: it could
+            // not take the request's descriptors, having run out of them, if it still runs.
+            Received::End if matches!(wait(self.pid, Block::No), Ok(None)) => {
+                return Err(Error::os("recvmsg (in the fork server)", Errno::EMFILE));
+            }
             _ => return Err(Error::ForkServerGone),
         };
         match (tag, fds.pop()) {
@@ -242,7 +247,9 @@ fn serve_requests() -> Result<i32, Error> {
                 }
                 Ok(Received::Nothing) => {}
                 // Its descriptors could not all be taken (EMFILE): that request is dropped,
-                // its link with it, and its owner told so; the other children run on.
+                // with what came of them (`receive` closed them). The link comes last, so it
+                // did not come: its owner reads the end of its own, sees the server alive,
+                // and says so. The other children run on.
                 Ok(Received::Truncated) => {}
                 // The owner died without saying it was done: nothing of it may run on.
                 Ok(Received::End) | Err(_) => {
