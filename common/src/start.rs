@@ -377,6 +377,10 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
 /// was made by a process that runs this same executable file (the kernel records who made a
 /// socket, `SO_PEERCRED`, and names the file a process runs, `/proc/<pid>/exe`). A process
 /// of this program sends nothing on such a socket but the requests its start code makes.
+///
+/// Both files are asked of the kernel the same way, by `stat` of the link: under valgrind
+/// both then name valgrind's tool (which any program run under it shares), where an `open`
+/// of this process's own link, which valgrind answers itself, would name this program.
 fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
     use nix::sys::socket::SockaddrLike;
     use std::os::unix::fs::MetadataExt;
@@ -389,14 +393,18 @@ fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
     }
     let peer = socket::getsockopt(&socket, socket::sockopt::PeerCredentials)
         .map_err(|e| format!("getsockopt(SO_PEERCRED): {e}"))?;
-    let file = std::fs::metadata(format!("/proc/{}/exe", peer.pid()));
-    let file = file.map(|meta| FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    });
-    match (file, executable_id()) {
+    let file = |link: &str| {
+        std::fs::metadata(link).map(|meta| FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    };
+    match (
+        file(&format!("/proc/{}/exe", peer.pid())),
+        file("/proc/self/exe"),
+    ) {
         (Ok(theirs), Ok(ours)) if theirs == ours => Ok(()),
-        (_, Err(e)) => Err(e.to_string()),
+        (_, Err(e)) => Err(format!("stat(/proc/self/exe): {e}")),
         _ => not_ours(&format!(
             "a socket made by process {}, which runs another program",
             peer.pid()
