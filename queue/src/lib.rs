@@ -407,11 +407,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// change with `flag` (`writing` or `reading`) up.
     fn check_peer(&self, state: &State, lock: &Lock, flag: &AtomicU32) -> Result<(), QueueError> {
         if flag.load(Acquire) != 0 {
-            // Taken without waiting, as its next holder would take it, to look at the flag under it:
-            // the robust mutex itself says whether its holder died (`after_lock` then marks
-            // the queue broken if the flag is still up), which a pid cannot once it is given
-            // to another process. The flag may be a live process's: then the lock is held,
-            // and nothing is done.
+            // Taken without waiting, as its next holder would take it, to look at the flag
+            // under it: the robust mutex itself says whether its holder died (`after_lock`
+            // then marks the queue broken if the flag is still up), which a pid cannot once
+            // it is given to another process. The flag may be a live process's: then the
+            // lock is held, and nothing is done.
             let dead = match lock.lock_timeout(Duration::ZERO) {
                 Ok(Some(held)) => return after_lock(state, &held, flag),
                 Ok(None) => None,
