@@ -89,9 +89,13 @@ static BORROWS: AtomicUsize = AtomicUsize::new(0);
 /// `Process::start` is not the only fork that safe code can reach: `nix::unistd::daemon`
 /// forks, and so may any library. So every child that the C library forks while a borrow
 /// lives in its parent ends in a `pthread_atfork` handler, before `fork` returns there: it
-/// prints why to stderr and exits with 101, as a child that panicked (a program started by
-/// `exec`, such as spawn's child, has no copy of any reference, and `posix_spawn` does not
-/// run that handler).
+/// prints why to stderr and exits with 101, as a child that panicked. A program started by
+/// `posix_spawn` (spawn's child; `std::process::Command` where it can) is not affected: that
+/// runs no such handler, and the program has no copy of any reference. But `Command` forks
+/// and then execs instead where it is asked for what `posix_spawn` cannot do (a user or group,
+/// a `pre_exec` closure, its own `PATH` for a bare program name): such a child, forked while
+/// a guard lives in any thread of the process, ends too, though it would only have run
+/// `exec`. Drop guards before such a command starts.
 ///
 /// It stays on the thread that made it (`!Send`), as the guard that holds it does.
 pub struct SharedBorrow {

@@ -378,6 +378,9 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
 /// socket, `SO_PEERCRED`, and names the file a process runs, `/proc/<pid>/exe`). A process
 /// of this program sends nothing on such a socket but the requests its start code makes.
 ///
+/// Where the kernel hides the other process's executable (it is not dumpable), that process
+/// must be this one's parent, of its user and group: the process that started it.
+///
 /// Both files are asked of the kernel the same way, by `stat` of the link: under valgrind
 /// both then name valgrind's tool (which any program run under it shares), where an `open`
 /// of this process's own link, which valgrind answers itself, would name this program.
@@ -399,14 +402,33 @@ fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
             ino: meta.ino(),
         })
     };
-    match (
-        file(&format!("/proc/{}/exe", peer.pid())),
-        file("/proc/self/exe"),
-    ) {
-        (Ok(theirs), Ok(ours)) if theirs == ours => Ok(()),
-        (_, Err(e)) => Err(format!("stat(/proc/self/exe): {e}")),
-        _ => not_ours(&format!(
+    let ours = file("/proc/self/exe").map_err(|e| format!("stat(/proc/self/exe): {e}"))?;
+    match file(&format!("/proc/{}/exe", peer.pid())) {
+        Ok(theirs) if theirs == ours => Ok(()),
+        Ok(_) => not_ours(&format!(
             "a socket made by process {}, which runs another program",
+            peer.pid()
+        )),
+        // The kernel hides what a process runs from others when it is not dumpable (it
+        // changed its user, or asked for it: `PR_SET_DUMPABLE`). Such an owner's children
+        // and fork server can still tell their starter: the process that made the socket is
+        // their parent, of their user and group. (A process that starts this program by
+        // hand, and can so make it run any of its code, could run any code as that user.)
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // SAFETY: getppid, getuid and getgid take nothing and touch no memory.
+            let (parent, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+            if peer.pid() == parent && peer.uid() == uid && peer.gid() == gid {
+                Ok(())
+            } else {
+                not_ours(&format!(
+                    "a socket made by process {}, which is not this one's parent, and whose \
+                     executable cannot be read ({e})",
+                    peer.pid()
+                ))
+            }
+        }
+        Err(e) => not_ours(&format!(
+            "a socket made by process {}, whose executable cannot be read ({e})",
             peer.pid()
         )),
     }
@@ -581,8 +603,10 @@ impl<'a> Request<'a> {
         let address = code_address(self.entry);
         // SAFETY: the request came from this program's own start code (`check_sender`: the
         // socket it came on was made by a process that runs this executable, and such a
-        // process sends nothing else on it; or a fork server so started forked this child),
-        // which took this offset from an `Entry` with `code_offset`, in a run of the
+        // process sends nothing else on it; or a fork server so started forked this child;
+        // or, where the kernel hides the maker's executable, it is this process's parent, of
+        // its user, which started it with this request as a forked child's parent gives it
+        // its memory), which took this offset from an `Entry` with `code_offset`, in a run of the
         // executable file that this process runs too (same device and inode, just checked),
         // so the address at that offset is that function's.
         Some(unsafe { std::mem::transmute::<usize, Entry>(address) })
