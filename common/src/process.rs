@@ -191,7 +191,8 @@ impl<F> Process<F> {
         self.signal(Signal::SIGKILL)
     }
 
-    fn signal(&self, signal: Signal) -> Result<(), Error> {
+    /// Sends `signal` to the child, unless it has been reaped.
+    pub(crate) fn signal(&self, signal: Signal) -> Result<(), Error> {
         match (self.pid, self.status) {
             // Until it is reaped its pid cannot be reused, so the signal reaches this child.
             (Some(pid), None) => kill(pid, signal).map_err(|e| Error::os("kill", e)),

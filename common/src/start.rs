@@ -246,6 +246,12 @@ impl Child {
         self.signal(Signal::SIGKILL)
     }
 
+    /// Sends SIGCONT, unless it has been reaped: a stopped child (SIGSTOP) acts on the
+    /// SIGTERM sent to it only once continued.
+    pub fn resume(&mut self) -> Result<(), Error> {
+        self.signal(Signal::SIGCONT)
+    }
+
     fn check_owner(&self) -> Result<(), Error> {
         if self.owner != crate::process_key() {
             return Err(Error::NotOwner);
@@ -259,8 +265,7 @@ impl Child {
             return Ok(());
         }
         match &self.how {
-            How::Forked(process) if signal == Signal::SIGTERM => process.terminate(),
-            How::Forked(process) => process.kill(),
+            How::Forked(process) => process.signal(signal),
             // Not reaped yet (only `poll` and `join` reap it), so the pid is still its own.
             How::Spawned => {
                 nix::sys::signal::kill(self.pid, signal).map_err(|e| Error::os("kill", e))

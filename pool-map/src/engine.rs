@@ -298,10 +298,13 @@ impl Engine {
         for w in &mut self.workers {
             w.tasks = None;
             w.process.terminate()?;
+            // A stopped worker (SIGSTOP) acts on SIGTERM only once continued.
+            w.process.resume()?;
         }
         let mut unfinished: Vec<u64> = self.queue.drain(..).map(|t| t.id).collect();
+        let grace_ends = Instant::now() + GRACE;
         for mut w in self.workers.drain(..) {
-            w.process.join()?;
+            reap(&mut w.process, grace_ends)?;
             unfinished.extend(w.in_flight.iter().map(|t| t.id));
         }
         for task in unfinished {
@@ -548,6 +551,23 @@ impl Drop for Engine {
             let _ = self.terminate();
         }
     }
+}
+
+/// How long `terminate` gives its workers to end on SIGTERM before it sends SIGKILL (a
+/// worker that ignores SIGTERM, or blocks it, would otherwise be waited for forever).
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Waits for `process` to end until `grace_ends`, then kills it and waits for it.
+fn reap(process: &mut Child, grace_ends: Instant) -> Result<(), PoolError> {
+    while process.poll()?.is_none() {
+        if Instant::now() >= grace_ends {
+            process.kill()?;
+            process.join()?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// How many bytes written into the pipe `tasks` have not been read from it yet.

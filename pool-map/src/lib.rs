@@ -149,7 +149,8 @@ impl fmt::Debug for PoolError {
 ///   issue 66587): the task it was running fails with [`PoolError::WorkerDied`], naming the
 ///   worker and the signal or exit code, tasks it had not started go to other workers, and
 ///   a replacement is forked. A panic in `f` fails that task only ([`PoolError::Panicked`]).
-/// - Dropping the pool terminates its workers (SIGTERM, as Python's `Pool.__exit__` does)
+/// - Dropping the pool terminates its workers (SIGTERM, as Python's `Pool.__exit__` does,
+///   then SIGCONT, for a stopped worker; SIGKILL to those still there after 2 seconds)
 ///   and reaps them; [`close`](Pool::close) and [`join`](Pool::join) let them finish first.
 pub struct Pool {
     engine: RefCell<Engine>,
@@ -283,7 +284,8 @@ impl Pool {
         self.engine.borrow_mut().join()
     }
 
-    /// Stops the workers now, with SIGTERM, and reaps them: Python's `pool.terminate()`.
+    /// Stops the workers now, with SIGTERM (and SIGCONT, for a stopped worker; SIGKILL to
+    /// those still there after 2 seconds), and reaps them: Python's `pool.terminate()`.
     /// Tasks not finished fail with [`PoolError::Closed`].
     pub fn terminate(&self) -> Result<(), PoolError> {
         self.engine.borrow_mut().terminate()

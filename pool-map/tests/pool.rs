@@ -86,6 +86,10 @@ fn main() {
             a_task_left_unread_in_a_closed_pipe_runs_elsewhere,
         ),
         (
+            "terminate_and_drop_end_a_stopped_worker",
+            terminate_and_drop_end_a_stopped_worker,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -790,4 +794,43 @@ fn a_short_get_timeout_takes_a_result_already_in() {
     }
     drop(pool);
     assert_no_children();
+}
+
+/// Runs `check` in a child and asserts that it succeeds; a child still running after a
+/// half a minute is killed and the test fails: what `check` does would have hung.
+fn ends_without_hanging(check: fn()) {
+    let mut child = Process::new(check);
+    child.start().unwrap();
+    let started = Instant::now();
+    while child.poll().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            child.join().unwrap();
+            panic!("hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    assert_no_children();
+}
+
+/// A worker stopped by SIGSTOP acts on no SIGTERM until continued: `terminate`, and
+/// dropping the pool, continue it, and end it however it goes.
+fn terminate_and_drop_end_a_stopped_worker() {
+    ends_without_hanging(|| {
+        let p = Pool::new(2).unwrap();
+        let slow = p.apply_async(sleep_ms, 60_000).unwrap();
+        kill(Pid::from_raw(p.pids()[0] as i32), Signal::SIGSTOP).unwrap();
+        p.terminate().unwrap();
+        assert!(matches!(slow.get(), Err(PoolError::Closed)));
+        assert_no_children();
+    });
+    ends_without_hanging(|| {
+        let p = Pool::new(2).unwrap();
+        for &pid in &p.pids() {
+            kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        }
+        drop(p);
+        assert_no_children();
+    });
 }
