@@ -35,6 +35,11 @@ pub(crate) enum Done {
         task: u64,
         status: ExitStatus,
     },
+    /// Not run: workers died one after another before they read a task.
+    DiedAtStart {
+        pid: u32,
+        status: ExitStatus,
+    },
     Closed,
 }
 
@@ -103,6 +108,8 @@ struct Worker {
     /// How many bytes the worker had not read when a write found its task pipe closed, and
     /// the pipe was dropped: what `died` would otherwise ask the pipe.
     unread_at_close: usize,
+    /// Whether a result of it has come.
+    answered: bool,
 }
 
 pub(crate) struct Engine {
@@ -123,6 +130,9 @@ pub(crate) struct Engine {
     pollfds: Vec<libc::pollfd>,
     /// When the workers were last checked to be alive.
     checked: Instant,
+    /// How many workers in a row died before they read a byte of a task or sent a result:
+    /// see [`DEATHS_AT_START`].
+    deaths_at_start: usize,
 }
 
 impl Engine {
@@ -143,6 +153,7 @@ impl Engine {
             processes,
             pollfds: Vec::new(),
             checked: Instant::now(),
+            deaths_at_start: 0,
         };
         for _ in 0..processes {
             let worker = spawn(&engine.context)?;
@@ -490,6 +501,8 @@ impl Engine {
             }
             w.in_flight.pop_front();
             w.unsent -= 1;
+            w.answered = true;
+            self.deaths_at_start = 0;
             if self.abandoned.remove(&task) {
                 continue;
             }
@@ -522,6 +535,7 @@ impl Engine {
         let unread = w.tasks.as_ref().map_or(w.unread_at_close, unread);
         let read = (written + w.offset).saturating_sub(unread);
         let started = w.unsent > 0 && in_flight.front().is_some_and(|t| read >= t.frame.len());
+        let at_start = !w.answered && read == 0;
         w.unsent = 0;
         // It takes no more tasks, even if no replacement can be forked now (a guard held, a
         // thread running, no memory): it stays in its place, and is replaced on a later call.
@@ -539,6 +553,17 @@ impl Engine {
                 self.queue.push_front(task);
             }
         }
+        if at_start {
+            self.deaths_at_start += 1;
+        }
+        if self.deaths_at_start >= DEATHS_AT_START {
+            // Whatever kills them at start would kill the next one too: forking more, for
+            // tasks none of them would run, could go on forever. The tasks waiting fail; a
+            // replacement is still forked, for the next calls, in case the cause has gone.
+            for task in self.queue.drain(..) {
+                self.done.insert(task.id, Done::DiedAtStart { pid, status });
+            }
+        }
         let replacement = spawn(&self.context)?;
         self.workers[i] = replacement;
         Ok(())
@@ -552,6 +577,10 @@ impl Drop for Engine {
         }
     }
 }
+
+/// After how many workers in a row died before they read a task or sent a result, the
+/// tasks waiting fail ([`Done::DiedAtStart`]) rather than wait for yet another worker.
+const DEATHS_AT_START: usize = 3;
 
 /// How long `terminate` gives its workers to end on SIGTERM before it sends SIGKILL (a
 /// worker that ignores SIGTERM, or blocks it, would otherwise be waited for forever).
@@ -662,6 +691,7 @@ fn spawn(context: &Context) -> Result<Worker, PoolError> {
         unsent: 0,
         offset: 0,
         unread_at_close: 0,
+        answered: false,
     })
 }
 

@@ -27,7 +27,9 @@
 //! pipe open, the parent's check every 100 ms that each worker lives says so. What it had
 //! written stays: results of tasks that returned are kept. The task it had read whole, and
 //! was running, fails with [`PoolError::WorkerDied`]; the tasks it had not started go back
-//! to the queue, to run once, on a replacement worker forked in its place.
+//! to the queue, to run once, on a replacement worker forked in its place. When three
+//! workers in a row die before they read a task, the tasks waiting fail with
+//! [`PoolError::WorkersDieAtStart`] instead of waiting for yet another replacement.
 //!
 //! # The program
 //!
@@ -74,6 +76,16 @@ pub enum PoolError {
         /// The task's number.
         task: u64,
         /// How the worker ended.
+        status: ExitStatus,
+    },
+    /// The task was not run: workers died one after another (three in a row) before they
+    /// read a task, so none would have run it. A replacement worker has been started, and
+    /// the next call tries again.
+    #[error("workers die as they start: the last, {pid}, {}; the task did not run", died(.status))]
+    WorkersDieAtStart {
+        /// The last dead worker's pid.
+        pid: u32,
+        /// How it ended.
         status: ExitStatus,
     },
     /// No result came within the time given to `get_timeout`: Python's `TimeoutError`.
@@ -355,6 +367,10 @@ fn outcome<'de, S: DeserializeSeed<'de>>(done: &'de Done, seed: S) -> Result<S::
         Done::Died { pid, task, status } => Err(PoolError::WorkerDied {
             pid: *pid,
             task: *task,
+            status: *status,
+        }),
+        Done::DiedAtStart { pid, status } => Err(PoolError::WorkersDieAtStart {
+            pid: *pid,
             status: *status,
         }),
         Done::Closed => Err(PoolError::Closed),

@@ -90,6 +90,10 @@ fn main() {
             terminate_and_drop_end_a_stopped_worker,
         ),
         (
+            "workers_that_die_at_start_fail_the_task",
+            workers_that_die_at_start_fail_the_task,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -830,6 +834,41 @@ fn terminate_and_drop_end_a_stopped_worker() {
         for &pid in &p.pids() {
             kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
         }
+        drop(p);
+        assert_no_children();
+    });
+}
+
+/// What every child forked from now on runs first, in the process that registers it.
+extern "C" fn exit_at_once() {
+    // SAFETY: `_exit` ends the child at once; it is always safe to call.
+    unsafe { libc::_exit(1) }
+}
+
+/// Every replacement worker dies before it reads a task (here each child exits as soon as
+/// it is forked): the task waiting fails, after a few of them, rather than wait forever
+/// while the pool forks without end.
+fn workers_that_die_at_start_fail_the_task() {
+    ends_without_hanging(|| {
+        let p = Pool::new(1).unwrap();
+        assert_eq!(p.apply(square, 2).unwrap(), 4);
+        let first = p.pids()[0];
+        // SAFETY: registers a handler that touches no memory; this process, a child of the
+        // test, has one thread and forks nothing but pool workers from now on.
+        let registered = unsafe { libc::pthread_atfork(None, None, Some(exit_at_once)) };
+        assert_eq!(registered, 0);
+        kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+        let err = p.apply(square, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PoolError::WorkersDieAtStart {
+                    status: ExitStatus::Exited(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
         drop(p);
         assert_no_children();
     });
