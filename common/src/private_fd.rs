@@ -114,9 +114,10 @@ pub(crate) fn close_inherited() {
         // it. Replacing what the number names, rather than closing it, keeps the number
         // taken: a reference carried across fork reads EOF and fails to write (EBADF), and
         // never reaches a file opened later in this process. O_CLOEXEC: exec drops it.
-        if unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) } < 0 {
-            // (A number past a lowered RLIMIT_NOFILE, say.) The child would keep its
-            // parent's pipe end: it must not run.
+        if unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) } < 0
+            && !replace_past_limit(null.as_raw_fd(), fd)
+        {
+            // The child would keep its parent's pipe end: it must not run.
             let error = std::io::Error::last_os_error();
             let _ = writeln!(
                 std::io::stderr(),
@@ -126,6 +127,40 @@ pub(crate) fn close_inherited() {
             unsafe { libc::_exit(1) };
         }
     }
+}
+
+/// Puts `null` in place of `fd` when dup3 refused because `fd` is at or past the soft
+/// RLIMIT_NOFILE (lowered after the parent opened it): dup3 gives out no number past that
+/// limit. The limit is raised to the hard one for the dup3, then put back. Past the hard
+/// limit too, `fd` is closed instead: no file opened later can get its number then (only a
+/// privileged process can raise a hard limit). False when `fd` was none of these.
+fn replace_past_limit(null: RawFd, fd: RawFd) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes `limit`, which is alive.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } < 0
+        || (fd as libc::rlim_t) < limit.rlim_cur
+    {
+        return false;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        ..limit
+    };
+    // SAFETY: setrlimit reads `raised`, which is alive.
+    let is_raised = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    // SAFETY: dup3 touches no memory; as in `close_inherited`, `fd` is a number that no value
+    // of this child uses or closes.
+    let replaced = is_raised && unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) } >= 0;
+    if is_raised {
+        // SAFETY: setrlimit reads `limit`, which is alive. Lowering a soft limit is always
+        // allowed, and leaves open the descriptors past it.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+    // SAFETY: as for dup3.
+    replaced || unsafe { libc::close(fd) } == 0
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Vec<RawFd>> {

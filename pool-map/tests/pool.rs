@@ -94,6 +94,10 @@ fn main() {
             workers_that_die_at_start_fail_the_task,
         ),
         (
+            "a_worker_starts_past_a_lowered_descriptor_limit",
+            a_worker_starts_past_a_lowered_descriptor_limit,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -852,12 +856,15 @@ fn workers_that_die_at_start_fail_the_task() {
     ends_without_hanging(|| {
         let p = Pool::new(1).unwrap();
         assert_eq!(p.apply(square, 2).unwrap(), 4);
-        let first = p.pids()[0];
         // SAFETY: registers a handler that touches no memory; this process, a child of the
         // test, has one thread and forks nothing but pool workers from now on.
         let registered = unsafe { libc::pthread_atfork(None, None, Some(exit_at_once)) };
         assert_eq!(registered, 0);
-        kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+        let died = p.apply(exit_3, 1);
+        assert!(
+            matches!(died, Err(PoolError::WorkerDied { .. })),
+            "{died:?}"
+        );
         let err = p.apply(square, 3).unwrap_err();
         assert!(
             matches!(
@@ -869,6 +876,42 @@ fn workers_that_die_at_start_fail_the_task() {
             ),
             "{err}"
         );
+        drop(p);
+        assert_no_children();
+    });
+}
+
+/// A pool's descriptors numbered past RLIMIT_NOFILE, lowered after they were opened: the
+/// workers of another pool forked from then on let go of them all the same, and run.
+fn a_worker_starts_past_a_lowered_descriptor_limit() {
+    ends_without_hanging(|| {
+        let hold: Vec<_> = (0..200)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let high = Pool::new(1).unwrap();
+        drop(hold);
+        let p = Pool::new(1).unwrap();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes `limit`, setrlimit reads it; both are alive.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_cur = 64;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+        silence_stderr_for_a_while();
+        let died = p.apply(exit_3, 1);
+        let replaced = p.apply(square, 2);
+        restore_stderr();
+        assert!(
+            matches!(died, Err(PoolError::WorkerDied { .. })),
+            "{died:?}"
+        );
+        assert_eq!(replaced.unwrap(), 4);
+        assert_eq!(high.apply(square, 3).unwrap(), 9);
+        drop(high);
         drop(p);
         assert_no_children();
     });
