@@ -142,7 +142,9 @@ impl Engine {
         }
         let mut engine = Engine {
             context: context.clone(),
-            workers: Vec::with_capacity(processes),
+            // Grown as workers start: `processes` is the caller's number, and room for a
+            // number no system could start (`usize::MAX / 2`) overflowed or aborted.
+            workers: Vec::new(),
             queue: VecDeque::new(),
             done: HashMap::default(),
             abandoned: HashSet::default(),

@@ -176,7 +176,9 @@ pub struct AsyncResult<'p, R> {
 }
 
 impl Pool {
-    /// Forks `processes` workers: Python's `Pool(processes)`.
+    /// Forks `processes` workers: Python's `Pool(processes)`. When one cannot be started
+    /// (out of descriptors or processes, for a number too large), this fails with that
+    /// error, and the workers already started are ended.
     pub fn new(processes: usize) -> Result<Pool, PoolError> {
         Pool::with_context(processes, &Context::new(Method::Fork)?)
     }

@@ -98,6 +98,10 @@ fn main() {
             a_worker_starts_past_a_lowered_descriptor_limit,
         ),
         (
+            "a_pool_too_large_to_start_fails",
+            a_pool_too_large_to_start_fails,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -914,5 +918,28 @@ fn a_worker_starts_past_a_lowered_descriptor_limit() {
         drop(high);
         drop(p);
         assert_no_children();
+    });
+}
+
+/// A number of workers no system could start fails with the error of the first that could
+/// not start, with no panic or abort, and the workers started before it are ended. (The
+/// descriptor limit is lowered so that it comes after a few dozen workers.)
+fn a_pool_too_large_to_start_fails() {
+    ends_without_hanging(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes `limit`, setrlimit reads it; both are alive.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_cur = 64;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+        for processes in [usize::MAX / 2, 1 << 40] {
+            let err = Pool::new(processes).err().unwrap();
+            assert!(matches!(err, PoolError::Os(_)), "{err}");
+            assert_no_children();
+        }
     });
 }
