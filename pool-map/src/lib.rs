@@ -152,7 +152,9 @@ impl fmt::Debug for PoolError {
 /// - Arguments and results are any serde types, sent as bincode frames over pipes. One
 ///   argument, one result, and one `map` chunk's items or results must each encode to at
 ///   most 16 MiB ([`frame::MAX_FRAME`]); beyond it the call fails with a frame error.
-/// - What a worker prints goes to the inherited stdout, as in Python.
+/// - What a worker prints goes to the inherited stdout, as in Python, before the task's
+///   result. A stdout that takes nothing (a full disk) loses that output, not the result:
+///   the worker says so once on stderr and goes on.
 /// - The pool runs no thread of its own, because it forks replacement workers and fork is
 ///   refused while other threads run. Its work (sending tasks, reading results) happens
 ///   inside its calls: `apply_async` sends what it can and returns; `get` and `map` wait.

@@ -147,6 +147,7 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
     };
     let mut frames = FrameBuf::new();
     let mut out = Vec::new();
+    let mut told_stdout = false;
     loop {
         let Some(payload) = frames.read_frame(&mut tasks)? else {
             return Ok(());
@@ -184,10 +185,14 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
             frame::encode_into(&mut out, &format!("result: {too_large}"))?;
             frame::end_frame(&mut out, start)?;
         }
-        // What f printed is on its way before its result is.
-        io::stdout()
-            .flush()
-            .map_err(|e| common::Error::os("write(stdout)", e))?;
+        // What f printed is on its way before its result is. A stdout that takes nothing
+        // (a full disk, a closed pipe) loses that output, not the result: it is said once.
+        if let Err(e) = io::stdout().flush() {
+            if !told_stdout {
+                told_stdout = true;
+                let _ = writeln!(io::stderr(), "Error: write(stdout) in a pool worker: {e}");
+            }
+        }
         match results.write_all(&out) {
             Ok(()) => {}
             // The pool's end is closed: its owner has ended (and this worker is about to be

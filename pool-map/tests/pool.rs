@@ -102,6 +102,10 @@ fn main() {
             a_pool_too_large_to_start_fails,
         ),
         (
+            "a_result_comes_though_stdout_takes_nothing",
+            a_result_comes_though_stdout_takes_nothing,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -941,5 +945,36 @@ fn a_pool_too_large_to_start_fails() {
             assert!(matches!(err, PoolError::Os(_)), "{err}");
             assert_no_children();
         }
+    });
+}
+
+/// Prints, without a newline (so that it stays buffered until the worker flushes it).
+fn print_and_square(x: i64) -> i64 {
+    print!("printed");
+    x * x
+}
+
+/// A worker whose stdout takes nothing (here `/dev/full`): what `f` printed is lost, its
+/// result is not, and the worker goes on.
+fn a_result_comes_though_stdout_takes_nothing() {
+    ends_without_hanging(|| {
+        use std::os::fd::AsRawFd;
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        // SAFETY: dup2 on descriptors this process owns; this child prints nothing itself.
+        assert_eq!(unsafe { libc::dup2(full.as_raw_fd(), 1) }, 1);
+        silence_stderr_for_a_while();
+        let p = Pool::new(1).unwrap();
+        let worker = p.pids()[0];
+        let first = p.apply(print_and_square, 3);
+        let second = p.apply(print_and_square, 4);
+        restore_stderr();
+        assert_eq!(first.unwrap(), 9);
+        assert_eq!(second.unwrap(), 16);
+        assert_eq!(p.pids(), [worker]);
+        drop(p);
+        assert_no_children();
     });
 }
