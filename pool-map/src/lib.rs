@@ -40,7 +40,7 @@
 mod engine;
 mod worker;
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -95,6 +95,10 @@ pub enum PoolError {
     /// The pool was closed or terminated before the task could run.
     #[error("the pool is closed")]
     Closed,
+    /// The pool was called from inside one of its own calls: from a serde impl of an
+    /// argument or a result, which run while the outer call uses the pool.
+    #[error("the pool was called from inside one of its own calls")]
+    Busy,
     /// `Pool::new(0)`: a pool needs at least one process.
     #[error("a pool needs at least one process")]
     NoProcesses,
@@ -205,7 +209,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut engine = self.engine.borrow_mut();
+        let mut engine = self.engine()?;
         engine.check_owner()?;
         if iterable.is_empty() {
             return Ok(Vec::new());
@@ -258,7 +262,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut engine = self.engine.borrow_mut();
+        let mut engine = self.engine()?;
         let task = engine.submit(worker::call_one::<A, R>, f as usize, &arg)?;
         if let Err(e) = engine.wait(task, None) {
             // No one will ask for this result again.
@@ -275,7 +279,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut engine = self.engine.borrow_mut();
+        let mut engine = self.engine()?;
         let task = engine.submit(worker::call_one::<A, R>, f as usize, &arg)?;
         if let Err(e) = engine.progress() {
             // No handle will ask for this task's result.
@@ -291,25 +295,34 @@ impl Pool {
 
     /// Accepts no more tasks: Python's `pool.close()`. Tasks already given still run.
     pub fn close(&self) -> Result<(), PoolError> {
-        self.engine.borrow_mut().close()
+        self.engine()?.close()
     }
 
     /// Waits for every given task to finish, then for the workers to exit: Python's
     /// `pool.join()`. Call [`close`](Pool::close) first.
     pub fn join(&self) -> Result<(), PoolError> {
-        self.engine.borrow_mut().join()
+        self.engine()?.join()
     }
 
     /// Stops the workers now, with SIGTERM (and SIGCONT, for a stopped worker; SIGKILL to
     /// those still there after 2 seconds), and reaps them: Python's `pool.terminate()`.
     /// Tasks not finished fail with [`PoolError::Closed`].
     pub fn terminate(&self) -> Result<(), PoolError> {
-        self.engine.borrow_mut().terminate()
+        self.engine()?.terminate()
     }
 
-    /// The workers' pids, in worker order.
+    /// The workers' pids, in worker order. Empty when called from inside one of the pool's
+    /// own calls (from a serde impl of an argument or a result), where the pool is busy.
     pub fn pids(&self) -> Vec<u32> {
-        self.engine.borrow().pids()
+        self.engine
+            .try_borrow()
+            .map_or_else(|_| Vec::new(), |e| e.pids())
+    }
+
+    /// The engine, unless one of the pool's calls is using it: a serde impl of an argument
+    /// or a result that calls the pool again.
+    fn engine(&self) -> Result<RefMut<'_, Engine>, PoolError> {
+        self.engine.try_borrow_mut().map_err(|_| PoolError::Busy)
     }
 }
 
@@ -333,13 +346,13 @@ impl<R: DeserializeOwned> AsyncResult<'_, R> {
 
     /// True once the result is in: Python's `r.ready()`.
     pub fn ready(&self) -> Result<bool, PoolError> {
-        let mut engine = self.pool.engine.borrow_mut();
+        let mut engine = self.pool.engine()?;
         engine.progress()?;
         Ok(engine.is_done(self.task))
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<R, PoolError> {
-        let mut engine = self.pool.engine.borrow_mut();
+        let mut engine = self.pool.engine()?;
         engine.wait(self.task, deadline)?;
         decode(engine.peek(self.task)?)
     }

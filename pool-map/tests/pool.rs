@@ -106,6 +106,10 @@ fn main() {
             a_result_comes_though_stdout_takes_nothing,
         ),
         (
+            "a_serde_impl_that_calls_the_pool_gets_an_error",
+            a_serde_impl_that_calls_the_pool_gets_an_error,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -974,6 +978,72 @@ fn a_result_comes_though_stdout_takes_nothing() {
         assert_eq!(first.unwrap(), 9);
         assert_eq!(second.unwrap(), 16);
         assert_eq!(p.pids(), [worker]);
+        drop(p);
+        assert_no_children();
+    });
+}
+
+thread_local! {
+    /// The pool that `Reenter`'s serde impls call, while a test sets it.
+    static REENTERED_POOL: std::cell::Cell<*const Pool> = const { std::cell::Cell::new(std::ptr::null()) };
+    /// What those calls returned.
+    static REENTERED: std::cell::RefCell<Vec<Result<i64, PoolError>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A value whose serde impls call the pool they go through.
+struct Reenter(u8);
+
+fn call_the_pool() {
+    let pool = REENTERED_POOL.get();
+    if !pool.is_null() {
+        // SAFETY: the test sets the pointer to a pool that outlives every call it makes, and
+        // clears it before the pool is dropped.
+        let pool = unsafe { &*pool };
+        let inner = pool.apply(square, 2);
+        REENTERED.with_borrow_mut(|calls| calls.push(inner));
+    }
+}
+
+impl serde::Serialize for Reenter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        call_the_pool();
+        s.serialize_u8(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Reenter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u8::deserialize(d)?;
+        call_the_pool();
+        Ok(Reenter(n))
+    }
+}
+
+fn add_one(r: Reenter) -> Reenter {
+    Reenter(r.0 + 1)
+}
+
+/// An argument's or a result's serde impl that calls the pool again, while the call that
+/// encodes or decodes it uses the pool: that inner call fails, and the outer goes on.
+fn a_serde_impl_that_calls_the_pool_gets_an_error() {
+    ends_without_hanging(|| {
+        let p = Pool::new(1).unwrap();
+        REENTERED_POOL.set(&p);
+        let applied = p.apply(add_one, Reenter(1)).unwrap();
+        let mapped = p.map(add_one, &[Reenter(5)]).unwrap();
+        let later = p.apply_async(add_one, Reenter(9)).unwrap();
+        let got = later.get().unwrap();
+        REENTERED_POOL.set(std::ptr::null());
+        assert_eq!([applied.0, mapped[0].0, got.0], [2, 6, 10]);
+        let inner = REENTERED.take();
+        // Each value encoded in the parent, and decoded there.
+        assert_eq!(inner.len(), 6);
+        for call in &inner {
+            assert!(matches!(call, Err(PoolError::Busy)), "{call:?}");
+        }
+        drop(later);
+        assert_eq!(p.apply(square, 3).unwrap(), 9);
         drop(p);
         assert_no_children();
     });
