@@ -153,9 +153,15 @@ impl fmt::Debug for PoolError {
 ///   addresses, so the address means the same function there. That is why the function is
 ///   not serialized, and why this works for forked workers only (Python pickles a
 ///   function's name instead, which `spawn` needs).
-/// - Arguments and results are any serde types, sent as bincode frames over pipes. One
-///   argument, one result, and one `map` chunk's items or results must each encode to at
-///   most 16 MiB ([`frame::MAX_FRAME`]); beyond it the call fails with a frame error.
+/// - Arguments and results are any serde types, sent as bincode frames over pipes, of at
+///   most 16 MiB ([`frame::MAX_FRAME`]) each, headers included. A task's header takes 24
+///   bytes (its number and two addresses), so an argument, or a `map` chunk's items, must
+///   encode to at most 16 MiB less 24 bytes: beyond it the call fails with
+///   [`PoolError::Frame`] before anything is sent (`map` first halves a chunk over it, down
+///   to one item). A result's header takes 9 bytes (its task's number and kind), so a
+///   result, or a `map` chunk's results, must encode to at most 16 MiB less 9 bytes: beyond
+///   it the task fails with [`PoolError::Panicked`], whose message says the result is over
+///   the limit, and the worker goes on.
 /// - What a worker prints goes to the inherited stdout, as in Python, before the task's
 ///   result. A stdout that takes nothing (a full disk) loses that output, not the result:
 ///   the worker says so once on stderr and goes on.

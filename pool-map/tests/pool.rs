@@ -110,6 +110,10 @@ fn main() {
             a_serde_impl_that_calls_the_pool_gets_an_error,
         ),
         (
+            "the_frame_limit_counts_the_headers",
+            the_frame_limit_counts_the_headers,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -1047,4 +1051,25 @@ fn a_serde_impl_that_calls_the_pool_gets_an_error() {
         drop(p);
         assert_no_children();
     });
+}
+
+/// The bounds `Pool`'s documentation states: an argument encodes to at most 16 MiB less the
+/// task's 24-byte header, a result to at most 16 MiB less its 9-byte header (a `String`
+/// encodes as its 8-byte length and its bytes); one byte more fails, with `Frame` for an
+/// argument and `Panicked` for a result.
+fn the_frame_limit_counts_the_headers() {
+    let limit = common::frame::MAX_FRAME;
+    let p = Pool::new(1).unwrap();
+    let most = limit - 24 - 8;
+    assert_eq!(p.apply(|s: String| s.len(), big(most)).unwrap(), most);
+    let err = p.apply(|s: String| s.len(), big(most + 1)).unwrap_err();
+    assert!(matches!(err, PoolError::Frame(_)), "{err}");
+    let most = limit - 9 - 8;
+    assert_eq!(p.apply(big, most).unwrap().len(), most);
+    let err = p.apply(big, most + 1).unwrap_err();
+    assert!(
+        matches!(&err, PoolError::Panicked { message, .. } if message.contains("over the limit")),
+        "{err}"
+    );
+    assert_eq!(p.apply(square, 3).unwrap(), 9);
 }
