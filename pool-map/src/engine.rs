@@ -14,6 +14,7 @@ use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
 
 use crate::PoolError;
+use crate::started::Started;
 use crate::worker::{self, PANICKED, RETURNED, Trampoline};
 use common::fd::{self, Spin, pollfd, set_nonblocking};
 use common::frame::{self, FrameBuf, FrameError};
@@ -35,7 +36,7 @@ pub(crate) enum Done {
         task: u64,
         status: ExitStatus,
     },
-    /// Not run: workers died one after another before they read a task.
+    /// Not run: workers died one after another before they began a task.
     DiedAtStart {
         pid: u32,
         status: ExitStatus,
@@ -105,11 +106,8 @@ struct Worker {
     /// How many of `in_flight` have been written whole; `offset` bytes of the next have.
     unsent: usize,
     offset: usize,
-    /// How many bytes the worker had not read when a write found its task pipe closed, and
-    /// the pipe was dropped: what `died` would otherwise ask the pipe.
-    unread_at_close: usize,
-    /// Whether a result of it has come.
-    answered: bool,
+    /// The task it began last, which it writes in memory shared with the pool.
+    started: Started,
 }
 
 pub(crate) struct Engine {
@@ -130,8 +128,7 @@ pub(crate) struct Engine {
     pollfds: Vec<libc::pollfd>,
     /// When the workers were last checked to be alive.
     checked: Instant,
-    /// How many workers in a row died before they read a byte of a task or sent a result:
-    /// see [`DEATHS_AT_START`].
+    /// How many workers in a row died before they began a task: see [`DEATHS_AT_START`].
     deaths_at_start: usize,
 }
 
@@ -503,7 +500,6 @@ impl Engine {
             }
             w.in_flight.pop_front();
             w.unsent -= 1;
-            w.answered = true;
             self.deaths_at_start = 0;
             if self.abandoned.remove(&task) {
                 continue;
@@ -522,22 +518,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Worker `i` died: the task it was running fails, the tasks it had not started go back
+    /// Worker `i` died: the task it was running fails, the tasks it had not begun go back
     /// to the queue, and a new worker takes its place.
     fn died(&mut self, i: usize) -> Result<(), PoolError> {
         let w = &mut self.workers[i];
         let status = w.process.join()?;
         let pid = w.pid;
         let mut in_flight = std::mem::take(&mut w.in_flight);
-        // The first task it was given was running if it had read all of that task's frame:
-        // its bytes are the first written, and what the worker had not read is still in the
-        // pipe (a task can even be written after the death, when a process the worker
-        // started holds the pipe open), or was counted when a write found the pipe closed.
-        let written: usize = in_flight.iter().take(w.unsent).map(|t| t.frame.len()).sum();
-        let unread = w.tasks.as_ref().map_or(w.unread_at_close, unread);
-        let read = (written + w.offset).saturating_sub(unread);
-        let started = w.unsent > 0 && in_flight.front().is_some_and(|t| read >= t.frame.len());
-        let at_start = !w.answered && read == 0;
+        // The first task it was given is the one it was running if it had begun it, as it
+        // said in the word it shares with the pool (`started.rs`): having read the task is
+        // not enough, a worker killed while it waits still reads what comes in that moment.
+        let started = in_flight.front().is_some_and(|t| w.started.began(t.id));
+        let at_start = !w.started.began_any();
         w.unsent = 0;
         // It takes no more tasks, even if no replacement can be forked now (a guard held, a
         // thread running, no memory): it stays in its place, and is replaced on a later call.
@@ -557,6 +549,8 @@ impl Engine {
         }
         if at_start {
             self.deaths_at_start += 1;
+        } else {
+            self.deaths_at_start = 0;
         }
         if self.deaths_at_start >= DEATHS_AT_START {
             // Whatever kills them at start would kill the next one too: forking more, for
@@ -580,8 +574,7 @@ impl Drop for Engine {
     }
 }
 
-/// After how many workers in a row died before they read a task or sent a result, the
-/// tasks waiting fail ([`Done::DiedAtStart`]) rather than wait for yet another worker.
+/// After how many workers in a row died before they began a task, the tasks waiting fail ([`Done::DiedAtStart`]) rather than wait for yet another worker.
 const DEATHS_AT_START: usize = 3;
 
 /// How long `terminate` gives its workers to end on SIGTERM before it sends SIGKILL (a
@@ -599,18 +592,6 @@ fn reap(process: &mut Child, grace_ends: Instant) -> Result<(), PoolError> {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
-}
-
-/// How many bytes written into the pipe `tasks` have not been read from it yet.
-fn unread(tasks: &Private<PipeWriter>) -> usize {
-    let Some(pipe) = tasks.get() else {
-        return 0;
-    };
-    let mut bytes: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int, `bytes`, which is alive; the descriptor is open while
-    // `pipe` borrows it. Linux answers it for either end of a pipe.
-    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut bytes) };
-    if rc < 0 { 0 } else { bytes as usize }
 }
 
 /// How much `receive` reads.
@@ -641,7 +622,6 @@ impl Worker {
             in_flight,
             unsent,
             offset,
-            unread_at_close,
             ..
         } = self;
         let Some(mut pipe) = tasks.as_ref().and_then(Private::get) else {
@@ -660,7 +640,6 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // The worker is gone (EPIPE); the end of its result pipe will say how.
                 Err(_) => {
-                    *unread_at_close = tasks.as_ref().map_or(0, unread);
                     *tasks = None;
                     return;
                 }
@@ -680,7 +659,8 @@ fn spawn(context: &Context) -> Result<Worker, PoolError> {
     set_nonblocking(tasks_w.as_fd())?;
     set_nonblocking(results_r.as_fd())?;
     let (tasks_w, results_r) = (Private::new(tasks_w)?, Private::new(results_r)?);
-    let fds = vec![OwnedFd::from(tasks_r), OwnedFd::from(results_w)];
+    let (started, started_fd) = Started::new()?;
+    let fds = vec![OwnedFd::from(tasks_r), OwnedFd::from(results_w), started_fd];
     let process = context.start(worker::entry, Vec::new(), fds)?;
     let pid = process.pid();
     Ok(Worker {
@@ -692,8 +672,7 @@ fn spawn(context: &Context) -> Result<Worker, PoolError> {
         in_flight: VecDeque::new(),
         unsent: 0,
         offset: 0,
-        unread_at_close: 0,
-        answered: false,
+        started,
     })
 }
 

@@ -25,10 +25,13 @@
 //!
 //! Its results pipe ends (a read returns 0), or, if a process it started still holds that
 //! pipe open, the parent's check every 100 ms that each worker lives says so. What it had
-//! written stays: results of tasks that returned are kept. The task it had read whole, and
-//! was running, fails with [`PoolError::WorkerDied`]; the tasks it had not started go back
-//! to the queue, to run once, on a replacement worker forked in its place. When three
-//! workers in a row die before they read a task, the tasks waiting fail with
+//! written stays: results of tasks that returned are kept. The task it was running fails
+//! with [`PoolError::WorkerDied`]; the tasks it had not begun go back to the queue, to run
+//! once, on a replacement worker forked in its place. Which task it was running, the pipe
+//! cannot say (a worker killed while it waits still reads the task written in that moment,
+//! and dies before running it), so a worker writes the number of each task it begins in a
+//! word of memory it shares with the pool (`started.rs`) before any of the task's code runs.
+//! When three workers in a row die before they begin a task, the tasks waiting fail with
 //! [`PoolError::WorkersDieAtStart`] instead of waiting for yet another replacement.
 //!
 //! # The program
@@ -38,6 +41,7 @@
 #![doc = concat!("```rust,ignore\n", include_str!("main.rs"), "```")]
 
 mod engine;
+mod started;
 mod worker;
 
 use std::cell::{RefCell, RefMut};
@@ -79,7 +83,7 @@ pub enum PoolError {
         status: ExitStatus,
     },
     /// The task was not run: workers died one after another (three in a row) before they
-    /// read a task, so none would have run it. A replacement worker has been started, and
+    /// began a task, so none would have run it. A replacement worker has been started, and
     /// the next call tries again.
     #[error("workers die as they start: the last, {pid}, {}; the task did not run", died(.status))]
     WorkersDieAtStart {

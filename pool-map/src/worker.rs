@@ -18,6 +18,8 @@ use common::Private;
 use common::frame::{self, FrameBuf, FrameError};
 use common::start::code_address;
 
+use crate::started::Started;
+
 /// The result's kind byte: `f` returned; a bincode value follows.
 pub(crate) const RETURNED: u8 = 0;
 /// The result's kind byte: `f` panicked, or its arguments did not decode; a message follows.
@@ -115,16 +117,24 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     message
 }
 
-/// What a worker process runs, by any start method: its two pipes come as `fds`.
+/// What a worker process runs, by any start method: its two pipes, and the word where it
+/// says which task it began (`started.rs`), come as `fds`.
 pub(crate) fn entry(_: &[u8], fds: Vec<OwnedFd>) -> i32 {
-    let Ok([tasks, results]) = <[OwnedFd; 2]>::try_from(fds) else {
+    let Ok([tasks, results, started]) = <[OwnedFd; 3]>::try_from(fds) else {
         let _ = writeln!(
             io::stderr(),
-            "Error: a pool worker starts with its two pipes"
+            "Error: a pool worker starts with its two pipes and a shared word"
         );
         return 2;
     };
-    match run(PipeReader::from(tasks), PipeWriter::from(results)) {
+    let started = match Started::map(&started) {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "Error: {e}");
+            return 1;
+        }
+    };
+    match run(PipeReader::from(tasks), PipeWriter::from(results), &started) {
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(io::stderr(), "Error: {e:?}");
@@ -136,9 +146,14 @@ pub(crate) fn entry(_: &[u8], fds: Vec<OwnedFd>) -> i32 {
 /// The worker process: runs tasks until its task pipe ends, then returns.
 ///
 /// Each result is written as soon as its task returns, before the next task starts: a
-/// worker that dies (killed, or `f` exits) loses no result of a task that returned, and the
-/// pool knows the task it was running is the first whose result did not come.
-pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameError> {
+/// worker that dies (killed, or `f` exits) loses no result of a task that returned. Before
+/// any code of the caller's runs for a task, the worker says it began it (`started`): the
+/// pool then knows whether the first task whose result did not come was running.
+pub(crate) fn run(
+    tasks: PipeReader,
+    results: PipeWriter,
+    started: &Started,
+) -> Result<(), FrameError> {
     // Its own ends, so that a process `f` starts does not keep them open: the pool would
     // not see this worker's end while that process lives.
     let (tasks, results) = (Private::new(tasks)?, Private::new(results)?);
@@ -171,6 +186,7 @@ pub(crate) fn run(tasks: PipeReader, results: PipeWriter) -> Result<(), FrameErr
         out.push(RETURNED);
         // A panic anywhere in the task (in `f`, or in decoding its arguments or encoding its
         // result, which serde impls of the caller's types do) fails the task only.
+        started.begin(id);
         let called = panic::catch_unwind(AssertUnwindSafe(|| call(f, args, &mut out)));
         if let Err(message) = called.unwrap_or_else(|panic| Err(panic_message(panic))) {
             out.truncate(kind_at);

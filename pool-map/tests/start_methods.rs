@@ -72,6 +72,29 @@ fn fork_is_refused_while_threads_run() {
     });
 }
 
+/// A task written to a worker as it is killed, while it waits for one, runs on its
+/// replacement: whichever way the worker was started, it gets the word of memory where it
+/// says which task it began, and the pool reads it there.
+#[test]
+fn a_task_written_as_an_idle_worker_is_killed_runs_elsewhere() {
+    for method in THREADED {
+        beside_a_thread(|| {
+            let ctx = Context::new(method).expect("context");
+            let pool = Pool::with_context(1, &ctx).expect("pool");
+            for x in 0..10 {
+                assert_eq!(pool.apply(square, 2).expect("apply"), 4, "{method}");
+                let worker = pool.pids()[0];
+                testkit::until_asleep(worker);
+                kill(Pid::from_raw(worker as i32), Signal::SIGKILL).expect("kill");
+                match pool.apply(square, x) {
+                    Ok(got) => assert_eq!(got, x * x, "{method}"),
+                    Err(e) => panic!("{method}, round {x}: a task never begun: {e}"),
+                }
+            }
+        });
+    }
+}
+
 #[test]
 fn a_killed_worker_is_reported_within_a_second_and_replaced() {
     for method in THREADED {

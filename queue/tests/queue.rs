@@ -326,14 +326,7 @@ fn kill_a_writer_mid_message(q: &Queue<String>) -> u32 {
     // Once the pipe holds 64 KiB of the message, the child sleeps in write(2), waiting to
     // write the rest: only then is it killed.
     let pid = child.pid().unwrap().as_raw() as u32;
-    let started = Instant::now();
-    while testkit::process_state(pid) != Some('S') {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the child never blocked"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    testkit::until_asleep(pid);
     child.kill().unwrap();
     child.join().unwrap();
     pid
@@ -470,18 +463,6 @@ fn a_queue_is_sync() {
     assert_sync::<Queue<String>>();
 }
 
-/// Waits until process `pid` sleeps (in a read, a write, or a wait for a lock).
-fn until_asleep(pid: u32) {
-    let started = Instant::now();
-    while testkit::process_state(pid) != Some('S') {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{pid} never slept"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A writer waits on a full pipe, holding the write lock; a reader dies half-way through
 /// its message, and the queue breaks. No one reads the pipe any more: the writer is told
 /// (`Broken`), rather than left waiting forever with the lock, and so is the next put.
@@ -494,11 +475,11 @@ fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
     });
     w.start().unwrap();
     let w_pid = w.pid().unwrap();
-    until_asleep(w_pid.as_raw() as u32);
+    testkit::until_asleep(w_pid.as_raw() as u32);
     kill(w_pid, Signal::SIGSTOP).unwrap();
     let mut r = Process::new(|| drop(q.get()));
     r.start().unwrap();
-    until_asleep(r.pid().unwrap().as_raw() as u32);
+    testkit::until_asleep(r.pid().unwrap().as_raw() as u32);
     std::thread::sleep(Duration::from_millis(100));
     r.kill().unwrap();
     r.join().unwrap();
@@ -532,12 +513,12 @@ fn a_writer_waiting_on_a_full_pipe_is_told_when_its_reader_dies_mid_message() {
     });
     w.start().unwrap();
     let w_pid = w.pid().unwrap();
-    until_asleep(w_pid.as_raw() as u32);
+    testkit::until_asleep(w_pid.as_raw() as u32);
     // Stopped, so that the reader waits in the middle of the message, with `reading` up.
     kill(w_pid, Signal::SIGSTOP).unwrap();
     let mut r = Process::new(|| drop(q.get()));
     r.start().unwrap();
-    until_asleep(r.pid().unwrap().as_raw() as u32);
+    testkit::until_asleep(r.pid().unwrap().as_raw() as u32);
     std::thread::sleep(Duration::from_millis(100));
     r.kill().unwrap();
     r.join().unwrap();
@@ -566,7 +547,7 @@ fn a_writer_killed_between_small_messages_breaks_nothing() {
         }
     });
     p.start().unwrap();
-    until_asleep(p.pid().unwrap().as_raw() as u32);
+    testkit::until_asleep(p.pid().unwrap().as_raw() as u32);
     p.kill().unwrap();
     p.join().unwrap();
     let mut n = 0;

@@ -218,6 +218,19 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat(pid, 3)?.chars().next()
 }
 
+/// Waits until process `pid` sleeps (in a read, a write, a wait for a lock): what a test
+/// needs before it kills a process "while it waits". Panics after 10 seconds.
+pub fn until_asleep(pid: u32) {
+    let started = std::time::Instant::now();
+    while process_state(pid) != Some('S') {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{pid} never slept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Field `n` of `/proc/<pid>/stat`.
 fn stat(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
