@@ -310,6 +310,10 @@ impl Pool {
 
     /// Waits for every given task to finish, then for the workers to exit: Python's
     /// `pool.join()`. Call [`close`](Pool::close) first.
+    ///
+    /// A worker, like every child a [`common::Process`] runs, joins before it exits the
+    /// processes its tasks started with `Process` and left running: `join` waits for those
+    /// too. (A bare `fork` of a task's own is not waited for.)
     pub fn join(&self) -> Result<(), PoolError> {
         self.engine()?.join()
     }

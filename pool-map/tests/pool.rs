@@ -70,6 +70,10 @@ fn main() {
             join_ends_while_other_children_live,
         ),
         (
+            "join_waits_for_what_a_task_left_running",
+            join_waits_for_what_a_task_left_running,
+        ),
+        (
             "a_worker_killed_with_a_helper_alive",
             a_worker_killed_with_a_helper_alive,
         ),
@@ -457,6 +461,29 @@ fn a_death_blames_the_running_task_and_runs_none_twice() {
         [0, 1, 2, 3, 4, 5, 6, 7],
         "tasks that ran, with repeats"
     );
+    assert_no_children();
+}
+
+/// Starts a process that sleeps for `ms` milliseconds and leaves it running (dropped, not
+/// joined); returns its pid.
+fn start_a_sleeper(ms: u64) -> u32 {
+    let mut sleeper = Process::new(move || std::thread::sleep(Duration::from_millis(ms)));
+    sleeper.start().unwrap();
+    sleeper.pid().unwrap().as_raw() as u32
+}
+
+/// A process a task started and left running is joined by its worker before the worker
+/// exits, so `join` returns only once it has ended.
+fn join_waits_for_what_a_task_left_running() {
+    let p = Pool::new(1).unwrap();
+    let grandchild = p.apply(start_a_sleeper, 300).unwrap();
+    p.close().unwrap();
+    p.join().unwrap();
+    assert!(
+        testkit::has_ended(grandchild),
+        "join returned before {grandchild} ended"
+    );
+    drop(p);
     assert_no_children();
 }
 
