@@ -67,6 +67,10 @@ pub enum Error {
     /// The fork server ended (or was killed) before it answered.
     #[error("the fork server has ended")]
     ForkServerGone,
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP) is ending this process and its children: no child
+    /// is started any more.
+    #[error("this process is ending on a signal: no child is started")]
+    Ending,
 }
 
 impl Error {

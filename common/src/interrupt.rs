@@ -22,7 +22,7 @@
 
 use std::ffi::c_int;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 mod slots;
 use slots::Slots;
@@ -47,6 +47,51 @@ static HANDLING: AtomicBool = AtomicBool::new(false);
 /// True once the handler has started in this process: see [`HANDLING`].
 pub(crate) fn handling() -> bool {
     HANDLING.load(Ordering::SeqCst)
+}
+
+/// Children being started, by spawn, on threads other than the handler's: it waits for them
+/// (see [`Starting`]). `SeqCst`, as `HANDLING`, for the same reason.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// The start of a child on a thread of a process that may have others (spawn): the handler,
+/// run meanwhile on another thread, waits until the child is tracked, and no start begins
+/// once it has run. Without this, a thread that kept starting children kept the handler
+/// waiting for ever newer ones, and a child made while the handler ended the process was
+/// left running, an orphan.
+pub(crate) struct Starting {
+    _held: Held,
+}
+
+impl Starting {
+    /// Begins a start, with the three signals held back in this thread; fails once a
+    /// signal is ending this process.
+    pub(crate) fn begin() -> Result<Starting, crate::Error> {
+        let held = Held::new();
+        STARTING.fetch_add(1, Ordering::SeqCst);
+        let starting = Starting { _held: held };
+        if handling() {
+            return Err(crate::Error::Ending);
+        }
+        Ok(starting)
+    }
+
+    /// Tracks the child just made. Where the handler has begun, it may have signalled the
+    /// children before this one was tracked: this one gets its SIGTERM now.
+    pub(crate) fn track(&self, pid: i32) {
+        track(pid);
+        if handling() {
+            // SAFETY: kill touches no memory. The pid is a child not yet reaped: tracked,
+            // and no one reaps a tracked child once HANDLING is set but the handler.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        // Before the signals are let through (`_held` is dropped after this).
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Installs the handler in this process, once; a child installs its own.
@@ -172,7 +217,6 @@ fn end_children() {
     send(libc::SIGTERM);
     send(libc::SIGCONT);
     let started = now_ns();
-    let mut killed = false;
     loop {
         let mut running = false;
         for slot in CHILDREN.slots() {
@@ -190,12 +234,15 @@ fn end_children() {
                 slot.store(0, Ordering::Release);
             }
         }
-        if !running {
+        // A start under way on another thread (`Starting`) is waited for too, up to twice
+        // the grace: its child is about to be tracked, and gets its SIGTERM then.
+        let waited = now_ns() - started;
+        if !running && (STARTING.load(Ordering::SeqCst) == 0 || waited > 2 * GRACE_NS) {
             return;
         }
-        if !killed && now_ns() - started > GRACE_NS {
+        if waited > GRACE_NS {
+            // Again at each round: a child tracked after the first SIGKILL gets one too.
             send(libc::SIGKILL);
-            killed = true;
         }
         let pause = libc::timespec {
             tv_sec: 0,

@@ -74,6 +74,10 @@ fn main() {
             a_signal_ends_any_number_of_children,
         ),
         (
+            "a_signal_ends_a_process_whose_thread_keeps_starting_children",
+            a_signal_ends_a_process_whose_thread_keeps_starting_children,
+        ),
+        (
             "a_parent_killed_by_sigkill_takes_its_children",
             a_parent_killed_by_sigkill_takes_its_children,
         ),
@@ -484,6 +488,87 @@ fn a_signal_ends_any_number_of_children() {
         left.is_empty(),
         "{} of {CHILDREN} children outlived their parent",
         left.len()
+    );
+    assert_no_children();
+}
+
+/// What a spawned child of the next test runs: it writes its pid into the pipe it is
+/// given, then sleeps for a minute.
+fn report_then_sleep(_: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32 {
+    let pipe = std::fs::File::from(fds.into_iter().next().unwrap());
+    (&pipe)
+        .write_all(&std::process::id().to_ne_bytes())
+        .unwrap();
+    drop(pipe);
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// A thread that keeps starting children (by spawn, which works beside threads) when the
+/// signal comes: the process still ends, by the signal, and none of its children is left,
+/// not even one it was starting at that moment. (Its handler used to wait for ever newer
+/// children, and children made while it ended the process were left orphans.)
+fn a_signal_ends_a_process_whose_thread_keeps_starting_children() {
+    use common::start::{Context, Method};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (mut pids, w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(move || {
+        let ctx = Context::new(Method::Spawn).unwrap();
+        let started = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut children = Vec::new();
+                loop {
+                    let Ok(fd) = w.try_clone() else { return };
+                    // Until a start fails: once the signal has come, none begins.
+                    match ctx.start(report_then_sleep, Vec::new(), vec![fd.into()]) {
+                        Ok(child) => children.push(child),
+                        Err(_) => return,
+                    }
+                    started.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            while started.load(Ordering::Relaxed) < 5 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Most of the other thread's time goes into starting a child: the signal comes
+            // in one.
+            raise(Signal::SIGTERM).unwrap();
+        });
+    });
+    parent.start().unwrap();
+    let started = std::time::Instant::now();
+    while parent.is_alive().unwrap() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ended = !parent.is_alive().unwrap();
+    if !ended {
+        parent.kill().unwrap();
+    }
+    let status = parent.join().unwrap();
+    // Every child that ran has written its pid by now, or never will: read what is there.
+    common::fd::set_nonblocking(std::os::fd::AsFd::as_fd(&pids)).unwrap();
+    let mut reported = Vec::new();
+    let _ = pids.read_to_end(&mut reported);
+    let children: Vec<u32> = reported
+        .chunks_exact(4)
+        .map(|pid| u32::from_ne_bytes(pid.try_into().unwrap()))
+        .collect();
+    let left: Vec<u32> = children
+        .iter()
+        .copied()
+        .filter(|&pid| !testkit::has_ended(pid))
+        .collect();
+    for &pid in &left {
+        // SAFETY: kill touches no memory; these are this test's grandchildren.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert!(ended, "the parent did not end within 20 s of SIGTERM");
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGTERM));
+    assert!(
+        left.is_empty(),
+        "{left:?} of {} children outlived their parent",
+        children.len()
     );
     assert_no_children();
 }

@@ -124,12 +124,13 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     }
     command.arg(flag).stdin(Stdio::from(stdin));
     // A signal that comes while the child is made waits until it is tracked, so that the
-    // handler ends it too (a signal sent to the process may still reach another thread).
-    let held = interrupt::Held::new();
+    // handler ends it too; one that reaches another thread meanwhile runs the handler there,
+    // which waits for this start to end (see `Starting`).
+    let starting = interrupt::Starting::begin()?;
     let child = command.spawn().map_err(|e| Error::os("exec", e))?;
     let pid = Pid::from_raw(child.id() as i32);
-    interrupt::track(pid.as_raw());
-    drop(held);
+    starting.track(pid.as_raw());
+    drop(starting);
     // Dropping std's handle neither waits nor kills: the child is ours to reap.
     drop(child);
     Ok(pid)
