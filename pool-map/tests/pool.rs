@@ -960,6 +960,21 @@ fn workers_that_die_at_start_fail_the_task() {
     });
 }
 
+/// Lowers this process's soft RLIMIT_NOFILE to `n` (a test that calls it runs in a child of
+/// its own: `ends_without_hanging`).
+fn lower_descriptor_limit_to(n: libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes `limit`, setrlimit reads it; both are alive.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = n;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
 /// A pool's descriptors numbered past RLIMIT_NOFILE, lowered after they were opened: the
 /// workers of another pool forked from then on let go of them all the same, and run.
 fn a_worker_starts_past_a_lowered_descriptor_limit() {
@@ -970,16 +985,7 @@ fn a_worker_starts_past_a_lowered_descriptor_limit() {
         let high = Pool::new(1).unwrap();
         drop(hold);
         let p = Pool::new(1).unwrap();
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes `limit`, setrlimit reads it; both are alive.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-            limit.rlim_cur = 64;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
+        lower_descriptor_limit_to(64);
         silence_stderr_for_a_while();
         let died = p.apply(exit_3, 1);
         let replaced = p.apply(square, 2);
@@ -1001,16 +1007,7 @@ fn a_worker_starts_past_a_lowered_descriptor_limit() {
 /// descriptor limit is lowered so that it comes after a few dozen workers.)
 fn a_pool_too_large_to_start_fails() {
     ends_without_hanging(|| {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes `limit`, setrlimit reads it; both are alive.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-            limit.rlim_cur = 64;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
+        lower_descriptor_limit_to(64);
         for processes in [usize::MAX / 2, 1 << 40] {
             let err = Pool::new(processes).err().unwrap();
             assert!(matches!(err, PoolError::Os(_)), "{err}");

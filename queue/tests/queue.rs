@@ -463,12 +463,16 @@ fn a_queue_is_sync() {
     assert_sync::<Queue<String>>();
 }
 
-/// A writer waits on a full pipe, holding the write lock; a reader dies half-way through
-/// its message, and the queue breaks. No one reads the pipe any more: the writer is told
-/// (`Broken`), rather than left waiting forever with the lock, and so is the next put.
-fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
+/// A writer of a 1 MiB message waits on the full pipe, holding the write lock, and is
+/// stopped there, so that a reader waits in the middle of the message (with `reading` up);
+/// the reader is killed, `after_the_death` runs, and the writer is continued: it must be
+/// told `Broken` and end within 10 s, or the test fails with `still_waits`.
+fn a_writer_on_a_full_pipe_whose_reader_dies(
+    q: &Queue<String>,
+    after_the_death: impl FnOnce(),
+    still_waits: &str,
+) {
     use nix::sys::signal::{Signal, kill};
-    let q = Queue::<String>::new().unwrap();
     let mut w = Process::new(|| match q.put(&"x".repeat(1 << 20)) {
         Err(QueueError::Broken { .. }) => {}
         other => panic!("the writer was told {other:?}"),
@@ -483,20 +487,35 @@ fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
     std::thread::sleep(Duration::from_millis(100));
     r.kill().unwrap();
     r.join().unwrap();
-    assert!(matches!(
-        q.get_timeout(Duration::from_secs(1)),
-        Err(QueueError::Broken { .. })
-    ));
+    after_the_death();
     kill(w_pid, Signal::SIGCONT).unwrap();
     let started = Instant::now();
     while !testkit::has_ended(w_pid.as_raw() as u32) {
         if started.elapsed() > Duration::from_secs(10) {
             w.kill().unwrap();
-            panic!("the writer still waits on a broken queue");
+            w.join().unwrap();
+            panic!("{still_waits}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// A writer waits on a full pipe, holding the write lock; a reader dies half-way through
+/// its message, and the queue breaks. No one reads the pipe any more: the writer is told
+/// (`Broken`), rather than left waiting forever with the lock, and so is the next put.
+fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
+    let q = Queue::<String>::new().unwrap();
+    a_writer_on_a_full_pipe_whose_reader_dies(
+        &q,
+        || {
+            assert!(matches!(
+                q.get_timeout(Duration::from_secs(1)),
+                Err(QueueError::Broken { .. })
+            ));
+        },
+        "the writer still waits on a broken queue",
+    );
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
     assert_no_children();
 }
@@ -505,34 +524,12 @@ fn a_writer_waiting_on_a_full_pipe_is_told_when_the_queue_breaks() {
 /// finds out by itself that its reader died half-way through the message (the read lock's
 /// robust mutex tells it), rather than waiting forever.
 fn a_writer_waiting_on_a_full_pipe_is_told_when_its_reader_dies_mid_message() {
-    use nix::sys::signal::{Signal, kill};
     let q = Queue::<String>::new().unwrap();
-    let mut w = Process::new(|| match q.put(&"x".repeat(1 << 20)) {
-        Err(QueueError::Broken { .. }) => {}
-        other => panic!("the writer was told {other:?}"),
-    });
-    w.start().unwrap();
-    let w_pid = w.pid().unwrap();
-    testkit::until_asleep(w_pid.as_raw() as u32);
-    // Stopped, so that the reader waits in the middle of the message, with `reading` up.
-    kill(w_pid, Signal::SIGSTOP).unwrap();
-    let mut r = Process::new(|| drop(q.get()));
-    r.start().unwrap();
-    testkit::until_asleep(r.pid().unwrap().as_raw() as u32);
-    std::thread::sleep(Duration::from_millis(100));
-    r.kill().unwrap();
-    r.join().unwrap();
-    kill(w_pid, Signal::SIGCONT).unwrap();
-    let started = Instant::now();
-    while !testkit::has_ended(w_pid.as_raw() as u32) {
-        if started.elapsed() > Duration::from_secs(10) {
-            w.kill().unwrap();
-            w.join().unwrap();
-            panic!("the writer still waits on a pipe no one reads");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
+    a_writer_on_a_full_pipe_whose_reader_dies(
+        &q,
+        || {},
+        "the writer still waits on a pipe no one reads",
+    );
     assert!(matches!(q.get_nowait(), Err(QueueError::Broken { .. })));
     assert_no_children();
 }
