@@ -108,6 +108,8 @@ struct Worker {
     offset: usize,
     /// The task it began last, which it writes in memory shared with the pool.
     started: Started,
+    /// Whether its death has been accounted for (`Engine::bury`).
+    buried: bool,
 }
 
 pub(crate) struct Engine {
@@ -521,6 +523,20 @@ impl Engine {
     /// Worker `i` died: the task it was running fails, the tasks it had not begun go back
     /// to the queue, and a new worker takes its place.
     fn died(&mut self, i: usize) -> Result<(), PoolError> {
+        if !self.workers[i].buried {
+            self.bury(i)?;
+        }
+        // It takes no more tasks, even if no replacement can be forked now (a guard held, a
+        // thread running, no memory): it stays in its place, and is replaced on a later call
+        // (which comes back here, and must not count the same death again).
+        let replacement = spawn(&self.context)?;
+        self.workers[i] = replacement;
+        Ok(())
+    }
+
+    /// What the death of worker `i` means for its tasks, and for the count of deaths at
+    /// start: worked out once per worker.
+    fn bury(&mut self, i: usize) -> Result<(), PoolError> {
         let w = &mut self.workers[i];
         let status = w.process.join()?;
         let pid = w.pid;
@@ -531,10 +547,9 @@ impl Engine {
         let started = in_flight.front().is_some_and(|t| w.started.began(t.id));
         let at_start = !w.started.began_any();
         w.unsent = 0;
-        // It takes no more tasks, even if no replacement can be forked now (a guard held, a
-        // thread running, no memory): it stays in its place, and is replaced on a later call.
         w.offset = 0;
         w.tasks = None;
+        w.buried = true;
         if started {
             if let Some(task) = in_flight.pop_front().map(|t| t.id) {
                 if !self.abandoned.remove(&task) {
@@ -560,8 +575,6 @@ impl Engine {
                 self.done.insert(task.id, Done::DiedAtStart { pid, status });
             }
         }
-        let replacement = spawn(&self.context)?;
-        self.workers[i] = replacement;
         Ok(())
     }
 }
@@ -574,7 +587,8 @@ impl Drop for Engine {
     }
 }
 
-/// After how many workers in a row died before they began a task, the tasks waiting fail ([`Done::DiedAtStart`]) rather than wait for yet another worker.
+/// After how many workers in a row died before they began a task, the tasks waiting fail
+/// ([`Done::DiedAtStart`]) rather than wait for yet another worker.
 const DEATHS_AT_START: usize = 3;
 
 /// How long `terminate` gives its workers to end on SIGTERM before it sends SIGKILL (a
@@ -673,6 +687,7 @@ fn spawn(context: &Context) -> Result<Worker, PoolError> {
         unsent: 0,
         offset: 0,
         started,
+        buried: false,
     })
 }
 

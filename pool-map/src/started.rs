@@ -26,7 +26,12 @@ impl Started {
     pub(crate) fn new() -> Result<(Started, OwnedFd), Error> {
         // SAFETY: memfd_create reads the name, a string with its NUL that lives in the
         // binary; the descriptor it returns is checked, then owned by `fd` alone.
-        let fd = unsafe { libc::memfd_create(c"pool-worker-started".as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(
+                c"pool-worker-started".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
         if fd < 0 {
             return Err(Error::os("memfd_create", std::io::Error::last_os_error()));
         }
@@ -36,6 +41,17 @@ impl Started {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size_of::<AtomicU64>() as libc::off_t) } < 0 {
             return Err(Error::os("ftruncate", std::io::Error::last_os_error()));
         }
+        // Its length for good: a mapping of a file cut shorter faults (SIGBUS) where it reads,
+        // and a task's code, safe code too, could reopen the file (`/proc/<pid>/map_files`)
+        // and cut it, killing the pool's parent.
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl(F_ADD_SEALS) takes an int and touches no memory; `fd` is open.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(Error::os(
+                "fcntl(F_ADD_SEALS)",
+                std::io::Error::last_os_error(),
+            ));
+        }
         Ok((Started::map(&fd)?, fd))
     }
 
@@ -43,7 +59,8 @@ impl Started {
     pub(crate) fn map(fd: &OwnedFd) -> Result<Started, Error> {
         // SAFETY: a shared mapping of the descriptor's file, at an address of the kernel's
         // choosing, touches no memory that Rust knows of; the result is checked against
-        // MAP_FAILED before it is used. The file is as long as the word (`new`).
+        // MAP_FAILED before it is used. The file is as long as the word, and sealed so that
+        // no one can make it shorter (`new`).
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -62,7 +79,8 @@ impl Started {
         Ok(Started { word })
     }
 
-    /// In the worker: it begins `task`.
+    /// In the worker: it begins `task`. (Task numbers count up from 0 and never reach
+    /// `u64::MAX`, which would read as 0: no task begun.)
     pub(crate) fn begin(&self, task: u64) {
         self.word().store(task.wrapping_add(1), Ordering::Release);
     }
@@ -81,9 +99,9 @@ impl Started {
 
     fn word(&self) -> &AtomicU64 {
         // SAFETY: `word` is the start of a live mapping (unmapped only in `drop`), page-aligned,
-        // of at least 8 bytes of a file as long: a valid `AtomicU64`, for as long as `self`.
-        // Another process changes it only through an `AtomicU64` too, and any 64 bits are a
-        // valid value.
+        // of 8 bytes of a file sealed at that length: a valid `AtomicU64`, for as long as
+        // `self`. Any 64 bits are a valid value, whatever another process writes there (the
+        // worker through its own `Started`, or anything with the file open by `write(2)`).
         unsafe { self.word.as_ref() }
     }
 }

@@ -127,8 +127,13 @@ pub(crate) fn entry(_: &[u8], fds: Vec<OwnedFd>) -> i32 {
         );
         return 2;
     };
+    // Mapped, the file's descriptor is needed no more: closed, so that processes the tasks
+    // start do not inherit it.
     let started = match Started::map(&started) {
-        Ok(started) => started,
+        Ok(mapped) => {
+            drop(started);
+            mapped
+        }
         Err(e) => {
             let _ = writeln!(io::stderr(), "Error: {e}");
             return 1;

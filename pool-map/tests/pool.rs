@@ -82,6 +82,14 @@ fn main() {
             a_worker_that_cannot_be_replaced_yet,
         ),
         (
+            "a_task_cannot_cut_the_shared_word",
+            a_task_cannot_cut_the_shared_word,
+        ),
+        (
+            "a_death_is_counted_once_however_often_its_replacement_fails",
+            a_death_is_counted_once_however_often_its_replacement_fails,
+        ),
+        (
             "a_task_the_dead_worker_never_read_runs_elsewhere",
             a_task_the_dead_worker_never_read_runs_elsewhere,
         ),
@@ -653,6 +661,65 @@ fn a_worker_that_cannot_be_replaced_yet() {
     assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
     assert!(!p.pids().contains(&victim));
     drop(slow);
+    drop(p);
+    assert_no_children();
+}
+
+/// Cuts to nothing the file of the word the worker shares with the pool, found among its
+/// mappings (`/proc/self/map_files`, which takes root to open) as safe code can, then exits:
+/// with 3 when the file refused to be cut, 4 when it was cut, 5 when it could not be opened.
+fn cut_the_shared_word(_: u8) -> u8 {
+    let mut code = 5;
+    for entry in std::fs::read_dir("/proc/self/map_files").unwrap().flatten() {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !target.to_string_lossy().contains("pool-worker-started") {
+            continue;
+        }
+        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(entry.path()) {
+            code = if file.set_len(0).is_ok() { 4 } else { 3 };
+        }
+    }
+    std::process::exit(code)
+}
+
+/// A task cannot cut the file of the word its worker shares with the pool (it is sealed at
+/// its length): had it, the pool's parent would die of SIGBUS when it read the word.
+fn a_task_cannot_cut_the_shared_word() {
+    ends_without_hanging(|| {
+        let p = Pool::new(1).unwrap();
+        match p.apply(cut_the_shared_word, 0) {
+            Err(PoolError::WorkerDied {
+                status: ExitStatus::Exited(3),
+                ..
+            }) => {}
+            Err(PoolError::WorkerDied {
+                status: ExitStatus::Exited(5),
+                ..
+            }) => println!("SKIPPED: /proc/self/map_files cannot be opened (not root)"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.apply(square, 3).unwrap(), 9);
+    });
+}
+
+/// One worker killed before it began a task, and its replacement refused again and again
+/// (a guard held): each call says why, and the one death is not counted as many deaths at
+/// start (which would fail the calls with `WorkersDieAtStart`, as if three workers had died).
+fn a_death_is_counted_once_however_often_its_replacement_fails() {
+    let p = Pool::new(1).unwrap();
+    let victim = p.pids()[0];
+    testkit::until_asleep(victim);
+    let borrow = common::SharedBorrow::new();
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    for round in 0..5 {
+        let err = p.apply(square, round).unwrap_err();
+        assert!(
+            matches!(err, PoolError::Os(common::Error::SharedBorrowHeld { .. })),
+            "round {round}: {err}"
+        );
+    }
+    drop(borrow);
+    assert_eq!(p.apply(square, 3).unwrap(), 9);
     drop(p);
     assert_no_children();
 }
