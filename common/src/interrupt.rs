@@ -6,7 +6,9 @@
 //! handler, in the process that started the children:
 //!
 //! 1. sends SIGTERM to every child not yet reaped (pool workers, the manager's server, the
-//!    examples' processes), then waits for each of them, with SIGKILL after two seconds;
+//!    examples' processes), then waits for each of them, with SIGKILL after two seconds
+//!    (and, up to four seconds, for a child another thread is starting or reaping just
+//!    then: see [`Busy`]);
 //! 2. ends the process by the same signal, so that its status is the one a shell expects:
 //!    130 after Ctrl-C, 143 after SIGTERM.
 //!
@@ -49,63 +51,115 @@ pub(crate) fn handling() -> bool {
     HANDLING.load(Ordering::SeqCst)
 }
 
-/// Children being started, by spawn, on threads other than the handler's: it waits for them
-/// (see [`Starting`]). `SeqCst`, as `HANDLING`, for the same reason.
-static STARTING: AtomicUsize = AtomicUsize::new(0);
+/// Steps under way on threads other than the handler's that put a child into the set or
+/// take one out of it: a child being started by spawn ([`begin_start`]), or reaped
+/// (`process::wait`). While one is, the handler reaps no child, and it does not end the
+/// process before they are over (see [`Busy`]). `SeqCst`, as `HANDLING`.
+static BUSY: AtomicUsize = AtomicUsize::new(0);
 
-/// The start of a child on a thread of a process that may have others (spawn): the handler,
-/// run meanwhile on another thread, waits until the child is tracked, and no start begins
-/// once it has run. Without this, a thread that kept starting children kept the handler
-/// waiting for ever newer ones, and a child made while the handler ended the process was
-/// left running, an orphan.
-pub(crate) struct Starting {
+/// A step that puts a child into the set or takes one out, on a thread of a process that
+/// may have others: the three signals are held back in this thread, and the handler, run
+/// meanwhile on another thread, waits for the step to end and reaps nothing until then. So
+/// a child started as the signal comes is tracked before the process ends, and gets its
+/// SIGTERM; a child taken out of the set to be reaped is put back if the handler has begun,
+/// and the handler reaps it; and no pid the handler or the step signals can have been
+/// reaped and given to another process meanwhile. Without this, a thread that kept starting
+/// children kept the handler waiting for ever newer ones, or had some left running, and a
+/// child whose handle was dropped as the handler ran was left unreaped.
+pub(crate) struct Busy {
     _held: Held,
 }
 
-impl Starting {
-    /// Begins a start, with the three signals held back in this thread; fails once a
-    /// signal is ending this process.
-    pub(crate) fn begin() -> Result<Starting, crate::Error> {
+impl Busy {
+    /// A step begins.
+    pub(crate) fn new() -> Busy {
         let held = Held::new();
-        STARTING.fetch_add(1, Ordering::SeqCst);
-        let starting = Starting { _held: held };
-        if handling() {
-            return Err(crate::Error::Ending);
-        }
-        Ok(starting)
+        BUSY.fetch_add(1, Ordering::SeqCst);
+        Busy { _held: held }
     }
 
-    /// Tracks the child just made. Where the handler has begun, it may have signalled the
-    /// children before this one was tracked: this one gets its SIGTERM now.
+    /// Tracks a child just made. Where the handler has begun, it may have sent its signals
+    /// before this child was tracked: this one gets its SIGTERM now.
     pub(crate) fn track(&self, pid: i32) {
         track(pid);
         if handling() {
-            // SAFETY: kill touches no memory. The pid is a child not yet reaped: tracked,
-            // and no one reaps a tracked child once HANDLING is set but the handler.
+            // SAFETY: kill touches no memory. The pid is a child not yet reaped: the handler
+            // reaps nothing while this step is counted, and no other code reaps a tracked
+            // child once HANDLING is set.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
     }
+
+    /// Takes an exited child out of the set, so that it can be reaped: false when the
+    /// handler has begun, which reaps it instead (it is left in the set, or put back).
+    pub(crate) fn untrack(&self, pid: i32) -> bool {
+        if handling() {
+            return false;
+        }
+        CHILDREN.remove(pid as usize);
+        if handling() {
+            // The handler began between the two, and may have looked for the pid while it
+            // was out: back in the set, where its next round (after this step) finds it.
+            CHILDREN.insert(pid as usize);
+            return false;
+        }
+        true
+    }
 }
 
-impl Drop for Starting {
+impl Drop for Busy {
     fn drop(&mut self) {
         // Before the signals are let through (`_held` is dropped after this).
-        STARTING.fetch_sub(1, Ordering::SeqCst);
+        BUSY.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// Installs the handler in this process, once; a child installs its own.
+/// Begins the start of a child by spawn, which may run beside other threads: the handler
+/// installed first, so that a signal during the very first start ends that child too; and
+/// refused ([`Error::Ending`](crate::Error::Ending)) once a signal is ending this process.
+pub(crate) fn begin_start() -> Result<Busy, crate::Error> {
+    install();
+    let busy = Busy::new();
+    if handling() {
+        return Err(crate::Error::Ending);
+    }
+    Ok(busy)
+}
+
+/// Forgets, in a child just forked, the steps under way in its parent's other threads: they
+/// do not exist in the child.
+pub(crate) fn forget_steps_in_child() {
+    BUSY.store(0, Ordering::Relaxed);
+}
+
+/// Installs the handler in this process, once; a child installs its own. Two threads that
+/// start their process's first children at once install it once: one installs, the other
+/// waits until it has, so that neither clears the set after the other has put a child in.
 pub(crate) fn install() {
     let key = crate::process_key();
-    if INSTALLED_IN.load(Ordering::Relaxed) == key {
-        return;
+    // The handler is being installed by the process of this key (keys never use that bit).
+    let installing = key | 1 << 63;
+    loop {
+        let now = INSTALLED_IN.load(Ordering::Acquire);
+        if now == key {
+            return;
+        }
+        if now == installing {
+            std::thread::yield_now();
+            continue;
+        }
+        // Not yet installed in this process (or in its parent, before a fork, whose children
+        // are its siblings, not its own to end).
+        if INSTALLED_IN
+            .compare_exchange(now, installing, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            break;
+        }
     }
-    // A child forked after its parent installed the handler: the children it inherited are
-    // its parent's (its siblings), not its own to end.
     for slot in CHILDREN.slots() {
         slot.store(0, Ordering::Relaxed);
     }
-    INSTALLED_IN.store(key, Ordering::Relaxed);
     let ours = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
     for signal in SIGNALS {
         // SAFETY: a zeroed sigaction is a valid value of the C struct (no handler, no flags,
@@ -123,6 +177,8 @@ pub(crate) fn install() {
             libc::sigaction(signal, &action, ptr::null_mut());
         }
     }
+    // Last: a thread waiting in `install` starts its child only once the handler is there.
+    INSTALLED_IN.store(key, Ordering::Release);
 }
 
 /// The three signals, as a set.
@@ -206,9 +262,10 @@ fn end_children() {
         for slot in CHILDREN.slots() {
             let pid = slot.load(Ordering::SeqCst) as i32;
             if pid > 0 {
-                // SAFETY: kill touches no memory. The pid is a child not yet reaped: `wait`
-                // untracks a child before it reaps it, and reaps none once HANDLING is set,
-                // so it cannot have been reused by another process.
+                // SAFETY: kill touches no memory. The pid is a child not yet reaped: a
+                // thread takes a child out of the set before it reaps it, and puts it back
+                // instead once HANDLING is set; this handler clears a slot only once it has
+                // reaped its child.
                 unsafe { libc::kill(pid, signal) };
             }
         }
@@ -218,10 +275,19 @@ fn end_children() {
     send(libc::SIGCONT);
     let started = now_ns();
     loop {
+        let waited = now_ns() - started;
+        // Read before the set: while a step is under way on another thread ([`Busy`]), it
+        // may still put a child in the set, so nothing is reaped and the process does not
+        // end; up to twice the grace (a thread stuck in `exec` cannot keep it forever).
+        let busy = BUSY.load(Ordering::SeqCst) > 0 && waited <= 2 * GRACE_NS;
         let mut running = false;
         for slot in CHILDREN.slots() {
             let pid = slot.load(Ordering::SeqCst) as i32;
             if pid <= 0 {
+                continue;
+            }
+            if busy {
+                running = true;
                 continue;
             }
             let mut status = 0;
@@ -230,14 +296,11 @@ fn end_children() {
             if reaped == 0 || (reaped < 0 && errno() == libc::EINTR) {
                 running = true;
             } else {
-                // Reaped now, or already reaped elsewhere (ECHILD).
-                slot.store(0, Ordering::Release);
+                // Reaped now, or already reaped elsewhere (ECHILD). Only this pid is cleared.
+                let _ = slot.compare_exchange(pid as usize, 0, Ordering::SeqCst, Ordering::Relaxed);
             }
         }
-        // A start under way on another thread (`Starting`) is waited for too, up to twice
-        // the grace: its child is about to be tracked, and gets its SIGTERM then.
-        let waited = now_ns() - started;
-        if !running && (STARTING.load(Ordering::SeqCst) == 0 || waited > 2 * GRACE_NS) {
+        if !running && !busy {
             return;
         }
         if waited > GRACE_NS {

@@ -13,6 +13,7 @@ static AT_FORK: Once = Once::new();
 extern "C" fn after_fork_in_child() {
     PID.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::interrupt::forget_steps_in_child();
     crate::shm::end_a_child_with_borrows();
 }
 

@@ -78,6 +78,10 @@ fn main() {
             a_signal_ends_a_process_whose_thread_keeps_starting_children,
         ),
         (
+            "a_signal_during_the_first_start_ends_that_child",
+            a_signal_during_the_first_start_ends_that_child,
+        ),
+        (
             "a_parent_killed_by_sigkill_takes_its_children",
             a_parent_killed_by_sigkill_takes_its_children,
         ),
@@ -505,37 +509,78 @@ fn report_then_sleep(_: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32 {
 }
 
 /// A thread that keeps starting children (by spawn, which works beside threads) when the
-/// signal comes: the process still ends, by the signal, and none of its children is left,
-/// not even one it was starting at that moment. (Its handler used to wait for ever newer
-/// children, and children made while it ended the process were left orphans.)
+/// signal comes: the process still ends, by the signal, and none of its children is left
+/// running or unreaped, not even one it was starting at that moment, or whose handle it
+/// dropped as the handler ran. (Its handler used to wait for ever newer children, and
+/// children made or dropped while it ended the process were left, running or as zombies.)
+/// Three rounds: the moment the signal comes varies.
 fn a_signal_ends_a_process_whose_thread_keeps_starting_children() {
     use common::start::{Context, Method};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let (mut pids, w) = os_pipe::pipe().unwrap();
-    let mut parent = Process::new(move || {
-        let ctx = Context::new(Method::Spawn).unwrap();
-        let started = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut children = Vec::new();
-                loop {
-                    let Ok(fd) = w.try_clone() else { return };
-                    // Until a start fails: once the signal has come, none begins.
-                    match ctx.start(report_then_sleep, Vec::new(), vec![fd.into()]) {
-                        Ok(child) => children.push(child),
-                        Err(_) => return,
+    for _ in 0..3 {
+        ends_by_sigterm_leaving_no_child(|w| {
+            let ctx = Context::new(Method::Spawn).unwrap();
+            let started = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                let starter = s.spawn(|| {
+                    let mut children = Vec::new();
+                    loop {
+                        let fd = w.try_clone().map_err(|e| e.to_string())?;
+                        // Until a start fails: once the signal has come, none begins.
+                        match ctx.start(report_then_sleep, Vec::new(), vec![fd.into()]) {
+                            Ok(child) => children.push(child),
+                            Err(common::Error::Ending) => return Ok(()),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                        started.fetch_add(1, Ordering::Relaxed);
                     }
-                    started.fetch_add(1, Ordering::Relaxed);
+                });
+                while started.load(Ordering::Relaxed) < 5 {
+                    if starter.is_finished() {
+                        panic!("the starter ended: {:?}", starter.join());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
                 }
+                // Most of the other thread's time goes into starting a child: the signal
+                // comes in one.
+                raise(Signal::SIGTERM).unwrap();
             });
-            while started.load(Ordering::Relaxed) < 5 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // Most of the other thread's time goes into starting a child: the signal comes
-            // in one.
-            raise(Signal::SIGTERM).unwrap();
         });
-    });
+    }
+}
+
+/// The signal comes while a thread starts the first child of its process (by spawn), at
+/// moments from 0 to 3 ms after it begins: that child is ended too. (The handler used to
+/// be installed only once the first child was recorded: the process died at once, and its
+/// child, started from a thread that is not the first, was left an orphan.)
+fn a_signal_during_the_first_start_ends_that_child() {
+    use common::start::{Context, Method};
+    for round in 0..20u64 {
+        ends_by_sigterm_leaving_no_child(move |w| {
+            let ctx = Context::new(Method::Spawn).unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let fd = w.try_clone().unwrap();
+                    let _child = ctx.start(report_then_sleep, Vec::new(), vec![fd.into()]);
+                    std::thread::sleep(Duration::from_secs(60));
+                });
+                std::thread::sleep(Duration::from_micros(round * 150));
+                raise(Signal::SIGTERM).unwrap();
+            });
+        });
+    }
+}
+
+/// Runs `parent` in a child process, with the write end of a pipe where its children write
+/// their pids (`report_then_sleep`); it must end by SIGTERM (which it raises) within 20 s,
+/// leaving none of its children running, and none unreaped. This test process takes in
+/// orphans meanwhile (`PR_SET_CHILD_SUBREAPER`), so that any left come to it, and counts
+/// them.
+fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + Send) {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers and touches no memory.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let (mut pids, w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(move || parent(w));
     parent.start().unwrap();
     let started = std::time::Instant::now();
     while parent.is_alive().unwrap() && started.elapsed() < Duration::from_secs(20) {
@@ -563,12 +608,26 @@ fn a_signal_ends_a_process_whose_thread_keeps_starting_children() {
         // SAFETY: kill touches no memory; these are this test's grandchildren.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
+    // Orphans, running or not, came to this process: reaped here, and counted.
+    let mut orphans = 0;
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+        orphans += 1;
+    }
+    // SAFETY: as above; 0 turns it off again.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) }, 0);
     assert!(ended, "the parent did not end within 20 s of SIGTERM");
     assert_eq!(status, ExitStatus::Signaled(Signal::SIGTERM));
     assert!(
         left.is_empty(),
         "{left:?} of {} children outlived their parent",
         children.len()
+    );
+    assert_eq!(
+        orphans, 0,
+        "children left to this process (running or unreaped)"
     );
     assert_no_children();
 }

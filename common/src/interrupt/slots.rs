@@ -41,7 +41,7 @@ impl Slots {
         loop {
             for slot in &block.slots {
                 if slot
-                    .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(0, word, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
                 {
                     return;

@@ -79,16 +79,14 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
             }
         }
     };
-    // Untracked and reaped with the signals held back in this thread: the handler, run
-    // here between the two, would find the child untracked, and end this process without
+    // Untracked and reaped in one step the handler waits for (`interrupt::Busy`): run
+    // between the two, it would find the child untracked, and end this process without
     // reaping it (a zombie left to whoever adopts it). The child has exited, so the reaping
     // does not wait.
-    let held = interrupt::Held::new();
-    interrupt::untrack(pid.as_raw());
-    if interrupt::handling() {
-        // The handler, on another thread, may have read the pid before it was untracked,
-        // and will signal and reap it: it stays a zombie for the handler, which then ends
-        // this process.
+    let busy = interrupt::Busy::new();
+    if !busy.untrack(pid.as_raw()) {
+        // The handler has begun: the child stays in its set, a zombie it reaps before it
+        // ends this process.
         return Ok(Some(status));
     }
     let reaped = loop {
@@ -98,7 +96,7 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
             Err(errno) => break Err(Error::os("waitpid", errno)),
         }
     };
-    drop(held);
+    drop(busy);
     reaped
 }
 

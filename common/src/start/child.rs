@@ -125,8 +125,8 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     command.arg(flag).stdin(Stdio::from(stdin));
     // A signal that comes while the child is made waits until it is tracked, so that the
     // handler ends it too; one that reaches another thread meanwhile runs the handler there,
-    // which waits for this start to end (see `Starting`).
-    let starting = interrupt::Starting::begin()?;
+    // which waits for this start to end (see `interrupt::Busy`).
+    let starting = interrupt::begin_start()?;
     let child = command.spawn().map_err(|e| Error::os("exec", e))?;
     let pid = Pid::from_raw(child.id() as i32);
     starting.track(pid.as_raw());
