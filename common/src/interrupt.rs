@@ -1,9 +1,10 @@
 //! Ctrl-C and `kill`: a process that has started children ends them before it ends itself.
 //!
-//! The first [`Process::start`](crate::Process::start) of a process installs a handler for
-//! SIGINT, SIGTERM and SIGHUP (each one still at its default: a signal that is ignored, as
-//! under `nohup`, or that the program handles itself, is left alone). When one arrives, the
-//! handler, in the process that started the children:
+//! The first [`Process::start`](crate::Process::start) of a process (or its first start by
+//! spawn, before the child is made) installs a handler for SIGINT, SIGTERM and SIGHUP (each
+//! one still at its default: a signal that is ignored, as under `nohup`, or that the program
+//! handles itself, is left alone). When one arrives, the handler, in the process that
+//! started the children:
 //!
 //! 1. sends SIGTERM to every child not yet reaped (pool workers, the manager's server, the
 //!    examples' processes), then waits for each of them, with SIGKILL after two seconds
@@ -41,9 +42,10 @@ static CHILDREN: Slots = Slots::new();
 static INSTALLED_IN: AtomicU64 = AtomicU64::new(0);
 /// Set for good by the handler before it reads a slot. Another thread that takes a pid out
 /// of a slot checks it afterwards, and if it is set, does not reap the child (the handler
-/// does): a pid the handler may have read stays this process's child. Every access to it and to the slots is `SeqCst`, so of the two orders
-/// (the handler's store before its reads, the other thread's removal before its check) one
-/// side always sees the other.
+/// does): a pid the handler may have read stays this process's child. Its store and loads,
+/// the count of steps ([`BUSY`]), and the slots' inserts, removals and loads that these
+/// orders rest on are all `SeqCst`: of two orders such as the handler's store before its
+/// reads and another thread's removal before its check, one side always sees the other.
 static HANDLING: AtomicBool = AtomicBool::new(false);
 
 /// True once the handler has started in this process: see [`HANDLING`].
@@ -57,15 +59,17 @@ pub(crate) fn handling() -> bool {
 /// process before they are over (see [`Busy`]). `SeqCst`, as `HANDLING`.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
 
-/// A step that puts a child into the set or takes one out, on a thread of a process that
-/// may have others: the three signals are held back in this thread, and the handler, run
-/// meanwhile on another thread, waits for the step to end and reaps nothing until then. So
+/// A step that puts a child into the set, takes one out, or signals one, on a thread of a
+/// process that may have others: the three signals are held back in this thread, and the
+/// handler, run meanwhile on another thread, waits for the step to end and reaps nothing
+/// until then (up to twice the grace: a step blocked on a lock that the thread the handler
+/// interrupted holds, std's environment lock in `Command::spawn`, say, waits that long). So
 /// a child started as the signal comes is tracked before the process ends, and gets its
 /// SIGTERM; a child taken out of the set to be reaped is put back if the handler has begun,
-/// and the handler reaps it; and no pid the handler or the step signals can have been
-/// reaped and given to another process meanwhile. Without this, a thread that kept starting
-/// children kept the handler waiting for ever newer ones, or had some left running, and a
-/// child whose handle was dropped as the handler ran was left unreaped.
+/// and the handler reaps it; and, within that bound, no pid the handler or the step signals
+/// can have been reaped and given to another process meanwhile. Without this, a thread that
+/// kept starting children kept the handler waiting for ever newer ones, or had some left
+/// running, and a child whose handle was dropped as the handler ran was left unreaped.
 pub(crate) struct Busy {
     _held: Held,
 }
@@ -112,6 +116,22 @@ impl Drop for Busy {
         // Before the signals are let through (`_held` is dropped after this).
         BUSY.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Sends `signal` to a child of this process not yet reaped by its handle: in a step
+/// ([`Busy`]), since the handler, once begun, reaps children that their handles have not.
+/// Then it is not sent: the handler signals the child itself.
+pub(crate) fn signal_child(
+    pid: nix::unistd::Pid,
+    signal: nix::sys::signal::Signal,
+) -> Result<(), crate::Error> {
+    let busy = Busy::new();
+    if handling() {
+        return Ok(());
+    }
+    let sent = nix::sys::signal::kill(pid, signal).map_err(|e| crate::Error::os("kill", e));
+    drop(busy);
+    sent
 }
 
 /// Begins the start of a child by spawn, which may run beside other threads: the handler
@@ -247,7 +267,15 @@ pub(crate) fn untrack(pid: i32) {
 /// fork, where putting the defaults back would take six system calls.)
 extern "C" fn on_signal(signal: c_int) {
     if crate::pid::process_key_in_handler() == INSTALLED_IN.load(Ordering::Relaxed) {
-        HANDLING.store(true, Ordering::SeqCst);
+        if HANDLING.swap(true, Ordering::SeqCst) {
+            // Another signal (a second Ctrl-C) runs the handler on another thread already
+            // (each blocks the three signals only in its own thread): that one ends the
+            // children and the process. Two would reap and signal the same pids.
+            loop {
+                // SAFETY: pause only waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
         end_children();
     }
     die(signal)

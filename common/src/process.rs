@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::{Error, SharedBorrow, interrupt, private_fd};
@@ -195,7 +195,7 @@ impl<F> Process<F> {
     pub(crate) fn signal(&self, signal: Signal) -> Result<(), Error> {
         match (self.pid, self.status) {
             // Until it is reaped its pid cannot be reused, so the signal reaches this child.
-            (Some(pid), None) => kill(pid, signal).map_err(|e| Error::os("kill", e)),
+            (Some(pid), None) => interrupt::signal_child(pid, signal),
             (None, _) => Err(Error::NotStarted),
             (Some(_), Some(_)) => Ok(()),
         }

@@ -266,10 +266,8 @@ impl Child {
         }
         match &self.how {
             How::Forked(process) => process.signal(signal),
-            // Not reaped yet (only `poll` and `join` reap it), so the pid is still its own.
-            How::Spawned => {
-                nix::sys::signal::kill(self.pid, signal).map_err(|e| Error::os("kill", e))
-            }
+            // Not reaped yet (only `poll`, `join`, and the interrupt handler reap it).
+            How::Spawned => crate::interrupt::signal_child(self.pid, signal),
             How::Served { pidfd: None, .. } => nix::sys::signal::kill(self.pid, signal)
                 .or_else(|e| if e == Errno::ESRCH { Ok(()) } else { Err(e) })
                 .map_err(|e| Error::os("kill", e)),

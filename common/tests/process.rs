@@ -508,12 +508,22 @@ fn report_then_sleep(_: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32 {
     0
 }
 
+/// What a spawned child of the next test runs: it writes its pid into the pipe it is
+/// given, and exits.
+fn report_then_exit(_: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32 {
+    let pipe = std::fs::File::from(fds.into_iter().next().unwrap());
+    (&pipe)
+        .write_all(&std::process::id().to_ne_bytes())
+        .unwrap();
+    0
+}
+
 /// A thread that keeps starting children (by spawn, which works beside threads) when the
-/// signal comes: the process still ends, by the signal, and none of its children is left
-/// running or unreaped, not even one it was starting at that moment, or whose handle it
-/// dropped as the handler ran. (Its handler used to wait for ever newer children, and
-/// children made or dropped while it ended the process were left, running or as zombies.)
-/// Three rounds: the moment the signal comes varies.
+/// signal comes, and another that keeps starting children that exit at once and joining
+/// them: the process still ends, by the signal, and none of its children is left running or
+/// unreaped, not even one being started at that moment, or being reaped. (Its handler used
+/// to wait for ever newer children, and children made or reaped while it ended the process
+/// were left, running or as zombies.) Three rounds: the moment the signal comes varies.
 fn a_signal_ends_a_process_whose_thread_keeps_starting_children() {
     use common::start::{Context, Method};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -522,6 +532,14 @@ fn a_signal_ends_a_process_whose_thread_keeps_starting_children() {
             let ctx = Context::new(Method::Spawn).unwrap();
             let started = AtomicUsize::new(0);
             std::thread::scope(|s| {
+                s.spawn(|| {
+                    while let Ok(fd) = w.try_clone() {
+                        match ctx.start(report_then_exit, Vec::new(), vec![fd.into()]) {
+                            Ok(mut child) => drop(child.join()),
+                            Err(_) => return,
+                        }
+                    }
+                });
                 let starter = s.spawn(|| {
                     let mut children = Vec::new();
                     loop {
@@ -577,8 +595,7 @@ fn a_signal_during_the_first_start_ends_that_child() {
 /// orphans meanwhile (`PR_SET_CHILD_SUBREAPER`), so that any left come to it, and counts
 /// them.
 fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + Send) {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers and touches no memory.
-    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let _subreaper = Subreaper::new();
     let (mut pids, w) = os_pipe::pipe().unwrap();
     let mut parent = Process::new(move || parent(w));
     parent.start().unwrap();
@@ -599,25 +616,26 @@ fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + S
         .chunks_exact(4)
         .map(|pid| u32::from_ne_bytes(pid.try_into().unwrap()))
         .collect();
+    // Children still running are this process's now, adopted: killed (only those, whose
+    // pids cannot have gone to another process), and then every orphan is reaped, and counted.
+    let me = std::process::id();
     let left: Vec<u32> = children
         .iter()
         .copied()
-        .filter(|&pid| !testkit::has_ended(pid))
+        .filter(|&pid| !testkit::has_ended(pid) && parent_of(pid) == Some(me))
         .collect();
     for &pid in &left {
-        // SAFETY: kill touches no memory; these are this test's grandchildren.
+        // SAFETY: kill touches no memory; this is a child of this process, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    // Orphans, running or not, came to this process: reaped here, and counted.
     let mut orphans = 0;
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
+    loop {
+        match waitpid(None, None) {
+            Ok(_) => orphans += 1,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break, // ECHILD: none left.
         }
-        orphans += 1;
     }
-    // SAFETY: as above; 0 turns it off again.
-    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) }, 0);
     assert!(ended, "the parent did not end within 20 s of SIGTERM");
     assert_eq!(status, ExitStatus::Signaled(Signal::SIGTERM));
     assert!(
@@ -630,6 +648,36 @@ fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + S
         "children left to this process (running or unreaped)"
     );
     assert_no_children();
+}
+
+/// This process takes in the orphans of its descendants (`PR_SET_CHILD_SUBREAPER`) while
+/// this lives, and not after, even when the test that made it fails.
+struct Subreaper;
+
+impl Subreaper {
+    fn new() -> Subreaper {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers and touches no memory.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+        Subreaper
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        // SAFETY: as above; 0 turns it off.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) };
+    }
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// SIGKILL runs no handler, so the kernel ends the children instead: each asked, at fork,
