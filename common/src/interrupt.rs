@@ -53,9 +53,9 @@ pub(crate) fn handling() -> bool {
     HANDLING.load(Ordering::SeqCst)
 }
 
-/// Steps under way on threads other than the handler's that put a child into the set or
-/// take one out of it: a child being started by spawn ([`begin_start`]), or reaped
-/// (`process::wait`). While one is, the handler reaps no child, and it does not end the
+/// Steps under way on threads other than the handler's that put a child into the set,
+/// take one out of it, or signal one: a child being started by spawn ([`begin_start`]),
+/// reaped (`process::wait`), or signalled ([`signal_child`]). While one is, the handler reaps no child, and it does not end the
 /// process before they are over (see [`Busy`]). `SeqCst`, as `HANDLING`.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
 
@@ -88,8 +88,8 @@ impl Busy {
         track(pid);
         if handling() {
             // SAFETY: kill touches no memory. The pid is a child not yet reaped: the handler
-            // reaps nothing while this step is counted, and no other code reaps a tracked
-            // child once HANDLING is set.
+            // reaps nothing while this step is counted (up to twice the grace), and no other
+            // code reaps a tracked child once HANDLING is set.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
     }
@@ -120,7 +120,8 @@ impl Drop for Busy {
 
 /// Sends `signal` to a child of this process not yet reaped by its handle: in a step
 /// ([`Busy`]), since the handler, once begun, reaps children that their handles have not.
-/// Then it is not sent: the handler signals the child itself.
+/// Then it is not sent: the handler is ending the child already (SIGTERM, SIGKILL after
+/// the grace), and the process.
 pub(crate) fn signal_child(
     pid: nix::unistd::Pid,
     signal: nix::sys::signal::Signal,
@@ -146,10 +147,12 @@ pub(crate) fn begin_start() -> Result<Busy, crate::Error> {
     Ok(busy)
 }
 
-/// Forgets, in a child just forked, the steps under way in its parent's other threads: they
-/// do not exist in the child.
+/// Forgets, in a child just forked, the steps under way in its parent's other threads, and
+/// a handler running in its parent (another thread may fork while it runs): neither exists
+/// in the child, whose own handler has not begun.
 pub(crate) fn forget_steps_in_child() {
     BUSY.store(0, Ordering::Relaxed);
+    HANDLING.store(false, Ordering::Relaxed);
 }
 
 /// Installs the handler in this process, once; a child installs its own. Two threads that
@@ -270,7 +273,8 @@ extern "C" fn on_signal(signal: c_int) {
         if HANDLING.swap(true, Ordering::SeqCst) {
             // Another signal (a second Ctrl-C) runs the handler on another thread already
             // (each blocks the three signals only in its own thread): that one ends the
-            // children and the process. Two would reap and signal the same pids.
+            // children and the process. Two would reap and signal the same pids. (A child
+            // forked meanwhile does not inherit the mark: `forget_steps_in_child`.)
             loop {
                 // SAFETY: pause only waits for a signal.
                 unsafe { libc::pause() };

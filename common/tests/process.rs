@@ -82,6 +82,10 @@ fn main() {
             a_signal_during_the_first_start_ends_that_child,
         ),
         (
+            "a_process_forked_while_the_handler_runs_ends_its_own_children",
+            a_process_forked_while_the_handler_runs_ends_its_own_children,
+        ),
+        (
             "a_parent_killed_by_sigkill_takes_its_children",
             a_parent_killed_by_sigkill_takes_its_children,
         ),
@@ -628,6 +632,12 @@ fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + S
         // SAFETY: kill touches no memory; this is a child of this process, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
+    // Those that never reported (orphaned before they could) too: every child this process
+    // has now is an adopted one.
+    for pid in children_of_this_process() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
     let mut orphans = 0;
     loop {
         match waitpid(None, None) {
@@ -650,6 +660,57 @@ fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + S
     assert_no_children();
 }
 
+/// A process forked (by other code than `Process`) from a thread of a process whose handler
+/// is running on another thread does not inherit the handler's mark: there it can still
+/// signal and reap its own children. (It inherited it: its `terminate` sent nothing, and a
+/// signal to it hung in the second-handler wait.)
+fn a_process_forked_while_the_handler_runs_ends_its_own_children() {
+    let _subreaper = Subreaper::new();
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut parent = Process::new(move || {
+        // Its handler then runs for the 2 s grace: the stubborn child ignores SIGTERM.
+        let mut stubborn = Process::new(|| {
+            // SAFETY: SIG_IGN for SIGTERM is a valid disposition.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            std::thread::sleep(Duration::from_secs(10));
+        });
+        stubborn.start().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut set = nix::sys::signal::SigSet::empty();
+                set.add(Signal::SIGTERM);
+                set.thread_block().unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                // SAFETY: the child, the one thread of a copy of this process made while
+                // the main thread runs the handler (which holds no lock), uses `Process`
+                // and writes to a pipe, then `_exit`s.
+                if unsafe { libc::fork() } == 0 {
+                    set.thread_unblock().unwrap();
+                    let mut child = Process::new(|| std::thread::sleep(Duration::from_secs(10)));
+                    child.start().unwrap();
+                    child.terminate().unwrap();
+                    let ended = child.join().unwrap() == ExitStatus::Signaled(Signal::SIGTERM);
+                    (&w).write_all(&[u8::from(ended)]).unwrap();
+                    // SAFETY: `_exit` ends this copy at once.
+                    unsafe { libc::_exit(0) };
+                }
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            raise(Signal::SIGTERM).unwrap();
+        });
+    });
+    parent.start().unwrap();
+    let mut ended = [0];
+    r.read_exact(&mut ended).unwrap();
+    assert_eq!(
+        parent.join().unwrap(),
+        ExitStatus::Signaled(Signal::SIGTERM)
+    );
+    while waitpid(None, None).is_ok() {}
+    assert_eq!(ended, [1], "the copy's terminate did not end its child");
+    assert_no_children();
+}
+
 /// This process takes in the orphans of its descendants (`PR_SET_CHILD_SUBREAPER`) while
 /// this lives, and not after, even when the test that made it fails.
 struct Subreaper;
@@ -667,6 +728,19 @@ impl Drop for Subreaper {
         // SAFETY: as above; 0 turns it off.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) };
     }
+}
+
+/// The children of this process, not yet reaped, from `/proc/self/task/*/children`.
+fn children_of_this_process() -> Vec<u32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    children
 }
 
 /// The parent of process `pid`, from `/proc/<pid>/stat`.
