@@ -55,8 +55,9 @@ pub(crate) fn handling() -> bool {
 
 /// Steps under way on threads other than the handler's that put a child into the set,
 /// take one out of it, or signal one: a child being started by spawn ([`begin_start`]),
-/// reaped (`process::wait`), or signalled ([`signal_child`]). While one is, the handler reaps no child, and it does not end the
-/// process before they are over (see [`Busy`]). `SeqCst`, as `HANDLING`.
+/// reaped (`process::wait`), or signalled ([`signal_child`]). While one is, the handler
+/// reaps no child, and it does not end the process before they are over (see [`Busy`]).
+/// `SeqCst`, as `HANDLING`.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
 
 /// A step that puts a child into the set, takes one out, or signals one, on a thread of a
