@@ -603,11 +603,10 @@ fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + S
     let (mut pids, w) = os_pipe::pipe().unwrap();
     let mut parent = Process::new(move || parent(w));
     parent.start().unwrap();
-    let started = std::time::Instant::now();
-    while parent.is_alive().unwrap() && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let ended = !parent.is_alive().unwrap();
+    let ended = testkit::ends_within(
+        parent.pid().unwrap().as_raw() as u32,
+        Duration::from_secs(20),
+    );
     if !ended {
         parent.kill().unwrap();
     }

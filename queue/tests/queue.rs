@@ -299,16 +299,15 @@ fn a_writer_killed_mid_message_breaks_the_queue_though_its_pid_is_reused() {
         got => panic!("the reader was told {:?}", got.map(|s| s.len())),
     });
     reader.start().unwrap();
-    let started = Instant::now();
-    while reader.poll().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            reader.kill().unwrap();
-            reader.join().unwrap();
-            other.kill().unwrap();
-            other.join().unwrap();
-            panic!("the reader still waits for the rest of the dead writer's message");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !testkit::ends_within(
+        reader.pid().unwrap().as_raw() as u32,
+        Duration::from_secs(30),
+    ) {
+        reader.kill().unwrap();
+        reader.join().unwrap();
+        other.kill().unwrap();
+        other.join().unwrap();
+        panic!("the reader still waits for the rest of the dead writer's message");
     }
     other.kill().unwrap();
     other.join().unwrap();
@@ -337,15 +336,7 @@ fn kill_a_writer_mid_message(q: &Queue<String>) -> u32 {
 /// comes, and the next frame would be read as its end. A get says so, rather than waiting
 /// for the rest forever.
 fn a_put_that_fails_mid_message_breaks_the_queue() {
-    let before = pipe_write_ends();
-    let q = Queue::<String>::new().unwrap();
-    let new: Vec<i32> = pipe_write_ends()
-        .into_iter()
-        .filter(|fd| !before.contains(fd))
-        .collect();
-    let [writer] = new[..] else {
-        panic!("the queue's pipe write end is not one of {new:?}")
-    };
+    let (q, writer) = a_queue_and_its_write_end();
     let mut w = Process::new(|| {
         let null = std::fs::File::open("/dev/null").unwrap();
         std::thread::scope(|s| {
@@ -375,14 +366,10 @@ fn a_put_that_fails_mid_message_breaks_the_queue() {
         got => panic!("the reader was told {:?}", got.map(|s| s.len())),
     });
     r.start().unwrap();
-    let started = Instant::now();
-    while r.poll().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(10) {
-            r.kill().unwrap();
-            r.join().unwrap();
-            panic!("the reader still waits for the rest of a message that never comes");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !testkit::ends_within(r.pid().unwrap().as_raw() as u32, Duration::from_secs(10)) {
+        r.kill().unwrap();
+        r.join().unwrap();
+        panic!("the reader still waits for the rest of a message that never comes");
     }
     assert_eq!(r.join().unwrap(), ExitStatus::Exited(0));
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
@@ -393,15 +380,7 @@ fn a_put_that_fails_mid_message_breaks_the_queue() {
 /// found, and the queue is broken for every call after, rather than each get failing on the
 /// same prefix forever.
 fn a_prefix_over_the_limit_breaks_the_queue() {
-    let before = pipe_write_ends();
-    let q = Queue::<String>::new().unwrap();
-    let new: Vec<i32> = pipe_write_ends()
-        .into_iter()
-        .filter(|fd| !before.contains(fd))
-        .collect();
-    let [writer] = new[..] else {
-        panic!("the queue's pipe write end is not one of {new:?}")
-    };
+    let (q, writer) = a_queue_and_its_write_end();
     let prefix = u32::MAX.to_le_bytes();
     // SAFETY: writes the 4 bytes of `prefix` to the queue's pipe end, which stays open.
     let n = unsafe { libc::write(writer, prefix.as_ptr().cast(), prefix.len()) };
@@ -414,6 +393,20 @@ fn a_prefix_over_the_limit_breaks_the_queue() {
     let me = std::process::id();
     assert!(matches!(q.get_nowait(), Err(QueueError::Broken { pid }) if pid == me));
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { pid }) if pid == me));
+}
+
+/// A new queue, and the descriptor of its pipe's write end (the one pipe write end it opened).
+fn a_queue_and_its_write_end() -> (Queue<String>, i32) {
+    let before = pipe_write_ends();
+    let q = Queue::<String>::new().unwrap();
+    let new: Vec<i32> = pipe_write_ends()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    let [writer] = new[..] else {
+        panic!("the queue's pipe write end is not one of {new:?}")
+    };
+    (q, writer)
 }
 
 /// This process's descriptors that are the write ends of pipes.
@@ -489,14 +482,10 @@ fn a_writer_on_a_full_pipe_whose_reader_dies(
     r.join().unwrap();
     after_the_death();
     kill(w_pid, Signal::SIGCONT).unwrap();
-    let started = Instant::now();
-    while !testkit::has_ended(w_pid.as_raw() as u32) {
-        if started.elapsed() > Duration::from_secs(10) {
-            w.kill().unwrap();
-            w.join().unwrap();
-            panic!("{still_waits}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !testkit::ends_within(w_pid.as_raw() as u32, Duration::from_secs(10)) {
+        w.kill().unwrap();
+        w.join().unwrap();
+        panic!("{still_waits}");
     }
     assert_eq!(w.join().unwrap(), ExitStatus::Exited(0));
 }

@@ -15,8 +15,8 @@ use regex::Regex;
 
 mod run;
 pub use run::{
-    HANG, Run, assert_interrupts_are_clean, has_ended, process_state, run, run_python_program,
-    stdout_of, until_asleep,
+    HANG, Run, assert_interrupts_are_clean, ends_within, has_ended, process_state, run,
+    run_python_program, stdout_of, until_asleep,
 };
 
 /// Set to `overwrite` to write the actual outputs into the golden files.

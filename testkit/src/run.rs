@@ -218,6 +218,19 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat(pid, 3)?.chars().next()
 }
 
+/// Waits until process `pid` has ended (see [`has_ended`]), for up to `limit`: false if it
+/// still runs then. What a test that must not hang waits with.
+pub fn ends_within(pid: u32, limit: std::time::Duration) -> bool {
+    let started = std::time::Instant::now();
+    while !has_ended(pid) {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}
+
 /// Waits until process `pid` sleeps (in a read, a write, a wait for a lock): what a test
 /// needs before it kills a process "while it waits". Panics after 10 seconds.
 pub fn until_asleep(pid: u32) {
