@@ -42,8 +42,9 @@ pub fn parse_sleep(
 }
 
 /// The process's own `[--sleep SECONDS]`, read with [`parse_sleep`]: returns it, or exits
-/// as [`common::args::one_of`] does.
+/// as [`common::args::one_of`] does (a failure to print included: a one-line error).
 pub fn sleep(usage: &str) -> Option<Duration> {
+    common::unprintable::explain();
     match parse_sleep(std::env::args().skip(1)) {
         Ok(sleep) => sleep,
         Err(None) => {

@@ -21,8 +21,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    Run, StartDefault, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error,
-    repeat, run, run_python_as,
+    Run, StartDefault, assert_golden, assert_help, assert_interrupts_are_clean,
+    assert_unprintable_is_clear, assert_usage_error, repeat, run, run_python_as,
 };
 
 const SHORT: &[&str] = &["--sleep", "0.05"];
@@ -237,4 +237,23 @@ fn help_says_what_it_shows() {
     );
     let apply = Command::new(env!("CARGO_BIN_EXE_apply"));
     assert_help(apply, "Section 7: ten synchronous apply calls");
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    // The workers print first: `f` panics, and `get` returns that as the task's error, which
+    // ends the program with status 1, as Python's `get` raises the worker's exception.
+    for bin in [
+        env!("CARGO_BIN_EXE_async-pool"),
+        env!("CARGO_BIN_EXE_apply"),
+    ] {
+        assert_unprintable_is_clear(
+            || {
+                let mut cmd = Command::new(bin);
+                cmd.args(SHORT);
+                cmd
+            },
+            1,
+        );
+    }
 }

@@ -22,6 +22,7 @@ mod report;
 mod twins;
 mod workloads;
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -395,7 +396,12 @@ fn main() -> ExitCode {
     }
     let meta = report::Meta::now(&options_line(&options), python.as_ref());
     let markdown = report::markdown(&WORKLOADS, &measured, &meta);
-    print!("{markdown}");
+    // Not `print!`, which panics when stdout is gone (`| head`): the results are still
+    // written where asked, and the run fails.
+    let printed = io::stdout().write_all(markdown.as_bytes());
+    if let Err(e) = &printed {
+        eprintln!("bench: cannot print the tables: {e}");
+    }
     if let Some(dir) = &options.out {
         if let Err(e) = report::write(dir, &markdown, &WORKLOADS, &measured) {
             eprintln!("bench: cannot write the results to {}: {e}", dir.display());
@@ -407,7 +413,7 @@ fn main() -> ExitCode {
     for failure in &failures {
         eprintln!("bench: FAILED {failure}");
     }
-    if failures.is_empty() {
+    if failures.is_empty() && printed.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

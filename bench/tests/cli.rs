@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use testkit::{assert_usage_error, python3, run};
+use testkit::{Unwritable, assert_usage_error, python3, run, run_unwritable};
 
 const WORKLOADS: [&str; 10] = [
     "1. start and join an empty process",
@@ -162,6 +162,38 @@ fn the_results_are_written_where_asked() {
             .join("python/bench.py")
             .is_file()
     );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_fails_the_run_but_not_the_results() {
+    for unwritable in Unwritable::ALL {
+        let dir = std::env::temp_dir().join(format!("bench-unwritable-{}", std::process::id()));
+        let out = run_unwritable(
+            bench(&[
+                "--quick",
+                "--no-python",
+                "--only",
+                "process",
+                "--out",
+                dir.to_str().expect("a UTF-8 path"),
+            ]),
+            unwritable,
+        );
+        let md = std::fs::read_to_string(dir.join("bench.md"));
+        std::fs::remove_dir_all(&dir).expect("rm -r");
+        assert_eq!(out.status.code(), Some(1), "stderr:\n{}", out.stderr);
+        let says = format!("bench: cannot print the tables: {}", unwritable.cause());
+        assert!(out.stderr.contains(&says), "stderr:\n{}", out.stderr);
+        assert!(
+            !out.stderr.contains(" panicked at "),
+            "stderr:\n{}",
+            out.stderr
+        );
+        assert!(
+            md.expect("bench.md")
+                .contains("1. start and join an empty process")
+        );
+    }
 }
 
 #[test]

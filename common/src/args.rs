@@ -34,8 +34,11 @@ pub fn parse(args: impl IntoIterator<Item = String>, choices: &[&'static str]) -
     }
 }
 
-/// The process's own arguments, read with [`parse`]: returns the choice, or exits.
+/// The process's own arguments, read with [`parse`]: returns the choice, or exits. Being
+/// every example's first call, it also makes a failure to print a one-line error
+/// ([`unprintable::explain`](crate::unprintable::explain)).
 pub fn one_of(usage: &str, choices: &[&'static str]) -> Option<&'static str> {
+    crate::unprintable::explain();
     match parse(std::env::args().skip(1), choices) {
         Parsed::Run(choice) => choice,
         Parsed::Help => {

@@ -11,7 +11,8 @@
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - `interrupt.rs`: Ctrl-C ends a process's children before it ends;
 //! - [`Error`]: failures that name the OS call that failed;
-//! - [`args`]: the examples' few command-line arguments, with usage on a wrong one.
+//! - [`args`]: the examples' few command-line arguments, with usage on a wrong one;
+//! - [`unprintable`]: a one-line error, not a panic report, when stdout cannot be written.
 
 pub mod args;
 mod error;
@@ -24,6 +25,7 @@ mod process;
 pub mod repr;
 mod shm;
 pub mod start;
+pub mod unprintable;
 
 pub use error::Error;
 pub use pid::{current_pid, process_key};

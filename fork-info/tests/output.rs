@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
-    normalise, redact_pids, repeat, run,
+    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_python, normalise, redact_pids, repeat, run,
 };
 
 fn fork_info() -> Command {
@@ -107,4 +107,9 @@ fn help_says_what_it_shows() {
         Command::new(env!("CARGO_BIN_EXE_fork-info")),
         "Section 2: a Process is made by fork",
     );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    assert_unprintable_is_clear(|| Command::new(env!("CARGO_BIN_EXE_fork-info")), 101);
 }

@@ -12,8 +12,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
-    repeat, sorted_lines, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_python, repeat, sorted_lines, stdout_of,
 };
 
 fn lock(args: &[&str]) -> String {
@@ -110,4 +110,10 @@ fn help_says_what_it_shows() {
         Command::new(env!("CARGO_BIN_EXE_lock")),
         "Section 4: ten processes print",
     );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    // The parent prints nothing; each child says why its line failed, as Python's do.
+    assert_unprintable_is_clear(|| Command::new(env!("CARGO_BIN_EXE_lock")), 0);
 }

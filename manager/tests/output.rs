@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
-    repeat, run, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_python, repeat, run, stdout_of,
 };
 
 fn manager() -> String {
@@ -132,4 +132,9 @@ fn help_says_what_it_shows() {
         Command::new(env!("CARGO_BIN_EXE_manager")),
         "Section 6: a Manager",
     );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    assert_unprintable_is_clear(|| Command::new(env!("CARGO_BIN_EXE_manager")), 101);
 }

@@ -90,8 +90,10 @@ pub fn usage_error(why: &str, usage: &str) -> ! {
 }
 
 /// For a program that takes no arguments: `common::args::none`, answered once under
-/// `mpiexec`. Returns if there are none, or exits.
+/// `mpiexec` (a failure to print, too, is a one-line error). Returns if there are none, or
+/// exits.
 pub fn no_arguments(usage: &str) {
+    common::unprintable::explain();
     match common::args::parse(std::env::args().skip(1), &[]) {
         common::args::Parsed::Run(_) => {}
         common::args::Parsed::Help => help(usage),

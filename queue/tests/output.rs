@@ -12,8 +12,8 @@ use std::process::Command;
 
 use snapbox::IntoData;
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_golden,
-    check_python, repeat, sorted_lines, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_golden, check_python, repeat, sorted_lines, stdout_of,
 };
 
 fn queue() -> String {
@@ -69,4 +69,9 @@ fn help_says_what_it_shows() {
         Command::new(env!("CARGO_BIN_EXE_queue")),
         "Section 3: ten processes put",
     );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    assert_unprintable_is_clear(|| Command::new(env!("CARGO_BIN_EXE_queue")), 101);
 }

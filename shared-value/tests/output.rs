@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
-    repeat, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_python, repeat, stdout_of,
 };
 
 fn shared_value(args: &[&str]) -> String {
@@ -107,4 +107,9 @@ fn help_says_what_it_shows() {
         Command::new(env!("CARGO_BIN_EXE_shared-value")),
         "Section 5: a child changes",
     );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    assert_unprintable_is_clear(|| Command::new(env!("CARGO_BIN_EXE_shared-value")), 101);
 }

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use testkit::{
-    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_python,
-    normalise, redact_pids, repeat, run,
+    Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_python, normalise, redact_pids, repeat, run,
 };
 
 const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
@@ -172,4 +172,9 @@ fn an_interrupt_ends_every_child_and_leaves_nothing() {
     // children of each method, caught while they run, and the fork server are interrupted
     // in `tests/threads.rs` (`an_interrupt_ends_the_owners_children_by_every_method`).
     assert_interrupts_are_clean(start_methods);
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    assert_unprintable_is_clear(|| Command::new(env!("CARGO_BIN_EXE_start-methods")), 101);
 }

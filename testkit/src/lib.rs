@@ -15,8 +15,8 @@ use regex::Regex;
 
 mod run;
 pub use run::{
-    HANG, Run, assert_interrupts_are_clean, ends_within, has_ended, process_state, run,
-    run_python_program, stdout_of, until_asleep,
+    HANG, Run, Unwritable, assert_interrupts_are_clean, assert_unprintable_is_clear, ends_within,
+    has_ended, process_state, run, run_python_program, run_unwritable, stdout_of, until_asleep,
 };
 
 /// Set to `overwrite` to write the actual outputs into the golden files.

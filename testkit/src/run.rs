@@ -2,7 +2,7 @@
 //! checked to leave nothing behind, neither a process of its session nor a file.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -54,14 +54,94 @@ pub fn stdout_of(cmd: Command) -> String {
 /// process of its session is still there once it has exited (an orphan), or if it left a
 /// file or directory in its working directory or its `TMPDIR`.
 pub fn run(cmd: Command) -> Run {
-    Session::start(cmd).finish(Duration::ZERO)
+    Session::start(cmd, Stdio::piped()).finish(Duration::ZERO)
+}
+
+/// A stdout that every write fails on.
+#[derive(Clone, Copy, Debug)]
+pub enum Unwritable {
+    /// A pipe whose reader has already gone, as after `| head -0`: EPIPE.
+    ClosedPipe,
+    /// `/dev/full`, as a full disk: ENOSPC.
+    FullDisk,
+}
+
+impl Unwritable {
+    /// Both kinds.
+    pub const ALL: [Unwritable; 2] = [Unwritable::ClosedPipe, Unwritable::FullDisk];
+
+    /// How the OS names the failure of a write.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Unwritable::ClosedPipe => "Broken pipe",
+            Unwritable::FullDisk => "No space left on device",
+        }
+    }
+
+    fn stdio(self) -> Stdio {
+        match self {
+            Unwritable::ClosedPipe => {
+                let mut ends = [-1; 2];
+                // SAFETY: pipe2 writes two descriptors into `ends`, which outlives the call.
+                let rc = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) };
+                assert_eq!(rc, 0, "pipe2");
+                // SAFETY: pipe2 just made both ends, and nothing else owns them; the reader
+                // is closed at once.
+                let (reader, writer) =
+                    unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+                drop(reader);
+                Stdio::from(writer)
+            }
+            Unwritable::FullDisk => std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("open /dev/full")
+                .into(),
+        }
+    }
+}
+
+/// Runs `cmd` as [`run`] does, with its stdout `unwritable` (its `stdout` field is empty).
+pub fn run_unwritable(cmd: Command, unwritable: Unwritable) -> Run {
+    Session::start(cmd, unwritable.stdio()).finish(Duration::ZERO)
+}
+
+/// Runs `make()` with [`run_unwritable`], once with each kind of stdout. Panics unless each
+/// run ends with `status` and says why on stderr, in a line that begins with `Error: ` and
+/// names the cause, with no panic report (Rust's `println!` panics when it cannot print).
+pub fn assert_unprintable_is_clear(make: impl Fn() -> Command, status: i32) {
+    for unwritable in Unwritable::ALL {
+        let cmd = make();
+        let cause = unwritable.cause();
+        let shown = format!("{cmd:?}, whose stdout fails with {cause},");
+        let run = run_unwritable(cmd, unwritable);
+        assert_eq!(
+            run.status.code(),
+            Some(status),
+            "{shown} ended with {}; stderr:\n{}",
+            run.status,
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with("Error: ") && l.contains(cause)),
+            "{shown} has no error line that names it; stderr:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(" panicked at ") && !run.stderr.contains("RUST_BACKTRACE"),
+            "{shown} printed a panic report:\n{}",
+            run.stderr
+        );
+    }
 }
 
 /// [`run`] for a Python program: its helper processes (the fork server, the resource
 /// tracker) end on their own once they see the end of the main process's pipe, just after
 /// it. They have up to five seconds (on a loaded machine) before they are taken for orphans.
 pub fn run_python_program(cmd: Command) -> Run {
-    Session::start(cmd).finish(Duration::from_secs(5))
+    Session::start(cmd, Stdio::piped()).finish(Duration::from_secs(5))
 }
 
 /// A command started by [`Session::start`], not yet finished.
@@ -75,8 +155,8 @@ struct Session {
 
 impl Session {
     /// Starts `cmd` as [`run`] does, with SIGINT, SIGTERM and SIGHUP at their defaults
-    /// (a shell may have left them ignored).
-    fn start(mut cmd: Command) -> Session {
+    /// (a shell may have left them ignored), and its stdout to `stdout` (captured if piped).
+    fn start(mut cmd: Command, stdout: Stdio) -> Session {
         let scratch = Scratch::new();
         if cmd.get_current_dir().is_none() {
             cmd.current_dir(&scratch.0);
@@ -99,7 +179,7 @@ impl Session {
         }
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -299,7 +379,7 @@ const ATTEMPTS: u32 = 400;
 fn assert_interrupt_is_clean(make: impl Fn() -> Command, signal: i32, whole_group: bool) {
     let mut caught = 0;
     for attempt in 0..ATTEMPTS {
-        let session = Session::start(make());
+        let session = Session::start(make(), Stdio::piped());
         let pid = session.pid() as i32;
         if attempt % 2 == 0 {
             thread::sleep(Duration::from_micros(u64::from(attempt % 200) * 100));

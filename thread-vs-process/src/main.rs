@@ -25,6 +25,7 @@
 //! gets a copy of the parent's memory, `info` included, and changes only its copy.
 
 use common::{Process, repr};
+use std::panic;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
@@ -43,16 +44,23 @@ fn run(info_list: &mut Vec<i32>, n: i32) {
 fn thread_share() -> Result<(), common::Error> {
     let info = Mutex::new(Vec::new());
     thread::scope(|s| {
+        let mut threads = Vec::new();
         for i in 0..10 {
             let info = &info;
-            thread::Builder::new()
+            let p = thread::Builder::new()
                 .spawn_scoped(s, move || {
                     run(&mut info.lock().unwrap_or_else(PoisonError::into_inner), i)
                 })
                 .map_err(|e| common::Error::os("pthread_create", e))?;
+            threads.push(p);
+        }
+        // Every thread is joined here, as Python waits for its threads at exit. A thread
+        // that panicked (it could not print, say) has said why; its panic goes on here.
+        for p in threads {
+            p.join().unwrap_or_else(|panic| panic::resume_unwind(panic));
         }
         Ok(())
-    }) // The scope joins every thread here, as Python waits for its threads at exit.
+    })
 }
 
 /// process_no_share.py: each child appends to its own copy of `info`.

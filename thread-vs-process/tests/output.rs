@@ -17,8 +17,8 @@ use std::process::Command;
 
 use snapbox::{Data, IntoData};
 use testkit::{
-    assert_golden, assert_help, assert_interrupts_are_clean, assert_usage_error, check_golden,
-    check_python, normalise, repeat, run, stdout_of,
+    assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
+    assert_usage_error, check_golden, check_python, normalise, repeat, run, stdout_of,
 };
 
 fn example(args: &[&str]) -> String {
@@ -246,5 +246,13 @@ fn help_says_what_it_shows() {
     assert_help(
         Command::new(env!("CARGO_BIN_EXE_thread-vs-process")),
         "Section 3: ten threads",
+    );
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
+    assert_unprintable_is_clear(
+        || Command::new(env!("CARGO_BIN_EXE_thread-vs-process")),
+        101,
     );
 }

@@ -191,6 +191,8 @@ pub(super) fn run(request: &Request<'_>, fds: Vec<OwnedFd>) -> i32 {
     // fails with EPIPE instead of killing the process.
     // SAFETY: setting a signal's disposition to SIG_IGN touches no memory.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // And what the examples do first: a failure to print is a one-line error.
+    crate::unprintable::explain();
     let Some(entry) = request.entry() else {
         let _ = writeln!(
             io::stderr(),
