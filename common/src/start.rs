@@ -188,8 +188,10 @@ enum How {
     /// Spawned by this process, its parent, which reaps it.
     Spawned,
     /// Forked by the server, which reaps it and reports how it ended on `link`. `pidfd`
-    /// names it for signals, even once its pid is given to another process (`None` where
-    /// the kernel has no pidfds: the pid is signalled then).
+    /// names it for signals, even once its pid is given to another process. Without one
+    /// (the kernel has no pidfds, or the server or this process had no descriptor left for
+    /// it), a signal goes by the link to the server, which sends it unless it has reaped
+    /// the child: the pid alone could name another process by then.
     Served {
         link: Private<OwnedFd>,
         pidfd: Option<Private<OwnedFd>>,
@@ -268,9 +270,9 @@ impl Child {
             How::Forked(process) => process.signal(signal),
             // Not reaped yet (only `poll`, `join`, and the interrupt handler reap it).
             How::Spawned => crate::interrupt::signal_child(self.pid, signal),
-            How::Served { pidfd: None, .. } => nix::sys::signal::kill(self.pid, signal)
-                .or_else(|e| if e == Errno::ESRCH { Ok(()) } else { Err(e) })
-                .map_err(|e| Error::os("kill", e)),
+            How::Served {
+                pidfd: None, link, ..
+            } => server::signal(link, signal),
             How::Served {
                 pidfd: Some(pidfd), ..
             } => {
@@ -464,9 +466,9 @@ enum Received {
     Nothing,
     /// The other end is closed.
     End,
-    /// A message whose descriptors did not all fit in this process (`MSG_CTRUNC`: EMFILE,
-    /// say); it is dropped.
-    Truncated,
+    /// A message of this many bytes whose descriptors did not all fit in this process
+    /// (`MSG_CTRUNC`: EMFILE, say); those that did are closed.
+    Truncated(usize),
 }
 
 /// Receives one message into `buf`, and the descriptors attached to it. A message longer
@@ -486,8 +488,9 @@ fn receive(socket: BorrowedFd<'_>, buf: &mut [u8], block: bool) -> Result<Receiv
                 let Ok(cmsgs) = msg.cmsgs() else {
                     // nix refuses to parse a control buffer cut short (`MSG_CTRUNC`), but the
                     // descriptors that did arrive are in it, and this process's now.
+                    let bytes = msg.bytes;
                     close_cut_rights(&space);
-                    return Ok(Received::Truncated);
+                    return Ok(Received::Truncated(bytes));
                 };
                 for cmsg in cmsgs {
                     if let ControlMessageOwned::ScmRights(received) = cmsg {

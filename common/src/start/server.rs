@@ -17,6 +17,9 @@
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -38,12 +41,17 @@ const FORK_FAILED: u8 = b'F';
 const EXITED: u8 = b'X';
 /// A signal of this number ended the child.
 const SIGNALED: u8 = b'S';
+/// From the owner: send the child this signal, unless it has been reaped.
+const SIGNAL: u8 = b'K';
 
 /// The owner's handle on a fork server. Dropping it tells the server to end once its
 /// children have, and waits for that.
 pub struct ForkServer {
     pid: Pid,
     control: Private<OwnedFd>,
+    /// Set once this process has reaped the server (it was found dead): its pid may be
+    /// another process's since, which must be neither waited for nor reaped.
+    reaped: AtomicBool,
 }
 
 impl ForkServer {
@@ -54,6 +62,7 @@ impl ForkServer {
         let server = ForkServer {
             pid,
             control: Private::new(ours)?,
+            reaped: AtomicBool::new(false),
         };
         // Its first message: whom it dies with.
         let die_with = child::parent_to_die_with();
@@ -88,9 +97,14 @@ impl ForkServer {
         let mut answer = [0; LINK_MESSAGE];
         let (tag, value, mut fds) = match receive(link.as_fd(), &mut answer, true)? {
             Received::Message(LINK_MESSAGE, fds) => (answer[0], message_value(&answer), fds),
+            // The child started, but its pidfd found no room in this process: signals to
+            // it go through the server then (see `signal`). Reported as a failure, the
+            // start would leave the child running, and a caller that tried again would run
+            // its work twice.
+            Received::Truncated(LINK_MESSAGE) => (answer[0], message_value(&answer), Vec::new()),
             // The server dropped the request without a word, the link with it: it could
             // not take the request's descriptors, having run out of them, if it still runs.
-            Received::End if matches!(wait(self.pid, Block::No), Ok(None)) => {
+            Received::End if self.still_runs() => {
                 return Err(Error::os("recvmsg (in the fork server)", Errno::EMFILE));
             }
             _ => return Err(Error::ForkServerGone),
@@ -113,13 +127,51 @@ impl ForkServer {
     }
 }
 
+impl ForkServer {
+    /// Whether the server still runs, for an owner that saw it close a link. A server that
+    /// is being killed closes its descriptors a moment before it can be reaped: it is
+    /// asked again for up to 50 ms before it is taken to be alive. One found dead is
+    /// reaped, and marked so.
+    fn still_runs(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        loop {
+            match wait(self.pid, Block::No) {
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+                Ok(None) => return true,
+                Ok(Some(_)) => {
+                    self.reaped.store(true, Ordering::Relaxed);
+                    return false;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
 impl Drop for ForkServer {
     fn drop(&mut self) {
         // Only in the process that started it: a forked copy of this handle is not its owner.
         if let Ok(control) = self.control() {
             let _ = send(control, QUIT, &[]);
-            let _ = wait(self.pid, Block::Yes);
+            if !self.reaped.load(Ordering::Relaxed) {
+                let _ = wait(self.pid, Block::Yes);
+            }
         }
+    }
+}
+
+/// Asks the server to send `signal` to the child whose link this is, for a child without a
+/// pidfd. The server sends it unless it has reaped the child; one that has ended, and a
+/// server that has (which killed its children first), are not errors.
+pub(super) fn signal(link: &Private<OwnedFd>, signal: Signal) -> Result<(), Error> {
+    let link = link.get().ok_or(Error::NotOwner)?;
+    match send(link.as_fd(), &link_message(SIGNAL, signal as i32), &[]) {
+        Err(Error::Os { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) =>
+        {
+            Ok(())
+        }
+        sent => sent,
     }
 }
 
@@ -154,10 +206,12 @@ fn link_message(tag: u8, value: i32) -> [u8; LINK_MESSAGE] {
 struct Served {
     pid: Pid,
     /// Readable once the child has exited. `None` where the kernel has no pidfds (before
-    /// Linux 5.3, or under valgrind): the child is then asked after with `waitpid` every
-    /// [`UNWATCHED_POLL_MS`].
+    /// Linux 5.3, or under valgrind), or the server had no descriptor left for one: the
+    /// child is then asked after with `waitpid` every [`UNWATCHED_POLL_MS`].
     pidfd: Option<OwnedFd>,
     link: OwnedFd,
+    /// Whether the owner's end of the link is open: it may ask for a signal on it.
+    listening: bool,
 }
 
 /// How often children without a pidfd are asked after.
@@ -215,9 +269,14 @@ fn serve_requests() -> Result<i32, Error> {
             crate::fd::pollfd(control.as_raw_fd(), libc::POLLIN),
             crate::fd::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
         ];
-        fds.extend(children.iter().map(|c| {
-            let fd = c.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-            crate::fd::pollfd(fd, libc::POLLIN)
+        // Two for each child: its pidfd, and its link while the owner may send on it.
+        fds.extend(children.iter().flat_map(|c| {
+            let pidfd = c.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            let link = if c.listening { c.link.as_raw_fd() } else { -1 };
+            [
+                crate::fd::pollfd(pidfd, libc::POLLIN),
+                crate::fd::pollfd(link, libc::POLLIN),
+            ]
         }));
         let unwatched = children.iter().any(|c| c.pidfd.is_none());
         crate::fd::poll_fds(&mut fds, if unwatched { UNWATCHED_POLL_MS } else { -1 })?;
@@ -226,10 +285,17 @@ fn serve_requests() -> Result<i32, Error> {
             end_all(&mut children);
             signals.raise(signal);
         }
+        // Signals asked for: sent before any child is reaped, so that each pid is still
+        // its child's.
+        for (i, child) in children.iter_mut().enumerate() {
+            if fds[2 * i + 3].revents != 0 {
+                signal_asked(child);
+            }
+        }
         // Children that have ended: reaped, and reported on their links.
         let ended: Vec<usize> = (0..children.len())
             .filter(|&i| {
-                fds[i + 2].revents != 0
+                fds[2 * i + 2].revents != 0
                     || (children[i].pidfd.is_none() && has_exited(children[i].pid))
             })
             .collect();
@@ -250,7 +316,7 @@ fn serve_requests() -> Result<i32, Error> {
                 // with what came of them (`receive` closed them). The link comes last, so it
                 // did not come: its owner reads the end of its own, sees the server alive,
                 // and says so. The other children run on.
-                Ok(Received::Truncated) => {}
+                Ok(Received::Truncated(_)) => {}
                 // The owner died without saying it was done: nothing of it may run on.
                 Ok(Received::End) | Err(_) => {
                     end_all(&mut children);
@@ -329,8 +395,25 @@ fn fork_child(
                 pid: Pid::from_raw(pid),
                 pidfd,
                 link,
+                listening: true,
             })
         }
+    }
+}
+
+/// Reads what the owner sent on a child's link, and sends the signal it asks for. The child
+/// has not been reaped, so its pid is its own. A closed link, or anything else on it, ends
+/// the listening.
+fn signal_asked(child: &mut Served) {
+    let mut message = [0; LINK_MESSAGE];
+    match receive(child.link.as_fd(), &mut message, false) {
+        Ok(Received::Nothing) => {}
+        Ok(Received::Message(LINK_MESSAGE, _)) if message[0] == SIGNAL => {
+            if let Ok(signal) = Signal::try_from(message_value(&message)) {
+                let _ = nix::sys::signal::kill(child.pid, signal);
+            }
+        }
+        _ => child.listening = false,
     }
 }
 
