@@ -381,7 +381,13 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
 /// must be a socket pair's end ([`socket_pair`]: a Unix socket of datagrams) whose other end
 /// was made by a process that runs this same executable file (the kernel records who made a
 /// socket, `SO_PEERCRED`, and names the file a process runs, `/proc/<pid>/exe`). A process
-/// of this program sends nothing on such a socket but the requests its start code makes.
+/// of this program sends nothing on such a socket but the requests its start code makes,
+/// unless the program itself sets out to forge one: to start itself with the flag and a
+/// socket pair on stdin, and to write on it the request's bytes, offsets included. The check
+/// cannot tell that from the start code, as no check can tell a program's own code from
+/// that code writing its memory through `/proc/self/mem`: it keeps out other programs, not
+/// this one. (Nor, run by hand through the dynamic loader, `ld.so prog`, can it tell two
+/// programs apart: `/proc/<pid>/exe` names the loader for both.)
 ///
 /// Where the kernel hides the other process's executable (it is not dumpable), that process
 /// must be this one's parent, of its user and group: the process that started it.
@@ -609,7 +615,9 @@ impl<'a> Request<'a> {
         let address = code_address(self.entry);
         // SAFETY: the request came from this program's own start code (`check_sender`: the
         // socket it came on was made by a process that runs this executable, and such a
-        // process sends nothing else on it; or a fork server so started forked this child;
+        // process sends nothing else on it, unless it forges a request on purpose, which
+        // `check_sender` names as outside what it keeps out; or a fork server so started
+        // forked this child;
         // or, where the kernel hides the maker's executable, it is this process's parent, of
         // its user, which started it with this request as a forked child's parent gives it
         // its memory), which took this offset from an `Entry` with `code_offset`, in a run of the
