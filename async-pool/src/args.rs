@@ -45,7 +45,7 @@ pub fn parse_sleep(
 /// as [`common::args::one_of`] does (a failure to print included: a one-line error).
 pub fn sleep(usage: &str) -> Option<Duration> {
     common::unprintable::explain();
-    match parse_sleep(std::env::args().skip(1)) {
+    match parse_sleep(common::args::own()) {
         Ok(sleep) => sleep,
         Err(None) => {
             println!("{usage}");

@@ -16,6 +16,7 @@
 #[allow(dead_code, unused_imports)]
 mod testkit;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -216,6 +217,10 @@ fn refuses_unknown_arguments_and_nonsense_sleeps() {
         let mut cmd = Command::new(bin);
         cmd.arg("--sleep");
         assert_usage_error(cmd, &["--sleep needs a number of seconds", usage]);
+        // Not UTF-8: refused as unknown, where `std::env::args` would panic.
+        let mut cmd = Command::new(bin);
+        cmd.arg(std::ffi::OsStr::from_bytes(b"--\xff"));
+        assert_usage_error(cmd, &["unknown argument '--\u{fffd}'", usage]);
     }
 }
 

@@ -304,14 +304,14 @@ fn default_out() -> PathBuf {
 
 fn main() -> ExitCode {
     // The spawn twin's child: this program run again, which ends at once.
-    if std::env::args().nth(1).as_deref() == Some(twins::EXIT_AT_ONCE) {
+    if common::args::own().next().as_deref() == Some(twins::EXIT_AT_ONCE) {
         return ExitCode::SUCCESS;
     }
     // procspawn starts its children by running this program again: in such a child, this
     // runs the function it was sent and exits, before anything else is done.
     #[cfg(feature = "peers")]
     peers::init();
-    let options = match options(std::env::args().skip(1)) {
+    let options = match options(common::args::own()) {
         Ok(Some(options)) => options,
         Ok(None) => {
             println!("{ABOUT}\n{USAGE}");

@@ -1,6 +1,7 @@
 //! The bench as CI runs it: `--quick` runs every workload once, with small counts, and
 //! every check inside them holds; its table and chart come out whole. No time is asserted.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -219,6 +220,10 @@ fn refuses_unknown_arguments_and_nonsense_rounds() {
         &["--rounds takes 1 to 100; not '0'", usage],
     );
     assert_usage_error(bench(&["--out"]), &["--out needs a directory", usage]);
+    // Not UTF-8: refused as unknown, where `std::env::args` would panic.
+    let mut cmd = bench(&[]);
+    cmd.arg(std::ffi::OsStr::from_bytes(b"\xff"));
+    assert_usage_error(cmd, &["unknown argument '\u{fffd}'", usage]);
 }
 
 /// A directory holding a `python3` that prints `says`, for PATH.

@@ -34,12 +34,21 @@ pub fn parse(args: impl IntoIterator<Item = String>, choices: &[&'static str]) -
     }
 }
 
+/// The process's own arguments, without the program's name. One that is not UTF-8 comes
+/// with U+FFFD in place of its bad bytes, to be refused as unknown, where
+/// `std::env::args()` would panic.
+pub fn own() -> impl Iterator<Item = String> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+}
+
 /// The process's own arguments, read with [`parse`]: returns the choice, or exits. Being
 /// every example's first call, it also makes a failure to print a one-line error
 /// ([`unprintable::explain`](crate::unprintable::explain)).
 pub fn one_of(usage: &str, choices: &[&'static str]) -> Option<&'static str> {
     crate::unprintable::explain();
-    match parse(std::env::args().skip(1), choices) {
+    match parse(own(), choices) {
         Parsed::Run(choice) => choice,
         Parsed::Help => {
             println!("{usage}");

@@ -34,6 +34,10 @@ use common::{Error, Private, Process, PyValue};
 pub use protocol::PyDict;
 use protocol::{Id, Request, Response};
 
+/// What a connection keeps of its request buffer between calls: more is given back to the
+/// allocator, so that one big request (a list of a million items) does not stay allocated.
+const REQUEST_KEPT: usize = 64 << 10;
+
 /// What went wrong with a manager's call.
 #[derive(thiserror::Error)]
 pub enum ManagerError {
@@ -168,7 +172,11 @@ impl Drop for Manager {
             return;
         }
         if self.server.pid().is_some() {
-            let _ = self.server.terminate();
+            // SIGKILL, not SIGTERM: the server has its owner's dispositions, copied at fork,
+            // and an owner that ignores SIGTERM, or catches it to set a flag, would leave the
+            // server running and this drop waiting for ever. The server has nothing to put
+            // away: its objects are in its memory, its socket's name is abstract.
+            let _ = self.server.kill();
             let _ = self.server.join();
         }
     }
@@ -214,6 +222,7 @@ impl Client {
             }),
         };
         conn.buf.clear();
+        conn.buf.shrink_to(REQUEST_KEPT);
         frame::encode(&mut conn.buf, request)?;
         match conn.exchange() {
             Ok(Response::Error(e)) => Err(ManagerError::Remote(e)),

@@ -71,18 +71,22 @@ enum Key {
 /// 2^63, exactly, as a float: the first whole float past `i64::MAX`.
 const TWO_63: f64 = 9_223_372_036_854_775_808.0;
 
-fn key(value: &PyValue) -> Key {
-    match value {
+/// `None` for a NaN, which is equal to no key, itself included. (Python finds a key that is
+/// the very object looked up, NaN or not; but a key sent to a manager's server is a fresh
+/// object each time, so there each NaN set is an item of its own, and a NaN is never found.)
+fn key(value: &PyValue) -> Option<Key> {
+    Some(match value {
         PyValue::None => Key::None,
         PyValue::Bool(b) => Key::Int(i64::from(*b)),
         PyValue::Int(i) => Key::Int(*i),
+        PyValue::Float(x) if x.is_nan() => return None,
         // A whole float in i64's range is the int of the same value: -2^63 <= x < 2^63.
         PyValue::Float(x) if x.fract() == 0.0 && (-TWO_63..TWO_63).contains(x) => {
             Key::Int(*x as i64)
         }
         PyValue::Float(x) => Key::Float(x.to_bits()),
         PyValue::Str(s) => Key::Str(s.clone()),
-    }
+    })
 }
 
 /// A dict that keeps insertion order, as Python's does.
@@ -94,20 +98,23 @@ pub(crate) struct Dict {
 
 impl Dict {
     pub(crate) fn set(&mut self, k: PyValue, v: PyValue) {
-        match self.index.get(&key(&k)) {
+        let Some(found) = key(&k) else {
+            self.items.push((k, v));
+            return;
+        };
+        match self.index.get(&found) {
             // Python keeps the first key object and replaces the value.
             Some(&at) => self.items[at].1 = v,
             None => {
-                self.index.insert(key(&k), self.items.len());
+                self.index.insert(found, self.items.len());
                 self.items.push((k, v));
             }
         }
     }
 
     pub(crate) fn get(&self, k: &PyValue) -> Result<PyValue, String> {
-        let at = self
-            .index
-            .get(&key(k))
+        let at = key(k)
+            .and_then(|found| self.index.get(&found))
             .ok_or_else(|| format!("KeyError: {}", common::repr(k)))?;
         Ok(self.items[*at].1.clone())
     }
@@ -121,8 +128,9 @@ impl Dict {
     }
 }
 
-/// A list index as Python reads one: negative counts from the end.
-pub(crate) fn list_index(list: &[PyValue], i: &PyValue) -> Result<usize, String> {
+/// A list index as Python reads one: negative counts from the end. `assigning` for
+/// `l[i] = v`, whose error Python words differently.
+pub(crate) fn list_index(list: &[PyValue], i: &PyValue, assigning: bool) -> Result<usize, String> {
     let PyValue::Int(i) = *i else {
         return Err("TypeError: list indices must be integers".into());
     };
@@ -131,7 +139,12 @@ pub(crate) fn list_index(list: &[PyValue], i: &PyValue) -> Result<usize, String>
     if (0..len).contains(&at) {
         Ok(at as usize)
     } else {
-        Err("IndexError: list index out of range".into())
+        let what = if assigning {
+            "list assignment index"
+        } else {
+            "list index"
+        };
+        Err(format!("IndexError: {what} out of range"))
     }
 }
 
@@ -168,10 +181,34 @@ mod tests {
     #[test]
     fn list_indices_as_in_python() {
         let l: Vec<PyValue> = (0..3).map(PyValue::from).collect();
-        assert_eq!(list_index(&l, &(-1).into()), Ok(2));
-        assert_eq!(list_index(&l, &0.into()), Ok(0));
-        assert!(list_index(&l, &3.into()).is_err());
-        assert!(list_index(&l, &(-4).into()).is_err());
-        assert!(list_index(&l, &"0".into()).is_err());
+        assert_eq!(list_index(&l, &(-1).into(), false), Ok(2));
+        assert_eq!(list_index(&l, &0.into(), true), Ok(0));
+        assert!(list_index(&l, &(-4).into(), false).is_err());
+        assert!(list_index(&l, &"0".into(), false).is_err());
+        // Python's words: `l[3]` and `l[3] = v`.
+        assert_eq!(
+            list_index(&l, &3.into(), false),
+            Err("IndexError: list index out of range".into())
+        );
+        assert_eq!(
+            list_index(&l, &3.into(), true),
+            Err("IndexError: list assignment index out of range".into())
+        );
+    }
+
+    #[test]
+    fn each_nan_key_is_an_item_of_its_own_and_never_found() {
+        // What a Python manager's dict does: `d[nan] = 1; d[nan] = 2` gives
+        // `{nan: 1, nan: 2}`, and `d[nan]` raises `KeyError: nan`.
+        let mut d = Dict::default();
+        d.set(f64::NAN.into(), 1.into());
+        d.set(f64::NAN.into(), 2.into());
+        d.set(f64::INFINITY.into(), 3.into());
+        d.set(f64::INFINITY.into(), 4.into());
+        assert_eq!(
+            common::repr(&PyDict(d.items())).to_string(),
+            "{nan: 1, nan: 2, inf: 4}"
+        );
+        assert_eq!(d.get(&f64::NAN.into()).unwrap_err(), "KeyError: nan");
     }
 }

@@ -307,13 +307,13 @@ fn handle(request: Request, objects: &mut Vec<Object>) -> Response {
             d.set(k, v);
             Ok(Response::Done)
         }
-        (Object::List(l), Request::SetItem(_, i, v)) => list_index(l, &i).map(|at| {
+        (Object::List(l), Request::SetItem(_, i, v)) => list_index(l, &i, true).map(|at| {
             l[at] = v;
             Response::Done
         }),
         (Object::Dict(d), Request::GetItem(_, k)) => d.get(&k).map(Response::Value),
         (Object::List(l), Request::GetItem(_, i)) => {
-            list_index(l, &i).map(|at| Response::Value(l[at].clone()))
+            list_index(l, &i, false).map(|at| Response::Value(l[at].clone()))
         }
         (Object::Dict(d), Request::Len(_)) => Ok(Response::Len(d.len() as u64)),
         (Object::List(l), Request::Len(_)) => Ok(Response::Len(l.len() as u64)),

@@ -9,6 +9,7 @@
 #[allow(dead_code, unused_imports)]
 mod testkit;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -60,6 +61,26 @@ fn refuses_arguments_with_usage() {
         cmd,
         &["unknown argument '--dict'", "usage: cargo run -p manager"],
     );
+    // Not UTF-8: refused as unknown, where `std::env::args` would panic.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manager"));
+    cmd.arg(std::ffi::OsStr::from_bytes(b"\xff"));
+    assert_usage_error(
+        cmd,
+        &["unknown argument '\u{fffd}'", "usage: cargo run -p manager"],
+    );
+}
+
+/// An owner that ignores SIGTERM (or catches it) gives its server the same disposition at
+/// fork: the manager's end must not rest on SIGTERM, or it waits for ever.
+#[test]
+fn ends_when_its_owner_ignores_sigterm() {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "trap '' TERM; exec \"$0\"",
+        env!("CARGO_BIN_EXE_manager"),
+    ]);
+    assert_golden(&stdout_of(cmd), snapbox::file!["golden/manager.stdout"]);
 }
 
 #[test]

@@ -94,7 +94,7 @@ pub fn usage_error(why: &str, usage: &str) -> ! {
 /// exits.
 pub fn no_arguments(usage: &str) {
     common::unprintable::explain();
-    match common::args::parse(std::env::args().skip(1), &[]) {
+    match common::args::parse(common::args::own(), &[]) {
         common::args::Parsed::Run(_) => {}
         common::args::Parsed::Help => help(usage),
         common::args::Parsed::Wrong(why) => usage_error(&why, usage),

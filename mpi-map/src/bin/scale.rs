@@ -70,7 +70,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Run>, String> 
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let run = match parse(std::env::args().skip(1)) {
+    let run = match parse(common::args::own()) {
         Ok(Some(run)) => run,
         // Every rank reads the command line; the first prints what it asked for.
         Ok(None) => mpi_map::help(USAGE),
