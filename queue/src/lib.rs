@@ -325,17 +325,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Some(len) if PREFIX + len > BUF => return self.get_large(state, buf, len),
                 _ => {}
             }
-            // Moving the waiting bytes to the front, and reading the pipe after them, take
-            // many steps: a reader killed in the middle leaves bytes half moved, or gone from
-            // the pipe and not yet in the span.
-            raise(&state.reading);
-            if start > 0 {
-                buf.copy_within(start..end, 0);
-            }
-            let end = end - start;
-            let read = (&self.reader).read(&mut buf[end..]);
-            state.set_span(0, end + read.as_ref().map_or(0, |&n| n));
-            lower(&state.reading);
+            // Only this process reads the pipe while it holds the read lock, so a pipe seen
+            // readable is read without waiting, and one seen empty moves nothing: the flag
+            // below goes up only to take bytes, and a reader killed while it waits for data
+            // breaks nothing.
+            let read = if fd::wait_readable(self.reader.as_fd(), Some(Duration::ZERO))? {
+                // Moving the waiting bytes to the front, and reading the pipe after them,
+                // take many steps: a reader killed in the middle leaves bytes half moved, or
+                // gone from the pipe and not yet in the span.
+                raise(&state.reading);
+                if start > 0 {
+                    buf.copy_within(start..end, 0);
+                }
+                let end = end - start;
+                let read = (&self.reader).read(&mut buf[end..]);
+                state.set_span(0, end + read.as_ref().map_or(0, |&n| n));
+                lower(&state.reading);
+                read
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
             match read {
                 Ok(0) => return Err(Error::os("read", io::ErrorKind::UnexpectedEof).into()),
                 Ok(_) => spin.got(),
@@ -350,7 +359,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     }
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));
                     if !fd::wait_readable(self.reader.as_fd(), Some(wait))? {
-                        if end > 0 {
+                        if end > start {
                             self.check_peer(state, &self.write_lock, &state.writing)?;
                         } else {
                             // Broken meanwhile: no put comes any more.
