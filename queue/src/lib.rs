@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::fd::{self, Spin};
 use common::frame::{self, FrameError, PREFIX};
-use common::{Error, Mapping, current_pid};
+use common::{Error, Mapping, SharedBorrow, current_pid};
 use lock::{Acquired, Lock, LockError, LockGuard};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
@@ -300,7 +300,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let state = self.state();
         after_lock(state, &held, &state.reading)?;
         // SAFETY: the read lock is held until this function returns, and every access to the
-        // buffer is made under it, so this is the only reference to the buffer's bytes. The
+        // buffer is made under it, so this is the only reference to the buffer's bytes (a
+        // child forked while it lives, by the item's `Deserialize`, ends at once: see the
+        // `SharedBorrow` below; no other code of the caller's runs meanwhile). The
         // buffer is BUF bytes of the mapping from BUF_AT on, which `new` allocated.
         let buf = unsafe { std::slice::from_raw_parts_mut(self.shared.as_ptr().add(BUF_AT), BUF) };
         let mut spin = Spin::new();
@@ -320,6 +322,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     } else {
                         state.set_span(at + len, end);
                     }
+                    // The item's `Deserialize` runs while `buf`, a reference into shared
+                    // memory, lives: were it to fork (`daemon`), the child would have a copy
+                    // of that reference and no lock. The borrow makes such a child end at
+                    // once, as for a `Value`'s guard.
+                    let _borrow = SharedBorrow::new();
                     return Ok(frame::decode(&buf[at..at + len])?);
                 }
                 Some(len) if PREFIX + len > BUF => return self.get_large(state, buf, len),

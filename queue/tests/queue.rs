@@ -81,6 +81,10 @@ fn main() {
             "a_reader_killed_while_it_waits_for_data_breaks_nothing",
             a_reader_killed_while_it_waits_for_data_breaks_nothing,
         ),
+        (
+            "a_fork_inside_an_items_deserialize_ends_the_child",
+            a_fork_inside_an_items_deserialize_ends_the_child,
+        ),
     ]);
 }
 
@@ -579,5 +583,61 @@ fn a_reader_killed_while_it_waits_for_data_breaks_nothing() {
             ),
         }
     }
+    assert_no_children();
+}
+
+/// Where a child forked inside [`Forks`]'s `Deserialize` leaves a mark if it lives on.
+static MARK: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// An item whose `Deserialize` forks, with safe code (`daemon`), while `get` decodes it from
+/// the queue's shared read-ahead buffer: a reference into shared memory the child would keep
+/// without the read lock.
+struct Forks;
+
+impl serde::Serialize for Forks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b"fork")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Forks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Forks, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Forks;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_borrowed_bytes<E>(self, bytes: &'de [u8]) -> Result<Forks, E> {
+                // The caller's process ends in `daemon`; its child goes on here.
+                nix::unistd::daemon(true, true).unwrap();
+                let _ = std::fs::write(MARK.get().unwrap(), bytes);
+                // SAFETY: `_exit` ends this process at once.
+                unsafe { libc::_exit(0) }
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
+/// The child forked inside the item's `Deserialize` must end before it runs on with its
+/// copy of the reference into the shared buffer (as a child forked while a `Value`'s guard
+/// lives does).
+fn a_fork_inside_an_items_deserialize_ends_the_child() {
+    let mark = std::env::temp_dir().join(format!("queue-forks-{}", std::process::id()));
+    MARK.set(mark.clone()).unwrap();
+    let q = Queue::<Forks>::new().unwrap();
+    q.put(&Forks).unwrap();
+    let mut reader = Process::new(|| q.get().map(drop));
+    reader.start().unwrap();
+    // `daemon` ends the reader with 0, once it has forked.
+    assert_eq!(reader.join().unwrap(), ExitStatus::Exited(0));
+    std::thread::sleep(Duration::from_millis(500));
+    let lived = mark.exists();
+    let _ = std::fs::remove_file(&mark);
+    assert!(
+        !lived,
+        "a child forked while the item decoded from shared memory ran on"
+    );
     assert_no_children();
 }

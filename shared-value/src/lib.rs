@@ -6,7 +6,10 @@
 //! Every read and write goes through the lock: `value()` and `set_value()` take it for one
 //! access, and `get_lock()` returns a guard that derefs to the data, for a read-modify-write
 //! such as `+= 1` that must not be split. A holder that dies half-way through a change is
-//! told to the next user as [`LockError::OwnerDied`], never hidden.
+//! told to the next user, in any process, as [`LockError::OwnerDied`]: once, to that user
+//! alone, whose call returns no data. Later calls, in that process or another, read what the
+//! dead holder left, as if whole: the user told is the one to tell the others, or to set
+//! the data right.
 //!
 //! # The program
 //!
@@ -222,18 +225,31 @@ impl<T: Plain> Array<T> {
     /// Element `i`, read under the lock: Python's `a[i]`.
     ///
     /// # Panics
-    /// If `i` is out of range, as indexing a slice does (Python raises IndexError).
+    /// If `i` is out of range, as indexing a slice does (Python raises IndexError), before
+    /// it takes the lock: the array is left as it was, and unmarked.
     pub fn get(&self, i: usize) -> Result<T, LockError> {
+        self.check_index(i);
         Ok(self.get_lock()?[i])
     }
 
     /// Writes element `i` under the lock: Python's `a[i] = x`.
     ///
     /// # Panics
-    /// If `i` is out of range.
+    /// If `i` is out of range, before it takes the lock, as [`get`](Array::get).
     pub fn set(&self, i: usize, value: T) -> Result<(), LockError> {
+        self.check_index(i);
         self.get_lock()?[i] = value;
         Ok(())
+    }
+
+    /// Panics if `i` is out of range. Checked before the lock is taken: a panic under it
+    /// would mark the lock as a holder's that died half-way, for every process.
+    fn check_index(&self, i: usize) {
+        assert!(
+            i < self.len,
+            "index out of range: the index is {i} but the length is {}",
+            self.len
+        );
     }
 
     /// A copy of every element, read under the lock: Python's `a[:]`.

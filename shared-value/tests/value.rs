@@ -28,6 +28,10 @@ fn main() {
             get_lock_makes_increments_exact,
         ),
         ("arrays_of_any_length", arrays_of_any_length),
+        (
+            "an_index_out_of_range_panics_and_marks_nothing",
+            an_index_out_of_range_panics_and_marks_nothing,
+        ),
         ("guards_exclude_other_access", guards_exclude_other_access),
         (
             "fork_is_refused_while_a_guard_lives",
@@ -123,6 +127,22 @@ fn arrays_of_any_length() {
     let pairs = Value::new([1u16, 2]).unwrap();
     pairs.get_lock().unwrap()[1] = 9;
     assert_eq!(pairs.value().unwrap(), [1, 9]);
+}
+
+/// `a[i]` out of range panics, as indexing a slice does (Python raises IndexError), in the
+/// child that asks; the array stays as it was, for every process, and is not taken for one
+/// whose holder died half-way.
+fn an_index_out_of_range_panics_and_marks_nothing() {
+    let arr = Array::new([1i32, 2]).unwrap();
+    let mut p = Process::new(|| arr.get(2).map(drop));
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(101));
+    let mut p = Process::new(|| arr.set(7, 0));
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(101));
+    assert_eq!(arr.get(1).unwrap(), 2);
+    assert_eq!(arr.to_vec().unwrap(), [1, 2]);
+    assert_no_children();
 }
 
 /// While this process holds the guard, reading the value again is refused, not a deadlock,
