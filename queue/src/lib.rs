@@ -437,6 +437,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(LockError::LockAbandoned { pid }) => {
                     Some(if pid == 0 { current_pid() } else { pid })
                 }
+                // This process has no descriptor left to ask whether the holder has ended
+                // (a dead holder that is no child of this process cannot be told from a
+                // live one without one): said, rather than waited on for ever.
+                Err(e @ LockError::Os(_)) => return Err(e.into()),
                 // It cannot be taken to look (this thread holds too many locks, say): a
                 // holder that has ended, with the flag up, is taken for one that died in the
                 // middle.

@@ -85,6 +85,10 @@ fn main() {
             "a_fork_inside_an_items_deserialize_ends_the_child",
             a_fork_inside_an_items_deserialize_ends_the_child,
         ),
+        (
+            "a_reader_out_of_descriptors_is_told_so_when_a_writer_dies_mid_message",
+            a_reader_out_of_descriptors_is_told_so_when_a_writer_dies_mid_message,
+        ),
     ]);
 }
 
@@ -639,5 +643,56 @@ fn a_fork_inside_an_items_deserialize_ends_the_child() {
         !lived,
         "a child forked while the item decoded from shared memory ran on"
     );
+    assert_no_children();
+}
+
+/// A reader waits for the rest of a message whose writer was killed (and is not reaped: a
+/// zombie that is not the reader's child), with no descriptor left to ask whether the writer
+/// has ended. It must say so, not wait for ever.
+fn a_reader_out_of_descriptors_is_told_so_when_a_writer_dies_mid_message() {
+    let q = Queue::<String>::new().unwrap();
+    let mut reader = Process::new(|| {
+        // A first call asks what it asks once a process (its pid namespace, with a pidfd).
+        assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
+        // Every descriptor below the limit taken: none is left for a pidfd.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes `limit`, setrlimit reads it; both are alive.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_cur = 64;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+        let _held: Vec<_> = std::iter::from_fn(|| std::fs::File::open("/dev/null").ok()).collect();
+        match q.get() {
+            Err(QueueError::Lock(lock::LockError::Os(e))) if e.to_string().contains("pidfd") => {
+                Ok(())
+            }
+            other => Err(format!("{:?}", other.map(|s| s.len()))),
+        }
+    });
+    reader.start().unwrap();
+    let r = reader.pid().unwrap().as_raw() as u32;
+    testkit::until_asleep(r);
+    // The writer fills the pipe while the reader is stopped, then is killed mid-message.
+    nix::sys::signal::kill(reader.pid().unwrap(), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut writer = Process::new(|| q.put(&"x".repeat(1 << 20)).unwrap());
+    writer.start().unwrap();
+    testkit::until_asleep(writer.pid().unwrap().as_raw() as u32);
+    writer.kill().unwrap();
+    nix::sys::signal::kill(reader.pid().unwrap(), nix::sys::signal::Signal::SIGCONT).unwrap();
+    let ended = testkit::ends_within(r, Duration::from_secs(20));
+    if !ended {
+        reader.kill().unwrap();
+    }
+    let status = reader.join().unwrap();
+    writer.join().unwrap();
+    assert!(
+        ended,
+        "the reader waited for ever for a dead writer's message"
+    );
+    assert_eq!(status, ExitStatus::Exited(0));
     assert_no_children();
 }
