@@ -107,7 +107,28 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
         }
         let timeout = if queued || spinning { 0 } else { -1 };
         polled = true;
-        if fd::poll_fds(&mut pollfds, timeout)? == 0 && !queued {
+        let ready = match fd::poll_fds(&mut pollfds, timeout) {
+            Ok(ready) => ready,
+            // More sockets than RLIMIT_NOFILE (lowered from outside) are more than poll(2)
+            // takes: the newest connections are refused, as a new one would be at the limit,
+            // rather than the server ending with every object it holds.
+            Err(Error::Os { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
+                let keep = descriptor_limit().saturating_sub(1);
+                while conns.len() > keep {
+                    // Told why, unless half an answer is out: a frame after it would be
+                    // read as its end. That one is only closed.
+                    match conns.pop() {
+                        Some(c) if c.sent == 0 || c.sent >= c.out.len() => {
+                            refuse(c.stream, "the manager's server is out of file descriptors");
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if ready == 0 && !queued {
             continue;
         }
         spin.got();
@@ -163,6 +184,19 @@ fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<Fil
             // WouldBlock: none waits any more.
             Err(_) => return,
         }
+    }
+}
+
+/// This process's soft RLIMIT_NOFILE, or `usize::MAX` if it cannot be read.
+fn descriptor_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct passed, which is alive for the call.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
+        _ => usize::MAX,
     }
 }
 

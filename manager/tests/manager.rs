@@ -48,6 +48,10 @@ fn main() {
             an_answer_too_large_fails_that_request_alone,
         ),
         (
+            "more_connections_than_the_descriptor_limit_are_refused_not_fatal",
+            more_connections_than_the_descriptor_limit_are_refused_not_fatal,
+        ),
+        (
             "out_of_descriptors_new_connections_are_refused_and_old_ones_served",
             out_of_descriptors_new_connections_are_refused_and_old_ones_served,
         ),
@@ -406,6 +410,49 @@ fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
     let mut now = fds();
     now.sort_unstable();
     assert_eq!(now, held, "the server lost or leaked a descriptor");
+}
+
+/// The server's limit on descriptors is lowered below the number of its connections, which
+/// is then more than poll(2) takes: the newest connections are refused, and the server goes
+/// on with the others and every object.
+fn more_connections_than_the_descriptor_limit_are_refused_not_fatal() {
+    let manager = Manager::new().unwrap();
+    let server = manager.pid().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("before", 1).unwrap();
+    // Ten more connections, each served once (the len of object 0, the dict).
+    let mut newer: Vec<_> = (0..10)
+        .map(|_| {
+            let mut raw = UnixStream::connect_addr(manager.address()).unwrap();
+            raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            raw.write_all(&request(LEN, &[&0u32.to_le_bytes()]))
+                .unwrap();
+            read_payload(&mut raw);
+            raw
+        })
+        .collect();
+    let limit = libc::rlimit {
+        rlim_cur: 8,
+        rlim_max: 1024,
+    };
+    // SAFETY: prlimit reads the struct passed, valid for the call, and writes nothing (the
+    // old limit's pointer is null); the server is this process's child, of the same user.
+    let set = unsafe {
+        libc::prlimit(
+            server as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
+    // The newest were told why.
+    let mut answer = Vec::new();
+    newer.last_mut().unwrap().read_to_end(&mut answer).unwrap();
+    let text = error_text(&answer);
+    assert!(text.contains("out of file descriptors"), "{text}");
+    assert_eq!(d.len().unwrap(), 1);
 }
 
 fn proxies_are_send_and_sync() {
