@@ -377,6 +377,22 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
     .map_err(|e| Error::os("socketpair", e))
 }
 
+/// Whether the process that made `socket` (as the kernel recorded it, `SO_PEERCRED`) has
+/// ended: no such process, or a zombie. (Its pid could name another process by now only
+/// after it was reaped and the pids went round, while this one started.)
+fn maker_has_ended(socket: BorrowedFd<'_>) -> bool {
+    let Ok(peer) = socket::getsockopt(&socket, socket::sockopt::PeerCredentials) else {
+        return false;
+    };
+    match std::fs::read_to_string(format!("/proc/{}/stat", peer.pid())) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Checks that requests on `socket` can come only from this program's own start code: it
 /// must be a socket pair's end ([`socket_pair`]: a Unix socket of datagrams) whose other end
 /// was made by a process that runs this same executable file (the kernel records who made a

@@ -3,6 +3,11 @@
 //! its own on stdin, and asks it to run the code at an offset of its choosing. The example
 //! must refuse, with a clear error and exit status 2, and run nothing.
 
+// The workspace's test harness, included by path rather than named as a dependency.
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -111,4 +116,35 @@ fn a_spawned_child_refuses_a_pipe_on_stdin() {
         stderr.starts_with("Error: stdin is not a Unix socket of datagrams"),
         "{stderr:?}"
     );
+}
+
+/// A process that makes the socket, starts the example on it with either flag, and is gone
+/// before the example looks at it (killed while it started a child, say): the example ends
+/// with status 2 and says nothing, since no one ran it by hand and no one is left to tell.
+#[test]
+fn a_child_whose_starter_has_gone_ends_quietly() {
+    // The example starts once the starter, which made its socket, has ended.
+    const STARTER: &str = r#"
+import os, socket, subprocess, sys
+ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+subprocess.Popen(["sh", "-c", 'sleep 0.3; exec "$0" "$@"'] + sys.argv[1:], stdin=theirs)
+os._exit(0)
+"#;
+    for flag in ["--multiprocessing-fork", "--multiprocessing-forkserver"] {
+        let Some(mut python) = testkit::python3("a starter that has gone") else {
+            return;
+        };
+        // The example inherits stderr: reading it to its end waits for the example's end.
+        let out = python
+            .args(["-c", STARTER, EXAMPLE, flag])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run the starter");
+        assert!(out.status.success(), "the starter failed: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr, "", "{flag}, whose starter had gone, said something");
+        assert!(out.stdout.is_empty());
+    }
 }

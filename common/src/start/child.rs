@@ -155,13 +155,13 @@ fn run_spawned() -> i32 {
     // `quiet_stdin` replaces it, after the last use of this borrow.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
     if let Err(why) = super::check_sender(stdin) {
-        return refuse(SPAWNED, &why);
+        return refuse_unless_orphaned(SPAWNED, &why, stdin);
     }
     let mut buf = vec![0; REQUEST_HEADER + MAX_ARGS];
     let (len, fds) = match receive(stdin, &mut buf, true) {
         Ok(Received::Message(len, fds)) => (len, fds),
-        Ok(_) => return refuse(SPAWNED, "no request came on stdin"),
-        Err(e) => return refuse(SPAWNED, &e.to_string()),
+        Ok(_) => return refuse_unless_orphaned(SPAWNED, "no request came on stdin", stdin),
+        Err(e) => return refuse_unless_orphaned(SPAWNED, &e.to_string(), stdin),
     };
     if let Err(e) = quiet_stdin() {
         return refuse(SPAWNED, &e.to_string());
@@ -170,6 +170,16 @@ fn run_spawned() -> i32 {
         Some(request) if usize::from(request.fds) == fds.len() => run(&request, fds),
         _ => refuse(SPAWNED, "the request is malformed"),
     }
+}
+
+/// [`refuse`], unless the process that made `socket` (its starter, if this process was
+/// started as it should be) has ended: killed while it started this one, say. Then no one
+/// ran this by hand, nor is anyone left to be told: it ends quietly, with the same code.
+pub(super) fn refuse_unless_orphaned(flag: &str, why: &str, socket: BorrowedFd<'_>) -> i32 {
+    if super::maker_has_ended(socket) {
+        return 2;
+    }
+    refuse(flag, why)
 }
 
 /// Says why a process started with `flag` cannot run, and returns the usage error's code.

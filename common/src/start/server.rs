@@ -241,7 +241,11 @@ fn serve_requests() -> Result<i32, Error> {
     let control = unsafe { OwnedFd::from_raw_fd(control) };
     child::quiet_stdin()?;
     if let Err(why) = super::check_sender(control.as_fd()) {
-        return Ok(child::refuse(child::SERVER, &why));
+        return Ok(child::refuse_unless_orphaned(
+            child::SERVER,
+            &why,
+            control.as_fd(),
+        ));
     }
     let mut first = [0; 4];
     match receive(control.as_fd(), &mut first, true) {
@@ -250,7 +254,14 @@ fn serve_requests() -> Result<i32, Error> {
             owner => die_with_parent(owner),
         },
         Ok(_) => return Ok(0), // The owner is gone already.
-        Err(e) => return Ok(child::refuse(child::SERVER, &e.to_string())),
+        Err(e) => {
+            let why = e.to_string();
+            return Ok(child::refuse_unless_orphaned(
+                child::SERVER,
+                &why,
+                control.as_fd(),
+            ));
+        }
     }
     // SAFETY: setting a disposition to SIG_IGN touches no memory. A child that has gone
     // away makes a write to its link fail (EPIPE) instead of killing the server.
