@@ -222,9 +222,11 @@ impl Client {
             }),
         };
         conn.buf.clear();
-        conn.buf.shrink_to(REQUEST_KEPT);
         frame::encode(&mut conn.buf, request)?;
-        match conn.exchange() {
+        let answer = conn.exchange();
+        conn.buf.clear();
+        conn.buf.shrink_to(REQUEST_KEPT);
+        match answer {
             Ok(Response::Error(e)) => Err(ManagerError::Remote(e)),
             Ok(response) => Ok(response),
             Err(e) => {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::fd::{self, Spin};
 use common::frame::{self, FrameError, PREFIX};
-use common::{Error, Mapping, SharedBorrow, current_pid};
+use common::{Error, Mapping, current_pid};
 use lock::{Acquired, Lock, LockError, LockGuard};
 use os_pipe::{PipeReader, PipeWriter};
 use serde::Serialize;
@@ -300,9 +300,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let state = self.state();
         after_lock(state, &held, &state.reading)?;
         // SAFETY: the read lock is held until this function returns, and every access to the
-        // buffer is made under it, so this is the only reference to the buffer's bytes (a
-        // child forked while it lives, by the item's `Deserialize`, ends at once: see the
-        // `SharedBorrow` below; no other code of the caller's runs meanwhile). The
+        // buffer is made under it, so this is the only reference to the buffer's bytes (no
+        // code of the caller's runs while it lives: an item is decoded from a copy). The
         // buffer is BUF bytes of the mapping from BUF_AT on, which `new` allocated.
         let buf = unsafe { std::slice::from_raw_parts_mut(self.shared.as_ptr().add(BUF_AT), BUF) };
         let mut spin = Spin::new();
@@ -322,12 +321,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     } else {
                         state.set_span(at + len, end);
                     }
-                    // The item's `Deserialize` runs while `buf`, a reference into shared
-                    // memory, lives: were it to fork (`daemon`), the child would have a copy
-                    // of that reference and no lock. The borrow makes such a child end at
-                    // once, as for a `Value`'s guard.
-                    let _borrow = SharedBorrow::new();
-                    return Ok(frame::decode(&buf[at..at + len])?);
+                    // Decoded from a copy: the item's `Deserialize` is the caller's code, and
+                    // were it to fork (`daemon`), the child would keep any reference it was
+                    // given into the shared buffer, without the lock. (A `SharedBorrow`
+                    // instead ended every child forked meanwhile by any thread, `Command`'s
+                    // included.)
+                    let frame = buf[at..at + len].to_vec();
+                    return Ok(frame::decode(&frame)?);
                 }
                 Some(len) if PREFIX + len > BUF => return self.get_large(state, buf, len),
                 _ => {}

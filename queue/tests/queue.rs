@@ -82,8 +82,8 @@ fn main() {
             a_reader_killed_while_it_waits_for_data_breaks_nothing,
         ),
         (
-            "a_fork_inside_an_items_deserialize_ends_the_child",
-            a_fork_inside_an_items_deserialize_ends_the_child,
+            "a_fork_inside_an_items_deserialize_keeps_its_bytes",
+            a_fork_inside_an_items_deserialize_keeps_its_bytes,
         ),
         (
             "a_reader_out_of_descriptors_is_told_so_when_a_writer_dies_mid_message",
@@ -590,17 +590,18 @@ fn a_reader_killed_while_it_waits_for_data_breaks_nothing() {
     assert_no_children();
 }
 
-/// Where a child forked inside [`Forks`]'s `Deserialize` leaves a mark if it lives on.
+/// Where a child forked inside [`Forks`]'s `Deserialize` writes whether the bytes it was
+/// given changed under it.
 static MARK: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
-/// An item whose `Deserialize` forks, with safe code (`daemon`), while `get` decodes it from
-/// the queue's shared read-ahead buffer: a reference into shared memory the child would keep
-/// without the read lock.
-struct Forks;
+/// An item whose `Deserialize` forks, with safe code (`daemon`), while `get` decodes it: the
+/// child keeps the bytes it was given, which must be its own, not the queue's shared
+/// read-ahead buffer that the next `get` rewrites.
+struct Forks(Vec<u8>);
 
 impl serde::Serialize for Forks {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(b"fork")
+        s.serialize_bytes(&self.0)
     }
 }
 
@@ -613,9 +614,15 @@ impl<'de> serde::Deserialize<'de> for Forks {
                 f.write_str("bytes")
             }
             fn visit_borrowed_bytes<E>(self, bytes: &'de [u8]) -> Result<Forks, E> {
+                if bytes[0] != b'D' {
+                    return Ok(Forks(bytes.to_vec()));
+                }
+                let before = bytes.to_vec();
                 // The caller's process ends in `daemon`; its child goes on here.
                 nix::unistd::daemon(true, true).unwrap();
-                let _ = std::fs::write(MARK.get().unwrap(), bytes);
+                std::thread::sleep(Duration::from_millis(500));
+                let seen = if bytes == before { "same" } else { "changed" };
+                let _ = std::fs::write(MARK.get().unwrap(), seen);
                 // SAFETY: `_exit` ends this process at once.
                 unsafe { libc::_exit(0) }
             }
@@ -624,24 +631,30 @@ impl<'de> serde::Deserialize<'de> for Forks {
     }
 }
 
-/// The child forked inside the item's `Deserialize` must end before it runs on with its
-/// copy of the reference into the shared buffer (as a child forked while a `Value`'s guard
-/// lives does).
-fn a_fork_inside_an_items_deserialize_ends_the_child() {
+/// A child forked inside an item's `Deserialize` holds no reference into the queue's shared
+/// buffer: what it was given stays the same while other items pass through the queue.
+fn a_fork_inside_an_items_deserialize_keeps_its_bytes() {
     let mark = std::env::temp_dir().join(format!("queue-forks-{}", std::process::id()));
     MARK.set(mark.clone()).unwrap();
     let q = Queue::<Forks>::new().unwrap();
-    q.put(&Forks).unwrap();
+    q.put(&Forks(vec![b'D'; 64])).unwrap();
     let mut reader = Process::new(|| q.get().map(drop));
     reader.start().unwrap();
     // `daemon` ends the reader with 0, once it has forked.
     assert_eq!(reader.join().unwrap(), ExitStatus::Exited(0));
-    std::thread::sleep(Duration::from_millis(500));
-    let lived = mark.exists();
+    q.put(&Forks(vec![b'X'; 64])).unwrap();
+    assert_eq!(q.get().unwrap().0, vec![b'X'; 64]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mark.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    let seen = std::fs::read_to_string(&mark);
     let _ = std::fs::remove_file(&mark);
-    assert!(
-        !lived,
-        "a child forked while the item decoded from shared memory ran on"
+    assert_eq!(
+        seen.unwrap(),
+        "same",
+        "the forked child's bytes changed under it"
     );
     assert_no_children();
 }

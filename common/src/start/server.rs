@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
+use nix::sys::socket::{self, MsgFlags};
 use nix::unistd::Pid;
 
 use super::{Entry, How, MAX_ARGS, REQUEST_HEADER, Received, Request, child, receive, send};
@@ -165,13 +166,18 @@ impl Drop for ForkServer {
 /// server that has (which killed its children first), are not errors.
 pub(super) fn signal(link: &Private<OwnedFd>, signal: Signal) -> Result<(), Error> {
     let link = link.get().ok_or(Error::NotOwner)?;
-    match send(link.as_fd(), &link_message(SIGNAL, signal as i32), &[]) {
-        Err(Error::Os { source, .. })
-            if matches!(source.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) =>
-        {
-            Ok(())
-        }
-        sent => sent,
+    let message = link_message(SIGNAL, signal as i32);
+    // Without waiting: a server that does not read (stopped) must not hold up the caller,
+    // whose signal, like kill(2)'s, is sent, not delivered. A link full of requests not
+    // read yet is one the server will act on; this one is dropped.
+    let sent = socket::send(
+        link.as_raw_fd(),
+        &message,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    );
+    match sent {
+        Ok(_) | Err(Errno::EAGAIN | Errno::EPIPE | Errno::ECONNRESET) => Ok(()),
+        Err(e) => Err(Error::os("send", e)),
     }
 }
 
