@@ -337,6 +337,25 @@ fn an_answer_too_large_fails_that_request_alone() {
     assert_eq!(len, (3, 17));
 }
 
+/// Sets the server's RLIMIT_NOFILE: `soft` and `hard`.
+fn limit_descriptors(server: u32, soft: libc::rlim_t, hard: libc::rlim_t) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit reads the struct passed, valid for the call, and writes nothing (the
+    // old limit's pointer is null); the server is this process's child, of the same user.
+    let set = unsafe {
+        libc::prlimit(
+            server as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+}
+
 /// The server's limit on descriptors is lowered to what it holds: what it inherited, the
 /// listener, a spare, and this process's connection. New connections are refused; the old
 /// one is served.
@@ -354,21 +373,7 @@ fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
     held.sort_unstable();
     // A new descriptor takes the lowest free number, and gets none at or over the limit.
     let lowest_free = (0..).find(|n| !held.contains(n)).unwrap();
-    let limit = libc::rlimit {
-        rlim_cur: lowest_free,
-        rlim_max: lowest_free,
-    };
-    // SAFETY: prlimit reads the struct passed, valid for the call, and writes nothing (the
-    // old limit's pointer is null); the server is this process's child, of the same user.
-    let set = unsafe {
-        libc::prlimit(
-            server as libc::pid_t,
-            libc::RLIMIT_NOFILE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    limit_descriptors(server, lowest_free, lowest_free);
     for _ in 0..3 {
         let answer = send_raw(manager.address(), &[]);
         let text = error_text(&answer);
@@ -431,21 +436,7 @@ fn more_connections_than_the_descriptor_limit_are_refused_not_fatal() {
             raw
         })
         .collect();
-    let limit = libc::rlimit {
-        rlim_cur: 8,
-        rlim_max: 1024,
-    };
-    // SAFETY: prlimit reads the struct passed, valid for the call, and writes nothing (the
-    // old limit's pointer is null); the server is this process's child, of the same user.
-    let set = unsafe {
-        libc::prlimit(
-            server as libc::pid_t,
-            libc::RLIMIT_NOFILE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    limit_descriptors(server, 8, 1024);
     assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
     // The newest were told why.
     let mut answer = Vec::new();
