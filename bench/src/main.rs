@@ -229,8 +229,10 @@ const WORKLOADS: [Workload; 10] = [
         quick: 5,
         ops_per_n: 1,
         rust: workloads::forkserver,
-        // A bare fork server would be the server of `common::start` again.
-        twins: &[],
+        twins: &[Twin {
+            name: ONE,
+            run: twins::forkserver,
+        }],
     },
 ];
 
@@ -303,9 +305,13 @@ fn default_out() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    // The spawn twin's child: this program run again, which ends at once.
-    if common::args::own().next().as_deref() == Some(twins::EXIT_AT_ONCE) {
-        return ExitCode::SUCCESS;
+    match common::args::own().next().as_deref() {
+        // The spawn twin's child: this program run again, which ends at once.
+        Some(twins::EXIT_AT_ONCE) => return ExitCode::SUCCESS,
+        // The fork-server twin's server: this program run again, serving until the bench
+        // closes its socket.
+        Some(twins::FORK_SERVER) => return ExitCode::from(twins::serve_forks()),
+        _ => {}
     }
     // procspawn starts its children by running this program again: in such a child, this
     // runs the function it was sent and exits, before anything else is done.

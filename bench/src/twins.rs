@@ -1,4 +1,4 @@
-//! The bare twins: each of the eight workloads done again with direct libc calls, the same
+//! The bare twins: each of the workloads done again with direct libc calls, the same
 //! work and nothing else. The same processes, forked at the same moments; the same messages,
 //! byte for byte as long as the workspace's frames (a `u32` length, then bincode with
 //! fixed-size integers); the same batching, the same waiting, the same contention. What a
@@ -25,6 +25,10 @@ use common::fd::{PIPE_SIZE, SPIN};
 use os_pipe::{PipeReader, PipeWriter};
 
 use crate::workloads::Timed;
+
+mod forkserver;
+pub use forkserver::forkserver;
+pub(crate) use forkserver::{SERVER as FORK_SERVER, serve as serve_forks};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
