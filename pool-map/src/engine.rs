@@ -481,7 +481,19 @@ impl Engine {
             match w.frames.fill(&mut results) {
                 Ok(0) if matches!(drain, Drain::Once) => return self.died(i).map(|()| true),
                 Ok(0) => return Ok(true),
-                Ok(_) => self.take_results(i)?,
+                Ok(_) => {
+                    if let Err(e) = self.take_results(i) {
+                        // Bytes that are not the protocol (only code that writes into the
+                        // pipe outside it can send them: a task that opens the pipe through
+                        // /proc/self/fd, say): nothing after them is sure to begin where a
+                        // frame does, so this worker's results can never be read right
+                        // again. It is ended and replaced as a dead one is, its running task
+                        // failing with its death, and the caller is told why.
+                        let _ = self.workers[i].process.kill();
+                        self.died(i)?;
+                        return Err(e);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(Error::os("read", e).into()),

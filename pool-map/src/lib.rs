@@ -15,6 +15,14 @@
 //! writing tasks. A worker reads a task, runs it, and writes its result before it reads the
 //! next.
 //!
+//! The addresses in a task are trusted: only the pool writes into a worker's task pipe. Code
+//! of the same program that opens the pipe again through `/proc/self/fd` and writes into it
+//! could make a worker call any code, as code that writes `/proc/self/mem` could change any
+//! memory; Rust's guarantees cover neither. Bytes that come on a results pipe outside the
+//! protocol (a frame over the limit, or for a task the worker was not given) end that worker
+//! and replace it, as a death would; a frame whose rest never comes cannot be told from a
+//! slow one, and is waited for.
+//!
 //! # How results come back in order
 //!
 //! Each result frame carries its task's number, and the parent files it under that number.
@@ -219,48 +227,51 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut engine = self.engine()?;
+        let engine = self.engine()?;
         engine.check_owner()?;
         if iterable.is_empty() {
             return Ok(Vec::new());
         }
         let chunksize = iterable.len().div_ceil(4 * engine.processes());
-        let mut tasks = Vec::with_capacity(iterable.len().div_ceil(chunksize));
+        // However `map` leaves (an error, or a panic in an item's `Serialize` or a result's
+        // `Deserialize`), no one will ask for the results of the chunks it has not taken:
+        // they are abandoned, and those not yet sent never run.
+        let mut sent = Unclaimed {
+            engine,
+            tasks: Vec::with_capacity(iterable.len().div_ceil(chunksize)),
+            taken: 0,
+        };
         // Chunks still to send, the next last. Python's chunks have no size limit, frames
         // do: a chunk whose frame would be over it goes as two halves instead.
         let mut chunks: Vec<&[A]> = iterable.chunks(chunksize).rev().collect();
         while let Some(chunk) = chunks.pop() {
-            match engine.submit(worker::call_chunk::<A, R>, f as usize, chunk) {
+            match sent
+                .engine
+                .submit(worker::call_chunk::<A, R>, f as usize, chunk)
+            {
                 Ok(task) => {
-                    tasks.push(task);
+                    sent.tasks.push(task);
                     // The first chunk of each worker goes at once, so that the workers start
                     // while the rest are encoded; the rest queue up, and go out as the
                     // workers ask for more.
-                    if tasks.len() <= engine.processes() {
-                        engine.send();
+                    if sent.tasks.len() <= sent.engine.processes() {
+                        sent.engine.send();
                     }
                 }
                 Err(PoolError::Frame(FrameError::TooLarge { .. })) if chunk.len() > 1 => {
                     let (first, second) = chunk.split_at(chunk.len() / 2);
                     chunks.extend([second, first]);
                 }
-                Err(e) => {
-                    tasks.iter().for_each(|&t| engine.abandon(t));
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
         let mut results = Vec::with_capacity(iterable.len());
-        for (i, &task) in tasks.iter().enumerate() {
-            let appended = engine
-                .wait(task, None)
-                .and_then(|()| engine.take(task))
-                .and_then(|done| outcome(&done, AppendTo(&mut results)));
-            if let Err(e) = appended {
-                // This chunk's result too, if it failed to come: no one will ask for it.
-                tasks[i..].iter().for_each(|&t| engine.abandon(t));
-                return Err(e);
-            }
+        while let Some(&task) = sent.tasks.get(sent.taken) {
+            let engine = &mut sent.engine;
+            engine.wait(task, None)?;
+            let done = engine.take(task)?;
+            sent.taken += 1;
+            outcome(&done, AppendTo(&mut results))?;
         }
         Ok(results)
     }
@@ -337,6 +348,21 @@ impl Pool {
     /// or a result that calls the pool again.
     fn engine(&self) -> Result<RefMut<'_, Engine>, PoolError> {
         self.engine.try_borrow_mut().map_err(|_| PoolError::Busy)
+    }
+}
+
+/// The tasks of one `map`, from `taken` on not yet taken: abandoned when it is dropped.
+struct Unclaimed<'a> {
+    engine: RefMut<'a, Engine>,
+    tasks: Vec<u64>,
+    taken: usize,
+}
+
+impl Drop for Unclaimed<'_> {
+    fn drop(&mut self) {
+        for &task in &self.tasks[self.taken..] {
+            self.engine.abandon(task);
+        }
     }
 }
 

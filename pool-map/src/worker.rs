@@ -183,7 +183,10 @@ pub(crate) fn run(
         let (id, call, f) = (word(0), code_address(word(1)), code_address(word(2)));
         // SAFETY: `call` is the address of a `Trampoline`: its offset was written by
         // `encode_task`, in the process that started this worker, on a pipe only the pool
-        // writes; the same executable file, as in `call_one`.
+        // writes (its ends are the pool's own, `Private`; code of the program that opens it
+        // again through `/proc/self/fd` and writes a frame of its making could name any
+        // address here, as code that writes `/proc/self/mem` can change any: both are
+        // outside what Rust's guarantees cover); the same executable file, as in `call_one`.
         let call = unsafe { std::mem::transmute::<usize, Trampoline>(call) };
         let start = frame::start_frame(&mut out);
         out.extend_from_slice(&id.to_le_bytes());

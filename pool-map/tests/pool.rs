@@ -130,6 +130,14 @@ fn main() {
             the_frame_limit_counts_the_headers,
         ),
         (
+            "a_panic_in_the_parents_serde_abandons_the_maps_other_chunks",
+            a_panic_in_the_parents_serde_abandons_the_maps_other_chunks,
+        ),
+        (
+            "bytes_outside_the_protocol_end_their_worker",
+            bytes_outside_the_protocol_end_their_worker,
+        ),
+        (
             "no_zombie_and_no_descriptor_after_drop",
             no_zombie_and_no_descriptor_after_drop,
         ),
@@ -1198,4 +1206,100 @@ fn the_frame_limit_counts_the_headers() {
         "{err}"
     );
     assert_eq!(p.apply(square, 3).unwrap(), 9);
+}
+
+/// An item whose `Serialize` panics in the test's process when it is 255.
+#[derive(serde::Deserialize)]
+struct Bomb(u8);
+
+impl serde::Serialize for Bomb {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(self.0 != 255, "bomb");
+        s.serialize_u8(self.0)
+    }
+}
+
+/// Writes the item to the pipe `fd`: which items ran, and how often.
+fn record_item((fd, item): (i32, Bomb)) -> u8 {
+    // SAFETY: `fd` is the write end of the test's pipe, inherited by the worker.
+    unsafe { libc::write(fd, [item.0].as_ptr().cast(), 1) };
+    item.0
+}
+
+/// A `map` whose last item's `Serialize` panics, in the parent, after its first chunk was
+/// sent and others were queued: the chunks not yet sent never run (not even on the pool's
+/// next call), and only the sent one does.
+fn a_panic_in_the_parents_serde_abandons_the_maps_other_chunks() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let pool = Pool::new(1).unwrap();
+    // One worker: chunks of 10 items; the first goes at once, the next two queue, and the
+    // last panics as it is encoded.
+    let items: Vec<(i32, Bomb)> = (0..39)
+        .chain([255])
+        .map(|i| (w.as_raw_fd(), Bomb(i)))
+        .collect();
+    let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.map(record_item, &items)
+    }));
+    assert!(mapped.is_err(), "the bomb did not go off");
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    pool.close().unwrap();
+    pool.join().unwrap();
+    drop(pool);
+    drop(w);
+    let mut ran = Vec::new();
+    r.read_to_end(&mut ran).unwrap();
+    assert_eq!(ran, (0..10).collect::<Vec<u8>>(), "items that ran");
+    assert_no_children();
+}
+
+/// Writes `bytes` into each pipe this worker holds for writing but its stdout and stderr:
+/// its results pipe, opened again through `/proc/self/fd`, with safe code.
+fn scribble(bytes: Vec<u8>) -> u8 {
+    use std::io::Write;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let path = entry.unwrap().path();
+        let fd: i32 = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let is_pipe =
+            std::fs::read_link(&path).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"));
+        if fd <= 2 || !is_pipe {
+            continue;
+        }
+        // Open for writing only where the worker writes: the read end's `flags` end in 0.
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let writes = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .is_some_and(|f| u32::from_str_radix(f.trim(), 8).is_ok_and(|f| f & 3 == 1));
+        if writes {
+            if let Ok(mut pipe) = std::fs::OpenOptions::new().write(true).open(&path) {
+                pipe.write_all(&bytes).unwrap();
+            }
+        }
+    }
+    7
+}
+
+/// A worker's results pipe that carries bytes outside the protocol (a length over the
+/// frame limit; a frame for a task it was not given) cannot be read right again: the call
+/// fails with the frame's error, the worker is replaced, and the pool goes on.
+fn bytes_outside_the_protocol_end_their_worker() {
+    ends_without_hanging(|| {
+        let mut for_task_999 = 9u32.to_le_bytes().to_vec();
+        for_task_999.extend(999u64.to_le_bytes());
+        for_task_999.push(0);
+        for garbage in [vec![0xff; 4], for_task_999] {
+            let pool = Pool::new(1).unwrap();
+            let pids = pool.pids();
+            match pool.apply(scribble, garbage) {
+                Err(PoolError::Frame(e)) => eprintln!("    the call failed: {e}"),
+                other => panic!("not a frame error: {other:?}"),
+            }
+            assert_ne!(pool.pids(), pids, "the worker was not replaced");
+            assert_eq!(pool.apply(square, 3).unwrap(), 9);
+            assert_eq!(pool.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+        }
+    });
 }
