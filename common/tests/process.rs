@@ -859,7 +859,9 @@ fn a_read_that_does_not_wait_and_its_fallback() {
     let mut buf = [0u8; 8];
     match read_now(r.as_fd(), &mut buf) {
         Err(e) if e.kind() == ErrorKind::Unsupported => {
-            println!("SKIPPED: this kernel cannot read a pipe without waiting");
+            testkit::skipped(
+                "this kernel cannot read a pipe without waiting (preadv2, RWF_NOWAIT)",
+            );
             return;
         }
         got => assert_eq!(got.unwrap(), None),
@@ -911,7 +913,7 @@ fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
         .open(NS_LAST_PID)
         .is_err()
     {
-        println!("SKIPPED: {NS_LAST_PID} is not writable (not root)");
+        testkit::skipped(&format!("{NS_LAST_PID} is not writable (not root?)"));
         return;
     }
     // A's child C outlives A: it comes back to this process, to be reaped here.
@@ -979,7 +981,7 @@ fn a_descendant_with_a_dead_ancestors_pid_owns_nothing() {
     match verdict[0] {
         0 => {}
         1 => panic!("a grandchild with its dead grandparent's pid took its descriptor"),
-        _ => println!("SKIPPED: no grandchild got the dead process's pid in 50 tries"),
+        _ => testkit::skipped("no grandchild got the dead process's pid in 50 tries"),
     }
     assert_no_children();
 }

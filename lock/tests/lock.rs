@@ -360,7 +360,9 @@ fn a_dead_holders_pid_given_again_is_never_taken_for_dead() {
         child.wait().unwrap();
     }
     let Some(mut stranger) = stranger else {
-        println!("SKIPPED: the dead holder's pid could not be given again (not root?)");
+        testkit::skipped(
+            "the dead holder's pid could not be given again (ns_last_pid not writable: not root?)",
+        );
         return;
     };
     let got = lock.acquire();
@@ -425,7 +427,7 @@ fn a_lock_is_refused_in_another_pid_namespace() {
     std::mem::forget(held);
     lock.release().unwrap();
     if ended == ExitStatus::Exited(SKIPPED) {
-        println!("SKIPPED: no new pid namespace here (not root?)");
+        testkit::skipped("no new pid namespace (unshare(CLONE_NEWPID) needs CAP_SYS_ADMIN)");
         return;
     }
     assert_eq!(ended, ExitStatus::Exited(0));

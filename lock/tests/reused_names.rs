@@ -98,7 +98,9 @@ fn a_new_thread_with_a_dead_holders_tid_is_not_the_holder() {
     let tid = abandoned_by_a_thread(lock);
     let holder = lock.holder();
     let Some(got) = on_a_thread_with_tid(tid, move || lock.release()) else {
-        println!("SKIPPED: the dead holder's tid could not be given again (not root?)");
+        testkit::skipped(
+            "the dead holder's tid could not be given again (ns_last_pid not writable: not root?)",
+        );
         return;
     };
     assert!(matches!(got, Err(LockError::NotHolder)), "{got:?}");
@@ -146,7 +148,9 @@ fn a_process_at_a_dead_holders_pid_is_not_the_holder() {
         Ok(()) => 1,
         Err(_) => 2,
     }) else {
-        println!("SKIPPED: the dead holder's pid could not be given again (not root?)");
+        testkit::skipped(
+            "the dead holder's pid could not be given again (ns_last_pid not writable: not root?)",
+        );
         return;
     };
     assert_eq!(
@@ -226,7 +230,9 @@ fn a_thread_of_another_namespace_with_the_holders_numbers_is_not_the_holder() {
     });
     test.start().unwrap();
     match test.join().unwrap() {
-        ExitStatus::Exited(77) => println!("SKIPPED: no new pid namespace (not root?)"),
+        ExitStatus::Exited(77) => {
+            testkit::skipped("no new pid namespace (unshare(CLONE_NEWPID) needs CAP_SYS_ADMIN)")
+        }
         status => assert_eq!(
             status,
             ExitStatus::Exited(0),

@@ -472,7 +472,7 @@ fn the_socket_is_abstract_and_ends_with_the_server() {
 fn another_user_is_refused() {
     // SAFETY: geteuid only reads this process's user id.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: not root, so no other user to try the socket as");
+        testkit::skipped("not root, so no other user to try the socket as");
         return;
     }
     let manager = Manager::new().unwrap();

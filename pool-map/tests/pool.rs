@@ -703,7 +703,7 @@ fn a_task_cannot_cut_the_shared_word() {
             Err(PoolError::WorkerDied {
                 status: ExitStatus::Exited(5),
                 ..
-            }) => println!("SKIPPED: /proc/self/map_files cannot be opened (not root)"),
+            }) => testkit::skipped("/proc/self/map_files cannot be opened (not root?)"),
             other => panic!("{other:?}"),
         }
         assert_eq!(p.apply(square, 3).unwrap(), 9);

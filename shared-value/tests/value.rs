@@ -324,7 +324,7 @@ fn a_killed_holder_is_over_only_when_all_its_threads_are() {
     const N: usize = 128 << 20;
     let file = std::path::Path::new("/dev/shm").join(format!("value-{}", std::process::id()));
     if std::fs::write(&file, vec![0x55u8; N]).is_err() {
-        println!("SKIPPED: no /dev/shm");
+        testkit::skipped("no /dev/shm");
         return;
     }
     let arr = Array::new(std::iter::repeat_n(0u8, N)).unwrap();
@@ -401,7 +401,7 @@ fn a_holder_seen_from_another_namespace_is_never_taken_for_dead() {
     ready.read_exact(&mut said).unwrap();
     if said == *b"s" {
         c.join().unwrap();
-        println!("SKIPPED: no new time namespace here (not root?)");
+        testkit::skipped("no new time namespace (unshare(CLONE_NEWTIME) needs CAP_SYS_ADMIN)");
         return;
     }
     for _ in 0..2 {
@@ -483,7 +483,7 @@ fn a_holder_seen_through_another_namespaces_proc_is_never_taken_for_dead() {
     let a_pid = u32::from_ne_bytes(pid);
     if a_pid == 0 {
         m.join().unwrap();
-        println!("SKIPPED: no new pid namespace here (not root?)");
+        testkit::skipped("no new pid namespace (unshare(CLONE_NEWPID) needs CAP_SYS_ADMIN)");
         return;
     }
     // A process of this namespace that starts now gets A's number here, and is a zombie

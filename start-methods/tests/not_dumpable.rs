@@ -4,6 +4,11 @@
 //! `harness = false`: the owner is a child forked from this test's one thread. Needs root
 //! (to change the owner's user); says SKIPPED otherwise.
 
+// The workspace's test harness, included by path (see output.rs).
+#[path = "../../testkit/src/lib.rs"]
+#[allow(dead_code, unused_imports)]
+mod testkit;
+
 use std::os::fd::OwnedFd;
 
 use common::ExitStatus;
@@ -31,7 +36,7 @@ fn starts(method: Method) -> Result<(), String> {
 fn main() {
     // SAFETY: geteuid takes nothing and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED: not root, so the owner cannot change its user");
+        testkit::skipped("not root, so the owner cannot change its user");
         return;
     }
     // SAFETY: this test binary runs one thread (harness = false) and the child ends by _exit.

@@ -121,6 +121,22 @@ pub fn check_golden(actual: &str, golden: snapbox::Data) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The variable that makes a check this machine cannot make (no root or no capability for
+/// it, no kernel support) a failure instead of a skip. CI sets it, where every check can be
+/// made, so that no regression hides behind a `SKIPPED`.
+pub const REQUIRE_ALL_CHECKS_ENV: &str = "REQUIRE_ALL_CHECKS";
+
+/// Says on the terminal that a check is skipped, and why; or panics, where
+/// `REQUIRE_ALL_CHECKS` is set.
+pub fn skipped(why: &str) {
+    assert!(
+        std::env::var_os(REQUIRE_ALL_CHECKS_ENV).is_none(),
+        "{why}, and {REQUIRE_ALL_CHECKS_ENV} is set"
+    );
+    // Written to the stderr handle itself, which the test harness does not capture.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// A `python3` command, or `None`, having said so on the terminal, where there is none
 /// (and `REQUIRE_PYTHON` is not set, else it panics). `what` names the check that is skipped.
 pub fn python3(what: &str) -> Option<Command> {
