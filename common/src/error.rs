@@ -89,3 +89,12 @@ impl fmt::Debug for Error {
         fmt::Display::fmt(self, f)
     }
 }
+
+/// Writes `Error: <what>` and a newline on stderr in one write, so that the line stays whole
+/// beside other processes' lines and if this process is killed now. (stderr is unbuffered:
+/// `eprintln!` writes each piece of its format apart, and the lines of processes that fail
+/// at once run into each other: `Error: write(stdout) in a pool worker: Error: ...`.)
+pub fn error_line(what: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = io::stderr().write_all(format!("Error: {what}\n").as_bytes());
+}

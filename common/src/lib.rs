@@ -10,7 +10,7 @@
 //!   that pays);
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - `interrupt.rs`: Ctrl-C ends a process's children before it ends;
-//! - [`Error`]: failures that name the OS call that failed;
+//! - [`Error`]: failures that name the OS call that failed; [`error_line`] says one whole;
 //! - [`args`]: the examples' few command-line arguments, with usage on a wrong one;
 //! - [`unprintable`]: a one-line error, not a panic report, when stdout cannot be written.
 
@@ -27,7 +27,7 @@ mod shm;
 pub mod start;
 pub mod unprintable;
 
-pub use error::Error;
+pub use error::{Error, error_line};
 pub use pid::{current_pid, process_key};
 pub use private_fd::{Owns, Private};
 pub use process::{ExitStatus, Outcome, PANIC_EXIT_CODE, Process};

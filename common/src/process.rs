@@ -43,8 +43,7 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
         match self {
             Ok(()) => 0,
             Err(error) => {
-                // One write, so that the line is whole even if the process is killed now.
-                let _ = io::stderr().write_all(format!("Error: {error:?}\n").as_bytes());
+                crate::error_line(format_args!("{error:?}"));
                 1
             }
         }

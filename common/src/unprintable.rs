@@ -9,7 +9,6 @@
 //! so that its pool, its manager and its children are ended and reaped, and it ends with
 //! status 101 (a child, with [`PANIC_EXIT_CODE`](crate::PANIC_EXIT_CODE)).
 
-use std::io::{self, Write};
 use std::panic;
 use std::sync::Once;
 
@@ -29,7 +28,7 @@ pub fn explain() {
             match info.payload().downcast_ref::<String>() {
                 Some(message) if message.starts_with(FAILED_PRINTING) => {
                     // stderr may be gone too: then there is no one to tell.
-                    let _ = io::stderr().write_all(format!("Error: {message}\n").as_bytes());
+                    crate::error_line(format_args!("{message}"));
                 }
                 _ => report(info),
             }

@@ -135,14 +135,14 @@ pub(crate) fn entry(_: &[u8], fds: Vec<OwnedFd>) -> i32 {
             mapped
         }
         Err(e) => {
-            let _ = writeln!(io::stderr(), "Error: {e}");
+            common::error_line(format_args!("{e}"));
             return 1;
         }
     };
     match run(PipeReader::from(tasks), PipeWriter::from(results), &started) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = writeln!(io::stderr(), "Error: {e:?}");
+            common::error_line(format_args!("{e:?}"));
             1
         }
     }
@@ -214,7 +214,7 @@ pub(crate) fn run(
         if let Err(e) = io::stdout().flush() {
             if !told_stdout {
                 told_stdout = true;
-                let _ = writeln!(io::stderr(), "Error: write(stdout) in a pool worker: {e}");
+                common::error_line(format_args!("write(stdout) in a pool worker: {e}"));
             }
         }
         match results.write_all(&out) {

@@ -233,11 +233,14 @@ fn values_over_the_frame_limit_fail_their_call() {
     let err = p.apply(big, over).unwrap_err();
     assert!(err.to_string().contains("over the limit"), "{err}");
     assert_eq!(p.apply(big, 3).unwrap(), "xxx");
-    // A chunk of `map` over the limit goes in smaller chunks: here one worker's chunk of
-    // Python's rule would be 2.5 million items, 20 MB.
-    let items: Vec<i64> = (0..2_500_000).collect();
-    let squares = p.map(square, &items).unwrap();
-    assert!(squares.len() == items.len() && squares.iter().zip(&items).all(|(s, x)| *s == x * x));
+    // A chunk of `map` over the limit goes in smaller chunks, in their order: here Python's
+    // rule makes chunks of two items (8 items, 4 x 1 worker), each 18 MiB, which go as
+    // chunks of one (a frame over the limit would fail the map).
+    let nine_mib = 9 << 20;
+    let items: Vec<String> = (0..8).map(|i| format!("{i}{}", big(nine_mib))).collect();
+    let first = |s: String| s.chars().next().unwrap();
+    let firsts = p.map(first, &items).unwrap();
+    assert_eq!(firsts.into_iter().collect::<String>(), "01234567");
 }
 
 fn sleep_ms(ms: u64) -> u64 {

@@ -126,13 +126,15 @@ impl Process {
 /// What the child runs: decodes the target and its arguments, and calls it.
 fn run_target<A: DeserializeOwned, R: Outcome>(request: &[u8], _: Vec<OwnedFd>) -> i32 {
     let Some((target, args)) = request.split_first_chunk::<8>() else {
-        eprintln!("Error: a process's request is shorter than its header");
+        common::error_line(format_args!(
+            "a process's request is shorter than its header"
+        ));
         return 2;
     };
     let args: A = match frame::decode(args) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("Error: a process's arguments: {e}");
+            common::error_line(format_args!("a process's arguments: {e}"));
             return 2;
         }
     };

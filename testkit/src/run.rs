@@ -107,8 +107,9 @@ pub fn run_unwritable(cmd: Command, unwritable: Unwritable) -> Run {
 }
 
 /// Runs `make()` with [`run_unwritable`], once with each kind of stdout. Panics unless each
-/// run ends with `status` and says why on stderr, in a line that begins with `Error: ` and
-/// names the cause, with no panic report (Rust's `println!` panics when it cannot print).
+/// run ends with `status` and says why on stderr, in lines (one for each process or thread
+/// that failed to print) that begin with `Error: ` and name the cause, and nothing else: no
+/// panic report (Rust's `println!` panics when it cannot print).
 pub fn assert_unprintable_is_clear(make: impl Fn() -> Command, status: i32) {
     for unwritable in Unwritable::ALL {
         let cmd = make();
@@ -132,6 +133,13 @@ pub fn assert_unprintable_is_clear(make: impl Fn() -> Command, status: i32) {
         assert!(
             !run.stderr.contains(" panicked at ") && !run.stderr.contains("RUST_BACKTRACE"),
             "{shown} printed a panic report:\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .all(|l| l.starts_with("Error: ") && l.contains(cause)),
+            "{shown} printed more than its error lines:\n{:?}",
             run.stderr
         );
     }

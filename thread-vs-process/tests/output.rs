@@ -138,6 +138,13 @@ fn wrong_ports_fail_the_checks() {
     twice[1] = twice[2].clone();
     let twice = twice.iter().map(String::as_str).collect::<Vec<_>>();
     assert!(canonical_threads(&twice).is_err());
+    // The right lines, but out of turn: one printed after a later append.
+    let mut late = (1..=10)
+        .map(|n| format!("{:?}", (0..n).collect::<Vec<_>>()))
+        .collect::<Vec<_>>();
+    late.swap(3, 4);
+    let late = late.iter().map(String::as_str).collect::<Vec<_>>();
+    assert!(canonical_threads(&late).is_err());
     // Processes that shared one list, as threads do.
     let shared = (1..=10)
         .map(|n| format!("{:?}\n", (0..n).collect::<Vec<_>>()))
@@ -251,8 +258,14 @@ fn help_says_what_it_shows() {
 
 #[test]
 fn a_stdout_that_cannot_be_written_is_a_one_line_error() {
-    assert_unprintable_is_clear(
-        || Command::new(env!("CARGO_BIN_EXE_thread-vs-process")),
-        101,
-    );
+    let part = |part: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
+        cmd.arg(part);
+        cmd
+    };
+    // Each thread that failed says so in a line, and the first thread's panic ends the run.
+    assert_unprintable_is_clear(|| part("threads"), 101);
+    // Each child that failed says so in a line; the parent, which prints nothing, ends with
+    // 0, as Python's does.
+    assert_unprintable_is_clear(|| part("processes"), 0);
 }

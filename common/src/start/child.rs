@@ -184,11 +184,10 @@ pub(super) fn refuse_unless_orphaned(flag: &str, why: &str, socket: BorrowedFd<'
 
 /// Says why a process started with `flag` cannot run, and returns the usage error's code.
 pub(super) fn refuse(flag: &str, why: &str) -> i32 {
-    let _ = writeln!(
-        io::stderr(),
-        "Error: {why}: {flag} is for a process started by this program itself, which sends \
-         it what to do on its stdin; it is not run by hand"
-    );
+    crate::error_line(format_args!(
+        "{why}: {flag} is for a process started by this program itself, which sends it what \
+         to do on its stdin; it is not run by hand"
+    ));
     2
 }
 
@@ -204,11 +203,10 @@ pub(super) fn run(request: &Request<'_>, fds: Vec<OwnedFd>) -> i32 {
     // And what the examples do first: a failure to print is a one-line error.
     crate::unprintable::explain();
     let Some(entry) = request.entry() else {
-        let _ = writeln!(
-            io::stderr(),
-            "Error: this program's file has changed since the process that started this one \
-             started (was it rebuilt?): a started child must run the same file"
-        );
+        crate::error_line(format_args!(
+            "this program's file has changed since the process that started this one started \
+             (was it rebuilt?): a started child must run the same file"
+        ));
         return 2;
     };
     let code = match panic::catch_unwind(AssertUnwindSafe(|| entry(request.args, fds))) {

@@ -229,7 +229,7 @@ pub(super) fn serve() -> i32 {
     match serve_requests() {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(io::stderr(), "Error: fork server: {e}");
+            crate::error_line(format_args!("fork server: {e}"));
             1
         }
     }
