@@ -47,6 +47,42 @@ use holder::{MAX_HELD, Thread, me};
 /// to finish exiting (see [`Lock::acquire`]).
 pub const EXIT_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a wait for the lock sleeps before it asks again. glibc's robust mutexes (2.36
+/// here) can leave a waiter asleep on a lock that no one will ever wake it for: when a thread
+/// ends holding the lock, the waiters that get ENOTRECOVERABLE pass no wake-up on, so some
+/// of those already waiting sleep on; and a waiter woken by a release, then killed before it
+/// runs, takes the wake-up with it if another locker came in meanwhile (reproduced, on a
+/// bare robust mutex too). A sleep that ends each `SLICE` asks the mutex again and finds it
+/// free, or unrecoverable.
+const SLICE: Duration = Duration::from_millis(100);
+
+unsafe extern "C" {
+    /// glibc's (2.30 and later; not in the libc crate): `pthread_mutex_timedlock`, with the
+    /// clock the deadline is on. Here `CLOCK_MONOTONIC`, which no one sets back:
+    /// `pthread_mutex_timedlock`'s `CLOCK_REALTIME`, set back 3 s, made a 500 ms
+    /// `acquire_timeout` take 3.5 s.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// The time on `clock` (`CLOCK_MONOTONIC`, or its coarse reading, about 7 ns where the
+/// other takes about 34 on the bench's machine).
+#[inline]
+fn monotonic(clock: libc::clockid_t) -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `now`, which is alive. It does not fail
+    // for these clocks on Linux (since 2.6.32); were it to, the time would read 0 and each
+    // slice would end at once: a waiter would ask the mutex again and again, not hang.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 /// How [`Lock::acquire`] got the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Acquired {
@@ -269,9 +305,14 @@ impl Lock {
     #[inline]
     fn take(&self) -> Result<(Acquired, u64), LockError> {
         let me = self.check_can_take()?;
-        // SAFETY: the mutex was initialised by `new` and lives as long as `self`.
-        let rc = unsafe { libc::pthread_mutex_lock(self.state().mutex.get()) };
-        self.acquired("pthread_mutex_lock", rc, me)
+        // In slices (see `SLICE`); where each ends needs no more than the coarse clock.
+        let rc = loop {
+            match self.lock_until(monotonic(libc::CLOCK_MONOTONIC_COARSE).saturating_add(SLICE)) {
+                libc::ETIMEDOUT => continue,
+                rc => break rc,
+            }
+        };
+        self.acquired("pthread_mutex_clocklock", rc, me)
     }
 
     /// Waits at most `timeout` for the lock: Python's `l.acquire(timeout=...)`.
@@ -290,30 +331,30 @@ impl Lock {
         // with the mutex left locked by the caller, so that every later lock of an abandoned
         // lock by another thread or process waits forever (the same thread gets EDEADLK):
         // `a_thread_that_ends_holding_abandons_the_lock` hangs so.
-        // pthread_mutex_timedlock takes a deadline on CLOCK_REALTIME.
-        let mut now = MaybeUninit::<libc::timespec>::uninit();
-        // SAFETY: clock_gettime writes one timespec into `now`, checked below before it is read.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, now.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(Error::os("clock_gettime", std::io::Error::last_os_error()).into());
-        }
-        // SAFETY: clock_gettime succeeded, so `now` is initialised.
-        let now = unsafe { now.assume_init() };
-        let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
-        let secs = (now.tv_sec as u64)
-            .saturating_add(timeout.as_secs())
-            .saturating_add(nanos / 1_000_000_000);
-        let deadline = libc::timespec {
-            tv_sec: secs.min(libc::time_t::MAX as u64) as libc::time_t,
-            tv_nsec: (nanos % 1_000_000_000) as _,
+        let deadline = monotonic(libc::CLOCK_MONOTONIC).saturating_add(timeout);
+        let rc = loop {
+            let slice_ends = monotonic(libc::CLOCK_MONOTONIC_COARSE).saturating_add(SLICE);
+            match self.lock_until(slice_ends.min(deadline)) {
+                libc::ETIMEDOUT if monotonic(libc::CLOCK_MONOTONIC) >= deadline => {
+                    return Ok(None);
+                }
+                libc::ETIMEDOUT => continue,
+                rc => break rc,
+            }
         };
-        // SAFETY: the mutex was initialised by `new` and lives as long as `self`; `deadline` is
-        // a valid timespec that outlives the call.
-        let rc = unsafe { libc::pthread_mutex_timedlock(self.state().mutex.get(), &deadline) };
-        match rc {
-            libc::ETIMEDOUT => Ok(None),
-            rc => self.acquired("pthread_mutex_timedlock", rc, me).map(Some),
-        }
+        self.acquired("pthread_mutex_clocklock", rc, me).map(Some)
+    }
+
+    /// Locks the mutex, or gives up at `when` (`CLOCK_MONOTONIC`) with ETIMEDOUT.
+    #[inline]
+    fn lock_until(&self, when: Duration) -> libc::c_int {
+        let when = libc::timespec {
+            tv_sec: when.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: when.subsec_nanos() as _,
+        };
+        // SAFETY: the mutex was initialised by `new` and lives as long as `self`; `when` is a
+        // valid timespec that outlives the call.
+        unsafe { pthread_mutex_clocklock(self.state().mutex.get(), libc::CLOCK_MONOTONIC, &when) }
     }
 
     /// Acquires the lock and returns a guard that releases it when dropped.

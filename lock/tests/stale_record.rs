@@ -2,7 +2,7 @@
 //! released it, and is killed before it records itself, must leave no record that names the
 //! releaser, a live process (the waiter would then abandon the lock).
 //!
-//! The two windows are widened by putting this binary's own `pthread_mutex_lock` and
+//! The two windows are widened by putting this binary's own `pthread_mutex_clocklock` and
 //! `pthread_mutex_unlock` in front of glibc's (the lock crate's calls resolve to these):
 //! one pauses just after a successful unlock, as a preempted releaser would; the other
 //! raises SIGKILL just after a successful lock, as a kill arriving at that instruction
@@ -28,7 +28,12 @@ use lock::{Acquired, Lock};
 use testkit::{assert_no_children, run_tests};
 
 type MutexFn = unsafe extern "C" fn(*mut libc::pthread_mutex_t) -> libc::c_int;
-static REAL_LOCK: OnceLock<MutexFn> = OnceLock::new();
+type ClockLockFn = unsafe extern "C" fn(
+    *mut libc::pthread_mutex_t,
+    libc::clockid_t,
+    *const libc::timespec,
+) -> libc::c_int;
+static REAL_LOCK: OnceLock<ClockLockFn> = OnceLock::new();
 static REAL_UNLOCK: OnceLock<MutexFn> = OnceLock::new();
 
 thread_local! {
@@ -38,21 +43,30 @@ thread_local! {
     static DIE_BEFORE_UNLOCK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// glibc's own function `name`.
-fn real(name: &std::ffi::CStr) -> MutexFn {
+/// glibc's own function `name`, as a pointer to be cast to its type.
+fn real(name: &std::ffi::CStr) -> *mut libc::c_void {
     // SAFETY: dlsym reads a NUL-terminated name; RTLD_NEXT is a valid handle.
     let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     assert!(!f.is_null(), "no {name:?} in libc");
-    // SAFETY: both names are functions of this type in glibc.
-    unsafe { std::mem::transmute::<*mut libc::c_void, MutexFn>(f) }
+    f
 }
 
 /// # Safety
-/// As glibc's `pthread_mutex_lock`.
+/// As glibc's `pthread_mutex_clocklock`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> libc::c_int {
-    // SAFETY: the caller's contract is pthread_mutex_lock's.
-    let rc = unsafe { REAL_LOCK.get_or_init(|| real(c"pthread_mutex_lock"))(m) };
+pub unsafe extern "C" fn pthread_mutex_clocklock(
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> libc::c_int {
+    let real_lock = REAL_LOCK.get_or_init(|| {
+        // SAFETY: glibc's pthread_mutex_clocklock is a function of this type.
+        unsafe {
+            std::mem::transmute::<*mut libc::c_void, ClockLockFn>(real(c"pthread_mutex_clocklock"))
+        }
+    });
+    // SAFETY: the caller's contract is pthread_mutex_clocklock's.
+    let rc = unsafe { real_lock(m, clock, abstime) };
     if rc == 0 && DIE_AFTER_LOCK.with(Cell::get) {
         // SAFETY: raise has no preconditions; SIGKILL ends the process here.
         unsafe { libc::raise(libc::SIGKILL) };
@@ -68,8 +82,12 @@ pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> 
         // SAFETY: raise has no preconditions; SIGKILL ends the process here.
         unsafe { libc::raise(libc::SIGKILL) };
     }
+    let real_unlock = REAL_UNLOCK.get_or_init(|| {
+        // SAFETY: glibc's pthread_mutex_unlock is a function of this type.
+        unsafe { std::mem::transmute::<*mut libc::c_void, MutexFn>(real(c"pthread_mutex_unlock")) }
+    });
     // SAFETY: the caller's contract is pthread_mutex_unlock's.
-    let rc = unsafe { REAL_UNLOCK.get_or_init(|| real(c"pthread_mutex_unlock"))(m) };
+    let rc = unsafe { real_unlock(m) };
     let tell = PAUSE_AFTER_UNLOCK.with(|p| p.replace(-1));
     if rc == 0 && tell >= 0 {
         // SAFETY: writes one byte from a live buffer to a descriptor the test keeps open.
