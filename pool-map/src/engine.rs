@@ -36,6 +36,9 @@ pub(crate) enum Done {
         task: u64,
         status: ExitStatus,
     },
+    /// Run, or begun, by a worker whose results pipe then carried bytes outside the
+    /// protocol: its result could not be read. The message says so.
+    Lost(String),
     /// Not run: workers died one after another before they began a task.
     DiedAtStart {
         pid: u32,
@@ -483,15 +486,8 @@ impl Engine {
                 Ok(0) => return Ok(true),
                 Ok(_) => {
                     if let Err(e) = self.take_results(i) {
-                        // Bytes that are not the protocol (only code that writes into the
-                        // pipe outside it can send them: a task that opens the pipe through
-                        // /proc/self/fd, say): nothing after them is sure to begin where a
-                        // frame does, so this worker's results can never be read right
-                        // again. It is ended and replaced as a dead one is, its running task
-                        // failing with its death, and the caller is told why.
-                        let _ = self.workers[i].process.kill();
-                        self.died(i)?;
-                        return Err(e);
+                        self.garbled(i, &e)?;
+                        return Ok(true);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -504,19 +500,14 @@ impl Engine {
         }
     }
 
-    /// Takes every whole result frame that worker `i` has sent.
+    /// Takes every whole result frame that worker `i` has sent. A frame that is not a result
+    /// of its oldest task is an error, and leaves that task in flight.
     fn take_results(&mut self, i: usize) -> Result<(), PoolError> {
         let w = &mut self.workers[i];
         while let Some(payload) = w.frames.next_frame()? {
             let (task, kind, value) = worker::parse_result(payload)?;
             if w.unsent == 0 || w.in_flight.front().map(|t| t.id) != Some(task) {
                 return Err(FrameError::Decode(format!("result for task {task}, not sent")).into());
-            }
-            w.in_flight.pop_front();
-            w.unsent -= 1;
-            self.deaths_at_start = 0;
-            if self.abandoned.remove(&task) {
-                continue;
             }
             let done = match kind {
                 RETURNED => Done::Value(value.to_vec()),
@@ -527,9 +518,42 @@ impl Engine {
                 },
                 _ => return Err(FrameError::Decode(format!("result kind {kind}")).into()),
             };
-            self.done.insert(task, done);
+            w.in_flight.pop_front();
+            w.unsent -= 1;
+            self.deaths_at_start = 0;
+            if !self.abandoned.remove(&task) {
+                self.done.insert(task, done);
+            }
         }
         Ok(())
+    }
+
+    /// Worker `i` sent bytes that are not a result frame (only code that writes into its
+    /// pipe outside the pool can send them: a task that opens the pipe through
+    /// `/proc/self/fd`, say). Nothing after them is sure to begin where a frame does, so its
+    /// results can never be read right again: it is ended and replaced as a dead worker is.
+    /// Its tasks are settled by the word it shares with the pool: those up to the one it
+    /// began last ran, or began, and their results are lost behind the bytes (they fail,
+    /// rather than run twice); those after it go back to the queue.
+    fn garbled(&mut self, i: usize, why: &PoolError) -> Result<(), PoolError> {
+        let w = &mut self.workers[i];
+        // Ended before its word is read: it begins no task after.
+        let _ = w.process.kill();
+        w.process.join()?;
+        let begun = w.in_flight.iter().position(|t| w.started.began(t.id));
+        if let Some(last) = begun {
+            for task in w.in_flight.drain(..=last) {
+                if !self.abandoned.remove(&task.id) {
+                    let lost = format!(
+                        "the result of task {} was lost: worker {} sent bytes that are not a \
+                         result ({why}), and was ended",
+                        task.id, w.pid
+                    );
+                    self.done.insert(task.id, Done::Lost(lost));
+                }
+            }
+        }
+        self.died(i)
     }
 
     /// Worker `i` died: the task it was running fails, the tasks it had not begun go back

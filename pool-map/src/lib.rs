@@ -20,8 +20,9 @@
 //! could make a worker call any code, as code that writes `/proc/self/mem` could change any
 //! memory; Rust's guarantees cover neither. Bytes that come on a results pipe outside the
 //! protocol (a frame over the limit, or for a task the worker was not given) end that worker
-//! and replace it, as a death would; a frame whose rest never comes cannot be told from a
-//! slow one, and is waited for.
+//! and replace it: the tasks it ran or began fail with a frame error (their results are
+//! behind the bytes), and the rest run once, elsewhere. A frame whose rest never comes
+//! cannot be told from a slow one, and is waited for.
 //!
 //! # How results come back in order
 //!
@@ -235,7 +236,7 @@ impl Pool {
         let chunksize = iterable.len().div_ceil(4 * engine.processes());
         // However `map` leaves (an error, or a panic in an item's `Serialize` or a result's
         // `Deserialize`), no one will ask for the results of the chunks it has not taken:
-        // they are abandoned, and those not yet sent never run.
+        // they are abandoned, and those not yet handed to a worker never run.
         let mut sent = Unclaimed {
             engine,
             tasks: Vec::with_capacity(iterable.len().div_ceil(chunksize)),
@@ -430,6 +431,7 @@ fn outcome<'de, S: DeserializeSeed<'de>>(done: &'de Done, seed: S) -> Result<S::
             pid: *pid,
             status: *status,
         }),
+        Done::Lost(why) => Err(PoolError::Frame(FrameError::Decode(why.clone()))),
         Done::Closed => Err(PoolError::Closed),
     }
 }

@@ -1258,16 +1258,18 @@ fn a_panic_in_the_parents_serde_abandons_the_maps_other_chunks() {
     assert_no_children();
 }
 
-/// Writes `bytes` into each pipe this worker holds for writing but its stdout and stderr:
-/// its results pipe, opened again through `/proc/self/fd`, with safe code.
-fn scribble(bytes: Vec<u8>) -> u8 {
+/// After 300 ms (so that the tasks given after it are this worker's too), writes `bytes`
+/// into each pipe this worker holds for writing but stdout, stderr and `skip`: its results
+/// pipe, opened again through `/proc/self/fd`, with safe code.
+fn scribble((bytes, skip): (Vec<u8>, i32)) -> u8 {
     use std::io::Write;
+    std::thread::sleep(Duration::from_millis(300));
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
         let path = entry.unwrap().path();
         let fd: i32 = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
         let is_pipe =
             std::fs::read_link(&path).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"));
-        if fd <= 2 || !is_pipe {
+        if fd <= 2 || fd == skip || !is_pipe {
             continue;
         }
         // Open for writing only where the worker writes: the read end's `flags` end in 0.
@@ -1285,24 +1287,82 @@ fn scribble(bytes: Vec<u8>) -> u8 {
     7
 }
 
-/// A worker's results pipe that carries bytes outside the protocol (a length over the
-/// frame limit; a frame for a task it was not given) cannot be read right again: the call
-/// fails with the frame's error, the worker is replaced, and the pool goes on.
+/// Writes `x` to the pipe `fd`: which tasks ran, and how often.
+fn record((fd, x): (i32, u8)) -> u8 {
+    // SAFETY: `fd` is the write end of the test's pipe, inherited by the worker.
+    unsafe { libc::write(fd, [x].as_ptr().cast(), 1) };
+    x
+}
+
+/// A result frame of task `task`, of `kind`, with `value`.
+fn result_frame(task: u64, kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut frame = ((8 + 1 + value.len()) as u32).to_le_bytes().to_vec();
+    frame.extend(task.to_le_bytes());
+    frame.push(kind);
+    frame.extend(value);
+    frame
+}
+
+/// A worker's results pipe that carries bytes outside the protocol cannot be read right
+/// again: the worker is replaced, and the pool goes on. The tasks it ran or began before
+/// its garbage was read fail with a frame error (their results are behind it), and none of
+/// the tasks given to it runs twice, or is lost: each call ends. The garbage: a length over
+/// the frame limit; a frame for a task it was not given; one for its own task with a kind
+/// that is not one, or a panic message that does not decode; a length that swallows the
+/// results after it.
 fn bytes_outside_the_protocol_end_their_worker() {
     ends_without_hanging(|| {
-        let mut for_task_999 = 9u32.to_le_bytes().to_vec();
-        for_task_999.extend(999u64.to_le_bytes());
-        for_task_999.push(0);
-        for garbage in [vec![0xff; 4], for_task_999] {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        for garbage in [
+            vec![0xff; 4],
+            result_frame(999, 0, &[]),
+            result_frame(0, 9, &[]),
+            result_frame(0, 1, &[]),
+            40u32.to_le_bytes().to_vec(),
+        ] {
+            let (mut r, w) = os_pipe::pipe().unwrap();
             let pool = Pool::new(1).unwrap();
             let pids = pool.pids();
-            match pool.apply(scribble, garbage) {
-                Err(PoolError::Frame(e)) => eprintln!("    the call failed: {e}"),
+            // Task 0 of a fresh pool, so that the frames above name it.
+            let first = pool
+                .apply_async(scribble, (garbage, w.as_raw_fd()))
+                .unwrap();
+            let rest: Vec<_> = (1..=8u8)
+                .map(|x| pool.apply_async(record, (w.as_raw_fd(), x)).unwrap())
+                .collect();
+            match first.get_timeout(Duration::from_secs(10)) {
+                Err(PoolError::Frame(e)) => assert!(e.to_string().contains("lost"), "{e}"),
                 other => panic!("not a frame error: {other:?}"),
+            }
+            let mut returned = Vec::new();
+            for (x, result) in (1..=8u8).zip(&rest) {
+                match result.get_timeout(Duration::from_secs(10)) {
+                    Ok(got) => {
+                        assert_eq!(got, x);
+                        returned.push(x);
+                    }
+                    Err(PoolError::Frame(e)) => assert!(e.to_string().contains("lost"), "{e}"),
+                    Err(e) => panic!("task {x}: {e}"),
+                }
             }
             assert_ne!(pool.pids(), pids, "the worker was not replaced");
             assert_eq!(pool.apply(square, 3).unwrap(), 9);
-            assert_eq!(pool.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+            drop((first, rest));
+            pool.close().unwrap();
+            pool.join().unwrap();
+            drop(pool);
+            drop(w);
+            let mut ran = Vec::new();
+            r.read_to_end(&mut ran).unwrap();
+            for x in 1..=8u8 {
+                let times = ran.iter().filter(|&&y| y == x).count();
+                let expected = if returned.contains(&x) { 1..=1 } else { 0..=1 };
+                assert!(
+                    expected.contains(&times),
+                    "task {x} ran {times} times: {ran:?}"
+                );
+            }
         }
     });
 }
