@@ -11,7 +11,7 @@ use std::process::Command;
 
 use testkit::{
     Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
-    assert_usage_error, check_python, normalise, redact_pids, repeat, run,
+    assert_usage_error, check_python, in_new_pid_namespace, normalise, redact_pids, repeat, run,
 };
 
 fn fork_info() -> Command {
@@ -62,6 +62,18 @@ fn prints_the_golden_output() {
 #[test]
 fn the_child_is_a_new_process_whose_parent_is_main() {
     assert_ids_are_related(&run(fork_info()).success());
+}
+
+/// In a pid namespace of its own, main is pid 1 and the child it forks first is 2: the ids
+/// the child prints are its own, not merely different from main's (a child that printed any
+/// other number would fail here, and pass the test above).
+#[test]
+fn the_child_prints_its_own_ids() {
+    let Some(cmd) = in_new_pid_namespace(Path::new(env!("CARGO_BIN_EXE_fork-info"))) else {
+        return;
+    };
+    let run = run(cmd).success();
+    assert_eq!(ids(&run.stdout), [(0, 1), (1, 2)], "{}", run.stdout);
 }
 
 /// Also where forkserver is the default (Python 3.14): there the child would be the fork

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use testkit::{
     Run, assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
-    assert_usage_error, check_python, normalise, redact_pids, repeat, run,
+    assert_usage_error, check_python, in_new_pid_namespace, normalise, redact_pids, repeat, run,
 };
 
 const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
@@ -100,6 +100,34 @@ fn prints_the_golden_output() {
 #[test]
 fn each_child_has_the_parent_its_method_gives() {
     assert_ids_are_related(&run(start_methods()).success());
+}
+
+/// In a pid namespace of its own, main is pid 1 and the processes it makes are numbered in
+/// the order it makes them: the fork child 2, the spawned child 3, the fork server 4 and its
+/// child 5. So each child's printed ids are its own and its real parent's, not merely
+/// different from main's (a child that printed any other number would pass the test above,
+/// and fail here).
+#[test]
+fn each_child_prints_its_own_ids() {
+    let Some(cmd) = in_new_pid_namespace(Path::new(env!("CARGO_BIN_EXE_start-methods"))) else {
+        return;
+    };
+    let run = run(cmd).success();
+    let parts = parts(&run.stdout);
+    let ids: Vec<_> = parts
+        .iter()
+        .map(|(method, main, child, _)| (method.as_str(), *main, *child))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("fork", (0, 1), (1, 2)),
+            ("spawn", (0, 1), (1, 3)),
+            ("forkserver", (0, 1), (4, 5)),
+        ],
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

@@ -137,6 +137,27 @@ pub fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
+/// `program` (with its arguments), to be run as the first process of a pid namespace of its
+/// own (util-linux's `unshare --pid --fork`): there it is pid 1, its parent outside is 0 to
+/// it, and the processes it makes are numbered 2, 3, ... in the order it makes them, so a
+/// test knows each child's ids before it runs. `None`, having called [`skipped`], where
+/// no namespace can be made (no `unshare`, or no CAP_SYS_ADMIN).
+pub fn in_new_pid_namespace(program: &Path) -> Option<Command> {
+    let works = Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        skipped("no new pid namespace (`unshare --pid --fork` needs util-linux and CAP_SYS_ADMIN)");
+        return None;
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--"]).arg(program);
+    Some(cmd)
+}
+
 /// A `python3` command, or `None`, having said so on the terminal, where there is none
 /// (and `REQUIRE_PYTHON` is not set, else it panics). `what` names the check that is skipped.
 pub fn python3(what: &str) -> Option<Command> {
