@@ -392,7 +392,7 @@ impl Engine {
         let mut any = false;
         for i in 0..self.workers.len() {
             if !self.workers[i].in_flight.is_empty() {
-                any |= self.receive(i, Drain::Once)?;
+                any |= self.receive(i, Drain::Once)? != Received::Nothing;
             }
         }
         Ok(any)
@@ -402,8 +402,11 @@ impl Engine {
     /// started holds it open): takes what they wrote before they died, then replaces them.
     fn check_alive(&mut self) -> Result<(), PoolError> {
         for i in 0..self.workers.len() {
-            if self.workers[i].process.poll()?.is_some() {
-                self.receive(i, Drain::UntilEmpty)?;
+            // Unless what it wrote was garbled: then `receive` has replaced it already, and
+            // worker `i` is the replacement, alive.
+            if self.workers[i].process.poll()?.is_some()
+                && self.receive(i, Drain::UntilEmpty)? != Received::Replaced
+            {
                 self.died(i)?;
             }
         }
@@ -471,9 +474,9 @@ impl Engine {
     }
 
     /// Reads what worker `i` sent: results, or the end of its pipe when it died. With
-    /// `Drain::UntilEmpty`, reads until nothing more is there (for a worker known dead).
-    /// Returns false when a read found nothing there yet.
-    fn receive(&mut self, i: usize, drain: Drain) -> Result<bool, PoolError> {
+    /// `Drain::UntilEmpty`, reads until nothing more is there (for a worker known dead,
+    /// which the caller then buries).
+    fn receive(&mut self, i: usize, drain: Drain) -> Result<Received, PoolError> {
         loop {
             let w = &mut self.workers[i];
             let Some(mut results) = w.results.get() else {
@@ -482,20 +485,22 @@ impl Engine {
                 });
             };
             match w.frames.fill(&mut results) {
-                Ok(0) if matches!(drain, Drain::Once) => return self.died(i).map(|()| true),
-                Ok(0) => return Ok(true),
+                Ok(0) if matches!(drain, Drain::Once) => {
+                    return self.died(i).map(|()| Received::Replaced);
+                }
+                Ok(0) => return Ok(Received::Something),
                 Ok(_) => {
                     if let Err(e) = self.take_results(i) {
                         self.garbled(i, &e)?;
-                        return Ok(true);
+                        return Ok(Received::Replaced);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::Nothing),
                 Err(e) => return Err(Error::os("read", e).into()),
             }
             if matches!(drain, Drain::Once) {
-                return Ok(true);
+                return Ok(Received::Something);
             }
         }
     }
@@ -540,20 +545,42 @@ impl Engine {
         // Ended before its word is read: it begins no task after.
         let _ = w.process.kill();
         w.process.join()?;
-        let begun = w.in_flight.iter().position(|t| w.started.began(t.id));
-        if let Some(last) = begun {
-            for task in w.in_flight.drain(..=last) {
-                if !self.abandoned.remove(&task.id) {
-                    let lost = format!(
-                        "the result of task {} was lost: worker {} sent bytes that are not a \
-                         result ({why}), and was ended",
-                        task.id, w.pid
-                    );
-                    self.done.insert(task.id, Done::Lost(lost));
-                }
-            }
+        let pid = w.pid;
+        for task in self.take_begun(i) {
+            let lost = format!(
+                "the result of task {} was lost: worker {pid} sent bytes that are not a result \
+                 ({why}), and was ended",
+                task.id
+            );
+            self.settle(task.id, Done::Lost(lost));
         }
         self.died(i)
+    }
+
+    /// Takes out of worker `i`'s tasks, which it ran in their order, those up to the one it
+    /// began last, as it said in the word it shares with the pool (`started.rs`): none, if it
+    /// began none of them. Having read a task is not enough to have begun it: a worker
+    /// killed while it waits still reads what comes in that moment. Read only once the
+    /// worker has ended, so that it begins no task after.
+    fn take_begun(&mut self, i: usize) -> Vec<Task> {
+        let w = &mut self.workers[i];
+        match w.in_flight.iter().position(|t| w.started.began(t.id)) {
+            Some(last) => {
+                // A task begun was written whole: the first `unsent` of them were, and
+                // `offset` is of the one after them, which stays the one after them.
+                w.unsent = w.unsent.saturating_sub(last + 1);
+                w.in_flight.drain(..=last).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Task `task` has ended as `done`, which is kept for its caller, unless no one will
+    /// read it.
+    fn settle(&mut self, task: u64, done: Done) {
+        if !self.abandoned.remove(&task) {
+            self.done.insert(task, done);
+        }
     }
 
     /// Worker `i` died: the task it was running fails, the tasks it had not begun go back
@@ -573,26 +600,33 @@ impl Engine {
     /// What the death of worker `i` means for its tasks, and for the count of deaths at
     /// start: worked out once per worker.
     fn bury(&mut self, i: usize) -> Result<(), PoolError> {
+        let status = self.workers[i].process.join()?;
+        let pid = self.workers[i].pid;
+        // The task it began last was running when it died. Any before it ran, and their
+        // results are not in: only bytes written into its pipe outside the pool (a length
+        // whose frame never came whole) can hide a result so. They fail, rather than run
+        // twice.
+        let mut begun = self.take_begun(i);
+        if let Some(last) = begun.pop() {
+            for task in begun {
+                let lost = format!(
+                    "the result of task {} was lost: worker {pid} ran it, but sent no whole \
+                     result for it (bytes that are not a result came first), and then {}",
+                    task.id,
+                    crate::died(&status)
+                );
+                self.settle(task.id, Done::Lost(lost));
+            }
+            let task = last.id;
+            self.settle(task, Done::Died { pid, task, status });
+        }
         let w = &mut self.workers[i];
-        let status = w.process.join()?;
-        let pid = w.pid;
-        let mut in_flight = std::mem::take(&mut w.in_flight);
-        // The first task it was given is the one it was running if it had begun it, as it
-        // said in the word it shares with the pool (`started.rs`): having read the task is
-        // not enough, a worker killed while it waits still reads what comes in that moment.
-        let started = in_flight.front().is_some_and(|t| w.started.began(t.id));
+        let in_flight = std::mem::take(&mut w.in_flight);
         let at_start = !w.started.began_any();
         w.unsent = 0;
         w.offset = 0;
         w.tasks = None;
         w.buried = true;
-        if started {
-            if let Some(task) = in_flight.pop_front().map(|t| t.id) {
-                if !self.abandoned.remove(&task) {
-                    self.done.insert(task, Done::Died { pid, task, status });
-                }
-            }
-        }
         for task in in_flight.into_iter().rev() {
             if !self.abandoned.remove(&task.id) {
                 self.queue.push_front(task);
@@ -642,6 +676,17 @@ fn reap(process: &mut Child, grace_ends: Instant) -> Result<(), PoolError> {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
+}
+
+/// What `receive` found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Received {
+    /// Nothing yet.
+    Nothing,
+    /// Results, or the end of the pipe of a worker being drained.
+    Something,
+    /// The worker's end, or bytes that are not results: it has been replaced.
+    Replaced,
 }
 
 /// How much `receive` reads.

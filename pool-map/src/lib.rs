@@ -22,7 +22,12 @@
 //! protocol (a frame over the limit, or for a task the worker was not given) end that worker
 //! and replace it: the tasks it ran or began fail with a frame error (their results are
 //! behind the bytes), and the rest run once, elsewhere. A frame whose rest never comes
-//! cannot be told from a slow one, and is waited for.
+//! cannot be told from a slow one, and is waited for while the worker lives; once it dies,
+//! the tasks it ran before the one it died in fail the same way. Bytes that land inside a
+//! result frame while the worker writes it, or that make a well-formed frame, cannot be told
+//! from a result at all: a frame carries no check that the task's own code could not forge.
+//! So the pool stops a task's stray writes from hanging the pool or running a task twice,
+//! not from corrupting that task's own result.
 //!
 //! # How results come back in order
 //!
@@ -53,7 +58,7 @@ mod engine;
 mod started;
 mod worker;
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -191,6 +196,9 @@ impl fmt::Debug for PoolError {
 ///   and reaps them; [`close`](Pool::close) and [`join`](Pool::join) let them finish first.
 pub struct Pool {
     engine: RefCell<Engine>,
+    /// Tasks whose handles were dropped while the engine was in use (inside a serde impl
+    /// called by the pool, say): abandoned at the engine's next use.
+    dropped: Cell<Vec<u64>>,
 }
 
 /// A result that will come: Python's `AsyncResult`, made by [`Pool::apply_async`].
@@ -215,6 +223,7 @@ impl Pool {
     pub fn with_context(processes: usize, context: &Context) -> Result<Pool, PoolError> {
         Ok(Pool {
             engine: RefCell::new(Engine::new(processes, context)?),
+            dropped: Cell::new(Vec::new()),
         })
     }
 
@@ -348,7 +357,11 @@ impl Pool {
     /// The engine, unless one of the pool's calls is using it: a serde impl of an argument
     /// or a result that calls the pool again.
     fn engine(&self) -> Result<RefMut<'_, Engine>, PoolError> {
-        self.engine.try_borrow_mut().map_err(|_| PoolError::Busy)
+        let mut engine = self.engine.try_borrow_mut().map_err(|_| PoolError::Busy)?;
+        for task in self.dropped.take() {
+            engine.abandon(task);
+        }
+        Ok(engine)
     }
 }
 
@@ -401,9 +414,16 @@ impl<R: DeserializeOwned> AsyncResult<'_, R> {
 
 impl<R> Drop for AsyncResult<'_, R> {
     fn drop(&mut self) {
-        // A result no handle can read any more is dropped, now or when it comes.
-        if let Ok(mut engine) = self.pool.engine.try_borrow_mut() {
-            engine.abandon(self.task);
+        // A result no handle can read any more is dropped, now or when it comes; or, where
+        // the engine is in use, once it is not (an abandon skipped here kept its result,
+        // 4 MiB each, until the pool was dropped).
+        match self.pool.engine.try_borrow_mut() {
+            Ok(mut engine) => engine.abandon(self.task),
+            Err(_) => {
+                let mut dropped = self.pool.dropped.take();
+                dropped.push(self.task);
+                self.pool.dropped.set(dropped);
+            }
         }
     }
 }
