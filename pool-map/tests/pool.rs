@@ -1271,24 +1271,35 @@ fn a_panic_in_the_parents_serde_abandons_the_maps_other_chunks() {
 }
 
 /// After 300 ms (so that the tasks given after it are this worker's too), writes `bytes`
-/// into each pipe this worker holds for writing but stdout, stderr and `skip`: its results
-/// pipe, opened again through `/proc/self/fd`, with safe code.
-fn scribble((bytes, skip): (Vec<u8>, i32)) -> u8 {
+/// into the worker's results pipe, opened again through `/proc/self/fd`, with safe code.
+fn scribble((bytes, before): (Vec<u8>, Vec<String>)) -> u8 {
     std::thread::sleep(Duration::from_millis(300));
-    write_into_results(&bytes, skip);
+    write_into_results(&bytes, &before);
     7
 }
 
-/// Writes `bytes` into the worker's results pipe, opened again through `/proc/self/fd` (and
-/// into no pipe `skip`).
-fn write_into_results(bytes: &[u8], skip: i32) {
+/// The pipes this process holds now (`pipe:[inode]`): those the test had before it made a
+/// pool, which are not the pool's.
+fn pipes_before() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|link| link.to_string_lossy().into_owned())
+        .filter(|link| link.starts_with("pipe:"))
+        .collect()
+}
+
+/// Writes `bytes` into the worker's results pipe, opened again through `/proc/self/fd`: the
+/// one pipe it holds for writing that the test did not have `before` it made the pool (not
+/// one the test inherited, a jobserver's, say, nor the test's own).
+fn write_into_results(bytes: &[u8], before: &[String]) {
     use std::io::Write;
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
         let path = entry.unwrap().path();
         let fd: i32 = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
-        let is_pipe =
-            std::fs::read_link(&path).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"));
-        if fd <= 2 || fd == skip || !is_pipe {
+        let link = std::fs::read_link(&path).map(|l| l.to_string_lossy().into_owned());
+        let is_pools_pipe = link.is_ok_and(|l| l.starts_with("pipe:") && !before.contains(&l));
+        if fd <= 2 || !is_pools_pipe {
             continue;
         }
         // Open for writing only where the worker writes: the read end's `flags` end in 0.
@@ -1340,12 +1351,11 @@ fn bytes_outside_the_protocol_end_their_worker() {
             40u32.to_le_bytes().to_vec(),
         ] {
             let (mut r, w) = os_pipe::pipe().unwrap();
+            let before = pipes_before();
             let pool = Pool::new(1).unwrap();
             let pids = pool.pids();
             // Task 0 of a fresh pool, so that the frames above name it.
-            let first = pool
-                .apply_async(scribble, (garbage, w.as_raw_fd()))
-                .unwrap();
+            let first = pool.apply_async(scribble, (garbage, before)).unwrap();
             let rest: Vec<_> = (1..=8u8)
                 .map(|x| pool.apply_async(record, (w.as_raw_fd(), x)).unwrap())
                 .collect();
@@ -1386,8 +1396,8 @@ fn bytes_outside_the_protocol_end_their_worker() {
 }
 
 /// Writes 4 bytes that are not a frame into the worker's results pipe, then ends the worker.
-fn scribble_and_exit(skip: i32) -> u8 {
-    write_into_results(&[0xff; 4], skip);
+fn scribble_and_exit(before: Vec<String>) -> u8 {
+    write_into_results(&[0xff; 4], &before);
     std::process::exit(3)
 }
 
@@ -1397,9 +1407,10 @@ fn scribble_and_exit(skip: i32) -> u8 {
 /// took the replacement for the dead worker, and waited for it to end: for ever.)
 fn garbage_and_a_death_found_between_calls() {
     ends_without_hanging(|| {
+        let before = pipes_before();
         let pool = Pool::new(1).unwrap();
         let pids = pool.pids();
-        let r = pool.apply_async(scribble_and_exit, -1).unwrap();
+        let r = pool.apply_async(scribble_and_exit, before).unwrap();
         // Outside the pool for longer than its 100 ms between checks that workers live.
         std::thread::sleep(Duration::from_millis(500));
         match r.get_timeout(Duration::from_secs(10)) {
@@ -1461,10 +1472,10 @@ impl Drop for Marks {
 
 /// Task A: records itself, and the first time, writes a length whose frame never comes
 /// whole into its results pipe (its own result goes into that frame), then returns.
-fn hide_own_result((fd, marks): (i32, usize)) -> u8 {
+fn hide_own_result((fd, marks, before): (i32, usize, Vec<String>)) -> u8 {
     record((fd, b'A'));
     if Marks::first(marks, 0) {
-        write_into_results(&40u32.to_le_bytes(), fd);
+        write_into_results(&40u32.to_le_bytes(), &before);
     }
     b'A'
 }
@@ -1494,9 +1505,10 @@ fn a_result_hidden_by_garbage_is_lost_when_its_worker_dies() {
             let marks = Marks::new();
             let (mut r, w) = os_pipe::pipe().unwrap();
             let fd = w.as_raw_fd();
+            let before = pipes_before();
             let pool = Pool::new(1).unwrap();
             let a = pool
-                .apply_async(hide_own_result, (fd, marks.addr()))
+                .apply_async(hide_own_result, (fd, marks.addr(), before))
                 .unwrap();
             let b = pool.apply_async(die_once, (fd, marks.addr(), how)).unwrap();
             let c = pool.apply_async(record, (fd, b'C')).unwrap();
