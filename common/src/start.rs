@@ -395,14 +395,20 @@ fn maker_has_ended(socket: BorrowedFd<'_>) -> bool {
 
 /// Checks that requests on `socket` can come only from this program's own start code: it
 /// must be a socket pair's end ([`socket_pair`]: a Unix socket of datagrams) whose other end
-/// was made by a process that runs this same executable file (the kernel records who made a
-/// socket, `SO_PEERCRED`, and names the file a process runs, `/proc/<pid>/exe`). A process
-/// of this program sends nothing on such a socket but the requests its start code makes,
-/// unless the program itself sets out to forge one: to start itself with the flag and a
-/// socket pair on stdin, and to write on it the request's bytes, offsets included. The check
-/// cannot tell that from the start code, as no check can tell a program's own code from
-/// that code writing its memory through `/proc/self/mem`: it keeps out other programs, not
-/// this one. (Nor, run by hand through the dynamic loader, `ld.so prog`, can it tell two
+/// was made by this process's parent, which runs this same executable file (the kernel
+/// records who made a socket, `SO_PEERCRED`, and names the file a process runs,
+/// `/proc/<pid>/exe`), and not by this process itself before it ran this program (the
+/// kernel names the maker by pid, which `exec` keeps). A process of this program sends
+/// nothing on such a socket but the requests its start code makes, unless the program
+/// itself sets out to forge one: to start itself with the flag and a socket pair on stdin,
+/// and to write on it the request's bytes, offsets included. The check cannot tell that
+/// from the start code, as no check can tell a program's own code from that code writing
+/// its memory through `/proc/self/mem`. Nor can it keep out another program of the same
+/// user set on forging one, by making the pair and writing the request, starting this
+/// program with the flag on one end, and then running this program itself (`exec`), to be
+/// the parent it checks: such a program could as well write this one's memory (`ptrace`,
+/// `/proc/<pid>/mem`). It keeps out a run by hand, and a program that hands it a socket of
+/// its own. (Nor, run by hand through the dynamic loader, `ld.so prog`, can it tell two
 /// programs apart: `/proc/<pid>/exe` names the loader for both.)
 ///
 /// Where the kernel hides the other process's executable (it is not dumpable), that process
@@ -423,6 +429,14 @@ fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
     }
     let peer = socket::getsockopt(&socket, socket::sockopt::PeerCredentials)
         .map_err(|e| format!("getsockopt(SO_PEERCRED): {e}"))?;
+    // SAFETY: getpid and getppid take nothing and touch no memory.
+    let (me, parent) = unsafe { (libc::getpid(), libc::getppid()) };
+    // The kernel names the process that made the pair, and a process that made it and then
+    // ran this program (`exec`) is that process still, now running this file: the check
+    // below would take it for this program's own start code.
+    if peer.pid() == me {
+        return not_ours("a socket this process made itself, before it ran this program");
+    }
     let file = |link: &str| {
         std::fs::metadata(link).map(|meta| FileId {
             dev: meta.dev(),
@@ -431,7 +445,14 @@ fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
     };
     let ours = file("/proc/self/exe").map_err(|e| format!("stat(/proc/self/exe): {e}"))?;
     match file(&format!("/proc/{}/exe", peer.pid())) {
-        Ok(theirs) if theirs == ours => Ok(()),
+        // Its starter made the pair, and is its parent (spawned, it has not been adopted
+        // yet: a starter that has ended fails the `stat` above, or is found by
+        // `maker_has_ended`).
+        Ok(theirs) if theirs == ours && peer.pid() == parent => Ok(()),
+        Ok(theirs) if theirs == ours => not_ours(&format!(
+            "a socket made by process {}, which did not start this one",
+            peer.pid()
+        )),
         Ok(_) => not_ours(&format!(
             "a socket made by process {}, which runs another program",
             peer.pid()
@@ -442,8 +463,8 @@ fn check_sender(socket: BorrowedFd<'_>) -> Result<(), String> {
         // their parent, of their user and group. (A process that starts this program by
         // hand, and can so make it run any of its code, could run any code as that user.)
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            // SAFETY: getppid, getuid and getgid take nothing and touch no memory.
-            let (parent, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+            // SAFETY: getuid and getgid take nothing and touch no memory.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
             if peer.pid() == parent && peer.uid() == uid && peer.gid() == gid {
                 Ok(())
             } else {

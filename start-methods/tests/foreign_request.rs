@@ -101,6 +101,52 @@ fn a_fork_server_refuses_requests_from_another_program() {
     assert_refused(flag, run_with(flag, &[whom_to_die_with, request(0x1000)]));
 }
 
+/// A process that makes the socket pair itself, queues a request on one end, puts the
+/// other at its stdin and then runs the example with the flag: the kernel names it as the
+/// pair's maker still, and it now runs the example's file. The example must see that the
+/// maker is itself, and refuse. (It ran the code at the request's offset.)
+#[test]
+fn a_child_refuses_a_socket_it_made_itself_before_it_ran() {
+    use std::os::unix::process::CommandExt;
+    for flag in ["--multiprocessing-fork", "--multiprocessing-forkserver"] {
+        let mut messages = Vec::new();
+        if flag.ends_with("forkserver") {
+            messages.push(0i32.to_le_bytes().to_vec());
+        }
+        messages.push(request(0x10));
+        let mut cmd = Command::new(EXAMPLE);
+        cmd.arg(flag).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: between fork and exec, this makes a socket pair, sends on one end and moves
+        // the other to descriptor 0: system calls only, on memory the closure owns (the
+        // messages, made before the fork); no allocation, no lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut ends = [-1; 2];
+                if libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, ends.as_mut_ptr()) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for message in &messages {
+                    libc::send(ends[0], message.as_ptr().cast(), message.len(), 0);
+                }
+                libc::dup2(ends[1], 0);
+                libc::close(ends[1]);
+                libc::close(ends[0]);
+                Ok(())
+            })
+        };
+        let out = cmd.output().expect("run the example");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {out:?}");
+        assert!(out.stdout.is_empty(), "{flag} ran something");
+        assert!(
+            stderr.starts_with("Error: stdin is a socket this process made itself")
+                && stderr.contains(flag),
+            "{flag}: {stderr:?}"
+        );
+    }
+}
+
 #[test]
 fn a_spawned_child_refuses_a_pipe_on_stdin() {
     let flag = "--multiprocessing-fork";

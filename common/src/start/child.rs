@@ -4,6 +4,7 @@ use std::ffi::{CStr, c_char, c_int};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::{Command, Stdio};
@@ -116,8 +117,14 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     io::stdout()
         .flush()
         .map_err(|e| Error::os("write(stdout)", e))?;
-    // By its path, which valgrind follows; the request says which file it must be.
-    let exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
+    // By its path, which valgrind follows; the request says which file it must be. Where
+    // the file at that path was deleted or replaced (the program was rebuilt while it ran),
+    // the kernel says so after the path, and still has the file this process runs, under
+    // `/proc/self/exe`: that one is run (a path that names no file failed with ENOENT).
+    let mut exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
+    if exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        exe = "/proc/self/exe".into();
+    }
     let mut command = Command::new(exe);
     if let Some(name) = std::env::args_os().next() {
         command.arg0(name);
@@ -160,11 +167,18 @@ fn run_spawned() -> i32 {
     let mut buf = vec![0; REQUEST_HEADER + MAX_ARGS];
     let (len, fds) = match receive(stdin, &mut buf, true) {
         Ok(Received::Message(len, fds)) => (len, fds),
+        // From this program's start code, as checked: not a run by hand.
+        Ok(Received::Truncated(_)) => {
+            return cannot_start(
+                "the descriptors sent with its request did not fit in it (its limit of open \
+                 files, RLIMIT_NOFILE, is too low for them)",
+            );
+        }
         Ok(_) => return refuse_unless_orphaned(SPAWNED, "no request came on stdin", stdin),
         Err(e) => return refuse_unless_orphaned(SPAWNED, &e.to_string(), stdin),
     };
     if let Err(e) = quiet_stdin() {
-        return refuse(SPAWNED, &e.to_string());
+        return cannot_start(&e.to_string());
     }
     match Request::decode(&buf[..len]) {
         Some(request) if usize::from(request.fds) == fds.len() => run(&request, fds),
@@ -189,6 +203,13 @@ pub(super) fn refuse(flag: &str, why: &str) -> i32 {
          to do on its stdin; it is not run by hand"
     ));
     2
+}
+
+/// Says why a started child, started as it should be, cannot run its request, and returns
+/// the exit code it ends with: 1, as a Python child whose start fails.
+fn cannot_start(why: &str) -> i32 {
+    crate::error_line(format_args!("a started child could not run: {why}"));
+    1
 }
 
 /// Runs a request in a started child: the entry, then what a child does before it ends.

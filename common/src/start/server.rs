@@ -16,8 +16,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,8 +50,10 @@ pub struct ForkServer {
     pid: Pid,
     control: Private<OwnedFd>,
     /// Set once this process has reaped the server (it was found dead): its pid may be
-    /// another process's since, which must be neither waited for nor reaped.
-    reaped: AtomicBool,
+    /// another process's since, which must be neither waited for nor reaped. Behind a lock,
+    /// so that two threads that ask at once cannot both wait for that pid: the second
+    /// would reap whichever child of this process got it in the meantime.
+    reaped: Mutex<bool>,
 }
 
 impl ForkServer {
@@ -63,7 +64,7 @@ impl ForkServer {
         let server = ForkServer {
             pid,
             control: Private::new(ours)?,
-            reaped: AtomicBool::new(false),
+            reaped: Mutex::new(false),
         };
         // Its first message: whom it dies with.
         let die_with = child::parent_to_die_with();
@@ -136,15 +137,24 @@ impl ForkServer {
     fn still_runs(&self) -> bool {
         let deadline = Instant::now() + Duration::from_millis(50);
         loop {
-            match wait(self.pid, Block::No) {
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
-                Ok(None) => return true,
-                Ok(Some(_)) => {
-                    self.reaped.store(true, Ordering::Relaxed);
+            {
+                let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+                if *reaped {
                     return false;
                 }
-                Err(_) => return false,
+                match wait(self.pid, Block::No) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => {
+                        *reaped = true;
+                        return false;
+                    }
+                    Err(_) => return false,
+                }
             }
+            if Instant::now() >= deadline {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -154,7 +164,11 @@ impl Drop for ForkServer {
         // Only in the process that started it: a forked copy of this handle is not its owner.
         if let Ok(control) = self.control() {
             let _ = send(control, QUIT, &[]);
-            if !self.reaped.load(Ordering::Relaxed) {
+            if !*self
+                .reaped
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
                 let _ = wait(self.pid, Block::Yes);
             }
         }
