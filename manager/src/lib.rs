@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
@@ -96,8 +96,13 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   holds up only itself. An answer over the 16 MiB limit is an error for that request.
 /// - Out of file descriptors, the server accepts a new connection with a spare one it keeps,
 ///   tells it so ([`ManagerError::Refused`]) and closes it, and serves the connections it has.
-/// - Proxies are `Send` and `Sync`: threads of a process share its connection, one call at
-///   a time.
+///   Where even the spare is not enough (a limit lowered below its number from outside), a
+///   new connection waits until a descriptor is free again, which the server asks every
+///   100 ms.
+/// - Proxies are `Send` and `Sync`: threads of a process share its connection; a call made
+///   while another holds it does not wait for it, but makes a connection for itself alone.
+///   So a process forked by code that forks beside threads (`daemon`), while a thread was in
+///   a call, is not held up by a connection no thread of it will ever give back.
 /// - A shared object lives as long as the manager: dropping every proxy of it does not free
 ///   it. Python's manager counts each object's proxies, in every process, and frees it when
 ///   the last one goes; here the server keeps every object it made until it ends. It numbers
@@ -203,14 +208,23 @@ struct Conn {
 impl Client {
     /// Sends one request and waits for its response.
     fn call(&self, request: &Request) -> Result<Response, ManagerError> {
-        let mut slot = self.conn.lock().unwrap_or_else(|poisoned| {
-            // A call panicked half-way, and its answer may still come on this connection:
-            // it is closed, and this call opens another.
-            self.conn.clear_poison();
-            let mut slot = PoisonError::into_inner(poisoned);
-            *slot = None;
-            slot
-        });
+        let mut slot = match self.conn.try_lock() {
+            Ok(slot) => slot,
+            Err(TryLockError::Poisoned(poisoned)) => {
+                // A call panicked half-way, and its answer may still come on this
+                // connection: it is closed, and this call opens another.
+                self.conn.clear_poison();
+                let mut slot = poisoned.into_inner();
+                *slot = None;
+                slot
+            }
+            // Another call holds the connection: a thread of this process, or one of the
+            // process this one was forked from (by code that forks beside threads, such as
+            // `daemon`), which will never give it back here. So this call does not wait
+            // for it: it has a connection of its own, for this one request. (Waiting hung
+            // the forked process for ever.)
+            Err(TryLockError::WouldBlock) => return self.call_alone(request),
+        };
         let conn = match &mut *slot {
             Some(conn) if conn.stream.get().is_some() => conn,
             // None yet, or the parent's, inherited through fork and closed in this process
@@ -240,6 +254,20 @@ impl Client {
 }
 
 impl Client {
+    /// [`call`](Client::call) on a connection made for this request alone, and closed after.
+    fn call_alone(&self, request: &Request) -> Result<Response, ManagerError> {
+        let mut conn = Conn {
+            stream: Private::new(self.connect()?)?,
+            frames: FrameBuf::new(),
+            buf: Vec::new(),
+        };
+        frame::encode(&mut conn.buf, request)?;
+        match conn.exchange()? {
+            Response::Error(e) => Err(ManagerError::Remote(e)),
+            response => Ok(response),
+        }
+    }
+
     /// A new connection to the server, checked to be the server's: the kernel says which
     /// process accepted it (`SO_PEERCRED`).
     fn connect(&self) -> Result<UnixStream, ManagerError> {

@@ -23,6 +23,9 @@ enum Object {
 /// How many connections the server accepts between two rounds of serving.
 const ACCEPT_PER_ROUND: usize = 16;
 
+/// How often a server without its spare descriptor asks for it again, in milliseconds.
+const SPARE_AGAIN_MS: i32 = 100;
+
 /// What a connection may hold of the answers to its requests, once they are written: more
 /// is given back to the allocator, so that one big answer does not stay allocated.
 const OUT_KEPT: usize = 64 << 10;
@@ -94,7 +97,9 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
         }
         pollfds.clear();
         // Without a spare descriptor, a connection could be neither served nor refused: it
-        // waits in the listener's backlog until a connection closes and the spare is back.
+        // waits in the listener's backlog until the spare is back, which is asked for again
+        // every `SPARE_AGAIN_MS` (a connection that closes frees a descriptor, but so does a
+        // limit raised from outside, which wakes no one).
         let listen = if spare.is_some() { libc::POLLIN } else { 0 };
         pollfds.push(pollfd(listener.as_raw_fd(), listen));
         for c in &conns {
@@ -105,7 +110,13 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
             };
             pollfds.push(pollfd(c.stream.as_raw_fd(), events));
         }
-        let timeout = if queued || spinning { 0 } else { -1 };
+        let timeout = if queued || spinning {
+            0
+        } else if spare.is_none() {
+            SPARE_AGAIN_MS
+        } else {
+            -1
+        };
         polled = true;
         let ready = match fd::poll_fds(&mut pollfds, timeout) {
             Ok(ready) => ready,

@@ -56,6 +56,10 @@ fn main() {
             out_of_descriptors_new_connections_are_refused_and_old_ones_served,
         ),
         (
+            "a_connection_that_waited_for_a_descriptor_is_served_once_there_is_one",
+            a_connection_that_waited_for_a_descriptor_is_served_once_there_is_one,
+        ),
+        (
             "a_client_that_sends_many_requests_at_once_takes_turns",
             a_client_that_sends_many_requests_at_once_takes_turns,
         ),
@@ -64,6 +68,10 @@ fn main() {
         (
             "a_child_does_not_keep_its_parents_connection",
             a_child_does_not_keep_its_parents_connection,
+        ),
+        (
+            "a_process_forked_beside_a_call_is_not_held_up_by_it",
+            a_process_forked_beside_a_call_is_not_held_up_by_it,
         ),
         (
             "a_killed_client_or_server_hangs_no_one",
@@ -417,6 +425,70 @@ fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
     assert_eq!(now, held, "the server lost or leaked a descriptor");
 }
 
+/// The server's RLIMIT_NOFILE: (soft, hard).
+fn descriptor_limits(server: u32) -> (libc::rlim_t, libc::rlim_t) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit writes the old limit into `old`, valid for the call, and sets nothing
+    // (the new limit's pointer is null); the server is this process's child.
+    let got = unsafe {
+        libc::prlimit(
+            server as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
+    (old.rlim_cur, old.rlim_max)
+}
+
+/// The server's limit on descriptors is lowered to the number of its spare (the first
+/// `/dev/null` it holds past stderr), so that it can neither accept a new connection with
+/// the spare given up nor take the spare back: the connection waits. Once the limit is
+/// raised again, the connection is served, though no other client wakes the server. (The
+/// server slept with no timeout, and the connection waited for ever.)
+fn a_connection_that_waited_for_a_descriptor_is_served_once_there_is_one() {
+    let manager = Manager::new().unwrap();
+    let server = manager.pid().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("before", 1).unwrap();
+    let spare = std::fs::read_dir(format!("/proc/{server}/fd"))
+        .unwrap()
+        .filter_map(|fd| {
+            let fd = fd.unwrap();
+            let n: u64 = fd.file_name().to_str()?.parse().ok()?;
+            let null = std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "/dev/null");
+            (n > 2 && null).then_some(n)
+        })
+        .min()
+        .unwrap();
+    let (soft, hard) = descriptor_limits(server);
+    limit_descriptors(server, spare, hard);
+    let mut raw = UnixStream::connect_addr(manager.address()).unwrap();
+    raw.write_all(&request(LEN, &[&0u32.to_le_bytes()]))
+        .unwrap();
+    // It waits: no answer, and no refusal, while there is no descriptor for it.
+    raw.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0];
+    let waited = raw.read(&mut byte);
+    assert!(
+        waited
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "{waited:?}"
+    );
+    limit_descriptors(server, soft, hard);
+    // Bounded only to catch a hang.
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let len: (u32, u64) = frame::decode(&read_payload(&mut raw)).unwrap();
+    assert_eq!(len, (3, 1));
+    assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
+}
+
 /// The server's limit on descriptors is lowered below the number of its connections, which
 /// is then more than poll(2) takes: the newest connections are refused, and the server goes
 /// on with the others and every object.
@@ -618,6 +690,61 @@ fn a_child_does_not_keep_its_parents_connection() {
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
     assert_eq!(d.get(1).unwrap(), PyValue::from(2));
+}
+
+/// A process forked by safe code (`nix::unistd::daemon`) while another thread of its parent
+/// is in a proxy call: its own call goes through, on a connection of its own, rather than
+/// wait for the connection that thread held at the fork, which no thread will ever give back
+/// there. (It waited for ever.) The forked process is handed, when its parent ends, to a
+/// process of the test's that reaps it.
+fn a_process_forked_beside_a_call_is_not_held_up_by_it() {
+    let manager = Manager::new().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("k", 1).unwrap();
+    let (mut said, tell) = os_pipe::pipe().unwrap();
+    let mut reaper = Process::new(|| {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an int and touches no memory.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+        let mut caller = Process::new(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..5000 {
+                        let _ = d.len();
+                    }
+                });
+                std::thread::sleep(Duration::from_millis(20));
+                // Forks, and ends the parent: this goes on in the new process, alone.
+                nix::unistd::daemon(true, true).unwrap();
+                // SAFETY: alarm touches no memory; it ends this process if the call hangs.
+                unsafe { libc::alarm(10) };
+                let got = d.get("k");
+                let said = if matches!(got, Ok(PyValue::Int(1))) {
+                    "answered".to_string()
+                } else {
+                    format!("{got:?}")
+                };
+                let _ = (&tell).write_all(said.as_bytes());
+                // SAFETY: ends this process at once, as a child does.
+                unsafe { libc::_exit(0) };
+            });
+        });
+        caller.start().unwrap();
+        assert_eq!(caller.join().unwrap(), ExitStatus::Exited(0));
+        // The forked process, now this one's child.
+        let ended = nix::sys::wait::wait().unwrap();
+        assert!(
+            matches!(ended, nix::sys::wait::WaitStatus::Exited(_, 0)),
+            "{ended:?}"
+        );
+    });
+    reaper.start().unwrap();
+    assert_eq!(reaper.join().unwrap(), ExitStatus::Exited(0));
+    drop(reaper);
+    drop(tell);
+    let mut answer = String::new();
+    said.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "answered");
+    assert_eq!(d.get("k").unwrap(), PyValue::Int(1));
 }
 
 /// A client killed in the middle of its calls costs the others nothing; a server killed
