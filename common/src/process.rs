@@ -16,7 +16,7 @@ use crate::{Error, SharedBorrow, interrupt, private_fd};
 mod wait;
 use wait::DETACHED;
 pub use wait::ExitStatus;
-pub(crate) use wait::{Block, detach, reap_detached, wait};
+pub(crate) use wait::{Block, detach, keep_children_to_reap, reap_detached, wait};
 
 /// The exit code of a child whose target panicked, as Rust gives a panicking `main`.
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -112,6 +112,7 @@ impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
         }
         reap_detached(Block::No);
         ensure_single_threaded()?;
+        keep_children_to_reap();
         if SharedBorrow::live() > 0 {
             return Err(Error::SharedBorrowHeld {
                 guards: SharedBorrow::live(),

@@ -39,6 +39,25 @@ fn prints_what_the_python_original_prints() {
     });
 }
 
+/// Started by a parent that ignores SIGCHLD, which `exec` passes on (the kernel would reap
+/// its children itself): the output is the same, as Python's is, and the status 0. (It was
+/// `Error: waitid: No child processes`, status 1: the child's status was lost.)
+#[test]
+fn prints_the_same_with_sigchld_ignored() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manager"));
+    // SAFETY: between fork and exec, one signal(2) call, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        })
+    };
+    let out = run(cmd).success();
+    assert_eq!(out.stderr, "");
+    assert_golden(&out.stdout, snapbox::file!["golden/manager.stdout"]);
+}
+
 #[test]
 fn leaves_no_socket_behind() {
     // A temporary directory of this test's own, so that other tests' managers are not seen.

@@ -130,6 +130,27 @@ fn each_child_prints_its_own_ids() {
     );
 }
 
+/// Started by a parent that ignores SIGCHLD, which `exec` passes on: each method's child,
+/// the method alone, is still joined with its status. (`join` failed with ECHILD.)
+#[test]
+fn each_method_works_with_sigchld_ignored() {
+    use std::os::unix::process::CommandExt;
+    for method in METHODS {
+        let mut cmd = start_methods();
+        cmd.arg(method);
+        // SAFETY: between fork and exec, one signal(2) call, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                Ok(())
+            })
+        };
+        let out = run(cmd).success();
+        assert_eq!(out.stderr, "", "{method}");
+        assert_eq!(parts(&out.stdout).len(), 1, "{method}: {}", out.stdout);
+    }
+}
+
 #[test]
 fn one_method_alone() {
     for method in METHODS {

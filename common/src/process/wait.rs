@@ -52,6 +52,33 @@ pub(crate) enum Block {
     No,
 }
 
+/// Puts SIGCHLD back to its default where it is ignored (`SIG_IGN`, or `SA_NOCLDWAIT`), as a
+/// parent that ignores it passes on through `exec`: then the kernel reaps this process's
+/// children itself, as they end. Their exit status is lost (`join` failed with ECHILD where
+/// Python's `join` goes on), and, worse, a pid is free for another process the moment its
+/// child ends, while the handles that name it (a `Process`, the interrupt handler's list)
+/// would still signal it: a manager's drop killed an unrelated process that got its
+/// server's pid. Called before each child is started, by every start method. The default
+/// differs from `SIG_IGN` only in that children wait to be reaped.
+pub(crate) fn keep_children_to_reap() {
+    // SAFETY: sigaction reads and writes one `sigaction` each, which outlive the calls; the
+    // one read is written back with only its handler or a flag changed.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut now) != 0 {
+            return;
+        }
+        let ignored = now.sa_sigaction == libc::SIG_IGN;
+        if ignored || now.sa_flags & libc::SA_NOCLDWAIT != 0 {
+            if ignored {
+                now.sa_sigaction = libc::SIG_DFL;
+            }
+            now.sa_flags &= !libc::SA_NOCLDWAIT;
+            libc::sigaction(libc::SIGCHLD, &now, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Waits for one child: `Ok(None)` when `Block::No` and it is still running.
 ///
 /// It looks first without reaping (`waitid` with `WNOWAIT`): until it is reaped, the ended

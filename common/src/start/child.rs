@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use nix::unistd::Pid;
 
 use super::{Entry, MAX_ARGS, REQUEST_HEADER, Received, Request, receive, send, server};
-use crate::process::{Block, die_with_parent, reap_detached};
+use crate::process::{Block, die_with_parent, keep_children_to_reap, reap_detached};
 use crate::{Error, PANIC_EXIT_CODE, interrupt};
 
 /// The first argument of a spawned child, as Python's (`--multiprocessing-fork`).
@@ -114,6 +114,7 @@ pub(super) fn spawn(entry: Entry, args: &[u8], fds: Vec<OwnedFd>) -> Result<Pid,
 /// `exec` safely from a program with threads.
 pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     reap_detached(Block::No);
+    keep_children_to_reap();
     io::stdout()
         .flush()
         .map_err(|e| Error::os("write(stdout)", e))?;
