@@ -975,7 +975,7 @@ fn a_short_get_timeout_takes_a_result_already_in() {
 
 /// Runs `check` in a child and asserts that it succeeds; a child still running after a
 /// half a minute is killed and the test fails: what `check` does would have hung.
-fn ends_without_hanging(check: fn()) {
+fn ends_without_hanging(check: impl FnOnce() + Send) {
     let mut child = Process::new(check);
     child.start().unwrap();
     if !testkit::ends_within(
@@ -1501,7 +1501,7 @@ fn a_result_hidden_by_garbage_is_lost_when_its_worker_dies() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     for how in [0u8, 1] {
-        ends_without_hanging_with(how, |how| {
+        ends_without_hanging(move || {
             let marks = Marks::new();
             let (mut r, w) = os_pipe::pipe().unwrap();
             let fd = w.as_raw_fd();
@@ -1542,22 +1542,6 @@ fn a_result_hidden_by_garbage_is_lost_when_its_worker_dies() {
             drop(marks);
         });
     }
-}
-
-/// [`ends_without_hanging`], for a check that takes an argument.
-fn ends_without_hanging_with(arg: u8, check: fn(u8)) {
-    let mut child = Process::new(move || check(arg));
-    child.start().unwrap();
-    if !testkit::ends_within(
-        child.pid().unwrap().as_raw() as u32,
-        Duration::from_secs(30),
-    ) {
-        child.kill().unwrap();
-        child.join().unwrap();
-        panic!("hung");
-    }
-    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
-    assert_no_children();
 }
 
 thread_local! {
