@@ -22,8 +22,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
@@ -99,10 +99,10 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   Where even the spare is not enough (a limit lowered below its number from outside), a
 ///   new connection waits until a descriptor is free again, which the server asks every
 ///   100 ms.
-/// - Proxies are `Send` and `Sync`: threads of a process share its connection; a call made
-///   while another holds it does not wait for it, but makes a connection for itself alone.
-///   So a process forked by code that forks beside threads (`daemon`), while a thread was in
-///   a call, is not held up by a connection no thread of it will ever give back.
+/// - Proxies are `Send` and `Sync`: threads of a process share its connection, one call at
+///   a time. A process forked by code that forks beside threads (`daemon`) while a thread
+///   was in a call is not held up by that connection, which no thread of it will ever give
+///   back: its calls make a connection each, for themselves alone.
 /// - A shared object lives as long as the manager: dropping every proxy of it does not free
 ///   it. Python's manager counts each object's proxies, in every process, and frees it when
 ///   the last one goes; here the server keeps every object it made until it ends. It numbers
@@ -129,6 +129,7 @@ impl Manager {
                 address,
                 listener: std::process::id(),
                 conn: Mutex::new(None),
+                held_in: AtomicU64::new(0),
             }),
             server,
             owner: common::process_key(),
@@ -196,6 +197,21 @@ struct Client {
     /// this user: once the server has ended, anyone may take its name.
     listener: u32,
     conn: Mutex<Option<Conn>>,
+    /// The process ([`common::process_key`]) whose thread holds `conn`'s lock, or 0 while
+    /// none does (and for a moment after it is taken or before it is given back).
+    held_in: AtomicU64,
+}
+
+/// `conn`'s lock, and the mark of the process holding it, taken out before it is unlocked.
+struct Held<'a> {
+    slot: MutexGuard<'a, Option<Conn>>,
+    held_in: &'a AtomicU64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.held_in.store(0, Ordering::Release);
+    }
 }
 
 struct Conn {
@@ -208,24 +224,11 @@ struct Conn {
 impl Client {
     /// Sends one request and waits for its response.
     fn call(&self, request: &Request) -> Result<Response, ManagerError> {
-        let mut slot = match self.conn.try_lock() {
-            Ok(slot) => slot,
-            Err(TryLockError::Poisoned(poisoned)) => {
-                // A call panicked half-way, and its answer may still come on this
-                // connection: it is closed, and this call opens another.
-                self.conn.clear_poison();
-                let mut slot = poisoned.into_inner();
-                *slot = None;
-                slot
-            }
-            // Another call holds the connection: a thread of this process, or one of the
-            // process this one was forked from (by code that forks beside threads, such as
-            // `daemon`), which will never give it back here. So this call does not wait
-            // for it: it has a connection of its own, for this one request. (Waiting hung
-            // the forked process for ever.)
-            Err(TryLockError::WouldBlock) => return self.call_alone(request),
+        let Some(mut held) = self.hold() else {
+            return self.call_alone(request);
         };
-        let conn = match &mut *slot {
+        let slot = &mut held.slot;
+        let conn = match &mut **slot {
             Some(conn) if conn.stream.get().is_some() => conn,
             // None yet, or the parent's, inherited through fork and closed in this process
             // (it carries the parent's conversation): this process opens its own.
@@ -246,10 +249,55 @@ impl Client {
             Err(e) => {
                 // The conversation is out of step (an answer half read, or one still to come)
                 // or over: the next call opens a new connection.
-                *slot = None;
+                **slot = None;
                 Err(e)
             }
         }
+    }
+
+    /// Takes the connection's lock; `None` where its holder is a thread of the process this
+    /// one was forked from (by code that forks beside threads, such as `daemon`), which will
+    /// never give it back here: the call then has a connection of its own, for this one
+    /// request. (Waiting hung the forked process for ever.) A thread of this process that
+    /// holds it is waited for, as a connection per colliding call cost 20-30 times the time
+    /// with 2 to 64 threads, and failed at the descriptor limit.
+    fn hold(&self) -> Option<Held<'_>> {
+        let me = common::process_key();
+        let mut tries = 0;
+        let slot = loop {
+            match self.conn.try_lock() {
+                Ok(slot) => break slot,
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    // A call panicked half-way, and its answer may still come on this
+                    // connection: it is closed, and this call opens another.
+                    self.conn.clear_poison();
+                    let mut slot = poisoned.into_inner();
+                    *slot = None;
+                    break slot;
+                }
+                Err(TryLockError::WouldBlock) => match self.held_in.load(Ordering::Acquire) {
+                    holder if holder == me => {
+                        break self.conn.lock().unwrap_or_else(|poisoned| {
+                            self.conn.clear_poison();
+                            let mut slot = poisoned.into_inner();
+                            *slot = None;
+                            slot
+                        });
+                    }
+                    // Taken or given back this moment, or held since a fork made then.
+                    0 if tries < 100 => {
+                        tries += 1;
+                        std::thread::yield_now();
+                    }
+                    _ => return None,
+                },
+            }
+        };
+        self.held_in.store(me, Ordering::Release);
+        Some(Held {
+            slot,
+            held_in: &self.held_in,
+        })
     }
 }
 

@@ -68,11 +68,14 @@ pub(crate) fn keep_children_to_reap() {
         if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut now) != 0 {
             return;
         }
-        let ignored = now.sa_sigaction == libc::SIG_IGN;
-        if ignored || now.sa_flags & libc::SA_NOCLDWAIT != 0 {
-            if ignored {
-                now.sa_sigaction = libc::SIG_DFL;
-            }
+        // A handler of the program's own, with its flags, is left as it is: the program
+        // asked for it (with SA_NOCLDWAIT, its children are reaped by the kernel, and a
+        // `join` says ECHILD).
+        let handled = now.sa_sigaction != libc::SIG_IGN && now.sa_sigaction != libc::SIG_DFL;
+        let reaped_by_kernel =
+            now.sa_sigaction == libc::SIG_IGN || now.sa_flags & libc::SA_NOCLDWAIT != 0;
+        if !handled && reaped_by_kernel {
+            now.sa_sigaction = libc::SIG_DFL;
             now.sa_flags &= !libc::SA_NOCLDWAIT;
             libc::sigaction(libc::SIGCHLD, &now, std::ptr::null_mut());
         }
