@@ -651,13 +651,13 @@ impl<'a> Request<'a> {
         }
         let address = code_address(self.entry);
         // SAFETY: the request came from this program's own start code (`check_sender`: the
-        // socket it came on was made by a process that runs this executable, and such a
-        // process sends nothing else on it, unless it forges a request on purpose, which
-        // `check_sender` names as outside what it keeps out; or a fork server so started
-        // forked this child;
-        // or, where the kernel hides the maker's executable, it is this process's parent, of
-        // its user, which started it with this request as a forked child's parent gives it
-        // its memory), which took this offset from an `Entry` with `code_offset`, in a run of the
+        // socket it came on was made by this process's parent, which runs this executable,
+        // and such a process sends nothing else on it, unless it, or a program of the same
+        // user that ran this executable to be that parent, forges a request on purpose, which
+        // `check_sender` names as outside what it keeps out, as `/proc/<pid>/mem` is; or a
+        // fork server so started forked this child; or, where the kernel hides the maker's
+        // executable, it is this process's parent, of its user, which started it with this
+        // request as a forked child's parent gives it its memory), which took this offset from an `Entry` with `code_offset`, in a run of the
         // executable file that this process runs too (same device and inode, just checked),
         // so the address at that offset is that function's.
         Some(unsafe { std::mem::transmute::<usize, Entry>(address) })

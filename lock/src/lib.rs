@@ -326,11 +326,10 @@ impl Lock {
     fn take_timeout(&self, timeout: Duration) -> Result<Option<(Acquired, u64)>, LockError> {
         let me = self.check_can_take()?;
         // A free lock is taken with no clock read (a queue's put comes here on every message).
-        let rc = match self.lock_now() {
-            libc::ETIMEDOUT if timeout.is_zero() => return Ok(None),
-            libc::ETIMEDOUT => self.lock_within(timeout),
-            rc => rc,
-        };
+        let mut rc = self.lock_now();
+        if rc == libc::ETIMEDOUT && !timeout.is_zero() {
+            rc = self.lock_within(timeout);
+        }
         if rc == libc::ETIMEDOUT {
             return Ok(None);
         }

@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
@@ -255,6 +255,18 @@ impl Client {
         }
     }
 
+    /// The connection's lock, from a call that panicked half-way: its answer may still come
+    /// on the connection, which is closed, and this call opens another.
+    fn afresh<'a>(
+        &'a self,
+        poisoned: PoisonError<MutexGuard<'a, Option<Conn>>>,
+    ) -> MutexGuard<'a, Option<Conn>> {
+        self.conn.clear_poison();
+        let mut slot = poisoned.into_inner();
+        *slot = None;
+        slot
+    }
+
     /// Takes the connection's lock; `None` where its holder is a thread of the process this
     /// one was forked from (by code that forks beside threads, such as `daemon`), which will
     /// never give it back here: the call then has a connection of its own, for this one
@@ -267,22 +279,13 @@ impl Client {
         let slot = loop {
             match self.conn.try_lock() {
                 Ok(slot) => break slot,
-                Err(TryLockError::Poisoned(poisoned)) => {
-                    // A call panicked half-way, and its answer may still come on this
-                    // connection: it is closed, and this call opens another.
-                    self.conn.clear_poison();
-                    let mut slot = poisoned.into_inner();
-                    *slot = None;
-                    break slot;
-                }
+                Err(TryLockError::Poisoned(poisoned)) => break self.afresh(poisoned),
                 Err(TryLockError::WouldBlock) => match self.held_in.load(Ordering::Acquire) {
                     holder if holder == me => {
-                        break self.conn.lock().unwrap_or_else(|poisoned| {
-                            self.conn.clear_poison();
-                            let mut slot = poisoned.into_inner();
-                            *slot = None;
-                            slot
-                        });
+                        break self
+                            .conn
+                            .lock()
+                            .unwrap_or_else(|poisoned| self.afresh(poisoned));
                     }
                     // Taken or given back this moment, or held since a fork made then.
                     0 if tries < 100 => {

@@ -323,9 +323,7 @@ impl Engine {
             unfinished.extend(w.in_flight.iter().map(|t| t.id));
         }
         for task in unfinished {
-            if !self.abandoned.remove(&task) {
-                self.done.insert(task, Done::Closed);
-            }
+            self.settle(task, Done::Closed);
         }
         Ok(())
     }
@@ -508,8 +506,11 @@ impl Engine {
     /// Takes every whole result frame that worker `i` has sent. A frame that is not a result
     /// of its oldest task is an error, and leaves that task in flight.
     fn take_results(&mut self, i: usize) -> Result<(), PoolError> {
-        let w = &mut self.workers[i];
-        while let Some(payload) = w.frames.next_frame()? {
+        loop {
+            let w = &mut self.workers[i];
+            let Some(payload) = w.frames.next_frame()? else {
+                return Ok(());
+            };
             let (task, kind, value) = worker::parse_result(payload)?;
             if w.unsent == 0 || w.in_flight.front().map(|t| t.id) != Some(task) {
                 return Err(FrameError::Decode(format!("result for task {task}, not sent")).into());
@@ -526,11 +527,8 @@ impl Engine {
             w.in_flight.pop_front();
             w.unsent -= 1;
             self.deaths_at_start = 0;
-            if !self.abandoned.remove(&task) {
-                self.done.insert(task, done);
-            }
+            self.settle(task, done);
         }
-        Ok(())
     }
 
     /// Worker `i` sent bytes that are not a result frame (only code that writes into its
