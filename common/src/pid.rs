@@ -1,7 +1,11 @@
 //! Who is who among processes: this process's pid and key, which every fork changes.
 
-use std::sync::Once;
+use std::cell::RefCell;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{MutexGuard, Once};
+
+use nix::unistd::Pid;
 
 /// This process's pid, cached; 0 until asked for in this process.
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -9,24 +13,65 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 static AT_FORK: Once = Once::new();
 
+thread_local! {
+    /// The locks of this crate's two lists (the private descriptors, the detached children),
+    /// held by the thread that forks from just before `fork` until just after it.
+    static HELD_ACROSS_FORK: RefCell<Option<Lists>> = const { RefCell::new(None) };
+}
+
+type Lists = (
+    MutexGuard<'static, Vec<RawFd>>,
+    MutexGuard<'static, Vec<Pid>>,
+);
+
+/// Runs in the thread that forks, just before `fork`, whichever code forks: takes the locks
+/// of this crate's lists, so that no other thread holds one, half-way through changing its
+/// list, at the moment the child's copy of the memory is taken. The child has only the
+/// forking thread: a lock another thread held would stay held there for ever, and the
+/// child's next `Private::new` or start would wait for it (a process forked by
+/// `nix::unistd::daemon` while another thread made a pipe, say). The C library does the same
+/// for `malloc`'s locks. None of this crate's code forks while it holds either lock.
+extern "C" fn before_fork() {
+    let lists = (crate::private_fd::lock(), crate::process::detached());
+    // Where the thread's storage is gone (a fork from a thread-local's destructor), the
+    // locks are let go at once: nothing is protected then, but nothing waits either.
+    let _ = HELD_ACROSS_FORK.try_with(|held| *held.borrow_mut() = Some(lists));
+}
+
+/// Runs in the parent, just after `fork`: lets go of the locks [`before_fork`] took.
+extern "C" fn after_fork_in_parent() {
+    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
+}
+
 /// Runs in every child just after `fork`, whichever code forks.
 extern "C" fn after_fork_in_child() {
+    // The forking thread's locks, copied: this thread holds them, and lets go of them.
+    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
     PID.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::interrupt::forget_steps_in_child();
     crate::shm::end_a_child_with_borrows();
 }
 
-/// Makes `after_fork_in_child` run in every child forked from now on, by any code that forks
-/// through the C library (`fork`, `daemon`, a library's own fork), not only by [`Process`].
+/// Makes the handlers above run at every fork from now on, by any code that forks through
+/// the C library (`fork`, `daemon`, a library's own fork), not only by [`Process`].
 ///
 /// [`Process`]: crate::Process
 pub(crate) fn watch_forks() {
     AT_FORK.call_once(|| {
-        // SAFETY: the handler only stores to atomics and, where it must end the child,
-        // calls write(2) and _exit(2), all async-signal-safe, so it is safe in a child just
-        // after fork; the other two handlers are absent.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: `before_fork` and `after_fork_in_parent` run in the forking thread as any
+        // of its code does, around the fork. In the child, `after_fork_in_child` unlocks
+        // mutexes its thread holds (an atomic swap, and a futex wake where a waiter was
+        // counted: a system call), stores to atomics and, where it must end the child,
+        // calls write(2) and _exit(2): all safe in a child just forked from a process with
+        // threads, whose other threads' locks it does not touch.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
     });
 }
 
@@ -67,4 +112,61 @@ pub(crate) fn process_key_in_handler() -> u64 {
 #[inline]
 fn key(pid: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::Pid;
+
+    /// Another thread holds one of the crate's locks while this one forks with the C
+    /// library's `fork`, as a library (or `daemon`) would. The child then uses the locked
+    /// list: it must not wait for a lock whose holder does not exist there (an alarm ends
+    /// it if it does).
+    fn fork_while_another_thread_holds(hold: fn() -> Box<dyn std::any::Any>) {
+        let (held, is_held) = mpsc::channel();
+        let holder = thread::spawn(move || {
+            let guard = hold();
+            held.send(()).unwrap();
+            thread::sleep(Duration::from_millis(200));
+            drop(guard);
+        });
+        is_held.recv().unwrap();
+        super::watch_forks();
+        // SAFETY: the child runs `use_the_lists`, which allocates (the C library makes that
+        // safe after fork), takes only the locks this test is about and ends with `_exit`.
+        let pid = match unsafe { libc::fork() } {
+            0 => use_the_lists(),
+            pid => Pid::from_raw(pid),
+        };
+        holder.join().unwrap();
+        assert_eq!(waitpid(pid, None), Ok(WaitStatus::Exited(pid, 0)));
+    }
+
+    /// In the child: makes a `Private` and reaps the detached children, then exits 0 (1 where
+    /// either fails; killed by SIGALRM where it waits for ever).
+    fn use_the_lists() -> ! {
+        // SAFETY: alarm takes an integer; its signal ends this child if it hangs.
+        unsafe { libc::alarm(10) };
+        let made = std::fs::File::open("/dev/null")
+            .ok()
+            .and_then(|file| crate::Private::new(file).ok());
+        crate::process::reap_detached(crate::process::Block::No);
+        // SAFETY: `_exit` ends the child at once, as a forked child of a test must.
+        unsafe { libc::_exit(if made.is_some() { 0 } else { 1 }) }
+    }
+
+    #[test]
+    fn a_child_forked_while_the_private_list_is_locked_can_use_it() {
+        fork_while_another_thread_holds(|| Box::new(crate::private_fd::lock()));
+    }
+
+    #[test]
+    fn a_child_forked_while_the_detached_list_is_locked_can_use_it() {
+        fork_while_another_thread_holds(|| Box::new(crate::process::detached()));
+    }
 }

@@ -68,6 +68,8 @@ owns!(
 impl<T: Owns> Private<T> {
     /// Registers `value`'s descriptor, to be let go of in every child forked from now on.
     pub fn new(value: T) -> Result<Self, Error> {
+        // Before the list is first locked: a fork by another thread must wait for its lock.
+        crate::pid::watch_forks();
         if DEV_NULL.get().is_none() {
             let null = File::open("/dev/null").map_err(|e| Error::os("open(/dev/null)", e))?;
             let _ = DEV_NULL.set(null.into());
@@ -163,6 +165,7 @@ fn replace_past_limit(null: RawFd, fd: RawFd) -> bool {
     replaced || unsafe { libc::close(fd) } == 0
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Vec<RawFd>> {
+/// The list's lock; also taken across every fork (`pid::before_fork`).
+pub(crate) fn lock() -> std::sync::MutexGuard<'static, Vec<RawFd>> {
     REGISTERED.lock().unwrap_or_else(PoisonError::into_inner)
 }

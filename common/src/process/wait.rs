@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -131,14 +131,18 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
 }
 
 /// Children whose handle was dropped while they ran.
-pub(super) static DETACHED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+static DETACHED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
 static JOIN_AT_EXIT: Once = Once::new();
 
+/// The list of detached children, locked; also taken across every fork (`pid::before_fork`).
+pub(crate) fn detached() -> MutexGuard<'static, Vec<Pid>> {
+    DETACHED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub(crate) fn detach(pid: Pid) {
-    DETACHED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(pid);
+    // Before the list is first locked: a fork by another thread must wait for its lock.
+    crate::pid::watch_forks();
+    detached().push(pid);
     JOIN_AT_EXIT.call_once(|| {
         // SAFETY: `atexit` only records the address of `join_detached_at_exit`, a function that
         // lives for the whole program and does not unwind.
@@ -153,9 +157,11 @@ pub(crate) fn detach(pid: Pid) {
 
 /// Reaps the detached children that have ended, or with `Block::Yes`, all of them.
 /// A child that `waitpid` no longer knows (reaped by other code) is forgotten.
+/// The list is not locked while it waits: a fork in another thread takes its lock.
 pub(crate) fn reap_detached(block: Block) {
-    let mut detached = DETACHED.lock().unwrap_or_else(PoisonError::into_inner);
-    detached.retain(|&pid| matches!(wait(pid, block), Ok(None)));
+    let mut ours = std::mem::take(&mut *detached());
+    ours.retain(|&pid| matches!(wait(pid, block), Ok(None)));
+    detached().append(&mut ours);
 }
 
 extern "C" fn join_detached_at_exit() {
