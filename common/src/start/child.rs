@@ -118,15 +118,40 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     io::stdout()
         .flush()
         .map_err(|e| Error::os("write(stdout)", e))?;
-    // By its path, which valgrind follows; the request says which file it must be. Where
-    // the file at that path was deleted or replaced (the program was rebuilt while it ran),
-    // the kernel says so after the path, and still has the file this process runs, under
-    // `/proc/self/exe`: that one is run (a path that names no file failed with ENOENT).
-    let mut exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
-    if exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        exe = "/proc/self/exe".into();
-    }
-    let mut command = Command::new(exe);
+    // By its path, which valgrind follows; the request says which file it must be.
+    let exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
+    // Where the file at that path was deleted or replaced (the program was rebuilt while it
+    // ran), the kernel says so after the path (a path that names no file failed with
+    // ENOENT), and still has the file this process runs: it is opened, and run by its
+    // descriptor's name. Not by `/proc/self/exe`, which valgrind runs as itself: it starts
+    // its tool with that path, which names the tool's file by then.
+    let running = if exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        let file =
+            File::open("/proc/self/exe").map_err(|e| Error::os("open(/proc/self/exe)", e))?;
+        Some(file)
+    } else {
+        None
+    };
+    let mut command = match &running {
+        None => Command::new(&exe),
+        Some(file) => {
+            let fd = file.as_raw_fd();
+            let mut command = Command::new(format!("/proc/self/fd/{fd}"));
+            // std opened it close-on-exec, so the process's other children never keep it;
+            // this child keeps it across its exec, where valgrind's launcher, run in its
+            // place, opens it by that name again. The child closes it first thing.
+            // SAFETY: the closure runs in the child between fork and exec, and makes one
+            // fcntl, which is async-signal-safe, on a descriptor the child has: `running`
+            // stays open until `spawn` has returned, so when the child is forked.
+            unsafe {
+                command.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
+                    0 => Ok(()),
+                    _ => Err(io::Error::last_os_error()),
+                });
+            }
+            command
+        }
+    };
     if let Some(name) = std::env::args_os().next() {
         command.arg0(name);
     }
