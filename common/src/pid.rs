@@ -1,9 +1,11 @@
 //! Who is who among processes: this process's pid and key, which every fork changes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 use nix::unistd::Pid;
 
@@ -13,16 +15,58 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 static AT_FORK: Once = Once::new();
 
-thread_local! {
-    /// The locks of this crate's two lists (the private descriptors, the detached children),
-    /// held by the thread that forks from just before `fork` until just after it.
-    static HELD_ACROSS_FORK: RefCell<Option<Lists>> = const { RefCell::new(None) };
+/// One of this crate's two lists (the private descriptors, the detached children): a
+/// `Mutex` that every fork takes too, so that the child gets the list whole and unlocked.
+pub(crate) type List<T> = Mutex<Vec<T>>;
+
+/// A list, locked by [`lock`]; counted in `LOCKING_HERE` while it lives.
+pub(crate) struct Locked<T: 'static> {
+    guard: ManuallyDrop<MutexGuard<'static, Vec<T>>>,
 }
 
-type Lists = (
-    MutexGuard<'static, Vec<RawFd>>,
-    MutexGuard<'static, Vec<Pid>>,
-);
+thread_local! {
+    /// The lists' locks, held by the thread that forks from just before `fork` until just
+    /// after it.
+    static HELD_ACROSS_FORK: RefCell<Option<(Locked<RawFd>, Locked<Pid>)>> =
+        const { RefCell::new(None) };
+    /// How many of the lists' locks this thread holds or waits for.
+    static LOCKING_HERE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Locks one of the lists.
+pub(crate) fn lock<T>(list: &'static List<T>) -> Locked<T> {
+    // Before the first lock: a fork in another thread from now on waits for it.
+    watch_forks();
+    // Counted before it may wait: a signal handler that forks on this thread meanwhile must
+    // not wait for the lock (see `before_fork`).
+    let _ = LOCKING_HERE.try_with(|n| n.set(n.get() + 1));
+    let guard = list.lock().unwrap_or_else(PoisonError::into_inner);
+    Locked {
+        guard: ManuallyDrop::new(guard),
+    }
+}
+
+impl<T> Drop for Locked<T> {
+    fn drop(&mut self) {
+        // SAFETY: the guard is dropped once, here, and never used again. It is let go of
+        // before the count goes down, so that the count covers it for as long as it lives.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        let _ = LOCKING_HERE.try_with(|n| n.set(n.get() - 1));
+    }
+}
+
+impl<T> Deref for Locked<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for Locked<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.guard
+    }
+}
 
 /// Runs in the thread that forks, just before `fork`, whichever code forks: takes the locks
 /// of this crate's lists, so that no other thread holds one, half-way through changing its
@@ -30,9 +74,18 @@ type Lists = (
 /// forking thread: a lock another thread held would stay held there for ever, and the
 /// child's next `Private::new` or start would wait for it (a process forked by
 /// `nix::unistd::daemon` while another thread made a pipe, say). The C library does the same
-/// for `malloc`'s locks. None of this crate's code forks while it holds either lock.
+/// for `malloc`'s locks. None of this crate's code forks while it holds either lock; a
+/// signal handler that forks may have interrupted this thread in one, though: then the
+/// locks are not taken, where this thread would wait for itself for ever. (Such a child may
+/// do only what is safe in a signal handler, which these lists are not.)
 extern "C" fn before_fork() {
-    let lists = (crate::private_fd::lock(), crate::process::detached());
+    if LOCKING_HERE.try_with(Cell::get).unwrap_or(0) > 0 {
+        return;
+    }
+    let lists = (
+        lock(&crate::private_fd::REGISTERED),
+        lock(&crate::process::DETACHED),
+    );
     // Where the thread's storage is gone (a fork from a thread-local's destructor), the
     // locks are let go at once: nothing is protected then, but nothing waits either.
     let _ = HELD_ACROSS_FORK.try_with(|held| *held.borrow_mut() = Some(lists));
@@ -162,11 +215,55 @@ mod tests {
 
     #[test]
     fn a_child_forked_while_the_private_list_is_locked_can_use_it() {
-        fork_while_another_thread_holds(|| Box::new(crate::private_fd::lock()));
+        fork_while_another_thread_holds(|| Box::new(super::lock(&crate::private_fd::REGISTERED)));
     }
 
     #[test]
     fn a_child_forked_while_the_detached_list_is_locked_can_use_it() {
-        fork_while_another_thread_holds(|| Box::new(crate::process::detached()));
+        fork_while_another_thread_holds(|| Box::new(super::lock(&crate::process::DETACHED)));
+    }
+
+    /// A signal handler that forks (a crash reporter's, say) on a thread that holds a list's
+    /// lock: the fork must not wait for the lock its own thread holds.
+    #[test]
+    fn a_fork_from_a_signal_handler_does_not_wait_for_its_own_thread() {
+        super::watch_forks();
+        // SAFETY: the child, with this thread alone, runs `fork_in_a_signal_handler`, which
+        // allocates nothing but the list's lock, and ends with `_exit`.
+        let pid = match unsafe { libc::fork() } {
+            0 => fork_in_a_signal_handler(),
+            pid => Pid::from_raw(pid),
+        };
+        assert_eq!(waitpid(pid, None), Ok(WaitStatus::Exited(pid, 0)));
+    }
+
+    /// Holds the private list's lock while a signal whose handler forks comes; exits 0 once
+    /// the handler has returned (killed by SIGALRM where the fork waits for ever).
+    fn fork_in_a_signal_handler() -> ! {
+        extern "C" fn handler(_: libc::c_int) {
+            // SAFETY: fork, and in the child `_exit`, are what this test is about; the
+            // parent reaps the child with waitpid, which touches only `status`.
+            unsafe {
+                match libc::fork() {
+                    0 => libc::_exit(0),
+                    pid => {
+                        let mut status = 0;
+                        libc::waitpid(pid, &mut status, 0);
+                    }
+                }
+            }
+        }
+        // SAFETY: alarm takes an integer; signal installs a handler that lives for the
+        // whole program; raise runs it on this thread, before it returns.
+        unsafe {
+            libc::alarm(10);
+            libc::signal(libc::SIGUSR1, handler as *const () as libc::sighandler_t);
+        }
+        let held = super::lock(&crate::private_fd::REGISTERED);
+        // SAFETY: as above.
+        unsafe { libc::raise(libc::SIGUSR1) };
+        drop(held);
+        // SAFETY: `_exit` ends the child at once, as a forked child of a test must.
+        unsafe { libc::_exit(0) }
     }
 }

@@ -15,12 +15,13 @@ use std::fs::File;
 use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
 use crate::Error;
+use crate::pid::{List, Locked};
 
 /// The descriptors of this process that its children must not keep.
-static REGISTERED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+pub(crate) static REGISTERED: List<RawFd> = List::new(Vec::new());
 /// `/dev/null`, read-only, opened with the first `Private`: what a child puts in their place.
 static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
 
@@ -68,8 +69,6 @@ owns!(
 impl<T: Owns> Private<T> {
     /// Registers `value`'s descriptor, to be let go of in every child forked from now on.
     pub fn new(value: T) -> Result<Self, Error> {
-        // Before the list is first locked: a fork by another thread must wait for its lock.
-        crate::pid::watch_forks();
         if DEV_NULL.get().is_none() {
             let null = File::open("/dev/null").map_err(|e| Error::os("open(/dev/null)", e))?;
             let _ = DEV_NULL.set(null.into());
@@ -165,7 +164,6 @@ fn replace_past_limit(null: RawFd, fd: RawFd) -> bool {
     replaced || unsafe { libc::close(fd) } == 0
 }
 
-/// The list's lock; also taken across every fork (`pid::before_fork`).
-pub(crate) fn lock() -> std::sync::MutexGuard<'static, Vec<RawFd>> {
-    REGISTERED.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock() -> Locked<RawFd> {
+    crate::pid::lock(&REGISTERED)
 }

@@ -14,7 +14,7 @@ use crate::{Error, SharedBorrow, interrupt, private_fd};
 
 mod wait;
 pub use wait::ExitStatus;
-pub(crate) use wait::{Block, detach, detached, keep_children_to_reap, reap_detached, wait};
+pub(crate) use wait::{Block, DETACHED, detach, keep_children_to_reap, reap_detached, wait};
 
 /// The exit code of a child whose target panicked, as Rust gives a panicking `main`.
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -235,7 +235,7 @@ pub(crate) fn die_with_parent(parent: libc::pid_t) {
 /// Runs in the child, after `fork`: the target, then `_exit`. Never returns.
 fn run_child<F: FnOnce() -> R, R: Outcome>(target: Option<F>) -> ! {
     // The parent's unjoined children are not this process's to wait for.
-    detached().clear();
+    crate::pid::lock(&DETACHED).clear();
     let mut code = 0;
     if let Some(target) = target {
         match panic::catch_unwind(AssertUnwindSafe(target)) {

@@ -4,11 +4,12 @@
 //! - **fork**: [`Process`] copies the parent, which goes on from `fork` in both. Fast, and
 //!   the child sees the parent's variables; but refused while other threads run, since the
 //!   child would inherit locks that only they can release.
-//! - **spawn**: a fresh run of this same executable (by its path, read from
+//! - **spawn**: a fresh run of this same executable (`posix_spawn` of its path, read from
 //!   `/proc/self/exe`), whose first argument is `--multiprocessing-fork`. It runs nothing of
 //!   `main`: a function that the loader runs before `main` (`start/child.rs`) sees that
-//!   argument, reads what to run from its stdin, runs it and exits. It works from a program with threads: `exec` replaces everything,
-//!   locks included. It costs an `exec` and a program's start.
+//!   argument, reads what to run from its stdin, runs it and exits. It works from a program
+//!   with threads: `exec` replaces everything, locks included. It costs an `exec` and a
+//!   program's start.
 //! - **forkserver**: a server process, itself started by spawn (so it has one thread),
 //!   forks a child for each request (`start/server.rs`). It works from a program with
 //!   threads; a child costs a fork of the small server, and the server is its parent.

@@ -16,15 +16,21 @@ fn entry(_args: &[u8], _fds: Vec<OwnedFd>) -> i32 {
 }
 
 /// The copy: waits for a line on stdin (its file has been replaced then), then starts a
-/// child by each method and prints how each ended.
+/// child by each method and prints how each ended; then again while a guard of shared
+/// memory lives (beside which a child forked by other code ends at once: spawn must not
+/// fork so).
 fn copy() {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).expect("read stdin");
-    for method in [Method::Spawn, Method::ForkServer] {
-        let ended = Context::new(method)
-            .and_then(|ctx| ctx.start(entry, Vec::new(), Vec::new()))
-            .and_then(|mut child| child.join());
-        println!("{method}: {ended:?}");
+    for guarded in [false, true] {
+        let borrow = guarded.then(common::SharedBorrow::new);
+        for method in [Method::Spawn, Method::ForkServer] {
+            let ended = Context::new(method)
+                .and_then(|ctx| ctx.start(entry, Vec::new(), Vec::new()))
+                .and_then(|mut child| child.join());
+            println!("{method}: {ended:?}");
+        }
+        drop(borrow);
     }
 }
 
@@ -68,7 +74,7 @@ fn main() {
     assert!(status.success(), "{status}: {lines:?}");
     assert_eq!(
         lines,
-        ["spawn: Ok(Exited(7))", "forkserver: Ok(Exited(7))"],
+        ["spawn: Ok(Exited(7))", "forkserver: Ok(Exited(7))"].repeat(2),
         "a child of a program whose file was replaced"
     );
     println!("test spawn_runs_the_file_the_program_runs ... ok");

@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+use std::sync::Once;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
+use crate::pid::{List, lock};
 use crate::{Error, interrupt};
 
 /// How a child process ended.
@@ -131,18 +132,11 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
 }
 
 /// Children whose handle was dropped while they ran.
-static DETACHED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+pub(crate) static DETACHED: List<Pid> = List::new(Vec::new());
 static JOIN_AT_EXIT: Once = Once::new();
 
-/// The list of detached children, locked; also taken across every fork (`pid::before_fork`).
-pub(crate) fn detached() -> MutexGuard<'static, Vec<Pid>> {
-    DETACHED.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 pub(crate) fn detach(pid: Pid) {
-    // Before the list is first locked: a fork by another thread must wait for its lock.
-    crate::pid::watch_forks();
-    detached().push(pid);
+    lock(&DETACHED).push(pid);
     JOIN_AT_EXIT.call_once(|| {
         // SAFETY: `atexit` only records the address of `join_detached_at_exit`, a function that
         // lives for the whole program and does not unwind.
@@ -157,11 +151,21 @@ pub(crate) fn detach(pid: Pid) {
 
 /// Reaps the detached children that have ended, or with `Block::Yes`, all of them.
 /// A child that `waitpid` no longer knows (reaped by other code) is forgotten.
-/// The list is not locked while it waits: a fork in another thread takes its lock.
 pub(crate) fn reap_detached(block: Block) {
-    let mut ours = std::mem::take(&mut *detached());
-    ours.retain(|&pid| matches!(wait(pid, block), Ok(None)));
-    detached().append(&mut ours);
+    match block {
+        // Under the list's lock, which nothing here waits in: each is only looked at, and
+        // reaped if it has ended.
+        Block::No => lock(&DETACHED).retain(|&pid| matches!(wait(pid, Block::No), Ok(None))),
+        // A process's last act (at exit; at a child's end): they are taken out of the list
+        // and waited for without its lock, which every fork takes (`pid::before_fork`), so
+        // that a fork by another thread meanwhile does not wait for them too.
+        Block::Yes => {
+            let all = std::mem::take(&mut *lock(&DETACHED));
+            for pid in all {
+                let _ = wait(pid, Block::Yes);
+            }
+        }
+    }
 }
 
 extern "C" fn join_detached_at_exit() {
@@ -211,5 +215,52 @@ mod tests {
             }
         });
         assert_eq!(seen_reaped, [], "tracked after they were reaped");
+    }
+
+    /// The join at exit waits for every detached child, even while another thread looks at
+    /// them (a start's reap, which does not wait). A reap that took the list out to look at
+    /// it without its lock left the join an empty list: it returned at once, and the
+    /// children outlived their parent (or died with it).
+    #[test]
+    fn the_join_at_exit_waits_for_children_another_thread_looks_at() {
+        let done = AtomicBool::new(false);
+        let mut running = Vec::new();
+        thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    reap_detached(Block::No);
+                }
+            });
+            for _ in 0..100 {
+                let pids: Vec<Pid> = (0..4)
+                    .map(|_| {
+                        // SAFETY: the child only sleeps and calls `_exit`, both
+                        // async-signal-safe, so forking beside the harness's threads is safe.
+                        match unsafe { libc::fork() } {
+                            // SAFETY: as above.
+                            0 => unsafe {
+                                libc::usleep(20_000);
+                                libc::_exit(0)
+                            },
+                            pid => Pid::from_raw(pid),
+                        }
+                    })
+                    .collect();
+                for &pid in &pids {
+                    detach(pid);
+                }
+                join_detached_at_exit();
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+                running.extend(
+                    pids.into_iter()
+                        .filter(|&pid| waitid(Id::Pid(pid), flags) == Ok(WaitStatus::StillAlive)),
+                );
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        for &pid in &running {
+            let _ = waitpid(pid, None);
+        }
+        assert_eq!(running, [], "running after the join at exit");
     }
 }

@@ -1,14 +1,14 @@
 //! Spawn: this executable run again, told by its first argument what it is, before `main`.
 
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::panic::{self, AssertUnwindSafe};
-use std::process::{Command, Stdio};
 
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
 use super::{Entry, MAX_ARGS, REQUEST_HEADER, Received, Request, receive, send, server};
@@ -49,8 +49,9 @@ extern "C" fn before_main(argc: c_int, argv: *const *const c_char, _: *const *co
     if first != SPAWNED.as_bytes() && first != SERVER.as_bytes() {
         return;
     }
-    // The signal mask survives exec: the three signals `start_self` held back while it
-    // made this process are held here too. They reach it again from now on.
+    // `start_self` asks for no signal blocked in this process, as std's `Command` does; the
+    // mask survives exec, though, so one started otherwise may hold back the three signals
+    // that `start_self` holds while it starts a child: they reach it from now on.
     interrupt::release_in_new_process();
     // A child holds only the descriptors it is sent: `exec` closed the owner's that were
     // marked close-on-exec, not the others (one inherited from the owner's own parent, say).
@@ -110,63 +111,93 @@ pub(super) fn spawn(entry: Entry, args: &[u8], fds: Vec<OwnedFd>) -> Result<Pid,
 }
 
 /// Starts this executable again, with `flag` as its first argument and `stdin` as its
-/// stdin, and tracks it for the interrupt handler. `std::process::Command` does the fork and
-/// `exec` safely from a program with threads.
+/// stdin, and tracks it for the interrupt handler. `posix_spawn` makes the child and runs the
+/// file in it, safely from a program with threads; unlike `fork`, it runs no
+/// `pthread_atfork` handler, whose child would end at once while a guard of shared memory
+/// lives in any thread (`SharedBorrow`).
 pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     reap_detached(Block::No);
     keep_children_to_reap();
     io::stdout()
         .flush()
         .map_err(|e| Error::os("write(stdout)", e))?;
+    let mut actions = PosixSpawnFileActions::init().map_err(|e| Error::os("posix_spawn", e))?;
+    actions
+        .add_dup2(stdin.as_raw_fd(), 0)
+        .map_err(|e| Error::os("posix_spawn", e))?;
     // By its path, which valgrind follows; the request says which file it must be.
-    let exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
+    let mut exe = std::env::current_exe().map_err(|e| Error::os("readlink(/proc/self/exe)", e))?;
     // Where the file at that path was deleted or replaced (the program was rebuilt while it
     // ran), the kernel says so after the path (a path that names no file failed with
     // ENOENT), and still has the file this process runs: it is opened, and run by its
     // descriptor's name. Not by `/proc/self/exe`, which valgrind runs as itself: it starts
     // its tool with that path, which names the tool's file by then.
     let running = if exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        let file =
+        let opened =
             File::open("/proc/self/exe").map_err(|e| Error::os("open(/proc/self/exe)", e))?;
+        // A copy numbered 3 or more, so that putting the child's stdin at 0 cannot replace
+        // it, and close-on-exec, so that no other child keeps it (std's open asks for that
+        // too, but valgrind's ignores it).
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes ints and touches no memory; `opened` is open.
+        let fd = unsafe { libc::fcntl(opened.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if fd < 0 {
+            return Err(Error::os(
+                "fcntl(F_DUPFD_CLOEXEC)",
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `fd` was just made, and nothing else owns it.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A dup2 onto itself clears close-on-exec in this child alone (glibc 2.29 and
+        // later), which keeps it across its exec, where valgrind's launcher opens it by that
+        // name again. The child closes it first thing (`close_inherited`).
+        let fd = file.as_raw_fd();
+        actions
+            .add_dup2(fd, fd)
+            .map_err(|e| Error::os("posix_spawn", e))?;
+        exe = format!("/proc/self/fd/{fd}").into();
         Some(file)
     } else {
         None
     };
-    let mut command = match &running {
-        None => Command::new(&exe),
-        Some(file) => {
-            let fd = file.as_raw_fd();
-            let mut command = Command::new(format!("/proc/self/fd/{fd}"));
-            // std opened it close-on-exec, so the process's other children never keep it;
-            // this child keeps it across its exec, where valgrind's launcher, run in its
-            // place, opens it by that name again. The child closes it first thing.
-            // SAFETY: the closure runs in the child between fork and exec, and makes one
-            // fcntl, which is async-signal-safe, on a descriptor the child has: `running`
-            // stays open until `spawn` has returned, so when the child is forked.
-            unsafe {
-                command.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
-                    0 => Ok(()),
-                    _ => Err(io::Error::last_os_error()),
-                });
-            }
-            command
-        }
-    };
-    if let Some(name) = std::env::args_os().next() {
-        command.arg0(name);
-    }
-    command.arg(flag).stdin(Stdio::from(stdin));
+    // As std's `Command` starts a program: no signal blocked, SIGPIPE at its default.
+    let mut attributes = PosixSpawnAttr::init().map_err(|e| Error::os("posix_spawn", e))?;
+    attributes
+        .set_sigmask(&SigSet::empty())
+        .and_then(|()| attributes.set_sigdefault(&SigSet::from(Signal::SIGPIPE)))
+        .and_then(|()| {
+            attributes.set_flags(
+                PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+            )
+        })
+        .map_err(|e| Error::os("posix_spawn", e))?;
+    let name = std::env::args_os().next().unwrap_or(exe.clone().into());
+    let args = [c_string(name.into_vec())?, c_string(flag.into())?];
+    let env = std::env::vars_os()
+        .map(|(key, value)| {
+            let mut pair = key.into_vec();
+            pair.push(b'=');
+            pair.extend(value.as_bytes());
+            c_string(pair)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // A signal that comes while the child is made waits until it is tracked, so that the
     // handler ends it too; one that reaches another thread meanwhile runs the handler there,
     // which waits for this start to end (see `interrupt::Busy`).
     let starting = interrupt::begin_start()?;
-    let child = command.spawn().map_err(|e| Error::os("exec", e))?;
-    let pid = Pid::from_raw(child.id() as i32);
+    let pid = posix_spawn(exe.as_path(), &actions, &attributes, &args, &env)
+        .map_err(|e| Error::os("posix_spawn", e))?;
     starting.track(pid.as_raw());
     drop(starting);
-    // Dropping std's handle neither waits nor kills: the child is ours to reap.
-    drop(child);
+    // Open until the child has run the file: `posix_spawn` returns once it has.
+    drop(running);
     Ok(pid)
+}
+
+/// Bytes of an argument or the environment as a C string (none of them holds a NUL: they
+/// came from C strings).
+fn c_string(bytes: Vec<u8>) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|e| Error::os("posix_spawn", io::Error::other(e)))
 }
 
 /// The pid a child asks to die with ([`die_with_parent`]): this process, when the calling
