@@ -31,6 +31,9 @@ thread_local! {
         const { RefCell::new(None) };
     /// How many of the lists' locks this thread holds or waits for.
     static LOCKING_HERE: Cell<u32> = const { Cell::new(0) };
+    /// How many forks on this thread, under way, took no lock (forks from signal handlers
+    /// that interrupted this thread, nested in one another).
+    static SKIPPED: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Locks one of the lists.
@@ -80,6 +83,7 @@ impl<T> DerefMut for Locked<T> {
 /// do only what is safe in a signal handler, which these lists are not.)
 extern "C" fn before_fork() {
     if LOCKING_HERE.try_with(Cell::get).unwrap_or(0) > 0 {
+        let _ = SKIPPED.try_with(|n| n.set(n.get() + 1));
         return;
     }
     let lists = (
@@ -88,18 +92,33 @@ extern "C" fn before_fork() {
     );
     // Where the thread's storage is gone (a fork from a thread-local's destructor), the
     // locks are let go at once: nothing is protected then, but nothing waits either.
-    let _ = HELD_ACROSS_FORK.try_with(|held| *held.borrow_mut() = Some(lists));
+    let _ = HELD_ACROSS_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            *held = Some(lists);
+        }
+    });
 }
 
-/// Runs in the parent, just after `fork`: lets go of the locks [`before_fork`] took.
+/// Lets go of the locks that this fork's [`before_fork`] took, if it took them: not those
+/// of the fork that a signal handler's fork interrupted, which lets go of its own.
+fn after_fork() {
+    if SKIPPED.try_with(Cell::get).unwrap_or(0) > 0 {
+        let _ = SKIPPED.try_with(|n| n.set(n.get() - 1));
+        return;
+    }
+    let lists = HELD_ACROSS_FORK.try_with(|held| held.try_borrow_mut().ok()?.take());
+    drop(lists);
+}
+
+/// Runs in the parent, just after `fork`.
 extern "C" fn after_fork_in_parent() {
-    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
+    after_fork();
 }
 
 /// Runs in every child just after `fork`, whichever code forks.
 extern "C" fn after_fork_in_child() {
     // The forking thread's locks, copied: this thread holds them, and lets go of them.
-    let _ = HELD_ACROSS_FORK.try_with(|held| held.borrow_mut().take());
+    after_fork();
     PID.store(0, Ordering::Relaxed);
     GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::interrupt::forget_steps_in_child();

@@ -173,14 +173,7 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
         .map_err(|e| Error::os("posix_spawn", e))?;
     let name = std::env::args_os().next().unwrap_or(exe.clone().into());
     let args = [c_string(name.into_vec())?, c_string(flag.into())?];
-    let env = std::env::vars_os()
-        .map(|(key, value)| {
-            let mut pair = key.into_vec();
-            pair.push(b'=');
-            pair.extend(value.as_bytes());
-            c_string(pair)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let env = environment();
     // A signal that comes while the child is made waits until it is tracked, so that the
     // handler ends it too; one that reaches another thread meanwhile runs the handler there,
     // which waits for this start to end (see `interrupt::Busy`).
@@ -194,8 +187,25 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     Ok(pid)
 }
 
-/// Bytes of an argument or the environment as a C string (none of them holds a NUL: they
-/// came from C strings).
+/// The environment, as the C library keeps it: each entry as it is, as std's `Command`
+/// passes it (`std::env::vars_os` leaves out an entry without `=`).
+fn environment() -> Vec<CString> {
+    let mut entries = Vec::new();
+    // SAFETY: `environ` is the C library's array of C strings, ended by a null pointer (or
+    // null itself, after `clearenv`); each is copied at once. Changing the environment
+    // while another thread reads it is what `std::env::set_var` (an `unsafe fn`) asks its
+    // caller never to do.
+    unsafe {
+        let mut entry = libc::environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            entries.push(CStr::from_ptr(*entry).to_owned());
+            entry = entry.add(1);
+        }
+    }
+    entries
+}
+
+/// Bytes of an argument as a C string (none holds a NUL: arguments came from C strings).
 fn c_string(bytes: Vec<u8>) -> Result<CString, Error> {
     CString::new(bytes).map_err(|e| Error::os("posix_spawn", io::Error::other(e)))
 }
