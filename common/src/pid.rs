@@ -1,6 +1,7 @@
 //! Who is who among processes: this process's pid and key, which every fork changes.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int};
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
@@ -125,8 +126,26 @@ extern "C" fn after_fork_in_child() {
     crate::shm::end_a_child_with_borrows();
 }
 
+/// Registers the handlers above as the program is loaded, before `main`, while it has one
+/// thread: glibc calls each function of the executable's `.init_array` section then (as
+/// `start/child.rs` does to run a spawned child). Registered at a program's first use of
+/// this crate instead, they could miss a fork that another thread had begun meanwhile (its
+/// handlers are fixed when it begins), or copy into its child a `Once` still being run,
+/// which no thread would ever finish there.
+// SAFETY (of the attribute): the section holds pointers to functions of this signature,
+// which the loader calls once each, before `main`; that is what this static is.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static WATCH_FORKS_AT_LOAD: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    watch_forks_at_load;
+
+extern "C" fn watch_forks_at_load(_: c_int, _: *const *const c_char, _: *const *const c_char) {
+    watch_forks();
+}
+
 /// Makes the handlers above run at every fork from now on, by any code that forks through
-/// the C library (`fork`, `daemon`, a library's own fork), not only by [`Process`].
+/// the C library (`fork`, `daemon`, a library's own fork), not only by [`Process`]. Done as
+/// the program is loaded (above); called again, it does nothing.
 ///
 /// [`Process`]: crate::Process
 pub(crate) fn watch_forks() {

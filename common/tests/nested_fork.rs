@@ -7,9 +7,11 @@
 //! The signal's moment is made certain by a fork handler of this test's own, registered
 //! before `common`'s (the C library runs them in reverse order, so this one runs after
 //! it), which raises the signal, then lets another thread make a `Private` (which takes the
-//! list's lock) and looks, 200 ms later, whether it could. `harness = false`: the handler
-//! must be registered before `common` registers its own, first thing in `main`.
+//! list's lock) and looks, 200 ms later, whether it could. `common` registers its handlers
+//! as the program is loaded (`.init_array`); this test registers its own before that, from
+//! the executable's `.preinit_array`, whose functions the C library calls first.
 
+use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -44,20 +46,29 @@ extern "C" fn after_commons_prepare() {
     MADE_DURING_FORK.store(MADE.load(Ordering::SeqCst), Ordering::SeqCst);
 }
 
+/// Registers this test's fork handler before `common`'s (below).
+extern "C" fn register_first(_: c_int, _: *const *const c_char, _: *const *const c_char) {
+    // SAFETY: registers a handler that lives for the whole program.
+    let registered = unsafe { libc::pthread_atfork(Some(after_commons_prepare), None, None) };
+    assert_eq!(registered, 0, "pthread_atfork");
+}
+
+// SAFETY (of the attribute): the section holds pointers to functions of this signature, which
+// the C library calls once each as the program starts, before any of `.init_array`.
+#[used]
+#[unsafe(link_section = ".preinit_array")]
+static REGISTER_FIRST: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    register_first;
+
 fn main() {
-    // SAFETY: registers a handler that lives for the whole program; signal installs one
-    // that does only what a signal handler may.
+    // SAFETY: installs a handler that does only what a signal handler may.
     unsafe {
-        assert_eq!(
-            libc::pthread_atfork(Some(after_commons_prepare), None, None),
-            0
-        );
         libc::signal(
             libc::SIGUSR1,
             fork_and_reap as *const () as libc::sighandler_t,
         );
     }
-    // `common` registers its fork handlers now, after this test's.
+    // Each list's lock taken once: its fork handlers are registered by now in any case.
     let _ = common::Private::new(std::fs::File::open("/dev/null").expect("/dev/null"));
     let maker = std::thread::spawn(|| {
         while !GO.load(Ordering::SeqCst) {
