@@ -2,7 +2,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int};
-use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,9 +19,28 @@ static AT_FORK: Once = Once::new();
 /// `Mutex` that every fork takes too, so that the child gets the list whole and unlocked.
 pub(crate) type List<T> = Mutex<Vec<T>>;
 
-/// A list, locked by [`lock`]; counted in `LOCKING_HERE` while it lives.
+/// A list, locked by [`lock`]; counted in `LOCKING_HERE` while it lives. Fields drop in
+/// order: the lock is let go of before the count goes down, so that the count covers it for
+/// as long as it is held.
 pub(crate) struct Locked<T: 'static> {
-    guard: ManuallyDrop<MutexGuard<'static, Vec<T>>>,
+    guard: MutexGuard<'static, Vec<T>>,
+    _counted: Counted,
+}
+
+/// One count in `LOCKING_HERE`, from `new` until dropped.
+struct Counted;
+
+impl Counted {
+    fn new() -> Self {
+        let _ = LOCKING_HERE.try_with(|n| n.set(n.get() + 1));
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = LOCKING_HERE.try_with(|n| n.set(n.get() - 1));
+    }
 }
 
 thread_local! {
@@ -39,23 +57,15 @@ thread_local! {
 
 /// Locks one of the lists.
 pub(crate) fn lock<T>(list: &'static List<T>) -> Locked<T> {
-    // Before the first lock: a fork in another thread from now on waits for it.
+    // Registered as the program is loaded; here too, in case this runs first (a spawned
+    // child's code runs from `.init_array` as well).
     watch_forks();
     // Counted before it may wait: a signal handler that forks on this thread meanwhile must
     // not wait for the lock (see `before_fork`).
-    let _ = LOCKING_HERE.try_with(|n| n.set(n.get() + 1));
-    let guard = list.lock().unwrap_or_else(PoisonError::into_inner);
+    let counted = Counted::new();
     Locked {
-        guard: ManuallyDrop::new(guard),
-    }
-}
-
-impl<T> Drop for Locked<T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard is dropped once, here, and never used again. It is let go of
-        // before the count goes down, so that the count covers it for as long as it lives.
-        unsafe { ManuallyDrop::drop(&mut self.guard) };
-        let _ = LOCKING_HERE.try_with(|n| n.set(n.get() - 1));
+        guard: list.lock().unwrap_or_else(PoisonError::into_inner),
+        _counted: counted,
     }
 }
 
@@ -100,20 +110,16 @@ extern "C" fn before_fork() {
     });
 }
 
-/// Lets go of the locks that this fork's [`before_fork`] took, if it took them: not those
-/// of the fork that a signal handler's fork interrupted, which lets go of its own.
-fn after_fork() {
+/// Runs in the parent just after `fork`, and first thing in the child: lets go of the locks
+/// that this fork's [`before_fork`] took, if it took them; not those of the fork that a
+/// signal handler's fork interrupted, which lets go of its own.
+extern "C" fn after_fork() {
     if SKIPPED.try_with(Cell::get).unwrap_or(0) > 0 {
         let _ = SKIPPED.try_with(|n| n.set(n.get() - 1));
         return;
     }
     let lists = HELD_ACROSS_FORK.try_with(|held| held.try_borrow_mut().ok()?.take());
     drop(lists);
-}
-
-/// Runs in the parent, just after `fork`.
-extern "C" fn after_fork_in_parent() {
-    after_fork();
 }
 
 /// Runs in every child just after `fork`, whichever code forks.
@@ -150,7 +156,7 @@ extern "C" fn watch_forks_at_load(_: c_int, _: *const *const c_char, _: *const *
 /// [`Process`]: crate::Process
 pub(crate) fn watch_forks() {
     AT_FORK.call_once(|| {
-        // SAFETY: `before_fork` and `after_fork_in_parent` run in the forking thread as any
+        // SAFETY: `before_fork` and `after_fork` run in the forking thread as any
         // of its code does, around the fork. In the child, `after_fork_in_child` unlocks
         // mutexes its thread holds (an atomic swap, and a futex wake where a waiter was
         // counted: a system call), stores to atomics and, where it must end the child,
@@ -159,7 +165,7 @@ pub(crate) fn watch_forks() {
         unsafe {
             libc::pthread_atfork(
                 Some(before_fork),
-                Some(after_fork_in_parent),
+                Some(after_fork),
                 Some(after_fork_in_child),
             )
         };

@@ -658,9 +658,10 @@ impl<'a> Request<'a> {
         // `check_sender` names as outside what it keeps out, as `/proc/<pid>/mem` is; or a
         // fork server so started forked this child; or, where the kernel hides the maker's
         // executable, it is this process's parent, of its user, which started it with this
-        // request as a forked child's parent gives it its memory), which took this offset from an `Entry` with `code_offset`, in a run of the
-        // executable file that this process runs too (same device and inode, just checked),
-        // so the address at that offset is that function's.
+        // request as a forked child's parent gives it its memory), which took this offset
+        // from an `Entry` with `code_offset`, in a run of the executable file that this
+        // process runs too (same device and inode, just checked), so the address at that
+        // offset is that function's.
         Some(unsafe { std::mem::transmute::<usize, Entry>(address) })
     }
 }
