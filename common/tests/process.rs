@@ -113,6 +113,10 @@ fn main() {
             "a_descendant_with_a_dead_ancestors_pid_owns_nothing",
             a_descendant_with_a_dead_ancestors_pid_owns_nothing,
         ),
+        (
+            "borrows_are_counted_in_every_thread",
+            borrows_are_counted_in_every_thread,
+        ),
     ];
     testkit::run_tests(tests);
 }
@@ -1111,5 +1115,109 @@ fn a_sigchld_handler_of_the_programs_own_is_left_alone() {
     });
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    assert_no_children();
+}
+
+/// Forks with the C library, as code other than `Process` may, and tells how the child
+/// ended: with 101 where a `SharedBorrow` lived in the parent (the fork handler ends it),
+/// with 0 where none did (the child exits at once).
+fn fork_by_other_code() -> ExitStatus {
+    // SAFETY: the child calls only `_exit` (after the C library's fork handlers), which is
+    // safe in a child forked from a process with threads.
+    match unsafe { libc::fork() } {
+        // SAFETY: `_exit` is async-signal-safe; the child runs nothing else.
+        0 => unsafe { libc::_exit(0) },
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        pid => match waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap() {
+            WaitStatus::Exited(_, code) => ExitStatus::Exited(code),
+            other => panic!("the child ended {other:?}"),
+        },
+    }
+}
+
+/// Each thread counts its borrows of shared memory in a slot of its own, 64 threads at
+/// most; a thread past those counts in one shared counter. A fork sees both, a slot its
+/// thread has left is free again, and a borrow made as a thread's storage is torn down is
+/// counted too.
+fn borrows_are_counted_in_every_thread() {
+    use common::SharedBorrow;
+    use std::sync::{Arc, Barrier};
+
+    assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
+    // More threads than slots, each with a borrow alive.
+    const THREADS: usize = 70;
+    let (held, dropped, done) = (
+        Arc::new(Barrier::new(THREADS + 1)),
+        Arc::new(Barrier::new(THREADS + 1)),
+        Arc::new(Barrier::new(THREADS + 1)),
+    );
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (held, dropped, done) = (held.clone(), dropped.clone(), done.clone());
+            std::thread::spawn(move || {
+                let borrow = SharedBorrow::new();
+                held.wait();
+                drop(borrow);
+                dropped.wait();
+                // Keeps the slot this thread may have until the others are done.
+                done.wait();
+            })
+        })
+        .collect();
+    held.wait();
+    assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
+    dropped.wait();
+    assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
+    // Every slot is taken now: one more thread counts in the shared counter.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (alive_tx, alive_rx) = std::sync::mpsc::channel::<()>();
+    let past_the_slots = std::thread::spawn(move || {
+        let _borrow = SharedBorrow::new();
+        alive_tx.send(()).unwrap();
+        let _ = rx.recv();
+    });
+    alive_rx.recv().unwrap();
+    assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
+    drop(tx);
+    past_the_slots.join().unwrap();
+    assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
+    done.wait();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // A borrow made by a thread-local's destructor, after the thread's slot was given back.
+    struct BorrowsAsItEnds;
+    impl Drop for BorrowsAsItEnds {
+        fn drop(&mut self) {
+            let _borrow = SharedBorrow::new();
+            assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
+        }
+    }
+    thread_local! {
+        static ENDING: BorrowsAsItEnds = const { BorrowsAsItEnds };
+    }
+    std::thread::spawn(|| {
+        // Destructors run in the reverse order of first use: the slot's goes first.
+        ENDING.with(|_| {});
+        drop(SharedBorrow::new());
+    })
+    .join()
+    .unwrap();
+    // The slots the threads left are free: a new thread's borrow is counted, and with the
+    // threads gone, `Process` forks again.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (alive_tx, alive_rx) = std::sync::mpsc::channel::<()>();
+    let again = std::thread::spawn(move || {
+        let _borrow = SharedBorrow::new();
+        alive_tx.send(()).unwrap();
+        let _ = rx.recv();
+    });
+    alive_rx.recv().unwrap();
+    assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
+    drop(tx);
+    again.join().unwrap();
+    let mut p = Process::new(|| {});
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
     assert_no_children();
 }

@@ -313,6 +313,13 @@ fn a_guard_leaked_by_an_ended_thread_is_never_aliased() {
         assert!(matches!(num.value(), Err(LockError::LockAbandoned { .. })));
     }
     assert_eq!(*leaked, 2);
+    // The thread has ended, but its borrow is still counted: no child gets a copy of
+    // `leaked`.
+    let mut p = Process::new(|| *leaked = 3);
+    assert!(matches!(
+        p.start(),
+        Err(Error::SharedBorrowHeld { guards: 1 })
+    ));
 }
 
 /// A holder killed while another of its threads still writes through the guard's `&mut`
