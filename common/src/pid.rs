@@ -159,7 +159,9 @@ pub(crate) fn watch_forks() {
         // SAFETY: `before_fork` and `after_fork` run in the forking thread as any
         // of its code does, around the fork. In the child, `after_fork_in_child` unlocks
         // mutexes its thread holds (an atomic swap, and a futex wake where a waiter was
-        // counted: a system call), stores to atomics and, where it must end the child,
+        // counted: a system call), loads and stores atomics, uses thread-locals whose use
+        // registers nothing there (those without a destructor, and `HELD_ACROSS_FORK`,
+        // which `before_fork` used before the fork) and, where it must end the child,
         // calls write(2) and _exit(2): all safe in a child just forked from a process with
         // threads, whose other threads' locks it does not touch.
         unsafe {

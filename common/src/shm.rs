@@ -74,22 +74,28 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 // How many `SharedBorrow`s live, counted per thread: each thread counts its own in a slot
-// of its own with a plain load and store, and whoever must know the whole sums the slots.
-// With one counter for the process, each guard paid two atomic read-modify-writes (locked
-// instructions): `*value.get_lock()? += 1` took 54-55 ns a turn in one process on one CPU,
-// 40-42 ns with the slots (eight runs of 20,000,000 turns each, the builds alternating).
+// of its own with a plain load and store, and `Process::start` and the fork handler in a
+// child sum the slots. With one counter for the process, each guard paid two atomic
+// read-modify-writes (locked instructions): `*value.get_lock()? += 1` took 54-55 ns a turn
+// in one process on one CPU, 40-42 ns with the slots (eight runs of 20,000,000 turns each,
+// the builds alternating).
 
 /// One thread's count of its live borrows, on a cache line of its own: a thread's counting
-/// never takes a line another thread writes.
+/// writes no line that another thread's does.
 #[repr(align(64))]
 struct Slot {
     /// Whether a thread has the slot: taken by a thread at its first borrow, given back as
-    /// it ends.
+    /// it ends (or later, see `orphaned`).
     taken: AtomicBool,
+    /// Set where the thread ended with borrows still counted here, held by thread-locals
+    /// dropped after the slot's own (see [`Release`]): the last of them gives the slot back.
+    /// A leaked guard's borrow keeps it taken for good.
+    orphaned: AtomicBool,
     /// How many borrows its thread has alive. Written only by that thread, so a plain load
-    /// and store count one (a signal handler that interrupts the thread between the two
-    /// ends its own borrows before it returns, so its count is never lost unless it leaks
-    /// a guard, and a handler may not take a lock anyway); read by any thread.
+    /// and store count one; read by any thread. (A signal handler that interrupts the thread
+    /// between the two ends its own borrows before it returns, so no count is lost, unless
+    /// it leaks a guard; and a handler may not take a lock at all: `pthread_mutex_lock` is
+    /// not async-signal-safe.)
     count: AtomicUsize,
 }
 
@@ -99,52 +105,76 @@ const SLOTS: usize = 64;
 static SLOT: [Slot; SLOTS] = [const {
     Slot {
         taken: AtomicBool::new(false),
+        orphaned: AtomicBool::new(false),
         count: AtomicUsize::new(0),
     }
 }; SLOTS];
 /// Live borrows of threads without a slot.
 static OTHERS: AtomicUsize = AtomicUsize::new(0);
 
-/// The calling thread's slot, once it has one; given back when the thread ends.
-struct Mine(Cell<Option<&'static Slot>>);
+/// Where the calling thread counts its borrows.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// It has made none yet.
+    Unasked,
+    /// In a slot of its own.
+    Slot(&'static Slot),
+    /// In [`OTHERS`]: every slot was taken at its first borrow, or it has given its slot
+    /// back as it ends.
+    Others,
+}
 
-impl Drop for Mine {
+thread_local! {
+    /// Where this thread counts. No destructor: the fork handler reads it in a child just
+    /// forked, where a first use of a thread-local with one would register it (`calloc`).
+    static CLAIM: Cell<Claim> = const { Cell::new(Claim::Unasked) };
+    /// Gives the thread's slot back as the thread ends; first used as the slot is taken.
+    static RELEASE: Release = const { Release };
+}
+
+/// Gives the thread's slot back as the thread ends, or leaves it to the last borrow still
+/// counted there (a guard held by a thread-local whose destructor runs later).
+struct Release;
+
+impl Drop for Release {
     fn drop(&mut self) {
-        if let Some(slot) = self.0.get() {
-            // A borrow still counted: the slot stays taken for good. A leaked guard's stays
-            // counted in it; one held by a thread-local dropped later counts itself down in
-            // the slot it holds, and no other thread counts there meanwhile.
+        // Borrows made from here on (by other thread-locals' destructors) count in OTHERS.
+        if let Claim::Slot(slot) = CLAIM.replace(Claim::Others) {
             if slot.count.load(Ordering::Relaxed) == 0 {
                 slot.taken.store(false, Ordering::Release);
+            } else {
+                slot.orphaned.store(true, Ordering::Relaxed);
             }
         }
     }
 }
 
-thread_local! {
-    static MINE: Mine = const { Mine(Cell::new(None)) };
-}
-
-/// The calling thread's slot: `None` where every slot is taken, or where the thread's
-/// storage is gone (a borrow made by a thread-local's destructor).
+/// The calling thread's slot, taken at its first borrow; `None` where it counts in
+/// [`OTHERS`].
 #[inline]
 fn my_slot() -> Option<&'static Slot> {
-    MINE.try_with(|mine| mine.0.get().or_else(|| take_slot(mine)))
-        .ok()
-        .flatten()
+    match CLAIM.get() {
+        Claim::Slot(slot) => Some(slot),
+        Claim::Unasked => take_slot(),
+        Claim::Others => None,
+    }
 }
 
 #[cold]
-fn take_slot(mine: &Mine) -> Option<&'static Slot> {
-    // Acquire: the count that the slot's last thread left (0) is seen before this thread
-    // counts on from it.
-    let slot = SLOT.iter().find(|slot| {
-        slot.taken
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    })?;
-    mine.0.set(Some(slot));
-    Some(slot)
+fn take_slot() -> Option<&'static Slot> {
+    // The slot is given back by RELEASE's destructor, so that is registered first; where it
+    // cannot be (the thread's storage is being torn down), no slot is taken.
+    let slot = RELEASE.try_with(|_| ()).ok().and_then(|()| {
+        // Acquire: what the slot's last thread left (a count of 0, no orphan mark) is seen
+        // before this thread counts on from it.
+        SLOT.iter().find(|slot| {
+            slot.taken
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+    });
+    CLAIM.set(slot.map_or(Claim::Others, Claim::Slot));
+    slot
 }
 
 /// Proof that a reference into shared memory is alive in this process, such as a `&mut T`
@@ -222,9 +252,15 @@ impl Drop for SharedBorrow {
     #[inline]
     fn drop(&mut self) {
         match self.slot {
-            Some(slot) => slot
-                .count
-                .store(slot.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed),
+            Some(slot) => {
+                let left = slot.count.load(Ordering::Relaxed) - 1;
+                slot.count.store(left, Ordering::Relaxed);
+                // The last borrow of a thread that has ended gives its slot back.
+                if left == 0 && slot.orphaned.load(Ordering::Relaxed) {
+                    slot.orphaned.store(false, Ordering::Relaxed);
+                    slot.taken.store(false, Ordering::Release);
+                }
+            }
             None => {
                 OTHERS.fetch_sub(1, Ordering::Relaxed);
             }
@@ -238,9 +274,13 @@ impl Drop for SharedBorrow {
 /// have.
 pub(crate) fn end_a_child_with_borrows() {
     if SharedBorrow::live() == 0 {
-        let mine = MINE.try_with(|mine| mine.0.get()).ok().flatten();
+        let mine = match CLAIM.get() {
+            Claim::Slot(slot) => Some(slot),
+            Claim::Unasked | Claim::Others => None,
+        };
         for slot in &SLOT {
             if !mine.is_some_and(|mine| std::ptr::eq(mine, slot)) {
+                slot.orphaned.store(false, Ordering::Relaxed);
                 slot.taken.store(false, Ordering::Relaxed);
             }
         }
@@ -253,5 +293,75 @@ pub(crate) fn end_a_child_with_borrows() {
             libc::write(libc::STDERR_FILENO, why.as_ptr().cast(), why.len());
             libc::_exit(crate::PANIC_EXIT_CODE);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Held by each test here: one takes every free slot for a moment.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Which slot the calling thread counts in, by its index.
+    fn my_index() -> Option<usize> {
+        my_slot().map(|mine| {
+            SLOT.iter()
+                .position(|slot| std::ptr::eq(slot, mine))
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn the_last_borrow_of_an_ended_thread_gives_its_slot_back() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        thread_local! {
+            static HELD: RefCell<Option<SharedBorrow>> = const { RefCell::new(None) };
+        }
+        let index = std::thread::spawn(|| {
+            // First used before the slot is taken: dropped after the slot's release.
+            HELD.with(|_| {});
+            let borrow = SharedBorrow::new();
+            let index = my_index();
+            HELD.with(|held| *held.borrow_mut() = Some(borrow));
+            index
+        })
+        .join()
+        .unwrap()
+        .expect("a slot");
+        let slot = &SLOT[index];
+        assert!(!slot.taken.load(Ordering::Acquire), "slot {index} kept");
+        assert!(!slot.orphaned.load(Ordering::Relaxed));
+        assert_eq!(slot.count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_thread_that_found_no_slot_does_not_look_again() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // Every free slot taken here, for the moment of the test.
+        let taken: Vec<&Slot> = SLOT
+            .iter()
+            .filter(|slot| {
+                slot.taken
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            })
+            .collect();
+        let (asked, asked_rx) = std::sync::mpsc::channel();
+        let (freed, freed_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let first = SharedBorrow::new().slot.is_none();
+            asked.send(()).unwrap();
+            freed_rx.recv().unwrap();
+            // Slots are free again, but this thread counts where it did: no second search.
+            (first, SharedBorrow::new().slot.is_none())
+        });
+        asked_rx.recv().unwrap();
+        for slot in taken {
+            slot.taken.store(false, Ordering::Release);
+        }
+        freed.send(()).unwrap();
+        assert_eq!(thread.join().unwrap(), (true, true));
     }
 }

@@ -1146,17 +1146,20 @@ fn borrows_are_counted_in_every_thread() {
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
     // More threads than slots, each with a borrow alive.
     const THREADS: usize = 70;
-    let (held, dropped, done) = (
+    let (held, forked, dropped, done) = (
+        Arc::new(Barrier::new(THREADS + 1)),
         Arc::new(Barrier::new(THREADS + 1)),
         Arc::new(Barrier::new(THREADS + 1)),
         Arc::new(Barrier::new(THREADS + 1)),
     );
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (held, dropped, done) = (held.clone(), dropped.clone(), done.clone());
+            let (held, forked, dropped, done) =
+                (held.clone(), forked.clone(), dropped.clone(), done.clone());
             std::thread::spawn(move || {
                 let borrow = SharedBorrow::new();
                 held.wait();
+                forked.wait();
                 drop(borrow);
                 dropped.wait();
                 // Keeps the slot this thread may have until the others are done.
@@ -1166,6 +1169,7 @@ fn borrows_are_counted_in_every_thread() {
         .collect();
     held.wait();
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
+    forked.wait();
     dropped.wait();
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
     // Every slot is taken now: one more thread counts in the shared counter.

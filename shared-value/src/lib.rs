@@ -139,7 +139,7 @@ impl<T: Plain> Value<T> {
     /// usable again; the next call takes it as usual.
     pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, LockError> {
         // Counted before the lock is taken (and uncounted after it is released: fields drop
-        // in order), so that its atomic add is not done while the other process waits.
+        // in order), so that the count is not made while the other process waits.
         let borrow = SharedBorrow::new();
         let held = lock(&self.lock)?;
         // SAFETY: the mapping holds a T (written by `new`) and lives as long as `self`. Every
