@@ -75,7 +75,7 @@ unsafe impl Sync for Mapping {}
 
 // How many `SharedBorrow`s live, counted per thread: each thread counts its own in a slot
 // of its own with a plain load and store, and `Process::start` and the fork handler in a
-// child sum the slots. With one counter for the process, each guard paid two atomic
+// child sum the slots and `OTHERS`. With one counter for the process, each guard paid two atomic
 // read-modify-writes (locked instructions): `*value.get_lock()? += 1` took 54-55 ns a turn
 // in one process on one CPU, 40-42 ns with the slots (eight runs of 20,000,000 turns each,
 // the builds alternating).
@@ -85,7 +85,10 @@ unsafe impl Sync for Mapping {}
 #[repr(align(64))]
 struct Slot {
     /// Whether a thread has the slot: taken by a thread at its first borrow, given back as
-    /// it ends (or later, see `orphaned`).
+    /// it ends (or later, see `orphaned`). Never given back: the slots of a parent's other
+    /// threads, in a child forked from it, and one taken by a first borrow made after the
+    /// thread's thread-locals were torn down (from a `pthread_key_create` destructor), whose
+    /// giving back is registered too late to run.
     taken: AtomicBool,
     /// Set where the thread ended with borrows still counted here, held by thread-locals
     /// dropped after the slot's own (see [`Release`]): the last of them gives the slot back.
@@ -162,8 +165,8 @@ fn my_slot() -> Option<&'static Slot> {
 
 #[cold]
 fn take_slot() -> Option<&'static Slot> {
-    // The slot is given back by RELEASE's destructor, so that is registered first; where it
-    // cannot be (the thread's storage is being torn down), no slot is taken.
+    // The slot is given back by RELEASE's destructor, so that is registered first (should
+    // that fail, no slot is taken).
     let slot = RELEASE.try_with(|_| ()).ok().and_then(|()| {
         // Acquire: what the slot's last thread left (a count of 0, no orphan mark) is seen
         // before this thread counts on from it.
@@ -201,7 +204,8 @@ fn take_slot() -> Option<&'static Slot> {
 ///
 /// It stays on the thread that made it (`!Send`), as the guard that holds it does.
 ///
-/// Each thread counts its borrows in a slot of its own, and a fork sums them. A reference
+/// Each thread counts its borrows in a slot of its own (or, past 64 threads, in one shared
+/// counter), and `Process::start`, and the fork handler in the child, sum them. A reference
 /// that reaches the forking thread from another was handed over by some synchronisation
 /// (a scoped thread's start, a channel, a lock) that came after its thread counted it, so
 /// the forking thread reads that count, and so does its child, whose memory is a copy of
@@ -270,21 +274,13 @@ impl Drop for SharedBorrow {
 
 /// In a child just forked, from the C library's `pthread_atfork` handler: ends the child if
 /// its parent had a [`SharedBorrow`] alive, whose reference the child now has a copy of.
-/// Otherwise gives back the slots of the parent's other threads, which the child does not
-/// have.
+///
+/// The slots of the parent's other threads stay taken in the child, which does not have
+/// those threads: a thread of its own past the free ones counts in [`OTHERS`]. (Giving
+/// them back here gave back, too, a slot that a signal handler's fork had interrupted this
+/// thread in taking, which the thread then counted in beside the next thread to take it.)
 pub(crate) fn end_a_child_with_borrows() {
-    if SharedBorrow::live() == 0 {
-        let mine = match CLAIM.get() {
-            Claim::Slot(slot) => Some(slot),
-            Claim::Unasked | Claim::Others => None,
-        };
-        for slot in &SLOT {
-            if !mine.is_some_and(|mine| std::ptr::eq(mine, slot)) {
-                slot.orphaned.store(false, Ordering::Relaxed);
-                slot.taken.store(false, Ordering::Relaxed);
-            }
-        }
-    } else {
+    if SharedBorrow::live() > 0 {
         let why = b"a process forked while a guard of shared memory was held: the child \
             ends before it could write through its copy of the guard's reference\n";
         // SAFETY: write(2) reads `why`, which is alive, and `_exit` ends the process; both
@@ -334,6 +330,40 @@ mod tests {
         assert!(!slot.taken.load(Ordering::Acquire), "slot {index} kept");
         assert!(!slot.orphaned.load(Ordering::Relaxed));
         assert_eq!(slot.count.load(Ordering::Relaxed), 0);
+    }
+
+    /// A child keeps the slots its parent's threads had taken: one of them may be its own
+    /// thread's, taken by a claim that a signal handler's fork interrupted (the thread has
+    /// not noted it yet), and given back, the thread would count in it beside another.
+    #[test]
+    fn a_child_keeps_the_slots_its_parent_had_taken() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let (taken, taken_rx) = std::sync::mpsc::channel();
+        let (forked, forked_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            drop(SharedBorrow::new());
+            taken.send(my_index()).unwrap();
+            let _ = forked_rx.recv();
+        });
+        let index = taken_rx.recv().unwrap().expect("a slot");
+        // SAFETY: the child reads an atomic and calls `_exit`, both safe in a child forked
+        // from a process with threads.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let kept = SLOT[index].taken.load(Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { libc::_exit(if kept { 0 } else { 1 }) };
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        drop(forked);
+        thread.join().unwrap();
+        let mut status = 0;
+        // SAFETY: waitpid writes `status`, which is alive; `pid` is this process's child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child gave slot {index} back (status {status:#x})"
+        );
     }
 
     #[test]
