@@ -1135,6 +1135,23 @@ fn fork_by_other_code() -> ExitStatus {
     }
 }
 
+/// Starts a thread that makes a `SharedBorrow` and holds it: alive once this returns, until
+/// the closure returned is called, which drops it and joins the thread.
+fn a_thread_holding_a_borrow() -> impl FnOnce() {
+    let (end, ended) = std::sync::mpsc::channel::<()>();
+    let (alive, is_alive) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let _borrow = common::SharedBorrow::new();
+        alive.send(()).unwrap();
+        let _ = ended.recv();
+    });
+    is_alive.recv().unwrap();
+    move || {
+        drop(end);
+        thread.join().unwrap();
+    }
+}
+
 /// Each thread counts its borrows of shared memory in a slot of its own, 64 threads at
 /// most; a thread past those counts in one shared counter. A fork sees both, a slot its
 /// thread has left is free again, and a borrow made as a thread's storage is torn down is
@@ -1173,17 +1190,9 @@ fn borrows_are_counted_in_every_thread() {
     dropped.wait();
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
     // Every slot is taken now: one more thread counts in the shared counter.
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (alive_tx, alive_rx) = std::sync::mpsc::channel::<()>();
-    let past_the_slots = std::thread::spawn(move || {
-        let _borrow = SharedBorrow::new();
-        alive_tx.send(()).unwrap();
-        let _ = rx.recv();
-    });
-    alive_rx.recv().unwrap();
+    let past_the_slots = a_thread_holding_a_borrow();
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
-    drop(tx);
-    past_the_slots.join().unwrap();
+    past_the_slots();
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(0));
     done.wait();
     for thread in threads {
@@ -1209,17 +1218,9 @@ fn borrows_are_counted_in_every_thread() {
     .unwrap();
     // The slots the threads left are free: a new thread's borrow is counted, and with the
     // threads gone, `Process` forks again.
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (alive_tx, alive_rx) = std::sync::mpsc::channel::<()>();
-    let again = std::thread::spawn(move || {
-        let _borrow = SharedBorrow::new();
-        alive_tx.send(()).unwrap();
-        let _ = rx.recv();
-    });
-    alive_rx.recv().unwrap();
+    let again = a_thread_holding_a_borrow();
     assert_eq!(fork_by_other_code(), ExitStatus::Exited(101));
-    drop(tx);
-    again.join().unwrap();
+    again();
     let mut p = Process::new(|| {});
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), ExitStatus::Exited(0));
