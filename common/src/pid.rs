@@ -137,9 +137,14 @@ extern "C" fn after_fork_in_child() {
 /// `start/child.rs` does to run a spawned child). Registered at a program's first use of
 /// this crate instead, they could miss a fork that another thread had begun meanwhile (its
 /// handlers are fixed when it begins), or copy into its child a `Once` still being run,
-/// which no thread would ever finish there.
+/// which no thread would ever finish there. A spawned child or a fork server never reaches
+/// `main`, and may run its target before this (the order of `.init_array` entries is the
+/// linker's): `start/child.rs` registers them first thing too. In a shared library loaded
+/// with `dlopen`, this runs then, in the loading thread, maybe beside others: a fork another
+/// thread began meanwhile runs without them, as before.
 // SAFETY (of the attribute): the section holds pointers to functions of this signature,
-// which the loader calls once each, before `main`; that is what this static is.
+// which the loader calls once each with argc, argv and envp (before `main` in an executable,
+// at `dlopen` in a shared library); that is what this static is.
 #[used]
 #[unsafe(link_section = ".init_array")]
 static WATCH_FORKS_AT_LOAD: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =

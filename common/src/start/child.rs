@@ -49,6 +49,11 @@ extern "C" fn before_main(argc: c_int, argv: *const *const c_char, _: *const *co
     if first != SPAWNED.as_bytes() && first != SERVER.as_bytes() {
         return;
     }
+    // The fork handlers, registered here too: this process has one thread still, and it
+    // never returns to the loader, which may have put `pid.rs`'s own registration after
+    // this function in `.init_array` (it did in every release build here), so that it never
+    // ran. A fork by the child's target, or the server's fork of a child, then ran none.
+    crate::pid::watch_forks();
     // `start_self` asks for no signal blocked in this process, as std's `Command` does; the
     // mask survives exec, though, so one started otherwise may hold back the three signals
     // that `start_self` holds while it starts a child: they reach it from now on.
