@@ -57,8 +57,8 @@ thread_local! {
 
 /// Locks one of the lists.
 pub(crate) fn lock<T>(list: &'static List<T>) -> Locked<T> {
-    // Registered as the program is loaded; here too, in case this runs first (a spawned
-    // child's code runs from `.init_array` as well).
+    // Registered as the program is loaded (and first thing in a spawned child or a fork
+    // server); here too, in case another library's constructor comes here before that.
     watch_forks();
     // Counted before it may wait: a signal handler that forks on this thread meanwhile must
     // not wait for the lock (see `before_fork`).
