@@ -620,7 +620,11 @@ impl Engine {
         }
         let w = &mut self.workers[i];
         let in_flight = std::mem::take(&mut w.in_flight);
-        let at_start = !w.started.began_any();
+        // Whether any byte of a task it did not begin was in its pipe (`take_begun` took the
+        // tasks it began: the one it began last, and those before): `unsent` tasks written
+        // whole, then `offset` bytes of the next.
+        let sent_unbegun = w.unsent > 0 || w.offset > 0;
+        let (began, got_ready) = (w.started.began_any(), w.started.got_ready());
         w.unsent = 0;
         w.offset = 0;
         w.tasks = None;
@@ -630,11 +634,17 @@ impl Engine {
                 self.queue.push_front(task);
             }
         }
-        if at_start {
-            self.deaths_at_start += 1;
-        } else {
+        if began {
             self.deaths_at_start = 0;
+        } else if !got_ready || sent_unbegun {
+            // It died as it started, or with a task in its pipe that it never began (one
+            // too large for its memory, say): the next worker may die so too.
+            self.deaths_at_start += 1;
         }
+        // Else it was killed while it waited, ready, with no task in its pipe (by the OOM
+        // killer, or from outside): that says nothing of the next worker, which takes its
+        // tasks, as Python's pool replaces such a worker. Counted, three idle workers killed
+        // at once made the next call fail with `WorkersDieAtStart`.
         if self.deaths_at_start >= DEATHS_AT_START {
             // Whatever kills them at start would kill the next one too: forking more, for
             // tasks none of them would run, could go on forever. The tasks waiting fail; a

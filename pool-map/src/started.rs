@@ -15,11 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::Error;
 
-/// The shared word: 0 while the worker has begun no task, else the number of the task it
-/// began last, plus one.
+/// The shared word: 0 until the worker is ready for tasks, [`READY`] while it is ready and
+/// has begun none, else the number of the task it began last, plus one.
 pub(crate) struct Started {
     word: NonNull<AtomicU64>,
 }
+
+/// The word of a worker that is ready for tasks and has begun none.
+const READY: u64 = u64::MAX;
 
 impl Started {
     /// A new word, 0, and the descriptor that a worker maps it from ([`Started::map`]).
@@ -79,8 +82,13 @@ impl Started {
         Ok(Started { word })
     }
 
+    /// In the worker: it is ready for tasks (its pipes are its own, its loop begins).
+    pub(crate) fn ready(&self) {
+        self.word().store(READY, Ordering::Release);
+    }
+
     /// In the worker: it begins `task`. (Task numbers count up from 0 and never reach
-    /// `u64::MAX`, which would read as 0: no task begun.)
+    /// `u64::MAX - 1`, which would read as [`READY`], nor `u64::MAX`, which would read as 0.)
     pub(crate) fn begin(&self, task: u64) {
         self.word().store(task.wrapping_add(1), Ordering::Release);
     }
@@ -94,6 +102,11 @@ impl Started {
 
     /// Whether the worker had begun any task.
     pub(crate) fn began_any(&self) -> bool {
+        !matches!(self.word().load(Ordering::Acquire), 0 | READY)
+    }
+
+    /// Whether the worker had got ready for tasks.
+    pub(crate) fn got_ready(&self) -> bool {
         self.word().load(Ordering::Acquire) != 0
     }
 

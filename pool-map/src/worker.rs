@@ -168,6 +168,7 @@ pub(crate) fn run(
     let mut frames = FrameBuf::new();
     let mut out = Vec::new();
     let mut told_stdout = false;
+    started.ready();
     loop {
         let Some(payload) = frames.read_frame(&mut tasks)? else {
             return Ok(());

@@ -102,6 +102,10 @@ fn main() {
             a_task_written_as_an_idle_worker_is_killed_runs_elsewhere,
         ),
         (
+            "idle_workers_killed_together_are_replaced_and_their_tasks_run",
+            idle_workers_killed_together_are_replaced_and_their_tasks_run,
+        ),
+        (
             "terminate_and_drop_end_a_stopped_worker",
             terminate_and_drop_end_a_stopped_worker,
         ),
@@ -858,6 +862,32 @@ fn a_task_written_as_an_idle_worker_is_killed_runs_elsewhere() {
         (10..30).collect::<Vec<u8>>(),
         "tasks that ran, with repeats"
     );
+    assert_no_children();
+}
+
+/// Every worker of a pool killed while it waits for its first task (as the OOM killer, or
+/// a kill from outside, may): the next calls run on replacements, as in Python, and do not
+/// fail with `WorkersDieAtStart`, though three workers in a row died before they began a
+/// task. A `map` of more chunks than workers hands each dead worker a chunk before its
+/// death is seen.
+fn idle_workers_killed_together_are_replaced_and_their_tasks_run() {
+    let p = Pool::new(3).unwrap();
+    let victims = p.pids();
+    for &victim in &victims {
+        testkit::until_asleep(victim);
+    }
+    for &victim in &victims {
+        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    }
+    for &victim in &victims {
+        assert!(testkit::ends_within(victim, Duration::from_secs(10)));
+    }
+    let items: Vec<i64> = (0..12).collect();
+    let squares = p.map(square, &items).unwrap();
+    assert_eq!(squares, items.iter().map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(p.apply(square, 5).unwrap(), 25);
+    assert!(p.pids().iter().all(|pid| !victims.contains(pid)));
+    drop(p);
     assert_no_children();
 }
 
