@@ -48,10 +48,13 @@ pub enum QueueError {
     #[error("the queue is empty")]
     Empty,
     /// A process died (or a reader or writer failed, or a reader found a length prefix over
-    /// the limit) in the middle of a message, so
-    /// the bytes in the pipe no longer line up with messages. The queue cannot be used any
-    /// more.
-    #[error("process {pid} died or failed in the middle of a message; the queue is broken")]
+    /// the limit) in the middle of a message, so the bytes in the pipe no longer line up
+    /// with messages; or one died holding a lock of the queue that can never be taken again
+    /// ([`LockError::LockAbandoned`]). The queue cannot be used any more.
+    #[error(
+        "process {pid} died or failed in the middle of a message, or left a lock of the queue \
+         that no one can take again; the queue is broken"
+    )]
     Broken {
         /// The process that died, or the reader that failed.
         pid: u32,
@@ -59,8 +62,10 @@ pub enum QueueError {
     /// An item could not be encoded, or what came is not an item of this queue's type.
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// One of the queue's locks failed: a thread that held it ended while its process goes
-    /// on, say ([`LockError::LockAbandoned`]).
+    /// One of the queue's locks failed: this process has no descriptor left to ask whether
+    /// a dead holder has ended, say. (An abandoned lock breaks the queue: [`Broken`].)
+    ///
+    /// [`Broken`]: QueueError::Broken
     #[error(transparent)]
     Lock(#[from] LockError),
     /// An OS call failed.
@@ -108,7 +113,11 @@ impl fmt::Debug for QueueError {
 /// the lock's wait for the dead process to finish exiting). A reader killed while it waits
 /// for data, outside those moves, breaks nothing: a `put` waiting on a full pipe then waits
 /// for the next `get`, as it waits for a slow reader, since any process that holds the
-/// queue may still get.
+/// queue may still get. Unless the lock it held is abandoned: where the kernel cannot tell
+/// that its holder's process has ended (before Linux 6.11, a pid given to another process;
+/// see [`Lock`]), the lock is never given again, so no get (or, for a dead writer's, no
+/// put) can ever come. The queue is then broken, and every `put` and `get`, those waiting
+/// included, returns [`QueueError::Broken`] within 100 ms.
 ///
 /// Layout: the pipe; two [`Lock`]s; one shared mapping holding the read-ahead span (start
 /// and end, in one `u64`) and three `u32` flags (a write or a read in progress, a broken
@@ -180,6 +189,22 @@ fn after_lock(state: &State, held: &LockGuard<'_>, flag: &AtomicU32) -> Result<(
     check(state)
 }
 
+/// What a lock's error means for the queue: one of its locks abandoned (its holder died and
+/// cannot be told dead, see `lock`'s docs) is never taken again, so no get, or no put, can
+/// come any more: the queue is broken, by that holder. Other errors are passed on.
+fn broken_if_abandoned(state: &State, e: LockError) -> QueueError {
+    match e {
+        LockError::LockAbandoned { pid } => {
+            mark_broken(state, if pid == 0 { current_pid() } else { pid });
+            // The first to break it is named: this holder, or one before it.
+            QueueError::Broken {
+                pid: state.broken.load(Relaxed),
+            }
+        }
+        e => e.into(),
+    }
+}
+
 /// Marks the queue broken by process `pid`, unless it is already: the first to break the
 /// queue is the one named.
 fn mark_broken(state: &State, pid: u32) {
@@ -220,7 +245,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // read no more, and its writers would wait forever.
         let held = loop {
             check(state)?;
-            if let Some(held) = self.write_lock.lock_timeout(CHECK_EVERY)? {
+            let held = self.write_lock.lock_timeout(CHECK_EVERY);
+            if let Some(held) = held.map_err(|e| broken_if_abandoned(state, e))? {
                 break held;
             }
         };
@@ -290,14 +316,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, QueueError> {
+        let state = self.state();
         let held = match deadline {
-            None => self.read_lock.lock()?,
+            None => self.read_lock.lock().map(Some),
             Some(d) => self
                 .read_lock
-                .lock_timeout(d.saturating_duration_since(Instant::now()))?
-                .ok_or(QueueError::Empty)?,
+                .lock_timeout(d.saturating_duration_since(Instant::now())),
         };
-        let state = self.state();
+        let held = held
+            .map_err(|e| broken_if_abandoned(state, e))?
+            .ok_or(QueueError::Empty)?;
         after_lock(state, &held, &state.reading)?;
         // SAFETY: the read lock is held until this function returns, and every access to the
         // buffer is made under it, so this is the only reference to the buffer's bytes (no
@@ -329,7 +357,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     let frame = buf[at..at + len].to_vec();
                     return Ok(frame::decode(&frame)?);
                 }
-                Some(len) if PREFIX + len > BUF => return self.get_large(state, buf, len),
+                Some(len) if PREFIX + len > BUF => {
+                    // Decoded once `buf` is no longer used, as a small item is from a copy.
+                    let payload = self.take_large(state, buf, len)?;
+                    return Ok(frame::decode(&payload)?);
+                }
                 _ => {}
             }
             // Only this process reads the pipe while it holds the read lock, so a pipe seen
@@ -366,12 +398,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     }
                     let wait = deadline.map_or(CHECK_EVERY, |d| (d - now).min(CHECK_EVERY));
                     if !fd::wait_readable(self.reader.as_fd(), Some(wait))? {
-                        if end > start {
-                            self.check_peer(state, &self.write_lock, &state.writing)?;
-                        } else {
-                            // Broken meanwhile: no put comes any more.
-                            check(state)?;
-                        }
+                        // A writer that died in the middle of a message, or holding the write
+                        // lock for good, or the queue broken meanwhile: no put comes any more.
+                        self.check_peer(state, &self.write_lock, &state.writing)?;
                     }
                 }
                 Err(e) => return Err(Error::os("read", e).into()),
@@ -380,8 +409,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Reads a message larger than the read-ahead buffer straight from the pipe: the part
-    /// already in the buffer, then the rest, which its writer is writing now.
-    fn get_large(&self, state: &State, buf: &[u8], len: usize) -> Result<T, QueueError> {
+    /// already in the buffer, then the rest, which its writer is writing now. Returns its
+    /// payload, for the caller to decode.
+    fn take_large(&self, state: &State, buf: &[u8], len: usize) -> Result<Vec<u8>, QueueError> {
         // From here until the whole message is read, a reader killed leaves the rest of the
         // message in the pipe, where the next reader would take it for a frame.
         raise(&state.reading);
@@ -390,7 +420,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             mark_broken(state, current_pid());
         })?;
         lower(&state.reading);
-        Ok(frame::decode(&payload)?)
+        Ok(payload)
     }
 
     /// The rest of a message of `len` bytes, the first of which are in the buffer.
@@ -417,38 +447,36 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(payload)
     }
 
-    /// The other side is late (a get has part of a message and waits for the rest, or a put
-    /// waits on a full pipe): fails if the queue is broken, or if the process on the other
-    /// side, the holder of `lock` (the write or the read lock), died in the middle of a
-    /// change with `flag` (`writing` or `reading`) up.
+    /// The other side is late (a get waits for a message or the rest of one, or a put waits
+    /// on a full pipe): fails if the queue is broken, or if the process on the other side,
+    /// the holder of `lock` (the write or the read lock), died in the middle of a change
+    /// with `flag` (`writing` or `reading`) up, or left `lock` abandoned: then no one on
+    /// that side can take it again, and what this side waits for never comes.
     fn check_peer(&self, state: &State, lock: &Lock, flag: &AtomicU32) -> Result<(), QueueError> {
-        if flag.load(Acquire) != 0 {
-            // Taken without waiting, as its next holder would take it, to look at the flag
-            // under it: the robust mutex itself says whether its holder died (`after_lock`
-            // then marks the queue broken if the flag is still up), which a pid cannot once
-            // it is given to another process. The flag may be a live process's: then the
-            // lock is held, and nothing is done.
-            let dead = match lock.lock_timeout(Duration::ZERO) {
-                Ok(Some(held)) => return after_lock(state, &held, flag),
-                Ok(None) => None,
-                // Its holder died and is taken for alive (its pid names another process
-                // now, say): no one finishes the change any more. (0 if it is not
-                // known whose it was: this reader is named instead, never "not broken".)
-                Err(LockError::LockAbandoned { pid }) => {
-                    Some(if pid == 0 { current_pid() } else { pid })
-                }
-                // This process has no descriptor left to ask whether the holder has ended
-                // (a dead holder that is no child of this process cannot be told from a
-                // live one without one): said, rather than waited on for ever.
-                Err(e @ LockError::Os(_)) => return Err(e.into()),
-                // It cannot be taken to look (this thread holds too many locks, say): a
-                // holder that has ended, with the flag up, is taken for one that died in the
-                // middle.
-                Err(_) => lock.dead_holder(),
-            };
-            if let Some(pid) = dead {
-                mark_broken(state, pid);
+        // Taken without waiting, as its next holder would take it, to look at the flag under
+        // it: the robust mutex itself says whether its holder died (`after_lock` then marks
+        // the queue broken if the flag is still up), which a pid cannot once it is given to
+        // another process. A live holder holds it: then nothing is done.
+        let dead = match lock.lock_timeout(Duration::ZERO) {
+            Ok(Some(held)) => return after_lock(state, &held, flag),
+            Ok(None) => None,
+            // Its holder died and is taken for alive (its pid names another process now, or
+            // the kernel cannot tell, see `lock`'s docs): no one takes it again. (0 if it is
+            // not known whose it was: this process is named instead, never "not broken".)
+            Err(LockError::LockAbandoned { pid }) => {
+                Some(if pid == 0 { current_pid() } else { pid })
             }
+            // This process has no descriptor left to ask whether the holder has ended (a
+            // dead holder that is no child of this process cannot be told from a live one
+            // without one): said, rather than waited on for ever.
+            Err(e @ LockError::Os(_)) => return Err(e.into()),
+            // It cannot be taken to look (this thread holds too many locks, say): a holder
+            // that has ended, with the flag up, is taken for one that died in the middle.
+            Err(_) if flag.load(Acquire) != 0 => lock.dead_holder(),
+            Err(_) => None,
+        };
+        if let Some(pid) = dead {
+            mark_broken(state, pid);
         }
         check(state)
     }

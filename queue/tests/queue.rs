@@ -82,6 +82,14 @@ fn main() {
             a_reader_killed_while_it_waits_for_data_breaks_nothing,
         ),
         (
+            "a_reader_killed_where_its_lock_is_abandoned_breaks_the_queue",
+            a_reader_killed_where_its_lock_is_abandoned_breaks_the_queue,
+        ),
+        (
+            "a_writer_killed_where_its_lock_is_abandoned_breaks_the_queue",
+            a_writer_killed_where_its_lock_is_abandoned_breaks_the_queue,
+        ),
+        (
             "a_fork_inside_an_items_deserialize_keeps_its_bytes",
             a_fork_inside_an_items_deserialize_keeps_its_bytes,
         ),
@@ -588,6 +596,119 @@ fn a_reader_killed_while_it_waits_for_data_breaks_nothing() {
         }
     }
     assert_no_children();
+}
+
+/// Runs `test` in a child of its own whose `pidfd_open` fails (EPERM, as under a seccomp
+/// filter that forbids pidfds): there, as before Linux 6.11, the kernel cannot name a pid
+/// namespace, so a lock cannot tell that a dead holder's process has ended, and abandons it
+/// (`LockError::LockAbandoned`). The filter confines that child and its children alone.
+fn where_dead_holders_cannot_be_told(test: fn()) {
+    let mut child = Process::new(|| {
+        testkit::filter_syscall(
+            libc::SYS_pidfd_open,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        );
+        test();
+    });
+    child.start().unwrap();
+    let pid = child.pid().unwrap().as_raw() as u32;
+    if !testkit::ends_within(pid, Duration::from_secs(60)) {
+        child.kill().unwrap();
+        child.join().unwrap();
+        panic!("the test still runs after 60 s");
+    }
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// Waits for `p` to end, for up to 10 s: else kills it, and fails with `still_waits`.
+/// (Asked with `waitpid`: `testkit::ends_within` needs the pidfds that the filter forbids.)
+fn ends_or_fails(mut p: Process<impl FnOnce()>, still_waits: &str) {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = p.poll().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            p.kill().unwrap();
+            p.join().unwrap();
+            panic!("{still_waits}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(status, ExitStatus::Exited(0));
+}
+
+/// A reader killed while it waits for data, where its read lock is then abandoned: no get
+/// can ever come, so the queue is broken, and a writer that fills the pipe is told so,
+/// rather than waiting for ever for a reader. (Before, every get failed with
+/// `LockAbandoned`, the queue was not marked, and the put waited for ever.)
+fn a_reader_killed_where_its_lock_is_abandoned_breaks_the_queue() {
+    where_dead_holders_cannot_be_told(|| {
+        let q = Queue::<String>::new().unwrap();
+        let mut r = Process::new(|| drop(q.get()));
+        r.start().unwrap();
+        let r_pid = r.pid().unwrap().as_raw() as u32;
+        testkit::until_asleep(r_pid);
+        r.kill().unwrap();
+        r.join().unwrap();
+        let mut w = Process::new(|| {
+            for i in 0..1_000 {
+                match q.put(&"x".repeat(3000)) {
+                    Ok(()) => {}
+                    Err(QueueError::Broken { pid }) if pid == r_pid => return,
+                    Err(e) => panic!("put {i}: {e}"),
+                }
+            }
+            panic!("1,000 puts of 3 KB went into a pipe that no one reads");
+        });
+        w.start().unwrap();
+        ends_or_fails(w, "the writer still waits on a pipe no one can read");
+        match q.get_nowait() {
+            Err(QueueError::Broken { pid }) if pid == r_pid => {}
+            other => panic!("a get was told {:?}", other.map(|s| s.len())),
+        }
+        assert_no_children();
+    });
+}
+
+/// A writer killed while it waits on a full pipe with small messages (no change under way),
+/// where its write lock is then abandoned: no put can ever come, so the queue is broken. A
+/// reader gets every whole message in the pipe, then is told so, rather than waiting for
+/// ever for a writer.
+fn a_writer_killed_where_its_lock_is_abandoned_breaks_the_queue() {
+    where_dead_holders_cannot_be_told(|| {
+        let q = Queue::<String>::new().unwrap();
+        let mut w = Process::new(|| {
+            for _ in 0..10_000 {
+                q.put(&"x".repeat(100)).unwrap();
+            }
+        });
+        w.start().unwrap();
+        let w_pid = w.pid().unwrap().as_raw() as u32;
+        // Asleep only once the pipe is full: it waits for room, holding the write lock.
+        testkit::until_asleep(w_pid);
+        w.kill().unwrap();
+        w.join().unwrap();
+        let mut r = Process::new(|| {
+            let mut got = 0;
+            loop {
+                match q.get() {
+                    Ok(item) => {
+                        assert_eq!(item, "x".repeat(100));
+                        got += 1;
+                    }
+                    Err(QueueError::Broken { pid }) if pid == w_pid => break,
+                    Err(e) => panic!("get {got}: {e}"),
+                }
+            }
+            // The pipe held 64 KiB of 112-byte frames.
+            assert!(got >= 500, "only {got} messages got");
+        });
+        r.start().unwrap();
+        ends_or_fails(r, "the reader still waits for a put that can never come");
+        assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { pid }) if pid == w_pid));
+        assert_no_children();
+    });
 }
 
 /// Where a child forked inside [`Forks`]'s `Deserialize` writes whether the bytes it was
