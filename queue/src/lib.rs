@@ -353,13 +353,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     // were it to fork (`daemon`), the child would keep any reference it was
                     // given into the shared buffer, without the lock. (A `SharedBorrow`
                     // instead ended every child forked meanwhile by any thread, `Command`'s
-                    // included.)
+                    // included.) And after the lock is let go, as Python unpickles outside
+                    // its lock: a `Deserialize` that gets or puts on this queue (the pipe
+                    // full) would otherwise wait for ever.
                     let frame = buf[at..at + len].to_vec();
+                    drop(held);
                     return Ok(frame::decode(&frame)?);
                 }
                 Some(len) if PREFIX + len > BUF => {
-                    // Decoded once `buf` is no longer used, as a small item is from a copy.
+                    // Decoded once `buf` is no longer used and the lock is let go, as a small
+                    // item is.
                     let payload = self.take_large(state, buf, len)?;
+                    drop(held);
                     return Ok(frame::decode(&payload)?);
                 }
                 _ => {}

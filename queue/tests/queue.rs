@@ -90,6 +90,10 @@ fn main() {
             a_writer_killed_where_its_lock_is_abandoned_breaks_the_queue,
         ),
         (
+            "an_items_deserialize_may_use_the_queue",
+            an_items_deserialize_may_use_the_queue,
+        ),
+        (
             "a_fork_inside_an_items_deserialize_keeps_its_bytes",
             a_fork_inside_an_items_deserialize_keeps_its_bytes,
         ),
@@ -709,6 +713,46 @@ fn a_writer_killed_where_its_lock_is_abandoned_breaks_the_queue() {
         assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { pid }) if pid == w_pid));
         assert_no_children();
     });
+}
+
+/// The queue that [`Nested`]'s `Deserialize` gets from.
+static NESTED: std::sync::OnceLock<Queue<Nested>> = std::sync::OnceLock::new();
+
+/// A number whose `Deserialize`, for 1, gets the next item of [`NESTED`] too.
+#[derive(Debug, PartialEq)]
+struct Nested(u32, Option<u32>);
+
+impl serde::Serialize for Nested {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Nested {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Nested, D::Error> {
+        let n = <u32 as serde::Deserialize>::deserialize(d)?;
+        if n != 1 {
+            return Ok(Nested(n, None));
+        }
+        let q = NESTED.get().unwrap();
+        match q.get_timeout(Duration::from_secs(5)) {
+            Ok(next) => Ok(Nested(n, Some(next.0))),
+            Err(e) => panic!("a get inside an item's Deserialize: {e}"),
+        }
+    }
+}
+
+/// An item is decoded after the read lock is let go, as Python unpickles outside its lock:
+/// its `Deserialize` may get from the same queue (before, it failed with `AlreadyHeld`), or
+/// put into it.
+fn an_items_deserialize_may_use_the_queue() {
+    let q = NESTED.get_or_init(|| Queue::new().unwrap());
+    q.put(&Nested(1, None)).unwrap();
+    q.put(&Nested(2, None)).unwrap();
+    q.put(&Nested(3, None)).unwrap();
+    assert_eq!(q.get().unwrap(), Nested(1, Some(2)));
+    assert_eq!(q.get().unwrap(), Nested(3, None));
+    assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
 }
 
 /// Where a child forked inside [`Forks`]'s `Deserialize` writes whether the bytes it was
