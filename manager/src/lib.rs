@@ -24,6 +24,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Duration;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
@@ -45,7 +46,9 @@ pub enum ManagerError {
     #[error("{0}")]
     Remote(String),
     /// The server will not serve this connection, and has closed it: it is out of file
-    /// descriptors, or the request was malformed. The next call connects again.
+    /// descriptors, or the request was malformed. The next call connects again. (A
+    /// connection closed with its answer due, the server out of descriptors, says that the
+    /// request may have run.)
     #[error("{0}")]
     Refused(String),
     /// The server process has ended.
@@ -98,7 +101,13 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   tells it so ([`ManagerError::Refused`]) and closes it, and serves the connections it has.
 ///   Where even the spare is not enough (a limit lowered below its number from outside), a
 ///   new connection waits until a descriptor is free again, which the server asks every
-///   100 ms.
+///   100 ms. A limit lowered below the number of its connections makes it give some up:
+///   idle ones first, each told so; then, if need be, ones whose answer was due, which
+///   their proxy reports as [`ManagerError::Refused`] (the request may have run), not as
+///   the server's end: a cut connection is taken for that only if the server answers no
+///   new one.
+/// - A child that `Process::start` forks closes its parent's connections at once; one
+///   forked by other code keeps them open, unused, until it ends.
 /// - Proxies are `Send` and `Sync`: threads of a process share its connection, one call at
 ///   a time. A process forked by code that forks beside threads (`daemon`) while a thread
 ///   was in a call is not held up by that connection, which no thread of it will ever give
@@ -215,7 +224,9 @@ impl Drop for Held<'_> {
 }
 
 struct Conn {
-    /// This process's own: a child forked later closes it at once, and opens its own.
+    /// This process's own: a child that `Process::start` forks later closes it at once, and
+    /// opens its own. (One forked by other code, `daemon` say, keeps it open, unused: see
+    /// [`Private`].)
     stream: Private<UnixStream>,
     frames: FrameBuf,
     buf: Vec<u8>,
@@ -250,7 +261,7 @@ impl Client {
                 // The conversation is out of step (an answer half read, or one still to come)
                 // or over: the next call opens a new connection.
                 **slot = None;
-                Err(e)
+                Err(self.gone_or_cut(e))
             }
         }
     }
@@ -313,9 +324,54 @@ impl Client {
             buf: Vec::new(),
         };
         frame::encode(&mut conn.buf, request)?;
-        match conn.exchange()? {
+        match conn.exchange().map_err(|e| self.gone_or_cut(e))? {
             Response::Error(e) => Err(ManagerError::Remote(e)),
             response => Ok(response),
+        }
+    }
+
+    /// What a connection that ended before its answer was whole means: the server's end
+    /// ([`ManagerError::ServerGone`]) only if it answers no new connection. One that does
+    /// lives, and closed this connection itself: out of file descriptors, it gives some up,
+    /// and one whose answer was due loses it (the request ran). Taken for the server's end,
+    /// that made a caller stop while the server went on serving everyone else.
+    fn gone_or_cut(&self, e: ManagerError) -> ManagerError {
+        match e {
+            ManagerError::ServerGone if self.server_lives() => ManagerError::Refused(
+                "the manager's server closed the connection before its answer was whole (it \
+                 is out of file descriptors); the request may have run"
+                    .into(),
+            ),
+            e => e,
+        }
+    }
+
+    /// Whether the server answers a new connection. A server that is ending may not have
+    /// closed its listener yet when a connection of its reads as ended: then the connection
+    /// waiting for it is reset as the listener closes, a moment later, and that reads as
+    /// its end at once; a server that lives says nothing until it is asked (or, out of
+    /// descriptors, refuses it).
+    fn server_lives(&self) -> bool {
+        let Ok(probe) = self.connect() else {
+            return false;
+        };
+        if probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .is_err()
+        {
+            return false;
+        }
+        loop {
+            match (&probe).read(&mut [0]) {
+                Ok(n) => return n > 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                }
+            }
         }
     }
 
@@ -549,6 +605,39 @@ mod tests {
         drop(server);
         let mut conn = conn(client, &Request::Copy(0));
         assert!(matches!(conn.exchange(), Err(ManagerError::ServerGone)));
+    }
+
+    /// A client of a listener that this process made, as a manager's owner makes it.
+    fn client_of(address: SocketAddr) -> Client {
+        Client {
+            address,
+            listener: std::process::id(),
+            conn: Mutex::new(None),
+            held_in: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn a_connection_cut_while_the_server_lives_is_refused_not_gone() {
+        let (listener, address) = listen().unwrap();
+        let client = client_of(address);
+        // A server that lives, out of descriptors, closed the connection in the middle of
+        // an answer: the call says so, and that the request may have run.
+        match client.gone_or_cut(ManagerError::ServerGone) {
+            ManagerError::Refused(why) => assert!(why.contains("may have run"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Its listener gone, the server is.
+        drop(listener);
+        assert!(matches!(
+            client.gone_or_cut(ManagerError::ServerGone),
+            ManagerError::ServerGone
+        ));
+        // Other errors are left as they are.
+        assert!(matches!(
+            client.gone_or_cut(ManagerError::Remote("KeyError: 1".into())),
+            ManagerError::Remote(_)
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
@@ -121,20 +122,30 @@ fn serve_forever(listener: &UnixListener, mut spare: Option<File>) -> Result<(),
         let ready = match fd::poll_fds(&mut pollfds, timeout) {
             Ok(ready) => ready,
             // More sockets than RLIMIT_NOFILE (lowered from outside) are more than poll(2)
-            // takes: the newest connections are refused, as a new one would be at the limit,
+            // takes: connections are given up, as a new one would be refused at the limit,
             // rather than the server ending with every object it holds.
             Err(Error::Os { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
                 let keep = descriptor_limit().saturating_sub(1);
-                while conns.len() > keep {
-                    // Told why, unless half an answer is out: a frame after it would be
-                    // read as its end. That one is only closed.
-                    match conns.pop() {
-                        Some(c) if c.sent == 0 || c.sent >= c.out.len() => {
-                            refuse(c.stream, "the manager's server is out of file descriptors");
-                        }
-                        _ => {}
+                if conns.len() <= keep {
+                    // The listener alone is over the limit (0): nothing to give up. Asked
+                    // again later, as at the limit; looping at once spun a whole CPU.
+                    std::thread::sleep(Duration::from_millis(SPARE_AGAIN_MS as u64));
+                    continue;
+                }
+                // Connections with no answer pending go first, the newest first: told why,
+                // they lose nothing (a request half read has not run).
+                let mut over = conns.len() - keep;
+                for i in (0..conns.len()).rev() {
+                    if over > 0 && conns[i].out.is_empty() {
+                        refuse(conns.remove(i).stream, OUT_OF_DESCRIPTORS);
+                        over -= 1;
                     }
                 }
+                // Then, if need be, the newest of those whose request has run: their answer
+                // is lost, and they are only closed, since a frame after half an answer
+                // would be read as its end. The client then finds the server alive, and
+                // says its request may have run (see `Client::call`).
+                conns.truncate(keep);
                 continue;
             }
             Err(e) => return Err(e),
@@ -219,6 +230,9 @@ fn same_user(stream: &UnixStream) -> bool {
 }
 
 /// Tells a connection why the server will not serve it, and closes it.
+/// Why a connection is refused when the server is out of descriptors.
+const OUT_OF_DESCRIPTORS: &str = "the manager's server is out of file descriptors";
+
 fn refuse(mut stream: UnixStream, why: &str) {
     let mut buf = Vec::new();
     if frame::encode(&mut buf, &Response::Refused(why.to_string())).is_ok() {

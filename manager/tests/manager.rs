@@ -52,6 +52,14 @@ fn main() {
             more_connections_than_the_descriptor_limit_are_refused_not_fatal,
         ),
         (
+            "over_the_descriptor_limit_a_connection_with_its_answer_due_is_kept",
+            over_the_descriptor_limit_a_connection_with_its_answer_due_is_kept,
+        ),
+        (
+            "a_server_left_no_descriptor_at_all_does_not_spin",
+            a_server_left_no_descriptor_at_all_does_not_spin,
+        ),
+        (
             "out_of_descriptors_new_connections_are_refused_and_old_ones_served",
             out_of_descriptors_new_connections_are_refused_and_old_ones_served,
         ),
@@ -519,6 +527,83 @@ fn more_connections_than_the_descriptor_limit_are_refused_not_fatal() {
     newer.last_mut().unwrap().read_to_end(&mut answer).unwrap();
     let text = error_text(&answer);
     assert!(text.contains("out of file descriptors"), "{text}");
+    assert_eq!(d.len().unwrap(), 1);
+}
+
+/// Over the limit, the server gives up connections with no answer due before one whose
+/// answer is half written: that one keeps its answer (given up, it lost the answer of a
+/// request that had run, and its proxy took the cut for the server's end). Here the newest
+/// connection waits for a 14 MB answer it does not read yet; an idle one goes instead.
+fn over_the_descriptor_limit_a_connection_with_its_answer_due_is_kept() {
+    let manager = Manager::new().unwrap();
+    let server = manager.pid().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("before", 1).unwrap();
+    let l = manager.list(0..1_200_000).unwrap();
+    let mut idle = UnixStream::connect_addr(manager.address()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(&request(LEN, &[&0u32.to_le_bytes()]))
+        .unwrap();
+    read_payload(&mut idle);
+    let mut due = UnixStream::connect_addr(manager.address()).unwrap();
+    due.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    due.write_all(&request(COPY, &[&1u32.to_le_bytes()]))
+        .unwrap();
+    // The server writes what the socket takes of the answer, then waits to write the rest.
+    let mut first = [0; frame::PREFIX];
+    due.read_exact(&mut first).unwrap();
+    // Three connections and the listener: one more than poll(2) then takes.
+    limit_descriptors(server, 3, 1024);
+    let mut refused = Vec::new();
+    idle.read_to_end(&mut refused).unwrap();
+    let text = error_text(&refused);
+    assert!(text.contains("out of file descriptors"), "{text}");
+    let len = u32::from_le_bytes(first) as usize;
+    let mut rest = vec![0; len];
+    due.read_exact(&mut rest).unwrap();
+    let (variant, items): (u32, Vec<PyValue>) = frame::decode(&rest).unwrap();
+    assert_eq!((variant, items.len()), (5, 1_200_000));
+    limit_descriptors(server, 1024, 1024);
+    assert_eq!(d.get("before").unwrap(), PyValue::Int(1));
+    assert_eq!(l.len().unwrap(), 1_200_000);
+}
+
+/// A soft limit of 0 descriptors, set from outside: poll(2) of the listener alone fails, and
+/// there is nothing to give up. The server waits to ask again, as at the limit, rather than
+/// asking again at once for ever (it spun a whole CPU), and serves once the limit is back.
+fn a_server_left_no_descriptor_at_all_does_not_spin() {
+    let manager = Manager::new().unwrap();
+    let server = manager.pid().unwrap();
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let (soft, hard) = descriptor_limits(server);
+    limit_descriptors(server, 0, hard);
+    // Woken, so that it polls with the limit at 0.
+    let mut raw = UnixStream::connect_addr(manager.address()).unwrap();
+    let before = ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = ticks() - before;
+    // A spinning server uses all 100 ticks of the second.
+    assert!(used < 50, "the server used {used} ticks of the second");
+    limit_descriptors(server, soft, hard);
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(&request(LEN, &[&0u32.to_le_bytes()]))
+        .unwrap();
+    // No object yet: an error, as an answer.
+    let payload = read_payload(&mut raw);
+    let (variant, error): (u32, String) = frame::decode(&payload).unwrap();
+    assert_eq!((variant, error.as_str()), (6, "no shared object 0"));
+    let d = manager.dict().unwrap();
+    d.set("after", 1).unwrap();
     assert_eq!(d.len().unwrap(), 1);
 }
 
