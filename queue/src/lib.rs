@@ -116,8 +116,12 @@ impl fmt::Debug for QueueError {
 /// queue may still get. Unless the lock it held is abandoned: where the kernel cannot tell
 /// that its holder's process has ended (before Linux 6.11, a pid given to another process;
 /// see [`Lock`]), the lock is never given again, so no get (or, for a dead writer's, no
-/// put) can ever come. The queue is then broken, and every `put` and `get`, those waiting
-/// included, returns [`QueueError::Broken`] within 100 ms.
+/// put) can ever come. A dead reader's breaks the queue: every `put` and `get`, a put
+/// waiting on a full pipe included (within 100 ms), returns [`QueueError::Broken`]. A dead
+/// writer's refuses every `put` (`Broken`), and a `get` takes the whole messages left, then
+/// is told so (within 100 ms of finding the queue empty). A get or put that finds the
+/// other side's lock held by a process that died is waited for while that process
+/// finishes exiting, past its timeout, as for its own lock (at most [`lock::EXIT_WAIT`]).
 ///
 /// Layout: the pipe; two [`Lock`]s; one shared mapping holding the read-ahead span (start
 /// and end, in one `u64`) and three `u32` flags (a write or a read in progress, a broken
@@ -191,14 +195,23 @@ fn after_lock(state: &State, held: &LockGuard<'_>, flag: &AtomicU32) -> Result<(
 
 /// What a lock's error means for the queue: one of its locks abandoned (its holder died and
 /// cannot be told dead, see `lock`'s docs) is never taken again, so no get, or no put, can
-/// come any more: the queue is broken, by that holder. Other errors are passed on.
-fn broken_if_abandoned(state: &State, e: LockError) -> QueueError {
+/// come any more: [`QueueError::Broken`], by that holder. With `mark`, the queue is marked
+/// broken for every process; without (the write lock, abandoned between messages), only
+/// puts are refused, and gets take the whole messages left, then are told, by their wait
+/// ([`Queue::check_peer`]). Other errors are passed on.
+fn broken_if_abandoned(state: &State, e: LockError, mark: bool) -> QueueError {
     match e {
         LockError::LockAbandoned { pid } => {
-            mark_broken(state, if pid == 0 { current_pid() } else { pid });
+            let pid = if pid == 0 { current_pid() } else { pid };
+            if mark {
+                mark_broken(state, pid);
+            }
             // The first to break it is named: this holder, or one before it.
             QueueError::Broken {
-                pid: state.broken.load(Relaxed),
+                pid: match state.broken.load(Relaxed) {
+                    0 => pid,
+                    first => first,
+                },
             }
         }
         e => e.into(),
@@ -246,7 +259,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let held = loop {
             check(state)?;
             let held = self.write_lock.lock_timeout(CHECK_EVERY);
-            if let Some(held) = held.map_err(|e| broken_if_abandoned(state, e))? {
+            // Abandoned in the middle of a message, the stream is cut: broken for all.
+            let mid_message = state.writing.load(Acquire) != 0;
+            if let Some(held) = held.map_err(|e| broken_if_abandoned(state, e, mid_message))? {
                 break held;
             }
         };
@@ -324,7 +339,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 .lock_timeout(d.saturating_duration_since(Instant::now())),
         };
         let held = held
-            .map_err(|e| broken_if_abandoned(state, e))?
+            .map_err(|e| broken_if_abandoned(state, e, true))?
             .ok_or(QueueError::Empty)?;
         after_lock(state, &held, &state.reading)?;
         // SAFETY: the read lock is held until this function returns, and every access to the
@@ -462,6 +477,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // it: the robust mutex itself says whether its holder died (`after_lock` then marks
         // the queue broken if the flag is still up), which a pid cannot once it is given to
         // another process. A live holder holds it: then nothing is done.
+        let flag_up = flag.load(Acquire) != 0;
+        // Only where something may be wrong: the flag is up, or the lock has a holder (an
+        // abandoned lock keeps its dead holder's record). A free lock is not taken to look:
+        // a `get_nowait` that found it taken so, by a put waiting on a full pipe, said
+        // `Empty` with items queued.
+        if !flag_up && lock.holder().is_none() {
+            return check(state);
+        }
         let dead = match lock.lock_timeout(Duration::ZERO) {
             Ok(Some(held)) => return after_lock(state, &held, flag),
             Ok(None) => None,
@@ -473,11 +496,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             // This process has no descriptor left to ask whether the holder has ended (a
             // dead holder that is no child of this process cannot be told from a live one
-            // without one): said, rather than waited on for ever.
-            Err(e @ LockError::Os(_)) => return Err(e.into()),
+            // without one): in the middle of a change, said, rather than waited on for
+            // ever; outside one, nothing is lost while it is not known, and the wait goes on.
+            Err(e @ LockError::Os(_)) if flag_up => return Err(e.into()),
             // It cannot be taken to look (this thread holds too many locks, say): a holder
             // that has ended, with the flag up, is taken for one that died in the middle.
-            Err(_) if flag.load(Acquire) != 0 => lock.dead_holder(),
+            Err(_) if flag_up => lock.dead_holder(),
             Err(_) => None,
         };
         if let Some(pid) = dead {
