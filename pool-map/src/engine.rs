@@ -135,6 +135,8 @@ pub(crate) struct Engine {
     checked: Instant,
     /// How many workers in a row died before they began a task: see [`DEATHS_AT_START`].
     deaths_at_start: usize,
+    /// How many workers in a row died ready for tasks, before they began one (see `bury`).
+    deaths_ready: usize,
 }
 
 impl Engine {
@@ -158,6 +160,7 @@ impl Engine {
             pollfds: Vec::new(),
             checked: Instant::now(),
             deaths_at_start: 0,
+            deaths_ready: 0,
         };
         for _ in 0..processes {
             let worker = spawn(&engine.context)?;
@@ -526,7 +529,7 @@ impl Engine {
             };
             w.in_flight.pop_front();
             w.unsent -= 1;
-            self.deaths_at_start = 0;
+            (self.deaths_at_start, self.deaths_ready) = (0, 0);
             self.settle(task, done);
         }
     }
@@ -620,10 +623,6 @@ impl Engine {
         }
         let w = &mut self.workers[i];
         let in_flight = std::mem::take(&mut w.in_flight);
-        // Whether any byte of a task it did not begin was in its pipe (`take_begun` took the
-        // tasks it began: the one it began last, and those before): `unsent` tasks written
-        // whole, then `offset` bytes of the next.
-        let sent_unbegun = w.unsent > 0 || w.offset > 0;
         let (began, got_ready) = (w.started.began_any(), w.started.got_ready());
         w.unsent = 0;
         w.offset = 0;
@@ -635,17 +634,22 @@ impl Engine {
             }
         }
         if began {
-            self.deaths_at_start = 0;
-        } else if !got_ready || sent_unbegun {
-            // It died as it started, or with a task in its pipe that it never began (one
-            // too large for its memory, say): the next worker may die so too.
+            (self.deaths_at_start, self.deaths_ready) = (0, 0);
+        } else if !got_ready {
+            // It died as it started: the next worker may die so too.
             self.deaths_at_start += 1;
+        } else {
+            // It died ready, before it began a task: killed while it waited (by the OOM
+            // killer, or from outside), which says nothing of the next worker; or as it read
+            // a task (one too large for its memory, say), which would kill the next too. So
+            // every worker of the pool may die so once (idle workers killed together, as
+            // Python's pool replaces them), and three more in a row. Counted as deaths at
+            // start, three idle workers killed at once made the next call fail.
+            self.deaths_ready += 1;
         }
-        // Else it was killed while it waited, ready, with no task in its pipe (by the OOM
-        // killer, or from outside): that says nothing of the next worker, which takes its
-        // tasks, as Python's pool replaces such a worker. Counted, three idle workers killed
-        // at once made the next call fail with `WorkersDieAtStart`.
-        if self.deaths_at_start >= DEATHS_AT_START {
+        if self.deaths_at_start >= DEATHS_AT_START
+            || self.deaths_ready >= self.processes + DEATHS_AT_START
+        {
             // Whatever kills them at start would kill the next one too: forking more, for
             // tasks none of them would run, could go on forever. The tasks waiting fail; a
             // replacement is still forked, for the next calls, in case the cause has gone.
@@ -665,8 +669,9 @@ impl Drop for Engine {
     }
 }
 
-/// After how many workers in a row died before they began a task, the tasks waiting fail
-/// ([`Done::DiedAtStart`]) rather than wait for yet another worker.
+/// After how many workers in a row died as they started, the tasks waiting fail
+/// ([`Done::DiedAtStart`]) rather than wait for yet another worker; after how many more
+/// than the pool's size died ready for tasks, before they began one.
 const DEATHS_AT_START: usize = 3;
 
 /// How long `terminate` gives its workers to end on SIGTERM before it sends SIGKILL (a

@@ -45,10 +45,10 @@
 //! cannot say (a worker killed while it waits still reads the task written in that moment,
 //! and dies before running it), so a worker writes the number of each task it begins in a
 //! word of memory it shares with the pool (`started.rs`) before any of the task's code runs.
-//! When three workers in a row die before they begin a task (as they start, or with a task
-//! in their pipe), the tasks waiting fail with [`PoolError::WorkersDieAtStart`] instead of
-//! waiting for yet another replacement. A worker killed while it waited for a task, ready
-//! and with none in its pipe, is not counted: its replacement takes the next task.
+//! When workers keep dying before they begin a task (three in a row as they start; or, once
+//! ready for tasks, as many as the pool has and three more), the tasks waiting fail with
+//! [`PoolError::WorkersDieAtStart`] instead of waiting for yet another replacement. Idle
+//! workers killed together (by the OOM killer, say) are replaced, and the next tasks run.
 //!
 //! # The program
 //!
@@ -98,10 +98,10 @@ pub enum PoolError {
         /// How the worker ended.
         status: ExitStatus,
     },
-    /// The task was not run: workers died one after another (three in a row) before they
-    /// began a task, as they started or with a task in their pipe, so none would have run
-    /// it. (Workers killed while they waited, with no task in their pipe, do not count.) A
-    /// replacement worker has been started, and the next call tries again.
+    /// The task was not run: workers died one after another before they began a task
+    /// (three in a row as they started; or, ready for tasks, as many as the pool has and
+    /// three more), so none would have run it. A replacement worker has been started, and
+    /// the next call tries again.
     #[error("workers die as they start: the last, {pid}, {}; the task did not run", died(.status))]
     WorkersDieAtStart {
         /// The last dead worker's pid.

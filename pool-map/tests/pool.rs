@@ -106,6 +106,10 @@ fn main() {
             idle_workers_killed_together_are_replaced_and_their_tasks_run,
         ),
         (
+            "workers_that_die_ready_at_their_first_read_fail_the_task",
+            workers_that_die_ready_at_their_first_read_fail_the_task,
+        ),
+        (
             "terminate_and_drop_end_a_stopped_worker",
             terminate_and_drop_end_a_stopped_worker,
         ),
@@ -869,25 +873,31 @@ fn a_task_written_as_an_idle_worker_is_killed_runs_elsewhere() {
 /// a kill from outside, may): the next calls run on replacements, as in Python, and do not
 /// fail with `WorkersDieAtStart`, though three workers in a row died before they began a
 /// task. A `map` of more chunks than workers hands each dead worker a chunk before its
-/// death is seen.
+/// death is seen: once they have ended, or (the call right after the kills) while they are
+/// still ending, their pipes still open, where the chunks stay unread.
 fn idle_workers_killed_together_are_replaced_and_their_tasks_run() {
-    let p = Pool::new(3).unwrap();
-    let victims = p.pids();
-    for &victim in &victims {
-        testkit::until_asleep(victim);
+    for round in 0..10 {
+        let p = Pool::new(3).unwrap();
+        let victims = p.pids();
+        for &victim in &victims {
+            testkit::until_asleep(victim);
+        }
+        for &victim in &victims {
+            kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+        }
+        if round % 2 == 0 {
+            for &victim in &victims {
+                assert!(testkit::ends_within(victim, Duration::from_secs(10)));
+            }
+        }
+        let items: Vec<i64> = (0..12).collect();
+        match p.map(square, &items) {
+            Ok(squares) => assert_eq!(squares, items.iter().map(|x| x * x).collect::<Vec<_>>()),
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        assert_eq!(p.apply(square, 5).unwrap(), 25);
+        assert!(p.pids().iter().all(|pid| !victims.contains(pid)));
     }
-    for &victim in &victims {
-        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    }
-    for &victim in &victims {
-        assert!(testkit::ends_within(victim, Duration::from_secs(10)));
-    }
-    let items: Vec<i64> = (0..12).collect();
-    let squares = p.map(square, &items).unwrap();
-    assert_eq!(squares, items.iter().map(|x| x * x).collect::<Vec<_>>());
-    assert_eq!(p.apply(square, 5).unwrap(), 25);
-    assert!(p.pids().iter().all(|pid| !victims.contains(pid)));
-    drop(p);
     assert_no_children();
 }
 
@@ -1069,6 +1079,47 @@ fn workers_that_die_at_start_fail_the_task() {
                 err,
                 PoolError::WorkersDieAtStart {
                     status: ExitStatus::Exited(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        drop(p);
+        assert_no_children();
+    });
+}
+
+extern "C" fn die_at_first_read() {
+    // The child of a fork in a process of one thread: it may allocate, and filter.
+    testkit::filter_syscall(libc::SYS_read, libc::SECCOMP_RET_KILL_PROCESS);
+    testkit::filter_syscall(libc::SYS_preadv2, libc::SECCOMP_RET_KILL_PROCESS);
+}
+
+/// Every replacement worker gets ready and dies at its first read of its task pipe (here a
+/// seccomp filter kills it there), as one would that a task too large for its memory kills
+/// as it reads it: ready, it may have been killed while it waited, so each worker of the
+/// pool may die so once without failing a call, but not without end. The task waiting
+/// fails after a few of them, rather than wait forever while the pool forks them.
+fn workers_that_die_ready_at_their_first_read_fail_the_task() {
+    ends_without_hanging(|| {
+        let p = Pool::new(1).unwrap();
+        assert_eq!(p.apply(square, 2).unwrap(), 4);
+        // SAFETY: registers a handler that only installs a seccomp filter in the child; this
+        // process, a child of the test, has one thread and forks nothing but pool workers
+        // from now on.
+        let registered = unsafe { libc::pthread_atfork(None, None, Some(die_at_first_read)) };
+        assert_eq!(registered, 0);
+        let died = p.apply(exit_3, 1);
+        assert!(
+            matches!(died, Err(PoolError::WorkerDied { .. })),
+            "{died:?}"
+        );
+        let err = p.apply(square, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PoolError::WorkersDieAtStart {
+                    status: ExitStatus::Signaled(Signal::SIGSYS),
                     ..
                 }
             ),
