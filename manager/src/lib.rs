@@ -337,11 +337,16 @@ impl Client {
     /// that made a caller stop while the server went on serving everyone else.
     fn gone_or_cut(&self, e: ManagerError) -> ManagerError {
         match e {
-            ManagerError::ServerGone if self.server_lives() => ManagerError::Refused(
-                "the manager's server closed the connection before its answer was whole (it \
-                 is out of file descriptors); the request may have run"
-                    .into(),
-            ),
+            ManagerError::ServerGone => match self.server_lives() {
+                Ok(true) => ManagerError::Refused(
+                    "the manager's server closed the connection before its answer was whole \
+                     (it is out of file descriptors); the request may have run"
+                        .into(),
+                ),
+                Ok(false) => ManagerError::ServerGone,
+                // No telling (this process has no descriptor left to ask with): said so.
+                Err(e) => e,
+            },
             e => e,
         }
     }
@@ -351,25 +356,24 @@ impl Client {
     /// waiting for it is reset as the listener closes, a moment later, and that reads as
     /// its end at once; a server that lives says nothing until it is asked (or, out of
     /// descriptors, refuses it).
-    fn server_lives(&self) -> bool {
-        let Ok(probe) = self.connect() else {
-            return false;
+    fn server_lives(&self) -> Result<bool, ManagerError> {
+        let probe = match self.connect() {
+            Ok(probe) => probe,
+            Err(ManagerError::ServerGone) => return Ok(false),
+            Err(e) => return Err(e),
         };
-        if probe
+        probe
             .set_read_timeout(Some(Duration::from_millis(200)))
-            .is_err()
-        {
-            return false;
-        }
+            .map_err(|e| Error::os("setsockopt(SO_RCVTIMEO)", e))?;
         loop {
             match (&probe).read(&mut [0]) {
-                Ok(n) => return n > 0,
+                Ok(n) => return Ok(n > 0),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return matches!(
+                    return Ok(matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    );
+                    ));
                 }
             }
         }
