@@ -420,14 +420,7 @@ fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
     d.set("after", 2).unwrap();
     assert_eq!(d.len().unwrap(), 2);
     // Refusing did not make the server spin: it has used little processor time in all.
-    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let ticks = cpu_ticks(server);
     assert!(
         ticks < 100,
         "the server used {ticks} ticks of processor time"
@@ -435,6 +428,19 @@ fn out_of_descriptors_new_connections_are_refused_and_old_ones_served() {
     let mut now = fds();
     now.sort_unstable();
     assert_eq!(now, held, "the server lost or leaked a descriptor");
+}
+
+/// The processor time process `pid` has used, in its own and in the kernel's code: clock
+/// ticks (`utime` + `stime` of `/proc/<pid>/stat`, 100 a second).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// The server's RLIMIT_NOFILE: (soft, hard).
@@ -575,16 +581,7 @@ fn over_the_descriptor_limit_a_connection_with_its_answer_due_is_kept() {
 fn a_server_left_no_descriptor_at_all_does_not_spin() {
     let manager = Manager::new().unwrap();
     let server = manager.pid().unwrap();
-    let ticks = || {
-        let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    };
+    let ticks = || cpu_ticks(server);
     let (soft, hard) = descriptor_limits(server);
     limit_descriptors(server, 0, hard);
     // Woken, so that it polls with the limit at 0.

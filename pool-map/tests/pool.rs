@@ -1061,32 +1061,7 @@ extern "C" fn exit_at_once() {
 /// it is forked): the task waiting fails, after a few of them, rather than wait forever
 /// while the pool forks without end.
 fn workers_that_die_at_start_fail_the_task() {
-    ends_without_hanging(|| {
-        let p = Pool::new(1).unwrap();
-        assert_eq!(p.apply(square, 2).unwrap(), 4);
-        // SAFETY: registers a handler that touches no memory; this process, a child of the
-        // test, has one thread and forks nothing but pool workers from now on.
-        let registered = unsafe { libc::pthread_atfork(None, None, Some(exit_at_once)) };
-        assert_eq!(registered, 0);
-        let died = p.apply(exit_3, 1);
-        assert!(
-            matches!(died, Err(PoolError::WorkerDied { .. })),
-            "{died:?}"
-        );
-        let err = p.apply(square, 3).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                PoolError::WorkersDieAtStart {
-                    status: ExitStatus::Exited(1),
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        drop(p);
-        assert_no_children();
-    });
+    replacements_that_die_fail_the_task(exit_at_once, ExitStatus::Exited(1));
 }
 
 extern "C" fn die_at_first_read() {
@@ -1101,13 +1076,19 @@ extern "C" fn die_at_first_read() {
 /// pool may die so once without failing a call, but not without end. The task waiting
 /// fails after a few of them, rather than wait forever while the pool forks them.
 fn workers_that_die_ready_at_their_first_read_fail_the_task() {
+    replacements_that_die_fail_the_task(die_at_first_read, ExitStatus::Signaled(Signal::SIGSYS));
+}
+
+/// A pool of one whose worker is killed after a first task, and every replacement made to
+/// die by `in_child` (a fork handler of the child, run in each worker as it is forked): the
+/// next call fails with `WorkersDieAtStart`, the last death `status`.
+fn replacements_that_die_fail_the_task(in_child: extern "C" fn(), status: ExitStatus) {
     ends_without_hanging(|| {
         let p = Pool::new(1).unwrap();
         assert_eq!(p.apply(square, 2).unwrap(), 4);
-        // SAFETY: registers a handler that only installs a seccomp filter in the child; this
-        // process, a child of the test, has one thread and forks nothing but pool workers
-        // from now on.
-        let registered = unsafe { libc::pthread_atfork(None, None, Some(die_at_first_read)) };
+        // SAFETY: registers a handler that `in_child` makes safe in a child: this process, a
+        // child of the test, has one thread and forks nothing but pool workers from now on.
+        let registered = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
         assert_eq!(registered, 0);
         let died = p.apply(exit_3, 1);
         assert!(
@@ -1116,13 +1097,7 @@ fn workers_that_die_ready_at_their_first_read_fail_the_task() {
         );
         let err = p.apply(square, 3).unwrap_err();
         assert!(
-            matches!(
-                err,
-                PoolError::WorkersDieAtStart {
-                    status: ExitStatus::Signaled(Signal::SIGSYS),
-                    ..
-                }
-            ),
+            matches!(err, PoolError::WorkersDieAtStart { status: s, .. } if s == status),
             "{err}"
         );
         drop(p);
