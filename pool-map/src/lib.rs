@@ -46,9 +46,12 @@
 //! and dies before running it), so a worker writes the number of each task it begins in a
 //! word of memory it shares with the pool (`started.rs`) before any of the task's code runs.
 //! When workers keep dying before they begin a task (three in a row as they start; or, once
-//! ready for tasks, as many as the pool has and three more), the tasks waiting fail with
+//! ready for tasks, as many as the pool has and three more; in a row means with no result
+//! from any worker in between), the tasks waiting fail with
 //! [`PoolError::WorkersDieAtStart`] instead of waiting for yet another replacement. Idle
 //! workers killed together (by the OOM killer, say) are replaced, and the next tasks run.
+//! (A task that kills every worker that reads it, among tasks that other workers finish,
+//! is tried again until they are done, as each of their results starts the count anew.)
 //!
 //! # The program
 //!
@@ -100,8 +103,8 @@ pub enum PoolError {
     },
     /// The task was not run: workers died one after another before they began a task
     /// (three in a row as they started; or, ready for tasks, as many as the pool has and
-    /// three more), so none would have run it. A replacement worker has been started, and
-    /// the next call tries again.
+    /// three more; with no result from any worker in between), so none would have run it.
+    /// A replacement worker has been started, and the next call tries again.
     #[error("workers die as they start: the last, {pid}, {}; the task did not run", died(.status))]
     WorkersDieAtStart {
         /// The last dead worker's pid.

@@ -411,6 +411,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| now >= d) {
+                        // Before `Empty`, one look at the writers' side, as a wait makes:
+                        // with their lock abandoned, no put comes any more, and a
+                        // `get_nowait` that polls would be told `Empty` for ever.
+                        self.check_peer(state, &self.write_lock, &state.writing)?;
                         return Err(QueueError::Empty);
                     }
                     if spin.again() {
