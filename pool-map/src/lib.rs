@@ -50,8 +50,9 @@
 //! from any worker in between), the tasks waiting fail with
 //! [`PoolError::WorkersDieAtStart`] instead of waiting for yet another replacement. Idle
 //! workers killed together (by the OOM killer, say) are replaced, and the next tasks run.
-//! (A task that kills every worker that reads it, among tasks that other workers finish,
-//! is tried again until they are done, as each of their results starts the count anew.)
+//! A task that three workers died with in their pipe, running no task (one too large for
+//! their memory kills every worker that reads it), fails so too, whatever other tasks
+//! finish meanwhile.
 //!
 //! # The program
 //!
@@ -103,8 +104,9 @@ pub enum PoolError {
     },
     /// The task was not run: workers died one after another before they began a task
     /// (three in a row as they started; or, ready for tasks, as many as the pool has and
-    /// three more; with no result from any worker in between), so none would have run it.
-    /// A replacement worker has been started, and the next call tries again.
+    /// three more; with no result from any worker in between), so none would have run it;
+    /// or three workers died with this task in their pipe, running none. A replacement
+    /// worker has been started, and the next call tries again.
     #[error("workers die as they start: the last, {pid}, {}; the task did not run", died(.status))]
     WorkersDieAtStart {
         /// The last dead worker's pid.

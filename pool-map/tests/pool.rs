@@ -110,6 +110,10 @@ fn main() {
             workers_that_die_ready_at_their_first_read_fail_the_task,
         ),
         (
+            "a_task_that_kills_every_worker_that_reads_it_fails_among_others",
+            a_task_that_kills_every_worker_that_reads_it_fails_among_others,
+        ),
+        (
             "terminate_and_drop_end_a_stopped_worker",
             terminate_and_drop_end_a_stopped_worker,
         ),
@@ -1077,6 +1081,80 @@ extern "C" fn die_at_first_read() {
 /// fails after a few of them, rather than wait forever while the pool forks them.
 fn workers_that_die_ready_at_their_first_read_fail_the_task() {
     replacements_that_die_fail_the_task(die_at_first_read, ExitStatus::Signaled(Signal::SIGSYS));
+}
+
+/// Forks made by this process since it registered [`count_forks`].
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn count_forks() {
+    FORKS.fetch_add(1, Relaxed);
+}
+
+/// In each worker as it is forked: 8 MiB of address space more than it has, so that reading
+/// a task of 14 MiB kills it (an allocation fails: SIGABRT), and a small one does not.
+extern "C" fn little_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: libc::rlim_t = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|size| size.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let limit = libc::rlimit {
+        rlim_cur: (kib + (8 << 10)) << 10,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct, alive for the call.
+    unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+}
+
+fn bytes_len(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+fn sleep_3ms(x: i64) -> i64 {
+    std::thread::sleep(Duration::from_millis(3));
+    x
+}
+
+/// A task too large for the workers' memory kills each worker that reads it, before it
+/// begins; meanwhile other workers finish other tasks. It fails after three such deaths
+/// (`WorkersDieAtStart`), and the others run: counted per worker, and started anew by
+/// every result, the deaths went on until every other task was done (13 workers forked for
+/// it among 100 other tasks).
+fn a_task_that_kills_every_worker_that_reads_it_fails_among_others() {
+    ends_without_hanging(|| {
+        // SAFETY: the handlers touch an atomic, and, in a child of this process of one
+        // thread, read a file and set a limit; this process forks nothing but pool workers
+        // from now on.
+        let registered =
+            unsafe { libc::pthread_atfork(None, Some(count_forks), Some(little_memory)) };
+        assert_eq!(registered, 0);
+        let p = Pool::new(2).unwrap();
+        let forked = FORKS.load(Relaxed);
+        let poison = p.apply_async(bytes_len, vec![7u8; 14 << 20]).unwrap();
+        let others: Vec<_> = (0..100)
+            .map(|x| p.apply_async(sleep_3ms, x).unwrap())
+            .collect();
+        for (x, other) in (0..100).zip(others) {
+            assert_eq!(other.get().unwrap(), x);
+        }
+        let err = poison.get().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PoolError::WorkersDieAtStart {
+                    status: ExitStatus::Signaled(Signal::SIGABRT),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let replacements = FORKS.load(Relaxed) - forked;
+        assert!(replacements <= 4, "{replacements} workers forked");
+        drop(poison);
+        drop(p);
+        assert_no_children();
+    });
 }
 
 /// A pool of one whose worker is killed after a first task, and every replacement made to
