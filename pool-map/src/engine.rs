@@ -113,6 +113,8 @@ struct Worker {
     offset: usize,
     /// The task it began last, which it writes in memory shared with the pool.
     started: Started,
+    /// Ended by the pool itself (`Engine::garbled`), not by anything a task did.
+    ended_by_pool: bool,
     /// Whether its death has been accounted for (`Engine::bury`).
     buried: bool,
 }
@@ -552,6 +554,8 @@ impl Engine {
         // Ended before its word is read: it begins no task after.
         let _ = w.process.kill();
         w.process.join()?;
+        // Its death is the pool's doing: no task in its pipe is blamed (`bury`).
+        w.ended_by_pool = true;
         let pid = w.pid;
         for task in self.take_begun(i) {
             let lost = format!(
@@ -631,15 +635,17 @@ impl Engine {
         let w = &mut self.workers[i];
         let mut in_flight = std::mem::take(&mut w.in_flight);
         let (began, got_ready) = (w.started.began_any(), w.started.got_ready());
-        if !running {
-            // It died running no task, maybe as it read one of those in its pipe (written
-            // whole, then one begun to be written): one too large for its memory kills every
-            // worker that reads it. Each is tried on other workers; one that three workers
-            // died so with fails, however many results other tasks bring meanwhile (counted
-            // per worker, a task like that was tried until every other task was done: 13
-            // workers forked for it among 100 other tasks, 82 among 1,000).
-            let in_pipe = w.unsent + usize::from(w.offset > 0);
-            for task in in_flight.iter_mut().take(in_pipe) {
+        let in_pipe = w.unsent > 0 || w.offset > 0;
+        if !running && got_ready && in_pipe && !w.ended_by_pool {
+            // Ready, it died running no task, maybe as it read the first of those in its
+            // pipe (it reads a task whole and begins it before it reads the next): one too
+            // large for its memory kills every worker that reads it. It is tried on other
+            // workers; one that three workers died so with fails, however many results other
+            // tasks bring meanwhile (counted per worker, a task like that was tried until
+            // every other task was done: 13 workers forked for it among 100 other tasks, 82
+            // among 1,000). The tasks behind it are not blamed: counted too, they failed
+            // with it.
+            if let Some(task) = in_flight.front_mut() {
                 task.deaths += 1;
             }
         }
@@ -805,6 +811,7 @@ fn spawn(context: &Context) -> Result<Worker, PoolError> {
         unsent: 0,
         offset: 0,
         started,
+        ended_by_pool: false,
         buried: false,
     })
 }

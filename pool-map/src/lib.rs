@@ -50,9 +50,9 @@
 //! from any worker in between), the tasks waiting fail with
 //! [`PoolError::WorkersDieAtStart`] instead of waiting for yet another replacement. Idle
 //! workers killed together (by the OOM killer, say) are replaced, and the next tasks run.
-//! A task that three workers died with in their pipe, running no task (one too large for
-//! their memory kills every worker that reads it), fails so too, whatever other tasks
-//! finish meanwhile.
+//! A task that three workers died reading (the first in their pipe, while they ran none:
+//! one too large for their memory kills every worker that reads it) fails so too, whatever
+//! other tasks finish meanwhile; the tasks behind it are not blamed.
 //!
 //! # The program
 //!
@@ -105,8 +105,8 @@ pub enum PoolError {
     /// The task was not run: workers died one after another before they began a task
     /// (three in a row as they started; or, ready for tasks, as many as the pool has and
     /// three more; with no result from any worker in between), so none would have run it;
-    /// or three workers died with this task in their pipe, running none. A replacement
-    /// worker has been started, and the next call tries again.
+    /// or three workers died as they read this task, running none. A replacement worker
+    /// has been started, and the next call tries again.
     #[error("workers die as they start: the last, {pid}, {}; the task did not run", died(.status))]
     WorkersDieAtStart {
         /// The last dead worker's pid.

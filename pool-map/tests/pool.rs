@@ -114,6 +114,10 @@ fn main() {
             a_task_that_kills_every_worker_that_reads_it_fails_among_others,
         ),
         (
+            "tasks_behind_workers_the_pool_ends_are_not_blamed",
+            tasks_behind_workers_the_pool_ends_are_not_blamed,
+        ),
+        (
             "terminate_and_drop_end_a_stopped_worker",
             terminate_and_drop_end_a_stopped_worker,
         ),
@@ -1090,8 +1094,9 @@ extern "C" fn count_forks() {
     FORKS.fetch_add(1, Relaxed);
 }
 
-/// In each worker as it is forked: 8 MiB of address space more than it has, so that reading
-/// a task of 14 MiB kills it (an allocation fails: SIGABRT), and a small one does not.
+/// In each worker as it is forked: 512 KiB of address space more than it has, so that
+/// reading a task of 900 KiB kills it (an allocation fails: SIGABRT), and a small one does
+/// not.
 extern "C" fn little_memory() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib: libc::rlim_t = status
@@ -1100,7 +1105,7 @@ extern "C" fn little_memory() {
         .and_then(|size| size.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     let limit = libc::rlimit {
-        rlim_cur: (kib + (8 << 10)) << 10,
+        rlim_cur: (kib + 512) << 10,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: setrlimit reads the struct, alive for the call.
@@ -1120,7 +1125,9 @@ fn sleep_3ms(x: i64) -> i64 {
 /// begins; meanwhile other workers finish other tasks. It fails after three such deaths
 /// (`WorkersDieAtStart`), and the others run: counted per worker, and started anew by
 /// every result, the deaths went on until every other task was done (13 workers forked for
-/// it among 100 other tasks).
+/// it among 100 other tasks). It is small enough (900 KiB) that tasks queued behind it are
+/// in the same pipes when the workers die: they are not blamed (counted too, 16 of them
+/// failed with it).
 fn a_task_that_kills_every_worker_that_reads_it_fails_among_others() {
     ends_without_hanging(|| {
         // SAFETY: the handlers touch an atomic, and, in a child of this process of one
@@ -1131,7 +1138,7 @@ fn a_task_that_kills_every_worker_that_reads_it_fails_among_others() {
         assert_eq!(registered, 0);
         let p = Pool::new(2).unwrap();
         let forked = FORKS.load(Relaxed);
-        let poison = p.apply_async(bytes_len, vec![7u8; 14 << 20]).unwrap();
+        let poison = p.apply_async(bytes_len, vec![7u8; 900 << 10]).unwrap();
         let others: Vec<_> = (0..100)
             .map(|x| p.apply_async(sleep_3ms, x).unwrap())
             .collect();
@@ -1526,6 +1533,40 @@ fn bytes_outside_the_protocol_end_their_worker() {
                 );
             }
         }
+    });
+}
+
+/// Writes 4 bytes that are not a frame into the worker's results pipe, then waits a second,
+/// running, for the pool to end the worker.
+fn scribble_and_wait(before: Vec<String>) -> u8 {
+    write_into_results(&[0xff; 4], &before);
+    std::thread::sleep(Duration::from_secs(1));
+    7
+}
+
+/// Three workers in a row sent garbage, and the pool ended each: the tasks in their pipes,
+/// which they never began, are not blamed for those deaths, and run (counted as workers
+/// that died running no task, two of them failed with `WorkersDieAtStart`).
+fn tasks_behind_workers_the_pool_ends_are_not_blamed() {
+    ends_without_hanging(|| {
+        let before = pipes_before();
+        let p = Pool::new(1).unwrap();
+        let scribblers: Vec<_> = (0..3)
+            .map(|_| p.apply_async(scribble_and_wait, before.clone()).unwrap())
+            .collect();
+        let squares: Vec<_> = (0..10).map(|x| p.apply_async(square, x).unwrap()).collect();
+        for s in &scribblers {
+            match s.get_timeout(Duration::from_secs(20)) {
+                Err(PoolError::Frame(e)) => assert!(e.to_string().contains("lost"), "{e}"),
+                other => panic!("not a lost result: {other:?}"),
+            }
+        }
+        for (x, r) in (0..10).zip(&squares) {
+            assert_eq!(r.get_timeout(Duration::from_secs(20)).unwrap(), x * x);
+        }
+        drop((scribblers, squares));
+        drop(p);
+        assert_no_children();
     });
 }
 

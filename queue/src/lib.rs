@@ -325,7 +325,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the item at the head of the queue if one is there: Python's `q.get_nowait()`.
-    /// As for [`get_timeout`](Queue::get_timeout), a dead reader's exit may be waited for.
+    /// As for [`get_timeout`](Queue::get_timeout), a dead reader's exit may be waited for,
+    /// and so may a dead writer's, if it died holding the write lock and the queue is empty
+    /// (at most [`lock::EXIT_WAIT`]): only then can it tell whether a put may still come.
     pub fn get_nowait(&self) -> Result<T, QueueError> {
         self.get_until(Some(Instant::now()))
     }
