@@ -50,7 +50,8 @@ pub(crate) enum Done {
 struct Task {
     id: u64,
     frame: Vec<u8>,
-    /// How many workers died with it in their pipe, running no task: see `Engine::bury`.
+    /// How many workers died reading it (the first task in their pipe, ready, running no
+    /// task, not ended by the pool): see `Engine::bury`.
     deaths: usize,
 }
 
