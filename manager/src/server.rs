@@ -191,7 +191,7 @@ fn accept(listener: &UnixListener, conns: &mut Vec<Conn>, spare: &mut Option<Fil
                 if spare.take().is_none() {
                     return;
                 }
-                let why = format!("the manager's server is out of file descriptors (accept: {e})");
+                let why = format!("{OUT_OF_DESCRIPTORS} (accept: {e})");
                 let refused = listener.accept().map(|(stream, _)| refuse(stream, &why));
                 *spare = self::spare().ok();
                 if refused.is_err() {
@@ -229,10 +229,10 @@ fn same_user(stream: &UnixStream) -> bool {
     getsockopt(stream, PeerCredentials).is_ok_and(|peer| peer.uid() == Uid::effective().as_raw())
 }
 
-/// Tells a connection why the server will not serve it, and closes it.
 /// Why a connection is refused when the server is out of descriptors.
 const OUT_OF_DESCRIPTORS: &str = "the manager's server is out of file descriptors";
 
+/// Tells a connection why the server will not serve it, and closes it.
 fn refuse(mut stream: UnixStream, why: &str) {
     let mut buf = Vec::new();
     if frame::encode(&mut buf, &Response::Refused(why.to_string())).is_ok() {

@@ -138,7 +138,8 @@ pub(crate) struct Engine {
     pollfds: Vec<libc::pollfd>,
     /// When the workers were last checked to be alive.
     checked: Instant,
-    /// How many workers in a row died before they began a task: see [`DEATHS_AT_START`].
+    /// How many workers in a row died as they started, before they were ready for tasks:
+    /// see [`DEATHS_AT_START`].
     deaths_at_start: usize,
     /// How many workers in a row died ready for tasks, before they began one (see `bury`).
     deaths_ready: usize,
