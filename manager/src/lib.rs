@@ -324,7 +324,10 @@ impl Client {
             buf: Vec::new(),
         };
         frame::encode(&mut conn.buf, request)?;
-        match conn.exchange().map_err(|e| self.gone_or_cut(e))? {
+        let answer = conn.exchange();
+        // Closed before a probe asks: at the descriptor limit it needs this one.
+        drop(conn);
+        match answer.map_err(|e| self.gone_or_cut(e))? {
             Response::Error(e) => Err(ManagerError::Remote(e)),
             response => Ok(response),
         }

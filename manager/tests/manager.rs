@@ -86,6 +86,10 @@ fn main() {
             a_process_forked_beside_a_call_is_not_held_up_by_it,
         ),
         (
+            "a_call_of_its_own_at_the_descriptor_limit_is_told_the_server_ended",
+            a_call_of_its_own_at_the_descriptor_limit_is_told_the_server_ended,
+        ),
+        (
             "a_killed_client_or_server_hangs_no_one",
             a_killed_client_or_server_hangs_no_one,
         ),
@@ -877,6 +881,87 @@ fn a_process_forked_beside_a_call_is_not_held_up_by_it() {
     said.read_to_string(&mut answer).unwrap();
     assert_eq!(answer, "answered");
     assert_eq!(d.get("k").unwrap(), PyValue::Int(1));
+}
+
+/// A process forked beside a call makes its calls on connections of their own; at its
+/// descriptor limit, one whose server dies while it waits is told `ServerGone`: the
+/// connection is closed before a new one asks whether the server lives (asked with it
+/// still open, the new socket failed with EMFILE, and the call said that instead).
+fn a_call_of_its_own_at_the_descriptor_limit_is_told_the_server_ended() {
+    let manager = Manager::new().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("k", 1).unwrap();
+    let server = Pid::from_raw(manager.pid().unwrap() as i32);
+    // Stopped, the server leaves every call waiting: the thread below holds the connection
+    // when its process forks, and the forked process's call waits until the kill.
+    kill(server, Signal::SIGSTOP).unwrap();
+    let (mut said, tell) = os_pipe::pipe().unwrap();
+    let mut reaper = Process::new(|| {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an int and touches no memory.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+        let mut caller = Process::new(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| d.len());
+                std::thread::sleep(Duration::from_millis(50));
+                // Forks, and ends the parent: this goes on in the new process, alone.
+                nix::unistd::daemon(true, true).unwrap();
+                // SAFETY: alarm touches no memory; it ends this process if the call hangs.
+                unsafe { libc::alarm(10) };
+                // The lowest free descriptor is the last this process may open.
+                // SAFETY: F_DUPFD makes a new descriptor of fd 0, closed on the next line.
+                let free = unsafe { libc::fcntl(0, libc::F_DUPFD, 0) };
+                // SAFETY: `free` was made above and is used nowhere else.
+                unsafe { libc::close(free) };
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: getrlimit writes the struct and setrlimit reads it, valid for
+                // both calls; the soft limit goes down, the hard one stays.
+                let set = unsafe {
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                    limit.rlim_cur = free as libc::rlim_t + 1;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit)
+                };
+                if set != 0 {
+                    let _ = (&tell).write_all(b"setrlimit failed");
+                    // SAFETY: ends this process at once, as a child does.
+                    unsafe { libc::_exit(1) };
+                }
+                let _ = (&tell).write_all(b"calling\n");
+                let got = d.get("k");
+                let said = match got {
+                    Err(ManagerError::ServerGone) => "ServerGone".to_string(),
+                    other => format!("{other:?}"),
+                };
+                let _ = (&tell).write_all(said.as_bytes());
+                // SAFETY: ends this process at once, as a child does.
+                unsafe { libc::_exit(0) };
+            });
+        });
+        caller.start().unwrap();
+        assert_eq!(caller.join().unwrap(), ExitStatus::Exited(0));
+        let ended = nix::sys::wait::wait().unwrap();
+        assert!(
+            matches!(ended, nix::sys::wait::WaitStatus::Exited(_, 0)),
+            "{ended:?}"
+        );
+    });
+    reaper.start().unwrap();
+    let mut calling = [0; 8];
+    said.read_exact(&mut calling).unwrap();
+    // Time for the call to connect and wait for its answer.
+    std::thread::sleep(Duration::from_millis(300));
+    kill(server, Signal::SIGKILL).unwrap();
+    assert_eq!(reaper.join().unwrap(), ExitStatus::Exited(0));
+    drop(reaper);
+    drop(tell);
+    let mut answer = String::new();
+    said.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "ServerGone");
+    drop(d);
+    drop(manager);
+    assert_no_children();
 }
 
 /// A client killed in the middle of its calls costs the others nothing; a server killed
