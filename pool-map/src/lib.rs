@@ -52,7 +52,10 @@
 //! workers killed together (by the OOM killer, say) are replaced, and the next tasks run.
 //! A task that three workers died reading (the first in their pipe, while they ran none:
 //! one too large for their memory kills every worker that reads it) fails so too, whatever
-//! other tasks finish meanwhile; the tasks behind it are not blamed.
+//! other tasks finish meanwhile; the tasks behind it are not blamed. The pipe cannot tell
+//! such a death from a kill from outside in the same moment (after the task was written,
+//! before the worker began it): three such kills of ready workers, each with the same task
+//! first in its pipe, fail that task so too.
 //!
 //! # The program
 //!
