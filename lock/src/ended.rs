@@ -121,11 +121,12 @@ static PID_NS: AtomicU64 = AtomicU64::new(0);
 
 /// This process's pid namespace, in which its pid means what it says: the inode of the
 /// namespace, asked of the kernel through a pidfd of this process (the
-/// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), never through a path, which another mount
-/// could fake. `Ok(0)` when the kernel cannot tell (an older one, valgrind's emulation of it,
-/// or a seccomp filter that forbids pidfds), and an error when it could but the lookup
-/// failed (no descriptor left, say). A
-/// process never changes its own pid namespace, so the answer is cached.
+/// `PIDFD_GET_PID_NAMESPACE` ioctl, Linux 6.11), or, where the kernel has pidfds but not
+/// that ioctl (Linux 5.3 to 6.10), through `/proc/self/ns/pid` ([`proc_pid_namespace`]).
+/// `Ok(0)` when neither can tell (no pidfds, valgrind's emulation of them, a seccomp filter
+/// that forbids them, or no `/proc`), and an error when the kernel could but the lookup
+/// failed (no descriptor left, say). A process never changes its own pid namespace, so the
+/// answer is cached.
 #[inline]
 pub(crate) fn pid_namespace() -> Result<u64, Error> {
     if PID_NS_KEY.load(Ordering::Acquire) == process_key() {
@@ -176,10 +177,52 @@ fn ask_pid_namespace() -> Result<u64, Error> {
     // new descriptor or -1; it touches no memory of ours.
     let ns = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_PID_NAMESPACE, 0) };
     if ns < 0 {
-        return failed("ioctl(PIDFD_GET_PID_NAMESPACE)");
+        return match Errno::last() {
+            // A kernel with pidfds, without this ioctl (before Linux 6.11).
+            Errno::ENOTTY | Errno::EINVAL | Errno::EOPNOTSUPP => proc_pid_namespace(),
+            _ => failed("ioctl(PIDFD_GET_PID_NAMESPACE)"),
+        };
     }
     // SAFETY: `ns` is a new descriptor that nothing else owns.
-    let ns = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) });
+    namespace_inode(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(ns) }))
+}
+
+/// This process's pid namespace from `/proc/self/ns/pid`, for kernels with pidfds but
+/// without `PIDFD_GET_PID_NAMESPACE` (Linux 5.3 to 6.10: Debian 12's 6.1, Ubuntu 24.04's
+/// 6.8). The link is the kernel's own for whichever process opens it, whichever pid
+/// namespace's `/proc` this is: one where this process has no number has no `self`, and
+/// says nothing (`Ok(0)`). The file opened must be the namespace file system's, or this
+/// says nothing either: another file at that path (a mount over `/proc`) is not taken for
+/// a namespace. Only another namespace's real file, mounted over the link on purpose,
+/// would pass, and what can mount that can write the lock's memory as well.
+fn proc_pid_namespace() -> Result<u64, Error> {
+    /// `NSFS_MAGIC`, from linux/magic.h.
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    let ns = match std::fs::File::open("/proc/self/ns/pid") {
+        Ok(ns) => ns,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            return Err(Error::os("open(/proc/self/ns/pid)", e));
+        }
+        Err(_) => return Ok(0),
+    };
+    // SAFETY: an all-zero statfs is a valid C struct; fstatfs writes it, and it outlives
+    // the call; `ns` is open for the call.
+    let fs_type = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        if libc::fstatfs(ns.as_raw_fd(), &mut fs) != 0 {
+            return Ok(0);
+        }
+        fs.f_type
+    };
+    if fs_type as libc::c_long != NSFS_MAGIC {
+        return Ok(0);
+    }
+    namespace_inode(ns)
+}
+
+/// The inode of an open namespace file: the namespace's number, the same whichever way the
+/// file was opened.
+fn namespace_inode(ns: std::fs::File) -> Result<u64, Error> {
     use std::os::unix::fs::MetadataExt;
     let meta = ns.metadata().map_err(|e| Error::os("fstat", e))?;
     Ok(meta.ino())

@@ -501,9 +501,9 @@ impl Lock {
     /// Refuses a caller outside the lock's pid namespace. There, the mutex would take a
     /// thread for the holder because its tid has the holder's number (so that thread could
     /// release another process's lock), and a pid would name another process. A lock made
-    /// where the kernel could not tell its maker's namespace (before Linux 6.11, or under a
-    /// seccomp filter) lets every caller through; one made where it could refuses a caller
-    /// that cannot tell its own.
+    /// where the kernel could not tell its maker's namespace (without pidfds: before Linux
+    /// 5.3, or under a seccomp filter) lets every caller through; one made where it could
+    /// refuses a caller that cannot tell its own.
     #[inline]
     fn check_namespace(&self) -> Result<(), LockError> {
         let home = self.state().home_ns;

@@ -58,6 +58,10 @@ fn main() {
             a_lock_is_refused_in_another_pid_namespace,
         ),
         (
+            "without_the_namespace_ioctl_proc_names_the_namespace",
+            without_the_namespace_ioctl_proc_names_the_namespace,
+        ),
+        (
             "a_lock_dropped_while_held_stays_mapped",
             a_lock_dropped_while_held_stays_mapped,
         ),
@@ -634,6 +638,107 @@ fn a_lock_is_refused_in_another_pid_namespace() {
         return;
     }
     assert_eq!(ended, ExitStatus::Exited(0));
+    assert_no_children();
+}
+
+/// Where the kernel has pidfds but cannot name a pid namespace through one (Linux 5.3 to
+/// 6.10, the `PIDFD_GET_PID_NAMESPACE` ioctl missing: here a seccomp filter fails every
+/// ioctl with ENOTTY), `/proc/self/ns/pid` names it: a dead holder's lock is recovered, a
+/// lock made with the ioctl is used without it, and another file at that path (a tmpfs
+/// mounted over `/proc`) is not taken for the namespace. Each part runs in a child, which
+/// the filter then confines.
+fn without_the_namespace_ioctl_proc_names_the_namespace() {
+    const SKIPPED: i32 = 77;
+    let made_with_ioctl = Lock::new().unwrap();
+    let outcome = |lock: &Lock| {
+        let mut quitter = Process::new(|| std::mem::forget(lock.lock().unwrap()));
+        quitter.start().unwrap();
+        let pid = quitter.pid().unwrap().as_raw() as u32;
+        quitter.join().unwrap();
+        let got = lock.acquire();
+        if got.is_ok() {
+            lock.release().unwrap();
+        }
+        (pid, got)
+    };
+    let mut test = Process::new(|| {
+        testkit::filter_syscall(
+            libc::SYS_ioctl,
+            libc::SECCOMP_RET_ERRNO | libc::ENOTTY as u32,
+        );
+        for lock in [&made_with_ioctl, &Lock::new().unwrap()] {
+            let (pid, got) = outcome(lock);
+            assert_eq!(got.unwrap(), Acquired::OwnerDied { pid });
+        }
+    });
+    test.start().unwrap();
+    assert_eq!(test.join().unwrap(), ExitStatus::Exited(0));
+
+    let mut faked = Process::new(|| {
+        // SAFETY: unshare takes a flag; mount reads the strings, alive for the call. This
+        // process gets a mount namespace of its own, whose `/proc` is a tmpfs.
+        let mounted = unsafe {
+            libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    c"fake".as_ptr(),
+                    c"/proc".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) == 0
+        };
+        if !mounted {
+            std::process::exit(SKIPPED);
+        }
+        std::fs::create_dir_all("/proc/self/ns").unwrap();
+        std::fs::write("/proc/self/ns/pid", "not a namespace").unwrap();
+        testkit::filter_syscall(
+            libc::SYS_ioctl,
+            libc::SECCOMP_RET_ERRNO | libc::ENOTTY as u32,
+        );
+        assert!(matches!(
+            made_with_ioctl.acquire(),
+            Err(LockError::PidNamespaceUnknown)
+        ));
+        // Forked bare: `Process` counts threads in `/proc`, and this one is a fake.
+        let lock = Lock::new().unwrap();
+        // SAFETY: this process has one thread; the child takes the lock, leaks it and ends
+        // at once, without returning into this code.
+        let pid = unsafe {
+            match libc::fork() {
+                0 => {
+                    std::mem::forget(lock.lock());
+                    libc::_exit(0)
+                }
+                pid => pid,
+            }
+        };
+        assert!(pid > 0);
+        let ended = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        assert!(matches!(
+            ended,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ));
+        let got = lock.acquire();
+        assert!(
+            matches!(got, Err(LockError::LockAbandoned { .. })),
+            "holder {pid}: {got:?}"
+        );
+    });
+    faked.start().unwrap();
+    match faked.join().unwrap() {
+        ExitStatus::Exited(SKIPPED) => {
+            testkit::skipped("no mount namespace (unshare(CLONE_NEWNS) needs CAP_SYS_ADMIN)")
+        }
+        status => assert_eq!(status, ExitStatus::Exited(0)),
+    }
     assert_no_children();
 }
 

@@ -611,7 +611,7 @@ fn a_reader_killed_while_it_waits_for_data_breaks_nothing() {
 }
 
 /// Runs `test` in a child of its own whose `pidfd_open` fails (EPERM, as under a seccomp
-/// filter that forbids pidfds): there, as before Linux 6.11, the kernel cannot name a pid
+/// filter that forbids pidfds): there, as before Linux 5.3, the kernel cannot name a pid
 /// namespace, so a lock cannot tell that a dead holder's process has ended, and abandons it
 /// (`LockError::LockAbandoned`). The filter confines that child and its children alone.
 fn where_dead_holders_cannot_be_told(test: fn()) {
