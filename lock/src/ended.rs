@@ -97,10 +97,13 @@ fn process_ended(pid: u32) -> Result<Option<bool>, Error> {
             .map(|ready| ready == 1));
     }
     let open_failed = Errno::last();
-    if open_failed == Errno::ESRCH {
-        return Ok(Some(true));
-    }
     let pid = Pid::from_raw(pid as libc::pid_t);
+    if open_failed == Errno::ESRCH {
+        // No such process, and `kill` must say so too: a seccomp filter that fails
+        // pidfd_open with ESRCH does not make a live holder look dead. (A pid given to a
+        // new process in between says "no telling".)
+        return Ok((kill(pid, None) == Err(Errno::ESRCH)).then_some(true));
+    }
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     match waitid(Id::Pid(pid), flags) {
         Ok(WaitStatus::StillAlive) => Ok(Some(false)),

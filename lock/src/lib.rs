@@ -92,8 +92,9 @@ pub enum Acquired {
     /// its guard. The lock is now the caller's, but what it guarded may be half-changed: the
     /// holder never finished its work.
     OwnerDied {
-        /// The process id of the holder that died, or 0 if it died before it recorded
-        /// itself or while it released the lock (either way, it had handed nothing out).
+        /// The process id of the holder that died. (A holder that died before it recorded
+        /// itself, or while it released the lock, handed nothing out: the next holder is
+        /// told [`Released`](Acquired::Released).)
         pid: u32,
     },
 }
@@ -143,12 +144,24 @@ impl Drop for Lock {
         // that memory could be reused for other data, which they would then write, or the
         // walk would stop there and leave the thread's other locks held forever. So such a
         // mapping is kept (one page leaked). A thread of this process that has since died
-        // only costs the page too.
+        // only costs the page too. A thread that does not hold it names it in its list
+        // only during a lock call (`list_op_pending`; see `forget_pending` for what glibc
+        // leaves after a timeout), and no call is under way while the `Lock` is dropped.
         if self.holder() != Some(current_pid()) {
             // SAFETY: `map` is dropped once, here, and not used after.
             unsafe { ManuallyDrop::drop(&mut self.map) };
         }
     }
+}
+
+/// A thread's robust list head, as the kernel reads it (`struct robust_list_head`, from
+/// linux/futex.h): the list of robust mutexes the thread holds, where in each entry its lock
+/// word is, and the mutex of a lock call under way.
+#[repr(C)]
+struct RobustListHead {
+    list: *mut libc::c_void,
+    futex_offset: libc::c_long,
+    list_op_pending: *mut libc::c_void,
 }
 
 /// What a turn of the lock writes (`holder`, `owner`, `hold`) sits in the mutex's cache line
@@ -199,8 +212,8 @@ struct State {
 /// # Ok::<(), lock::LockError>(())
 /// ```
 ///
-/// Nor can it reach a child process, where the lock is not held at all, nor a reference to
-/// it (a [`Process`](common::Process) target must be `Send`):
+/// Nor can it reach a child process through a [`Process`](common::Process) target, where
+/// the lock is not held at all, nor a reference to it (the target must be `Send`):
 ///
 /// ```compile_fail
 /// let lock = lock::Lock::new()?;
@@ -208,6 +221,11 @@ struct State {
 /// let mut p = common::Process::new(|| drop(&held)); // LockGuard is not Sync
 /// # Ok::<(), lock::LockError>(())
 /// ```
+///
+/// (A guard that the forking thread keeps in its own memory, such as a `thread_local!` of a
+/// `'static` lock's guard, is copied into every child that thread forks, as all its memory
+/// is. There it holds nothing: the lock is its parent's ([`Lock::holder`] says so), and
+/// dropping that copy releases nothing. Take such a guard out before a fork.)
 ///
 /// A guard dropped while its thread panics marks the lock, and the next holder, in any
 /// process, is told [`Acquired::OwnerDied`]: what the lock guarded may be half-changed. As
@@ -291,7 +309,9 @@ impl Lock {
     /// its exit has not finished within [`EXIT_WAIT`], the lock is abandoned
     /// ([`LockError::LockAbandoned`]). A caller with no file descriptor left to ask whether
     /// the holder's process has ended fails ([`LockError::Os`], naming `pidfd_open`), and
-    /// leaves the lock for the next acquire, which asks again. A thread may hold at most
+    /// leaves the lock for the next acquire, which asks again. So does the first lock call
+    /// of a process (of every forked child too) with no descriptor left: it asks the kernel
+    /// for the process's pid namespace, once, through a pidfd. A thread may hold at most
     /// 2,000 locks at once ([`LockError::TooManyHeld`]), and a lock made in another pid
     /// namespace is refused ([`LockError::OtherPidNamespace`]), as is one made where the pid
     /// namespace could be told, by a process that cannot tell its own
@@ -331,6 +351,7 @@ impl Lock {
             rc = self.lock_within(timeout);
         }
         if rc == libc::ETIMEDOUT {
+            self.forget_pending();
             return Ok(None);
         }
         self.acquired("pthread_mutex_clocklock", rc, me).map(Some)
@@ -369,6 +390,40 @@ impl Lock {
         // SAFETY: the mutex was initialised by `new` and lives as long as `self`; `past` is a
         // valid timespec that outlives the call.
         unsafe { pthread_mutex_clocklock(self.state().mutex.get(), libc::CLOCK_MONOTONIC, &past) }
+    }
+
+    /// Takes this mutex out of the calling thread's `list_op_pending`, where a lock call
+    /// that timed out left it. glibc (2.36 here) names the mutex there before a robust lock
+    /// call, for the kernel to look at should the thread die in the middle of it, and every
+    /// return clears it but ETIMEDOUT's (and EINVAL's and EOVERFLOW's, which these calls do
+    /// not make). Left there, it outlived the `Lock`: once the page was unmapped and mapped
+    /// again for other data (a `Value`), the thread's exit made the kernel treat that data as
+    /// a mutex, and write its owner-died bit into it wherever it held the thread's id.
+    #[cold]
+    fn forget_pending(&self) {
+        let mut head: *mut RobustListHead = std::ptr::null_mut();
+        let mut len: libc::size_t = 0;
+        // SAFETY: get_robust_list writes the calling thread's list head's address and length
+        // into the two variables, which outlive the call.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &raw mut head, &raw mut len) };
+        if rc != 0 || head.is_null() || len != size_of::<RobustListHead>() {
+            return;
+        }
+        let mutex = self.state().mutex.get() as usize;
+        // SAFETY: the head is the calling thread's own, which glibc registered (the length
+        // says it has the kernel's layout) and keeps for the thread's life; only this thread
+        // and the kernel, at its exit, use it, and this thread is here. The entry is cleared
+        // only if it names this mutex: its lock word is at `futex_offset` from the entry.
+        unsafe {
+            let pending = (&raw const (*head).list_op_pending).read();
+            let offset = (&raw const (*head).futex_offset).read();
+            if !pending.is_null()
+                && (pending as usize).wrapping_add_signed(offset as isize) == mutex
+            {
+                (&raw mut (*head).list_op_pending).write(std::ptr::null_mut());
+            }
+        }
     }
 
     /// Locks the mutex, or gives up at `when` (`CLOCK_MONOTONIC`) with ETIMEDOUT.
@@ -532,21 +587,25 @@ impl Lock {
         let acquired = match rc {
             // Still the dead holder's, in all but the mutex: settled first.
             0 if state.unsettled.load(Ordering::Relaxed) != 0 => self.settle()?,
-            // Read, and cleared only when set: not a locked swap on every acquire. Only a
-            // holder writes the mark, so under the mutex nothing writes between the two.
+            // Read, and cleared (below) only when set: not a locked swap on every acquire.
             0 => match state.poisoned.load(Ordering::Acquire) {
                 0 => Acquired::Released,
                 // Its holder panicked half-way: told as a holder that died half-way.
-                pid => {
-                    state.poisoned.store(0, Ordering::Relaxed);
-                    Acquired::OwnerDied { pid }
-                }
+                pid => Acquired::OwnerDied { pid },
             },
             rc => self.not_simply_acquired(call, rc)?,
         };
         // Recorded before anything is handed out under the lock.
         state.holder.store(me.name, Ordering::Release);
         state.owner.store(me.owner, Ordering::Relaxed);
+        if let Acquired::OwnerDied { .. } = acquired {
+            // A death is told once. The mark goes only now that this thread's record is
+            // there: killed before, this thread leaves the mark for the next holder, who is
+            // told of the same death; killed after, its record tells of its own. Only a
+            // holder writes the mark, so under the mutex nothing writes between the read
+            // and this.
+            state.poisoned.store(0, Ordering::Relaxed);
+        }
         // Only the holder writes the hold's number: no other write comes between the two.
         let hold = state.hold.load(Ordering::Relaxed) + 1;
         state.hold.store(hold, Ordering::Relaxed);
@@ -565,17 +624,22 @@ impl Lock {
         let state = self.state();
         match rc {
             libc::EOWNERDEAD => {
-                // A mark left by a holder killed between marking and unlocking is this same
-                // death, told once; so is an unsettled mark, left by a waiter that could not
-                // tell (the dead holder's record is still there, see below).
-                state.poisoned.store(0, Ordering::Relaxed);
+                // An unsettled mark, left by a waiter that could not tell, is this same
+                // death (the dead holder's record is still there, see below).
                 state.unsettled.store(0, Ordering::Relaxed);
-                // This thread holds the mutex, so no one else writes the record. A holder
-                // that died before writing it, or while releasing, handed nothing out: the
-                // record is then 0 (a release clears it before it unlocks), or that of a
-                // holder that died before it (if a waiter recovering that one's lock was
-                // killed before it recorded itself), whose process has ended.
-                let pid = self.holder().unwrap_or(0);
+                // This thread holds the mutex, so no one else writes the record or the mark.
+                // A holder that panicked, and was killed as its guard released the lock,
+                // left its mark (its pid) and cleared its record: the mark names it (and
+                // `acquired` clears it once this thread has recorded itself). Otherwise the
+                // record names the dead holder, or is 0: a holder that died before writing
+                // it, or while releasing, handed nothing out (a release clears it before it
+                // unlocks). The record can also be that of a holder that died before it (if
+                // a waiter recovering that one's lock was killed before it recorded itself),
+                // whose process has ended.
+                let pid = match state.poisoned.load(Ordering::Acquire) {
+                    0 => self.holder().unwrap_or(0),
+                    poisoner => poisoner,
+                };
                 let ended = holder_has_ended(pid, state.home_ns);
                 if matches!(ended, Ok(false)) {
                     // The thread that held it ended, but its process goes on: whatever that
@@ -610,7 +674,10 @@ impl Lock {
                     unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
                     return Err(e.into());
                 }
-                Ok(Acquired::OwnerDied { pid })
+                Ok(match pid {
+                    0 => Acquired::Released,
+                    pid => Acquired::OwnerDied { pid },
+                })
             }
             libc::ENOTRECOVERABLE => Err(LockError::LockAbandoned {
                 pid: self.holder().unwrap_or(0),

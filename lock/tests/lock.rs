@@ -62,6 +62,14 @@ fn main() {
             without_the_namespace_ioctl_proc_names_the_namespace,
         ),
         (
+            "a_lock_call_that_timed_out_leaves_nothing_behind",
+            a_lock_call_that_timed_out_leaves_nothing_behind,
+        ),
+        (
+            "a_filter_that_hides_every_process_does_not_make_a_holder_dead",
+            a_filter_that_hides_every_process_does_not_make_a_holder_dead,
+        ),
+        (
             "a_lock_dropped_while_held_stays_mapped",
             a_lock_dropped_while_held_stays_mapped,
         ),
@@ -739,6 +747,88 @@ fn without_the_namespace_ioctl_proc_names_the_namespace() {
         }
         status => assert_eq!(status, ExitStatus::Exited(0)),
     }
+    assert_no_children();
+}
+
+/// A lock call that times out leaves nothing behind in the calling thread: glibc left the
+/// mutex named in the thread's robust list head (`list_op_pending`), so once the `Lock` was
+/// dropped and its page mapped again for other data, the thread's exit made the kernel
+/// write the owner-died bit (0x40000000) into that data, where it held the thread's id.
+fn a_lock_call_that_timed_out_leaves_nothing_behind() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, mpsc};
+    for (round, timeout) in [Duration::ZERO, Duration::from_millis(20)]
+        .into_iter()
+        .cycle()
+        .take(10)
+        .enumerate()
+    {
+        let lock = Arc::new(Lock::new().unwrap());
+        let held = lock.lock().unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let theirs = Arc::clone(&lock);
+        let waiter = std::thread::spawn(move || {
+            if round % 4 < 2 {
+                assert!(theirs.lock_timeout(timeout).unwrap().is_none());
+            } else {
+                assert_eq!(theirs.acquire_timeout(timeout).unwrap(), None);
+            }
+            drop(theirs);
+            tid_tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            // Ends once the lock's page holds other data.
+            go_rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        drop(held);
+        // The last handle, and no thread holds it: its page is unmapped, and likely the
+        // next mapping of one page gets the same address.
+        drop(lock);
+        let other = Mapping::new(4096).unwrap();
+        // SAFETY: the mapping is fresh, page-aligned and at least 4 bytes long, and only
+        // this thread uses it, through this atomic.
+        let word = unsafe { &*other.as_ptr().cast::<AtomicU32>() };
+        word.store(tid, Ordering::Relaxed);
+        go_tx.send(()).unwrap();
+        waiter.join().unwrap();
+        assert_eq!(
+            word.load(Ordering::Relaxed),
+            tid,
+            "round {round}: the waiter's exit wrote into other data"
+        );
+    }
+}
+
+/// A live holder is never taken for dead because `pidfd_open` says ESRCH (here a seccomp
+/// filter says so for every pid, in a child that knew its pid namespace before): `kill` is
+/// asked too.
+fn a_filter_that_hides_every_process_does_not_make_a_holder_dead() {
+    let lock = Lock::new().unwrap();
+    let lock = &lock;
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut holder = Process::new(move || {
+        let _held = lock.lock().unwrap();
+        (&w).write_all(b"L").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    holder.start().unwrap();
+    r.read_exact(&mut [0]).unwrap();
+    let pid = holder.pid().unwrap().as_raw() as u32;
+    let mut looker = Process::new(|| {
+        assert_eq!(lock.dead_holder(), None);
+        testkit::filter_syscall(
+            libc::SYS_pidfd_open,
+            libc::SECCOMP_RET_ERRNO | libc::ESRCH as u32,
+        );
+        assert_eq!(lock.dead_holder(), None, "a live holder taken for dead");
+    });
+    looker.start().unwrap();
+    let looked = looker.join().unwrap();
+    holder.kill().unwrap();
+    holder.join().unwrap();
+    assert_eq!(looked, ExitStatus::Exited(0));
+    assert_eq!(lock.acquire().unwrap(), Acquired::OwnerDied { pid });
+    lock.release().unwrap();
     assert_no_children();
 }
 

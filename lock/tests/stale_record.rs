@@ -107,6 +107,10 @@ fn main() {
             "a_holder_killed_while_its_panic_releases_is_told_once",
             a_holder_killed_while_its_panic_releases_is_told_once,
         ),
+        (
+            "a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic",
+            a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic,
+        ),
     ]);
 }
 
@@ -133,9 +137,12 @@ fn a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser() 
     let got = lock.acquire_timeout(Duration::from_secs(5));
     releaser.kill().unwrap();
     releaser.join().unwrap();
-    assert!(
-        matches!(got, Ok(Some(Acquired::OwnerDied { .. }))),
-        "the lock of a holder that handed nothing out: {got:?}"
+    // Neither abandoned (the record would name the releaser, alive) nor told as a death
+    // of one who had handed something out.
+    assert_eq!(
+        got.unwrap(),
+        Some(Acquired::Released),
+        "the lock of a holder that handed nothing out"
     );
     lock.release().unwrap();
     assert_no_children();
@@ -154,6 +161,7 @@ fn a_holder_killed_while_its_panic_releases_is_told_once() {
         }
     });
     holder.start().unwrap();
+    let pid = holder.pid().unwrap().as_raw() as u32;
     assert_eq!(
         holder.join().unwrap(),
         ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
@@ -162,7 +170,50 @@ fn a_holder_killed_while_its_panic_releases_is_told_once() {
     lock.release().unwrap();
     let second = lock.acquire().unwrap();
     lock.release().unwrap();
-    assert!(matches!(first, Acquired::OwnerDied { .. }), "{first:?}");
+    assert_eq!(
+        first,
+        Acquired::OwnerDied { pid },
+        "the holder that panicked"
+    );
+    assert_eq!(second, Acquired::Released, "told twice");
+    assert_no_children();
+}
+
+/// A holder panics half-way and its guard releases the lock, marked; the next to take it is
+/// killed before it records itself. The one after it is told of the first death, by the
+/// holder's pid: the mark goes only once a taker has recorded itself.
+fn a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic() {
+    let lock = Lock::new().unwrap();
+    let mut holder = Process::new(|| {
+        let _held = lock.lock().unwrap();
+        if lock.holder().is_some() {
+            panic!("half-way");
+        }
+    });
+    holder.start().unwrap();
+    let pid = holder.pid().unwrap().as_raw() as u32;
+    assert_eq!(
+        holder.join().unwrap(),
+        ExitStatus::Exited(common::PANIC_EXIT_CODE)
+    );
+    let mut victim = Process::new(|| {
+        DIE_AFTER_LOCK.with(|d| d.set(true));
+        let _ = lock.acquire(); // Killed after the lock, before its record.
+    });
+    victim.start().unwrap();
+    assert_eq!(
+        victim.join().unwrap(),
+        ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
+    );
+    let first = lock.acquire().unwrap();
+    lock.release().unwrap();
+    let second = lock.acquire().unwrap();
+    lock.release().unwrap();
+    assert_eq!(
+        first,
+        Acquired::OwnerDied { pid },
+        "the holder that panicked"
+    );
     assert_eq!(second, Acquired::Released, "told twice");
     assert_no_children();
 }
