@@ -192,22 +192,20 @@ pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     Ok(pid)
 }
 
-/// The environment, as the C library keeps it: each entry as it is, as std's `Command`
-/// passes it (`std::env::vars_os` leaves out an entry without `=`).
+/// The environment, copied under std's lock of it (`std::env::vars_os`): a crate of edition
+/// 2021 may call `std::env::set_var` as safe code, on another thread, and std makes that
+/// wait for this copy, where a walk of the C library's `environ` would race with it. An
+/// entry without `=`, which std leaves out, is not passed on.
 fn environment() -> Vec<CString> {
-    let mut entries = Vec::new();
-    // SAFETY: `environ` is the C library's array of C strings, ended by a null pointer (or
-    // null itself, after `clearenv`); each is copied at once. Changing the environment
-    // while another thread reads it is what `std::env::set_var` (an `unsafe fn`) asks its
-    // caller never to do.
-    unsafe {
-        let mut entry = libc::environ;
-        while !entry.is_null() && !(*entry).is_null() {
-            entries.push(CStr::from_ptr(*entry).to_owned());
-            entry = entry.add(1);
-        }
-    }
-    entries
+    std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut entry = key.into_vec();
+            entry.push(b'=');
+            entry.extend(value.into_vec());
+            // No NUL inside: both came from a C string.
+            CString::new(entry).ok()
+        })
+        .collect()
 }
 
 /// Bytes of an argument as a C string (none holds a NUL: arguments came from C strings).

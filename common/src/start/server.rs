@@ -255,7 +255,12 @@ fn serve_requests() -> Result<i32, Error> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) touches no memory; the new descriptor is owned below.
     let control = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
     if control < 0 {
-        return Err(Error::os("fcntl", io::Error::last_os_error()));
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EBADF) {
+            // Run by hand with stdin closed: refused as a spawned child is.
+            return Ok(child::refuse(child::SERVER, "stdin is closed"));
+        }
+        return Err(Error::os("fcntl", e));
     }
     // SAFETY: `control` is a new descriptor that nothing else owns.
     let control = unsafe { OwnedFd::from_raw_fd(control) };
