@@ -143,6 +143,10 @@ pub(crate) struct Engine {
     deaths_at_start: usize,
     /// How many workers in a row died ready for tasks, before they began one (see `bury`).
     deaths_ready: usize,
+    /// When a dead worker whose replacement could not be started is tried again, while
+    /// other workers run the tasks; and how long the next failure waits (see `replace`).
+    replace_at: Instant,
+    replace_wait: Duration,
 }
 
 impl Engine {
@@ -167,6 +171,8 @@ impl Engine {
             checked: Instant::now(),
             deaths_at_start: 0,
             deaths_ready: 0,
+            replace_at: Instant::now(),
+            replace_wait: LIVENESS,
         };
         for _ in 0..processes {
             let worker = spawn(&engine.context)?;
@@ -191,7 +197,12 @@ impl Engine {
     }
 
     pub(crate) fn pids(&self) -> Vec<u32> {
-        self.workers.iter().map(|w| w.pid).collect()
+        // Not a dead worker waiting for its replacement.
+        self.workers
+            .iter()
+            .filter(|w| !w.buried)
+            .map(|w| w.pid)
+            .collect()
     }
 
     /// Queues `call(f, args)`; returns the task's number.
@@ -411,8 +422,15 @@ impl Engine {
 
     /// Finds workers that have ended though their results pipe has not (a process they
     /// started holds it open): takes what they wrote before they died, then replaces them.
+    /// Tries again to replace those whose replacement could not be started, when it is time.
     fn check_alive(&mut self) -> Result<(), PoolError> {
         for i in 0..self.workers.len() {
+            if self.workers[i].buried {
+                if Instant::now() >= self.replace_at || self.none_alive() {
+                    self.replace(i)?;
+                }
+                continue;
+            }
             // Unless what it wrote was garbled: then `receive` has replaced it already, and
             // worker `i` is the replacement, alive.
             if self.workers[i].process.poll()?.is_some()
@@ -451,9 +469,11 @@ impl Engine {
     }
 
     /// `poll(2)` on every worker's results, and on the task pipes that have bytes to go.
+    /// Not on the pipe of a dead worker waiting for its replacement: it reads as its end,
+    /// again and again.
     fn poll(&mut self, timeout_ms: i32) -> Result<usize, PoolError> {
         self.pollfds.clear();
-        for w in &self.workers {
+        for w in self.workers.iter().filter(|w| !w.buried) {
             self.pollfds.push(pollfd(w.results_fd(), libc::POLLIN));
             if let (Some(tasks), true) = (w.tasks_fd(), w.unsent < w.in_flight.len()) {
                 self.pollfds.push(pollfd(tasks, libc::POLLOUT));
@@ -602,12 +622,36 @@ impl Engine {
         if !self.workers[i].buried {
             self.bury(i)?;
         }
-        // It takes no more tasks, even if no replacement can be forked now (a guard held, a
-        // thread running, no memory): it stays in its place, and is replaced on a later call
-        // (which comes back here, and must not count the same death again).
-        let replacement = spawn(&self.context)?;
-        self.workers[i] = replacement;
-        Ok(())
+        self.replace(i)
+    }
+
+    /// Starts a worker in the place of dead worker `i`. One that cannot be started now (a
+    /// guard held or a thread running, so fork is refused; no descriptor or process left)
+    /// leaves the dead one in its place, buried: it takes no task, and `check_alive` tries
+    /// again, waiting twice as long after each failure, up to [`REPLACE_WAIT_MOST`] (a fork
+    /// refused for a thread costs a second: see `common::Process::start`). Meanwhile the
+    /// other workers run the tasks, and the calls go on. (Every call failed with why, even
+    /// one whose task another worker had run: its result was lost, and a caller that asked
+    /// again ran the task twice.) Only where no worker is left does the call fail, with
+    /// why; its tasks wait for a later call.
+    fn replace(&mut self, i: usize) -> Result<(), PoolError> {
+        match spawn(&self.context) {
+            Ok(worker) => {
+                self.workers[i] = worker;
+                self.replace_wait = LIVENESS;
+                Ok(())
+            }
+            Err(e) => {
+                self.replace_at = Instant::now() + self.replace_wait;
+                self.replace_wait = (self.replace_wait * 2).min(REPLACE_WAIT_MOST);
+                if self.none_alive() { Err(e) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// Whether every worker is dead, waiting for a replacement that could not be started.
+    fn none_alive(&self) -> bool {
+        self.workers.iter().all(|w| w.buried)
     }
 
     /// What the death of worker `i` means for its tasks, and for the count of deaths at
@@ -705,6 +749,10 @@ impl Drop for Engine {
 /// ([`Done::DiedAtStart`]) rather than wait for yet another worker; after how many more
 /// than the pool's size died ready for tasks, before they began one.
 const DEATHS_AT_START: usize = 3;
+
+/// The longest wait before a dead worker whose replacement could not be started is tried
+/// again, while other workers run the tasks (see `Engine::replace`).
+const REPLACE_WAIT_MOST: Duration = Duration::from_secs(5);
 
 /// How long `terminate` gives its workers to end on SIGTERM before it sends SIGKILL (a
 /// worker that ignores SIGTERM, or blocks it, would otherwise be waited for forever).

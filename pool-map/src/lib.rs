@@ -201,7 +201,11 @@ impl fmt::Debug for PoolError {
 /// - A worker that dies does not hang anything, where Python's pool hangs forever (CPython
 ///   issue 66587): the task it was running fails with [`PoolError::WorkerDied`], naming the
 ///   worker and the signal or exit code, tasks it had not started go to other workers, and
-///   a replacement is forked. A panic in `f` fails that task only ([`PoolError::Panicked`]).
+///   a replacement is forked. One that cannot be started then (fork refused while a guard
+///   is held or a thread runs; no descriptor or process left) is tried again later, up to
+///   every 5 seconds, while the other workers run the tasks; only a call that finds no
+///   worker left fails, with why. A panic in `f` fails that task only
+///   ([`PoolError::Panicked`]).
 /// - Dropping the pool terminates its workers (SIGTERM, as Python's `Pool.__exit__` does,
 ///   then SIGCONT, for a stopped worker; SIGKILL to those still there after 2 seconds)
 ///   and reaps them; [`close`](Pool::close) and [`join`](Pool::join) let them finish first.

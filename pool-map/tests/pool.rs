@@ -86,6 +86,10 @@ fn main() {
             a_task_cannot_cut_the_shared_word,
         ),
         (
+            "the_live_workers_go_on_while_a_dead_ones_replacement_cannot_start",
+            the_live_workers_go_on_while_a_dead_ones_replacement_cannot_start,
+        ),
+        (
             "a_death_is_counted_once_however_often_its_replacement_fails",
             a_death_is_counted_once_however_often_its_replacement_fails,
         ),
@@ -739,6 +743,38 @@ fn a_task_cannot_cut_the_shared_word() {
         }
         assert_eq!(p.apply(square, 3).unwrap(), 9);
     });
+}
+
+/// A dead worker whose replacement cannot be started now, beside a worker that lives: the
+/// calls go on, on the live worker, and the dead one's place is filled once fork is possible
+/// again. (Each call failed with why the replacement could not start, even `apply`, whose
+/// task the live worker had run: asked again, it ran twice.)
+fn the_live_workers_go_on_while_a_dead_ones_replacement_cannot_start() {
+    let p = Pool::new(2).unwrap();
+    let victim = p.pids()[0];
+    testkit::until_asleep(victim);
+    let borrow = common::SharedBorrow::new();
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(500) {
+        assert_eq!(p.apply(square, 4).unwrap(), 16);
+        let r = p.apply_async(square, 5).unwrap();
+        assert_eq!(r.get().unwrap(), 25);
+        assert_eq!(p.map(square, &[1, 2, 3]).unwrap(), [1, 4, 9]);
+    }
+    assert_eq!(p.pids().len(), 1, "{:?}", p.pids());
+    assert!(!p.pids().contains(&victim));
+    drop(borrow);
+    // Tried again within a few seconds (the wait doubles after each failure).
+    let freed = Instant::now();
+    while p.pids().len() < 2 {
+        assert!(freed.elapsed() < Duration::from_secs(10), "not replaced");
+        assert_eq!(p.apply(square, 6).unwrap(), 36);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.map(square, &[1, 2, 3, 4]).unwrap(), [1, 4, 9, 16]);
+    drop(p);
+    assert_no_children();
 }
 
 /// One worker killed before it began a task, and its replacement refused again and again
