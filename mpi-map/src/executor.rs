@@ -1,6 +1,8 @@
 //! [`MpiPoolExecutor`] on rsmpi: initialise MPI, abort the job on a panic, scatter, map,
 //! gather.
 
+use std::marker::PhantomData;
+
 use mpi::Rank;
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::environment::Universe;
@@ -28,10 +30,23 @@ impl<T: Equivalence + Copy + Default> Item for T {}
 /// ```
 ///
 /// Dropping it finalises MPI (`MPI_Finalize`), which waits for the other ranks.
+///
+/// MPI is initialised for one thread (`MPI_THREAD_SINGLE`, rsmpi's `initialize`): only the
+/// thread that made the executor may call MPI. So the executor stays on that thread: it is
+/// neither `Send` nor `Sync` (two threads that called `map` at once made MPICH abort every
+/// rank), and this does not compile:
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>(_: &T) {}
+/// let p = mpi_map::MpiPoolExecutor::new().unwrap();
+/// shared_between_threads(&p);
+/// ```
 pub struct MpiPoolExecutor {
     world: SimpleCommunicator,
     // Last: finalising MPI is the last thing dropping the executor does.
     _universe: Universe,
+    // Neither `Send` nor `Sync`: with MPICH, a communicator is an integer, which is both.
+    _one_thread: PhantomData<*const ()>,
 }
 
 impl MpiPoolExecutor {
@@ -47,6 +62,7 @@ impl MpiPoolExecutor {
         Ok(MpiPoolExecutor {
             world,
             _universe: universe,
+            _one_thread: PhantomData,
         })
     }
 

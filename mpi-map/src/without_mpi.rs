@@ -8,9 +8,11 @@ use crate::{INSTALL, MpiError};
 pub trait Item: Copy + Default {}
 impl<T: Copy + Default> Item for T {}
 
-/// Built without MPI: no value of this type can be made.
+/// Built without MPI: no value of this type can be made. Neither `Send` nor `Sync`, as
+/// with MPI.
 pub struct MpiPoolExecutor {
     never: Never,
+    _one_thread: std::marker::PhantomData<*const ()>,
 }
 
 enum Never {}
