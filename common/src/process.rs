@@ -238,8 +238,10 @@ fn run_child<F: FnOnce() -> R, R: Outcome>(target: Option<F>) -> ! {
     crate::pid::lock(&DETACHED).clear();
     let mut code = 0;
     if let Some(target) = target {
-        match panic::catch_unwind(AssertUnwindSafe(target)) {
-            Ok(outcome) => code = outcome.exit_code(),
+        // The outcome is turned into an exit code inside too: an error whose `Debug` or
+        // `Drop` panics would unwind out of `start` into the parent's code.
+        match panic::catch_unwind(AssertUnwindSafe(|| target().exit_code())) {
+            Ok(exit_code) => code = exit_code,
             Err(payload) => {
                 // The panic hook has printed the message. Dropping the payload could panic
                 // again, and the process is about to end, so it is forgotten instead.

@@ -29,6 +29,10 @@ fn main() {
         ),
         ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
         (
+            "a_target_whose_error_panics_as_it_is_told_exits_101",
+            a_target_whose_error_panics_as_it_is_told_exits_101,
+        ),
+        (
             "an_err_target_exits_1_with_its_error",
             an_err_target_exits_1_with_its_error,
         ),
@@ -206,6 +210,48 @@ fn an_err_target_exits_1_with_its_error() {
     let mut stderr = String::new();
     r.read_to_string(&mut stderr).unwrap();
     assert_eq!(stderr, "Error: can only join a started process\n");
+}
+
+/// An error whose `Debug` panics as the child prints it (or whose `Drop` panics): the child
+/// exits as a panicking child does, 101, and never unwinds out of `start` into the parent's
+/// code (it returned from `start`, wrote a P, and its parent was told it exited with 0).
+fn a_target_whose_error_panics_as_it_is_told_exits_101() {
+    struct Unprintable;
+    impl std::fmt::Debug for Unprintable {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("cannot say it")
+        }
+    }
+    struct Undroppable;
+    impl std::fmt::Debug for Undroppable {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("undroppable")
+        }
+    }
+    impl Drop for Undroppable {
+        fn drop(&mut self) {
+            panic!("cannot drop it")
+        }
+    }
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut debug = Process::new(|| -> Result<(), Unprintable> {
+        silence_stderr();
+        Err(Unprintable)
+    });
+    debug.start().unwrap();
+    (&w).write_all(b"P").unwrap();
+    let mut dropped = Process::new(|| -> Result<(), Undroppable> {
+        silence_stderr();
+        Err(Undroppable)
+    });
+    dropped.start().unwrap();
+    (&w).write_all(b"Q").unwrap();
+    assert_eq!(debug.join().unwrap(), ExitStatus::Exited(101));
+    assert_eq!(dropped.join().unwrap(), ExitStatus::Exited(101));
+    drop((debug, dropped, w));
+    let mut seen = String::new();
+    r.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, "PQ", "a child ran its parent's code");
 }
 
 fn child_never_runs_the_parents_code() {
