@@ -31,6 +31,15 @@ pub enum Error {
         /// How many guards are alive.
         guards: usize,
     },
+    /// A child was not started because the program's SIGCHLD handler has `SA_NOCLDWAIT`:
+    /// the kernel would reap the child as it ended, and give its pid to another process
+    /// while its handle still names it.
+    #[error(
+        "start refused: the handler of SIGCHLD has SA_NOCLDWAIT, so the kernel would reap the \
+         child as it ended, and a signal meant for it could reach another process that got \
+         its pid; clear SA_NOCLDWAIT before starting children"
+    )]
+    ChildrenReapedByKernel,
     /// `start` was called on a process that was already started.
     #[error("cannot start a process twice")]
     AlreadyStarted,

@@ -110,7 +110,7 @@ impl<F: FnOnce() -> R + Send, R: Outcome> Process<F> {
         }
         reap_detached(Block::No);
         ensure_single_threaded()?;
-        keep_children_to_reap();
+        keep_children_to_reap()?;
         if SharedBorrow::live() > 0 {
             return Err(Error::SharedBorrowHeld {
                 guards: SharedBorrow::live(),

@@ -1130,34 +1130,45 @@ fn a_child_lets_go_of_a_private_descriptor_past_a_lowered_limit() {
 
 extern "C" fn on_sigchld(_: libc::c_int) {}
 
-/// A program's own SIGCHLD handler, with `SA_NOCLDWAIT` (the kernel reaps its children), is
-/// left as it is by a start: the program asked for it. (Starts cleared the flag, and the
-/// program's own children were left as zombies.) In a child, which may change its handlers.
+/// A program's own SIGCHLD handler is left as it is by a start: the program asked for it.
+/// With `SA_NOCLDWAIT` (the kernel reaps the children), a start is refused and the flag kept:
+/// the kernel would free a child's pid as it ended, while its handle still named it (a
+/// review's unrelated process given that pid was killed by `terminate`); clearing the flag
+/// left the program's own children as zombies. In a child, which may change its handlers.
 fn a_sigchld_handler_of_the_programs_own_is_left_alone() {
     let mut child = Process::new(|| {
-        // SAFETY: sigaction reads one `sigaction` and writes one, both alive for the calls;
-        // the handler does nothing, which is async-signal-safe.
-        let flags = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigchld as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_NOCLDWAIT | libc::SA_RESTART;
-            assert_eq!(
-                libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()),
-                0
-            );
-            let mut grandchild = Process::new(|| {});
-            grandchild.start().unwrap();
-            // The kernel reaps it: its status is not there to be had.
-            assert!(grandchild.join().is_err());
-            let mut now: libc::sigaction = std::mem::zeroed();
-            assert_eq!(
-                libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut now),
-                0
-            );
-            assert_eq!(now.sa_sigaction, action.sa_sigaction);
-            now.sa_flags
-        };
-        assert_ne!(flags & libc::SA_NOCLDWAIT, 0, "SA_NOCLDWAIT was cleared");
+        for flags in [libc::SA_RESTART, libc::SA_NOCLDWAIT | libc::SA_RESTART] {
+            // SAFETY: sigaction reads one `sigaction` and writes one, both alive for the
+            // calls; the handler does nothing, which is async-signal-safe.
+            let now = unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_sigchld as *const () as libc::sighandler_t;
+                action.sa_flags = flags;
+                assert_eq!(
+                    libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()),
+                    0
+                );
+                let mut grandchild = Process::new(|| {});
+                let started = grandchild.start();
+                if flags & libc::SA_NOCLDWAIT == 0 {
+                    started.unwrap();
+                    assert_eq!(grandchild.join().unwrap(), ExitStatus::Exited(0));
+                } else {
+                    assert!(
+                        matches!(started, Err(Error::ChildrenReapedByKernel)),
+                        "{started:?}"
+                    );
+                }
+                let mut now: libc::sigaction = std::mem::zeroed();
+                assert_eq!(
+                    libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut now),
+                    0
+                );
+                assert_eq!(now.sa_sigaction, action.sa_sigaction);
+                now.sa_flags
+            };
+            assert_eq!(now & flags, flags, "the handler's flags were changed");
+        }
     });
     child.start().unwrap();
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));

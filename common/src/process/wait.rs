@@ -61,26 +61,34 @@ pub(crate) enum Block {
 /// would still signal it: a manager's drop killed an unrelated process that got its
 /// server's pid. Called before each child is started, by every start method. The default
 /// differs from `SIG_IGN` only in that children wait to be reaped.
-pub(crate) fn keep_children_to_reap() {
+///
+/// A handler of the program's own is left as it is, but not with `SA_NOCLDWAIT`: that asks
+/// the kernel to reap the children all the same, so the start is refused
+/// ([`Error::ChildrenReapedByKernel`]). (Left so, `terminate`, and Ctrl-C's handler,
+/// signalled whatever process got a reaped child's pid: a review put an unrelated one
+/// there, and it was killed.) Clearing the flag would leave the program's other children,
+/// which it expects the kernel to reap, as zombies.
+pub(crate) fn keep_children_to_reap() -> Result<(), Error> {
     // SAFETY: sigaction reads and writes one `sigaction` each, which outlive the calls; the
     // one read is written back with only its handler or a flag changed.
     unsafe {
         let mut now: libc::sigaction = std::mem::zeroed();
         if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut now) != 0 {
-            return;
+            return Ok(());
         }
-        // A handler of the program's own, with its flags, is left as it is: the program
-        // asked for it (with SA_NOCLDWAIT, its children are reaped by the kernel, and a
-        // `join` says ECHILD).
         let handled = now.sa_sigaction != libc::SIG_IGN && now.sa_sigaction != libc::SIG_DFL;
         let reaped_by_kernel =
             now.sa_sigaction == libc::SIG_IGN || now.sa_flags & libc::SA_NOCLDWAIT != 0;
-        if !handled && reaped_by_kernel {
+        if handled && reaped_by_kernel {
+            return Err(Error::ChildrenReapedByKernel);
+        }
+        if reaped_by_kernel {
             now.sa_sigaction = libc::SIG_DFL;
             now.sa_flags &= !libc::SA_NOCLDWAIT;
             libc::sigaction(libc::SIGCHLD, &now, std::ptr::null_mut());
         }
     }
+    Ok(())
 }
 
 /// Waits for one child: `Ok(None)` when `Block::No` and it is still running.

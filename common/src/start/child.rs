@@ -122,7 +122,7 @@ pub(super) fn spawn(entry: Entry, args: &[u8], fds: Vec<OwnedFd>) -> Result<Pid,
 /// lives in any thread (`SharedBorrow`).
 pub(super) fn start_self(flag: &str, stdin: OwnedFd) -> Result<Pid, Error> {
     reap_detached(Block::No);
-    keep_children_to_reap();
+    keep_children_to_reap()?;
     io::stdout()
         .flush()
         .map_err(|e| Error::os("write(stdout)", e))?;
