@@ -628,18 +628,13 @@ impl Lock {
                 // death (the dead holder's record is still there, see below).
                 state.unsettled.store(0, Ordering::Relaxed);
                 // This thread holds the mutex, so no one else writes the record or the mark.
-                // A holder that panicked, and was killed as its guard released the lock,
-                // left its mark (its pid) and cleared its record: the mark names it (and
-                // `acquired` clears it once this thread has recorded itself). Otherwise the
-                // record names the dead holder, or is 0: a holder that died before writing
-                // it, or while releasing, handed nothing out (a release clears it before it
-                // unlocks). The record can also be that of a holder that died before it (if
-                // a waiter recovering that one's lock was killed before it recorded itself),
-                // whose process has ended.
-                let pid = match state.poisoned.load(Ordering::Acquire) {
-                    0 => self.holder().unwrap_or(0),
-                    poisoner => poisoner,
-                };
+                // Who died is in the record: the dead holder, or 0 if it died before writing
+                // it or while releasing (a release clears it before it unlocks). Or that of
+                // a holder that died before it (if a waiter recovering that one's lock was
+                // killed before it recorded itself), whose process has ended. The mark, if
+                // up, only says whose panic left the data half-changed: that process may
+                // live on (a thread of it panicked, and the lock's next taker died).
+                let pid = self.holder().unwrap_or(0);
                 let ended = holder_has_ended(pid, state.home_ns);
                 if matches!(ended, Ok(false)) {
                     // The thread that held it ended, but its process goes on: whatever that
@@ -674,9 +669,11 @@ impl Lock {
                     unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
                     return Err(e.into());
                 }
-                Ok(match pid {
-                    0 => Acquired::Released,
-                    pid => Acquired::OwnerDied { pid },
+                // A holder that panicked half-way is named, whoever died after it; a holder
+                // that died before it recorded itself, or as it released, handed nothing out.
+                Ok(match (state.poisoned.load(Ordering::Acquire), pid) {
+                    (0, 0) => Acquired::Released,
+                    (0, pid) | (pid, _) => Acquired::OwnerDied { pid },
                 })
             }
             libc::ENOTRECOVERABLE => Err(LockError::LockAbandoned {
@@ -701,7 +698,13 @@ impl Lock {
         match holder_has_ended(pid, state.home_ns) {
             Ok(true) => {
                 state.unsettled.store(0, Ordering::Relaxed);
-                Ok(Acquired::OwnerDied { pid })
+                // As on EOWNERDEAD: a holder that panicked half-way is named.
+                Ok(Acquired::OwnerDied {
+                    pid: match state.poisoned.load(Ordering::Acquire) {
+                        0 => pid,
+                        poisoner => poisoner,
+                    },
+                })
             }
             ended => {
                 // SAFETY: the lock call returned 0, so this thread holds the mutex.

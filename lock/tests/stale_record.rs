@@ -111,6 +111,10 @@ fn main() {
             "a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic",
             a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic,
         ),
+        (
+            "a_panic_in_a_live_process_then_a_taker_killed_is_not_an_abandoned_lock",
+            a_panic_in_a_live_process_then_a_taker_killed_is_not_an_abandoned_lock,
+        ),
     ]);
 }
 
@@ -215,5 +219,48 @@ fn a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic() {
         "the holder that panicked"
     );
     assert_eq!(second, Acquired::Released, "told twice");
+    assert_no_children();
+}
+
+/// A thread of this process panics half-way holding the lock (its guard marks the lock and
+/// releases it), and this process lives on; the next to take the lock is killed before it
+/// records itself. The one after it is told of the panic, by this process's pid: the mark
+/// says whose panic it was, and the record (empty) who died. (Asked whether the panicking
+/// process had ended, the lock found it alive and was abandoned for good.)
+fn a_panic_in_a_live_process_then_a_taker_killed_is_not_an_abandoned_lock() {
+    let lock = Lock::new().unwrap();
+    std::thread::scope(|s| {
+        let panicked = s
+            .spawn(|| {
+                let _held = lock.lock().unwrap();
+                if lock.holder().is_some() {
+                    panic!("half-way");
+                }
+            })
+            .join();
+        assert!(panicked.is_err());
+    });
+    let mut victim = Process::new(|| {
+        DIE_AFTER_LOCK.with(|d| d.set(true));
+        let _ = lock.acquire(); // Killed after the lock, before its record.
+    });
+    victim.start().unwrap();
+    assert_eq!(
+        victim.join().unwrap(),
+        ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
+    );
+    let first = lock.acquire();
+    if first.is_ok() {
+        lock.release().unwrap();
+    }
+    assert_eq!(
+        first.unwrap(),
+        Acquired::OwnerDied {
+            pid: std::process::id()
+        },
+        "the panic of this process"
+    );
+    assert_eq!(lock.acquire().unwrap(), Acquired::Released, "told twice");
+    lock.release().unwrap();
     assert_no_children();
 }
