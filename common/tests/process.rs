@@ -29,6 +29,10 @@ fn main() {
         ),
         ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
         (
+            "a_thread_joining_as_the_handler_runs_goes_no_further",
+            a_thread_joining_as_the_handler_runs_goes_no_further,
+        ),
+        (
             "a_target_whose_error_panics_as_it_is_told_exits_101",
             a_target_whose_error_panics_as_it_is_told_exits_101,
         ),
@@ -710,6 +714,42 @@ fn ends_by_sigterm_leaving_no_child(parent: impl FnOnce(os_pipe::PipeWriter) + S
         orphans, 0,
         "children left to this process (running or unreaped)"
     );
+    assert_no_children();
+}
+
+/// A thread that was joining a child when the handler ran on another thread, and ended that
+/// child, does not go on with the program: it waits for the handler to end the process.
+/// (Its `join` returned, and it wrote what came next, in 18 of 20 runs of a review.)
+fn a_thread_joining_as_the_handler_runs_goes_no_further() {
+    for round in 0..5 {
+        let (mut said, tell) = os_pipe::pipe().unwrap();
+        let mut test = Process::new(move || {
+            let mut child = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
+            child.start().unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    // The handler runs on the other thread.
+                    let mut blocked = nix::sys::signal::SigSet::empty();
+                    blocked.add(Signal::SIGTERM);
+                    blocked.thread_block().unwrap();
+                    let joined = child.join();
+                    let _ = (&tell).write_all(format!("went on after {joined:?}").as_bytes());
+                });
+                std::thread::sleep(Duration::from_millis(100));
+                raise(Signal::SIGTERM).unwrap();
+            });
+        });
+        test.start().unwrap();
+        assert_eq!(
+            test.join().unwrap(),
+            ExitStatus::Signaled(Signal::SIGTERM),
+            "round {round}"
+        );
+        drop(test);
+        let mut went_on = String::new();
+        said.read_to_string(&mut went_on).unwrap();
+        assert_eq!(went_on, "", "round {round}");
+    }
     assert_no_children();
 }
 

@@ -111,6 +111,10 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(errno) => {
                 if errno == Errno::ECHILD {
+                    if interrupt::handling() {
+                        // Reaped by the handler, which is ending this process.
+                        wait_for_the_end();
+                    }
                     // Reaped by other code: no longer ours to signal either.
                     interrupt::untrack(pid.as_raw());
                 }
@@ -126,7 +130,8 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
     if !busy.untrack(pid.as_raw()) {
         // The handler has begun: the child stays in its set, a zombie it reaps before it
         // ends this process.
-        return Ok(Some(status));
+        drop(busy);
+        wait_for_the_end();
     }
     let reaped = loop {
         match waitpid(pid, None) {
@@ -137,6 +142,15 @@ pub(crate) fn wait(pid: Pid, block: Block) -> Result<Option<ExitStatus>, Error> 
     };
     drop(busy);
     reaped
+}
+
+/// Waits, on a thread that was joining a child, for the interrupt handler, run on another
+/// thread, to end this process. Returned, the join let the program go on (print, clean
+/// up, start more) after Ctrl-C, while the handler ended its children and then it.
+fn wait_for_the_end() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Children whose handle was dropped while they ran.
