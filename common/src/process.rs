@@ -284,7 +284,7 @@ fn ensure_single_threaded() -> Result<(), Error> {
 /// `/proc/self/task` (two, plus one per thread): one `stat`, where listing the directory
 /// takes an open, several reads and a close. Where that count is not kept (it reads two or
 /// less), the directory is listed.
-fn thread_count() -> Result<usize, Error> {
+pub(crate) fn thread_count() -> Result<usize, Error> {
     use std::os::unix::fs::MetadataExt;
     let links = std::fs::metadata("/proc/self/task")
         .map_err(|e| Error::os("stat(/proc/self/task)", e))?

@@ -129,6 +129,15 @@ impl Context {
         Ok(Context { method, server })
     }
 
+    /// Whether a start by this context would be refused now for other threads of this
+    /// process ([`Error::ThreadsRunning`]): only fork is, and it first waits up to a second
+    /// for them to end (a thread just joined is still counted for a moment). A caller with
+    /// other work to do, such as a pool whose other workers run the tasks, tries later
+    /// rather than wait.
+    pub fn waits_for_threads(&self) -> bool {
+        self.method == Method::Fork && crate::process::thread_count().is_ok_and(|n| n > 1)
+    }
+
     /// The fork server's pid, under [`Method::ForkServer`].
     pub fn server_pid(&self) -> Option<u32> {
         self.server.as_ref().map(|server| server.pid())

@@ -628,13 +628,19 @@ impl Engine {
     /// Starts a worker in the place of dead worker `i`. One that cannot be started now (a
     /// guard held or a thread running, so fork is refused; no descriptor or process left)
     /// leaves the dead one in its place, buried: it takes no task, and `check_alive` tries
-    /// again, waiting twice as long after each failure, up to [`REPLACE_WAIT_MOST`] (a fork
-    /// refused for a thread costs a second: see `common::Process::start`). Meanwhile the
+    /// again, waiting twice as long after each failure, up to [`REPLACE_WAIT_MOST`] (while
+    /// a thread runs, a fork is not even tried: see `Context::waits_for_threads`). Meanwhile the
     /// other workers run the tasks, and the calls go on. (Every call failed with why, even
     /// one whose task another worker had run: its result was lost, and a caller that asked
     /// again ran the task twice.) Only where no worker is left does the call fail, with
     /// why; its tasks wait for a later call.
     fn replace(&mut self, i: usize) -> Result<(), PoolError> {
+        if !self.none_alive() && self.context.waits_for_threads() {
+            // Refused after up to a second's wait for the threads, inside whichever call
+            // came here (a `get_timeout` of 50 ms took 1.01 s): not tried while they run.
+            self.replace_later();
+            return Ok(());
+        }
         match spawn(&self.context) {
             Ok(worker) => {
                 self.workers[i] = worker;
@@ -642,11 +648,16 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
-                self.replace_at = Instant::now() + self.replace_wait;
-                self.replace_wait = (self.replace_wait * 2).min(REPLACE_WAIT_MOST);
+                self.replace_later();
                 if self.none_alive() { Err(e) } else { Ok(()) }
             }
         }
+    }
+
+    /// A replacement could not be started: the next try waits twice as long as the last.
+    fn replace_later(&mut self) {
+        self.replace_at = Instant::now() + self.replace_wait;
+        self.replace_wait = (self.replace_wait * 2).min(REPLACE_WAIT_MOST);
     }
 
     /// Whether every worker is dead, waiting for a replacement that could not be started.
