@@ -9,7 +9,9 @@
 //! 1. sends SIGTERM to every child not yet reaped (pool workers, the manager's server, the
 //!    examples' processes), then waits for each of them, with SIGKILL after two seconds
 //!    (and, up to four seconds, for a child another thread is starting or reaping just
-//!    then: see [`Busy`]);
+//!    then: see [`Busy`]); half as long in a child of this program, and half again at each
+//!    generation below ([`grace_ns`]), so that a child has ended its own children before
+//!    its parent's SIGKILL comes;
 //! 2. ends the process by the same signal, so that its status is the one a shell expects:
 //!    130 after Ctrl-C, 143 after SIGTERM.
 //!
@@ -25,15 +27,40 @@
 
 use std::ffi::c_int;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 mod slots;
 use slots::Slots;
 
 /// The signals that end a process and its children.
 const SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-/// How long children have to end after SIGTERM, before SIGKILL.
+/// How long children have to end after SIGTERM, before SIGKILL, in the program as started
+/// (see [`grace_ns`]).
 const GRACE_NS: i64 = 2_000_000_000;
+
+/// How many generations of this program's processes stand above this one: 0 in the program
+/// as started, 1 in a child it started, 2 in a child of that... (a child started by spawn or
+/// a fork server counts as 1 at least).
+static DEPTH: AtomicU32 = AtomicU32::new(0);
+
+/// In a child just forked by `Process::start`: one generation below its parent.
+pub(crate) fn descend() {
+    DEPTH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// In a child started by spawn or a fork server: below some process of this program.
+pub(crate) fn started_by_this_program() {
+    DEPTH.fetch_max(1, Ordering::Relaxed);
+}
+
+/// How long this process's children have to end after SIGTERM: [`GRACE_NS`], halved at each
+/// generation (down to an eighth). A parent gives its child as long as that child gives its
+/// own, and then kills it: with one grace for all, a child whose child ignored SIGTERM was
+/// killed just before it killed and reaped that one, which was left, a zombie, to whoever
+/// adopted it.
+fn grace_ns() -> i64 {
+    GRACE_NS >> DEPTH.load(Ordering::Relaxed).min(3)
+}
 
 /// Pids of the children not yet reaped.
 static CHILDREN: Slots = Slots::new();
@@ -306,13 +333,14 @@ fn end_children() {
     send(libc::SIGSTOP);
     send(libc::SIGTERM);
     send(libc::SIGCONT);
+    let grace = grace_ns();
     let started = now_ns();
     loop {
         let waited = now_ns() - started;
         // Read before the set: while a step is under way on another thread ([`Busy`]), it
         // may still put a child in the set, so nothing is reaped and the process does not
         // end; up to twice the grace (a thread stuck in `exec` cannot keep it forever).
-        let busy = BUSY.load(Ordering::SeqCst) > 0 && waited <= 2 * GRACE_NS;
+        let busy = BUSY.load(Ordering::SeqCst) > 0 && waited <= 2 * grace;
         let mut running = false;
         for slot in CHILDREN.slots() {
             let pid = slot.load(Ordering::SeqCst) as i32;
@@ -336,7 +364,7 @@ fn end_children() {
         if !running && !busy {
             return;
         }
-        if waited > GRACE_NS {
+        if waited > grace {
             // Again at each round: a child tracked after the first SIGKILL gets one too.
             send(libc::SIGKILL);
         }

@@ -236,6 +236,7 @@ pub(crate) fn die_with_parent(parent: libc::pid_t) {
 fn run_child<F: FnOnce() -> R, R: Outcome>(target: Option<F>) -> ! {
     // The parent's unjoined children are not this process's to wait for.
     crate::pid::lock(&DETACHED).clear();
+    interrupt::descend();
     let mut code = 0;
     if let Some(target) = target {
         // The outcome is turned into an exit code inside too: an error whose `Debug` or

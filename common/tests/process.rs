@@ -29,6 +29,10 @@ fn main() {
         ),
         ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
         (
+            "a_signal_ends_three_generations_leaving_nothing_to_adopt",
+            a_signal_ends_three_generations_leaving_nothing_to_adopt,
+        ),
+        (
             "a_thread_joining_as_the_handler_runs_goes_no_further",
             a_thread_joining_as_the_handler_runs_goes_no_further,
         ),
@@ -471,8 +475,9 @@ fn a_signal_ends_even_a_child_that_ignores_sigterm() {
         parent.join().unwrap(),
         ExitStatus::Signaled(Signal::SIGTERM)
     );
+    // The parent is a child of this program: its grace is half of 2 s.
     assert!(
-        sent.elapsed() >= Duration::from_millis(1900),
+        sent.elapsed() >= Duration::from_millis(900),
         "{:?}",
         sent.elapsed()
     );
@@ -481,6 +486,35 @@ fn a_signal_ends_even_a_child_that_ignores_sigterm() {
         "{stubborn} outlived its parent"
     );
     assert_no_children();
+}
+
+/// Three generations, the last ignoring SIGTERM: a signal to the first ends the second,
+/// whose handler ends the third with SIGKILL after its grace, and reaps it, before the
+/// first's SIGKILL comes (each generation's grace is half its parent's). With one grace for
+/// all, the second was killed first, and the third, killed by its parent's death, was left
+/// a zombie to whoever adopted it (10 of 10 runs of a review).
+fn a_signal_ends_three_generations_leaving_nothing_to_adopt() {
+    ends_by_sigterm_leaving_no_child(|w| {
+        let (mut ready, tell) = os_pipe::pipe().unwrap();
+        let mut middle = Process::new(|| {
+            let mut stubborn = Process::new(|| {
+                // SAFETY: SIG_IGN for SIGTERM is a valid disposition; no handler runs.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+                (&w).write_all(&std::process::id().to_ne_bytes()).unwrap();
+                (&tell).write_all(b"s").unwrap();
+                std::thread::sleep(Duration::from_secs(60));
+            });
+            stubborn.start().unwrap();
+            (&w).write_all(&std::process::id().to_ne_bytes()).unwrap();
+            (&tell).write_all(b"m").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        middle.start().unwrap();
+        // Both said they are there: the stubborn one once it ignores SIGTERM, the middle one
+        // once its handler is in place (its first start installs it).
+        ready.read_exact(&mut [0; 2]).unwrap();
+        raise(Signal::SIGTERM).unwrap();
+    });
 }
 
 /// A SIGINT that the program ignores (as `nohup` or a background job arranges) stays ignored
