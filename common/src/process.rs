@@ -73,7 +73,10 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
 ///   (the panic message goes to stderr);
 /// - every child is reaped. A handle dropped while its child runs does not wait: as in Python,
 ///   the child goes on, and is joined by the next `start` that finds it finished, or when the
-///   program exits (Python joins its non-daemon children at exit too);
+///   program exits (Python joins its non-daemon children at exit too). A handle never
+///   dropped, because the program ended with `std::process::exit` (which runs no
+///   destructor), is not waited for: its child is killed as the program ends, below. Join
+///   or drop handles before `exit`;
 /// - Ctrl-C, SIGTERM or SIGHUP sent to the parent ends and reaps every child before it ends
 ///   the parent (see `interrupt.rs`), and a parent killed by SIGKILL takes its children with
 ///   it (the kernel kills them: `PR_SET_PDEATHSIG`): none is left as an orphan.
