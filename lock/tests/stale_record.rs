@@ -129,15 +129,7 @@ fn a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser() 
     });
     releaser.start().unwrap();
     r.read_exact(&mut [0]).unwrap();
-    let mut victim = Process::new(|| {
-        DIE_AFTER_LOCK.with(|d| d.set(true));
-        let _ = lock.acquire(); // Killed after the lock, before its record.
-    });
-    victim.start().unwrap();
-    assert_eq!(
-        victim.join().unwrap(),
-        ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
-    );
+    kill_a_taker_before_its_record(&lock);
     let got = lock.acquire_timeout(Duration::from_secs(5));
     releaser.kill().unwrap();
     releaser.join().unwrap();
@@ -170,16 +162,7 @@ fn a_holder_killed_while_its_panic_releases_is_told_once() {
         holder.join().unwrap(),
         ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
     );
-    let first = lock.acquire().unwrap();
-    lock.release().unwrap();
-    let second = lock.acquire().unwrap();
-    lock.release().unwrap();
-    assert_eq!(
-        first,
-        Acquired::OwnerDied { pid },
-        "the holder that panicked"
-    );
-    assert_eq!(second, Acquired::Released, "told twice");
+    assert_told_once_of_the_panic_of(&lock, pid);
     assert_no_children();
 }
 
@@ -200,25 +183,8 @@ fn a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic() {
         holder.join().unwrap(),
         ExitStatus::Exited(common::PANIC_EXIT_CODE)
     );
-    let mut victim = Process::new(|| {
-        DIE_AFTER_LOCK.with(|d| d.set(true));
-        let _ = lock.acquire(); // Killed after the lock, before its record.
-    });
-    victim.start().unwrap();
-    assert_eq!(
-        victim.join().unwrap(),
-        ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
-    );
-    let first = lock.acquire().unwrap();
-    lock.release().unwrap();
-    let second = lock.acquire().unwrap();
-    lock.release().unwrap();
-    assert_eq!(
-        first,
-        Acquired::OwnerDied { pid },
-        "the holder that panicked"
-    );
-    assert_eq!(second, Acquired::Released, "told twice");
+    kill_a_taker_before_its_record(&lock);
+    assert_told_once_of_the_panic_of(&lock, pid);
     assert_no_children();
 }
 
@@ -240,6 +206,13 @@ fn a_panic_in_a_live_process_then_a_taker_killed_is_not_an_abandoned_lock() {
             .join();
         assert!(panicked.is_err());
     });
+    kill_a_taker_before_its_record(&lock);
+    assert_told_once_of_the_panic_of(&lock, std::process::id());
+    assert_no_children();
+}
+
+/// Starts a process that takes `lock` and is killed right after, before it records itself.
+fn kill_a_taker_before_its_record(lock: &Lock) {
     let mut victim = Process::new(|| {
         DIE_AFTER_LOCK.with(|d| d.set(true));
         let _ = lock.acquire(); // Killed after the lock, before its record.
@@ -249,18 +222,20 @@ fn a_panic_in_a_live_process_then_a_taker_killed_is_not_an_abandoned_lock() {
         victim.join().unwrap(),
         ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
     );
+}
+
+/// The next acquire of `lock` is told that `pid` panicked holding it (`OwnerDied`), and the
+/// one after it takes the lock as usual.
+fn assert_told_once_of_the_panic_of(lock: &Lock, pid: u32) {
     let first = lock.acquire();
     if first.is_ok() {
         lock.release().unwrap();
     }
     assert_eq!(
         first.unwrap(),
-        Acquired::OwnerDied {
-            pid: std::process::id()
-        },
-        "the panic of this process"
+        Acquired::OwnerDied { pid },
+        "the holder that panicked"
     );
     assert_eq!(lock.acquire().unwrap(), Acquired::Released, "told twice");
     lock.release().unwrap();
-    assert_no_children();
 }

@@ -837,28 +837,48 @@ fn a_process_forked_beside_a_call_is_not_held_up_by_it() {
     let manager = Manager::new().unwrap();
     let d = manager.dict().unwrap();
     d.set("k", 1).unwrap();
-    let (mut said, tell) = os_pipe::pipe().unwrap();
-    let mut reaper = Process::new(|| {
+    let (mut reaper, mut said) = forked_beside_a_call(
+        || {
+            for _ in 0..5000 {
+                let _ = d.len();
+            }
+        },
+        |_| match d.get("k") {
+            Ok(PyValue::Int(1)) => "answered".to_string(),
+            got => format!("{got:?}"),
+        },
+    );
+    reaper.start().unwrap();
+    assert_eq!(reaper.join().unwrap(), ExitStatus::Exited(0));
+    drop(reaper);
+    let mut answer = String::new();
+    said.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "answered");
+    assert_eq!(d.get("k").unwrap(), PyValue::Int(1));
+}
+
+/// A reaper process (taking in orphans) whose child runs `busy` on a thread and, 50 ms in,
+/// forks beside it with `daemon` and ends; the forked process, alone, runs `then` (given
+/// where to write) and writes what it returns, under a 10 s alarm. Returns the reaper, to
+/// start, and the read end of what is written. The reaper exits 0 once the forked process
+/// has exited 0.
+fn forked_beside_a_call<'a>(
+    busy: impl Fn() + Send + Sync + 'a,
+    then: impl Fn(&os_pipe::PipeWriter) -> String + Send + Sync + 'a,
+) -> (Process<impl FnOnce() + Send + 'a>, os_pipe::PipeReader) {
+    let (said, tell) = os_pipe::pipe().unwrap();
+    let reaper = Process::new(move || {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an int and touches no memory.
         assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
         let mut caller = Process::new(|| {
             std::thread::scope(|s| {
-                s.spawn(|| {
-                    for _ in 0..5000 {
-                        let _ = d.len();
-                    }
-                });
-                std::thread::sleep(Duration::from_millis(20));
+                s.spawn(&busy);
+                std::thread::sleep(Duration::from_millis(50));
                 // Forks, and ends the parent: this goes on in the new process, alone.
                 nix::unistd::daemon(true, true).unwrap();
                 // SAFETY: alarm touches no memory; it ends this process if the call hangs.
                 unsafe { libc::alarm(10) };
-                let got = d.get("k");
-                let said = if matches!(got, Ok(PyValue::Int(1))) {
-                    "answered".to_string()
-                } else {
-                    format!("{got:?}")
-                };
+                let said = then(&tell);
                 let _ = (&tell).write_all(said.as_bytes());
                 // SAFETY: ends this process at once, as a child does.
                 unsafe { libc::_exit(0) };
@@ -873,14 +893,7 @@ fn a_process_forked_beside_a_call_is_not_held_up_by_it() {
             "{ended:?}"
         );
     });
-    reaper.start().unwrap();
-    assert_eq!(reaper.join().unwrap(), ExitStatus::Exited(0));
-    drop(reaper);
-    drop(tell);
-    let mut answer = String::new();
-    said.read_to_string(&mut answer).unwrap();
-    assert_eq!(answer, "answered");
-    assert_eq!(d.get("k").unwrap(), PyValue::Int(1));
+    (reaper, said)
 }
 
 /// A process forked beside a call makes its calls on connections of their own; at its
@@ -895,58 +908,37 @@ fn a_call_of_its_own_at_the_descriptor_limit_is_told_the_server_ended() {
     // Stopped, the server leaves every call waiting: the thread below holds the connection
     // when its process forks, and the forked process's call waits until the kill.
     kill(server, Signal::SIGSTOP).unwrap();
-    let (mut said, tell) = os_pipe::pipe().unwrap();
-    let mut reaper = Process::new(|| {
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an int and touches no memory.
-        assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
-        let mut caller = Process::new(|| {
-            std::thread::scope(|s| {
-                s.spawn(|| d.len());
-                std::thread::sleep(Duration::from_millis(50));
-                // Forks, and ends the parent: this goes on in the new process, alone.
-                nix::unistd::daemon(true, true).unwrap();
-                // SAFETY: alarm touches no memory; it ends this process if the call hangs.
-                unsafe { libc::alarm(10) };
-                // The lowest free descriptor is the last this process may open.
-                // SAFETY: F_DUPFD makes a new descriptor of fd 0, closed on the next line.
-                let free = unsafe { libc::fcntl(0, libc::F_DUPFD, 0) };
-                // SAFETY: `free` was made above and is used nowhere else.
-                unsafe { libc::close(free) };
-                let mut limit = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                // SAFETY: getrlimit writes the struct and setrlimit reads it, valid for
-                // both calls; the soft limit goes down, the hard one stays.
-                let set = unsafe {
-                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-                    limit.rlim_cur = free as libc::rlim_t + 1;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit)
-                };
-                if set != 0 {
-                    let _ = (&tell).write_all(b"setrlimit failed");
-                    // SAFETY: ends this process at once, as a child does.
-                    unsafe { libc::_exit(1) };
-                }
-                let _ = (&tell).write_all(b"calling\n");
-                let got = d.get("k");
-                let said = match got {
-                    Err(ManagerError::ServerGone) => "ServerGone".to_string(),
-                    other => format!("{other:?}"),
-                };
-                let _ = (&tell).write_all(said.as_bytes());
-                // SAFETY: ends this process at once, as a child does.
-                unsafe { libc::_exit(0) };
-            });
-        });
-        caller.start().unwrap();
-        assert_eq!(caller.join().unwrap(), ExitStatus::Exited(0));
-        let ended = nix::sys::wait::wait().unwrap();
-        assert!(
-            matches!(ended, nix::sys::wait::WaitStatus::Exited(_, 0)),
-            "{ended:?}"
-        );
-    });
+    let (mut reaper, mut said) = forked_beside_a_call(
+        || {
+            let _ = d.len();
+        },
+        |mut tell| {
+            // The lowest free descriptor is the last this process may open.
+            // SAFETY: F_DUPFD makes a new descriptor of fd 0, closed on the next line.
+            let free = unsafe { libc::fcntl(0, libc::F_DUPFD, 0) };
+            // SAFETY: `free` was made above and is used nowhere else.
+            unsafe { libc::close(free) };
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes the struct and setrlimit reads it, valid for both
+            // calls; the soft limit goes down, the hard one stays.
+            let set = unsafe {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = free as libc::rlim_t + 1;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit)
+            };
+            if set != 0 {
+                return "setrlimit failed".to_string();
+            }
+            let _ = tell.write_all(b"calling\n");
+            match d.get("k") {
+                Err(ManagerError::ServerGone) => "ServerGone".to_string(),
+                other => format!("{other:?}"),
+            }
+        },
+    );
     reaper.start().unwrap();
     let mut calling = [0; 8];
     said.read_exact(&mut calling).unwrap();
@@ -955,7 +947,6 @@ fn a_call_of_its_own_at_the_descriptor_limit_is_told_the_server_ended() {
     kill(server, Signal::SIGKILL).unwrap();
     assert_eq!(reaper.join().unwrap(), ExitStatus::Exited(0));
     drop(reaper);
-    drop(tell);
     let mut answer = String::new();
     said.read_to_string(&mut answer).unwrap();
     assert_eq!(answer, "ServerGone");
