@@ -39,27 +39,33 @@ const SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 const GRACE_NS: i64 = 2_000_000_000;
 
 /// How many generations of this program's processes stand above this one: 0 in the program
-/// as started, 1 in a child it started, 2 in a child of that... (a child started by spawn or
-/// a fork server counts as 1 at least).
+/// as started, 1 in a child it started, 2 in a child of that... A child started by spawn
+/// is told its generation in its request; a fork server's children are one below it.
 static DEPTH: AtomicU32 = AtomicU32::new(0);
+
+/// This process's generation (see [`DEPTH`]).
+pub(crate) fn depth() -> u32 {
+    DEPTH.load(Ordering::Relaxed)
+}
 
 /// In a child just forked by `Process::start`: one generation below its parent.
 pub(crate) fn descend() {
     DEPTH.fetch_add(1, Ordering::Relaxed);
 }
 
-/// In a child started by spawn or a fork server: below some process of this program.
-pub(crate) fn started_by_this_program() {
-    DEPTH.fetch_max(1, Ordering::Relaxed);
+/// In a process started by spawn, or forked by a fork server: its generation.
+pub(crate) fn set_depth(depth: u32) {
+    DEPTH.store(depth, Ordering::Relaxed);
 }
 
 /// How long this process's children have to end after SIGTERM: [`GRACE_NS`], halved at each
-/// generation (down to an eighth). A parent gives its child as long as that child gives its
-/// own, and then kills it: with one grace for all, a child whose child ignored SIGTERM was
-/// killed just before it killed and reaped that one, which was left, a zombie, to whoever
-/// adopted it.
-fn grace_ns() -> i64 {
-    GRACE_NS >> DEPTH.load(Ordering::Relaxed).min(3)
+/// generation, down to a sixteenth (125 ms, from the fourth generation below the program
+/// on). A parent gives its child twice as long as that child gives its own, and then kills
+/// it: with one grace for all, a child whose child ignored SIGTERM was killed just before it
+/// killed and reaped that one, which was left, a zombie, to whoever adopted it. So it still
+/// is from the sixth generation on, where the grace no longer halves.
+pub(crate) fn grace_ns() -> i64 {
+    GRACE_NS >> depth().min(4)
 }
 
 /// Pids of the children not yet reaped.

@@ -129,13 +129,19 @@ impl Context {
         Ok(Context { method, server })
     }
 
-    /// Whether a start by this context would be refused now for other threads of this
-    /// process ([`Error::ThreadsRunning`]): only fork is, and it first waits up to a second
-    /// for them to end (a thread just joined is still counted for a moment). A caller with
-    /// other work to do, such as a pool whose other workers run the tasks, tries later
-    /// rather than wait.
-    pub fn waits_for_threads(&self) -> bool {
-        self.method == Method::Fork && crate::process::thread_count().is_ok_and(|n| n > 1)
+    /// The error a start by this context would end in now, for other threads of this
+    /// process ([`Error::ThreadsRunning`]), without the wait: only fork is refused so, and
+    /// it first waits up to a second for them to end (a thread just joined is still counted
+    /// for a moment). A caller that has a deadline, or other work to do (a pool whose other
+    /// workers run the tasks), tries later rather than wait.
+    pub fn refused_for_threads(&self) -> Option<Error> {
+        if self.method != Method::Fork {
+            return None;
+        }
+        match crate::process::thread_count() {
+            Ok(threads) if threads > 1 => Some(Error::ThreadsRunning { threads }),
+            _ => None,
+        }
     }
 
     /// The fork server's pid, under [`Method::ForkServer`].
@@ -612,11 +618,13 @@ struct Request<'a> {
     executable: FileId,
     entry: u64,
     die_with: i32,
+    /// The child's generation: one below the process that asks (see `interrupt::DEPTH`).
+    depth: u8,
     fds: u8,
     args: &'a [u8],
 }
 
-const REQUEST_HEADER: usize = 16 + 8 + 4 + 1;
+const REQUEST_HEADER: usize = 16 + 8 + 4 + 1 + 1;
 
 impl<'a> Request<'a> {
     fn new(entry: Entry, args: &'a [u8], fds: usize) -> Result<Request<'a>, Error> {
@@ -624,6 +632,7 @@ impl<'a> Request<'a> {
             executable: executable_id()?,
             entry: code_offset(entry as usize)?,
             die_with: child::parent_to_die_with(),
+            depth: (crate::interrupt::depth() + 1).min(u8::MAX.into()) as u8,
             fds: fds as u8,
             args,
         })
@@ -634,6 +643,7 @@ impl<'a> Request<'a> {
         bytes.extend_from_slice(&self.executable.to_bytes());
         bytes.extend_from_slice(&self.entry.to_le_bytes());
         bytes.extend_from_slice(&self.die_with.to_le_bytes());
+        bytes.push(self.depth);
         bytes.push(self.fds);
         bytes.extend_from_slice(self.args);
         bytes
@@ -643,11 +653,13 @@ impl<'a> Request<'a> {
         let (executable, rest) = bytes.split_first_chunk::<16>()?;
         let (entry, rest) = rest.split_first_chunk::<8>()?;
         let (die_with, rest) = rest.split_first_chunk::<4>()?;
+        let (&depth, rest) = rest.split_first()?;
         let (&fds, args) = rest.split_first()?;
         Some(Request {
             executable: FileId::from_bytes(executable),
             entry: u64::from_le_bytes(*entry),
             die_with: i32::from_le_bytes(*die_with),
+            depth,
             fds,
             args,
         })

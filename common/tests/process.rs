@@ -29,6 +29,10 @@ fn main() {
         ),
         ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
         (
+            "a_signal_ends_three_generations_by_every_start_method",
+            a_signal_ends_three_generations_by_every_start_method,
+        ),
+        (
             "a_signal_ends_three_generations_leaving_nothing_to_adopt",
             a_signal_ends_three_generations_leaving_nothing_to_adopt,
         ),
@@ -515,6 +519,48 @@ fn a_signal_ends_three_generations_leaving_nothing_to_adopt() {
         ready.read_exact(&mut [0; 2]).unwrap();
         raise(Signal::SIGTERM).unwrap();
     });
+}
+
+/// What a child started by spawn or a fork server runs in the next test: it starts a child
+/// that ignores SIGTERM; each writes its pid into the first pipe, and a byte into the
+/// second once it is ready.
+fn start_a_stubborn_child(_: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32 {
+    let mut fds = fds.into_iter().map(std::fs::File::from);
+    let (pids, ready) = (fds.next().unwrap(), fds.next().unwrap());
+    let mut stubborn = Process::new(|| {
+        // SAFETY: SIG_IGN for SIGTERM is a valid disposition; no handler runs.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        (&pids)
+            .write_all(&std::process::id().to_ne_bytes())
+            .unwrap();
+        (&ready).write_all(b"s").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    stubborn.start().unwrap();
+    (&pids)
+        .write_all(&std::process::id().to_ne_bytes())
+        .unwrap();
+    (&ready).write_all(b"m").unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// As above, with the middle generation started by spawn, then by a fork server: a spawned
+/// child is told its generation in its request (it took itself for the first below the
+/// program, gave its child as long as its parent gave it, and was killed first), and a
+/// fork server gives its children a grace too (it killed them at once).
+fn a_signal_ends_three_generations_by_every_start_method() {
+    use common::start::{Context, Method};
+    for method in [Method::Spawn, Method::ForkServer] {
+        ends_by_sigterm_leaving_no_child(move |w| {
+            let (mut ready, tell) = os_pipe::pipe().unwrap();
+            let ctx = Context::new(method).unwrap();
+            let fds = vec![w.into(), tell.into()];
+            let _middle = ctx.start(start_a_stubborn_child, Vec::new(), fds).unwrap();
+            ready.read_exact(&mut [0; 2]).unwrap();
+            raise(Signal::SIGTERM).unwrap();
+        });
+    }
 }
 
 /// A SIGINT that the program ignores (as `nohup` or a background job arranges) stays ignored

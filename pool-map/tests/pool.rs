@@ -792,9 +792,27 @@ fn a_replacement_refused_for_a_thread_holds_up_no_call() {
         let p = Pool::new(2).unwrap();
         let victim = p.pids()[0];
         testkit::until_asleep(victim);
+        // A pool of one, whose worker dies too: with no worker left, a call fails at once
+        // with why (it waited the second first).
+        let alone = Pool::new(1).unwrap();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|s| {
             s.spawn(move || stopped.recv());
+            kill(Pid::from_raw(alone.pids()[0] as i32), Signal::SIGKILL).unwrap();
+            let asked = Instant::now();
+            let refused = alone.apply(square, 2);
+            assert!(
+                matches!(
+                    refused,
+                    Err(PoolError::Os(common::Error::ThreadsRunning { .. }))
+                ),
+                "{refused:?}"
+            );
+            assert!(
+                asked.elapsed() < Duration::from_millis(500),
+                "{:?}",
+                asked.elapsed()
+            );
             kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
             let started = Instant::now();
             let mut slowest = Duration::ZERO;
@@ -818,6 +836,7 @@ fn a_replacement_refused_for_a_thread_holds_up_no_call() {
             assert_eq!(p.apply(square, 6).unwrap(), 36);
             std::thread::sleep(Duration::from_millis(20));
         }
+        assert_eq!(alone.apply(square, 7).unwrap(), 49);
     });
 }
 

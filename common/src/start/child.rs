@@ -287,7 +287,10 @@ pub(super) fn run(request: &Request<'_>, fds: Vec<OwnedFd>) -> i32 {
     if request.die_with != 0 {
         die_with_parent(request.die_with);
     }
-    crate::interrupt::started_by_this_program();
+    // Spawned: the generation the request says. Forked by a fork server: one below it,
+    // which is one below the request's maker.
+    let below = crate::interrupt::depth() + 1;
+    crate::interrupt::set_depth(below.max(request.depth.into()));
     // What Rust's runtime does before `main`, which has not run: a write to a closed pipe
     // fails with EPIPE instead of killing the process.
     // SAFETY: setting a signal's disposition to SIG_IGN touches no memory.

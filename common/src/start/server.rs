@@ -66,9 +66,11 @@ impl ForkServer {
             control: Private::new(ours)?,
             reaped: Mutex::new(false),
         };
-        // Its first message: whom it dies with.
-        let die_with = child::parent_to_die_with();
-        send(server.control()?, &die_with.to_le_bytes(), &[])?;
+        // Its first message: whom it dies with, and its generation (one below this process's:
+        // see `interrupt::grace_ns`).
+        let mut first = child::parent_to_die_with().to_le_bytes().to_vec();
+        first.extend_from_slice(&(crate::interrupt::depth() + 1).to_le_bytes());
+        send(server.control()?, &first, &[])?;
         Ok(server)
     }
 
@@ -272,12 +274,16 @@ fn serve_requests() -> Result<i32, Error> {
             control.as_fd(),
         ));
     }
-    let mut first = [0; 4];
+    let mut first = [0; 8];
     match receive(control.as_fd(), &mut first, true) {
-        Ok(Received::Message(4, _)) => match i32::from_le_bytes(first) {
-            0 => {}
-            owner => die_with_parent(owner),
-        },
+        Ok(Received::Message(8, _)) => {
+            let [o0, o1, o2, o3, d0, d1, d2, d3] = first;
+            match i32::from_le_bytes([o0, o1, o2, o3]) {
+                0 => {}
+                owner => die_with_parent(owner),
+            }
+            crate::interrupt::set_depth(u32::from_le_bytes([d0, d1, d2, d3]));
+        }
         Ok(_) => return Ok(0), // The owner is gone already.
         Err(e) => {
             let why = e.to_string();
@@ -490,11 +496,25 @@ fn has_exited(pid: Pid) -> bool {
     )
 }
 
-/// Kills every child and reaps it.
+/// Ends every child and reaps it: SIGTERM, and SIGKILL to those still there after the
+/// server's grace, half its owner's (`interrupt::grace_ns`), so that a child that started
+/// children of its own has ended and reaped them by then, and its owner's SIGKILL comes
+/// after. (Killed at once, a child left its own to whoever adopted them.)
 fn end_all(children: &mut Vec<Served>) {
+    // Not reaped yet, so each pid is still this child's.
     for child in children.iter() {
-        // Not reaped yet, so the pid is still this child's.
-        let _ = nix::sys::signal::kill(child.pid, Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(child.pid, Signal::SIGTERM);
+        // A stopped child acts on SIGTERM only once continued.
+        let _ = nix::sys::signal::kill(child.pid, Signal::SIGCONT);
+    }
+    let grace_ends = Instant::now() + Duration::from_nanos(crate::interrupt::grace_ns() as u64);
+    while Instant::now() < grace_ends && !children.iter().all(|c| has_exited(c.pid)) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for child in children.iter() {
+        if !has_exited(child.pid) {
+            let _ = nix::sys::signal::kill(child.pid, Signal::SIGKILL);
+        }
     }
     for child in children.drain(..) {
         reap(child);
