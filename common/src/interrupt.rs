@@ -17,7 +17,9 @@
 //!
 //! No orphan is left behind, and no zombie: the children are reaped before the parent ends,
 //! so nothing depends on the process that adopts orphans (in a container, it may never reap
-//! them). In a child, the handler it inherits does only what the default would, end it by
+//! them). Down to the sixth generation below the program: there the grace no longer
+//! halves, and such a process may be killed by its parent before it has ended its own
+//! children, which are killed with it (`PR_SET_PDEATHSIG`) and left to the adopter. In a child, the handler it inherits does only what the default would, end it by
 //! the signal, until the child starts children of its own. Python leaves this to
 //! `KeyboardInterrupt` and to `atexit`; a Rust program must do it in the handler, with
 //! async-signal-safe calls only (`kill`, `waitpid`, `raise`).
@@ -50,7 +52,7 @@ pub(crate) fn depth() -> u32 {
 
 /// In a child just forked by `Process::start`: one generation below its parent.
 pub(crate) fn descend() {
-    DEPTH.fetch_add(1, Ordering::Relaxed);
+    set_depth(depth().saturating_add(1));
 }
 
 /// In a process started by spawn, or forked by a fork server: its generation.
@@ -60,10 +62,11 @@ pub(crate) fn set_depth(depth: u32) {
 
 /// How long this process's children have to end after SIGTERM: [`GRACE_NS`], halved at each
 /// generation, down to a sixteenth (125 ms, from the fourth generation below the program
-/// on). A parent gives its child twice as long as that child gives its own, and then kills
-/// it: with one grace for all, a child whose child ignored SIGTERM was killed just before it
-/// killed and reaped that one, which was left, a zombie, to whoever adopted it. So it still
-/// is from the sixth generation on, where the grace no longer halves.
+/// on; a fork server counts as one). A parent gives its child twice as long as that child
+/// gives its own, and then kills it: with one grace for all, a child whose child ignored
+/// SIGTERM was killed just before it killed and reaped that one, which was left, a zombie,
+/// to whoever adopted it. So a process six generations below the program, or more, still
+/// may be, as its parent and grandparent give the same grace.
 pub(crate) fn grace_ns() -> i64 {
     GRACE_NS >> depth().min(4)
 }

@@ -45,6 +45,7 @@ use std::fmt;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -130,17 +131,29 @@ impl Context {
     }
 
     /// The error a start by this context would end in now, for other threads of this
-    /// process ([`Error::ThreadsRunning`]), without the wait: only fork is refused so, and
-    /// it first waits up to a second for them to end (a thread just joined is still counted
-    /// for a moment). A caller that has a deadline, or other work to do (a pool whose other
-    /// workers run the tasks), tries later rather than wait.
-    pub fn refused_for_threads(&self) -> Option<Error> {
+    /// process ([`Error::ThreadsRunning`]), without the second's wait: only fork is refused
+    /// so, and it first waits up to a second for them to end. A caller that has a deadline,
+    /// or other work to do (a pool whose other workers run the tasks), tries later rather
+    /// than wait. A thread just joined is still counted for a moment: the count is read
+    /// again for up to `patience` (read once, a thread joined just before was still counted
+    /// in about 1 of 100 reads).
+    pub fn refused_for_threads(&self, patience: Duration) -> Option<Error> {
         if self.method != Method::Fork {
             return None;
         }
-        match crate::process::thread_count() {
-            Ok(threads) if threads > 1 => Some(Error::ThreadsRunning { threads }),
-            _ => None,
+        let deadline = Instant::now() + patience;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match crate::process::thread_count() {
+                Ok(threads) if threads > 1 => {
+                    if Instant::now() >= deadline {
+                        return Some(Error::ThreadsRunning { threads });
+                    }
+                }
+                _ => return None,
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
         }
     }
 
@@ -632,7 +645,9 @@ impl<'a> Request<'a> {
             executable: executable_id()?,
             entry: code_offset(entry as usize)?,
             die_with: child::parent_to_die_with(),
-            depth: (crate::interrupt::depth() + 1).min(u8::MAX.into()) as u8,
+            depth: crate::interrupt::depth()
+                .saturating_add(1)
+                .min(u8::MAX.into()) as u8,
             fds: fds as u8,
             args,
         })

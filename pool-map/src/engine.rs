@@ -629,16 +629,23 @@ impl Engine {
     /// guard held or a thread running, so fork is refused; no descriptor or process left)
     /// leaves the dead one in its place, buried: it takes no task, and `check_alive` tries
     /// again, waiting twice as long after each failure, up to [`REPLACE_WAIT_MOST`] (while
-    /// a thread runs, a fork is not even tried: see `Context::refused_for_threads`). Meanwhile the
-    /// other workers run the tasks, and the calls go on. (Every call failed with why, even
+    /// a thread runs, a fork is not even tried: see `Context::refused_for_threads`).
+    /// Meanwhile the other workers run the tasks, and the calls go on. (Every call failed with why, even
     /// one whose task another worker had run: its result was lost, and a caller that asked
     /// again ran the task twice.) Only where no worker is left does the call fail, with
     /// why; its tasks wait for a later call.
     fn replace(&mut self, i: usize) -> Result<(), PoolError> {
-        if let Some(refused) = self.context.refused_for_threads() {
+        // With no worker left, a thread just joined (still counted for a moment) is given
+        // 10 ms to go, rather than fail the call.
+        let patience = if self.none_alive() {
+            Duration::from_millis(10)
+        } else {
+            Duration::ZERO
+        };
+        if let Some(refused) = self.context.refused_for_threads(patience) {
             // Refused after up to a second's wait for the threads, inside whichever call
             // came here (a `get_timeout` of 50 ms took 1.01 s): not tried while they run.
-            // With no worker left, the call fails at once, with why.
+            // With no worker left, the call fails with why.
             self.replace_later();
             return if self.none_alive() {
                 Err(refused.into())

@@ -20,7 +20,8 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 const EXAMPLE: &str = env!("CARGO_BIN_EXE_start-methods");
 
 /// A request as this program's start code encodes one: the executable's device and inode,
-/// the entry's offset, the pid to die with, the number of descriptors, the arguments.
+/// the entry's offset, the pid to die with, the child's generation, the number of
+/// descriptors, the arguments.
 fn request(entry: u64) -> Vec<u8> {
     let file = std::fs::metadata(EXAMPLE).expect("stat the example");
     let mut bytes = Vec::new();
@@ -28,6 +29,7 @@ fn request(entry: u64) -> Vec<u8> {
     bytes.extend_from_slice(&file.ino().to_le_bytes());
     bytes.extend_from_slice(&entry.to_le_bytes());
     bytes.extend_from_slice(&0i32.to_le_bytes());
+    bytes.push(1);
     bytes.push(0);
     bytes
 }

@@ -289,7 +289,7 @@ pub(super) fn run(request: &Request<'_>, fds: Vec<OwnedFd>) -> i32 {
     }
     // Spawned: the generation the request says. Forked by a fork server: one below it,
     // which is one below the request's maker.
-    let below = crate::interrupt::depth() + 1;
+    let below = crate::interrupt::depth().saturating_add(1);
     crate::interrupt::set_depth(below.max(request.depth.into()));
     // What Rust's runtime does before `main`, which has not run: a write to a closed pipe
     // fails with EPIPE instead of killing the process.

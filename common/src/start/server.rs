@@ -12,7 +12,8 @@
 //!   children at exit too);
 //! - when the control socket closes without that (the owner died), or on SIGINT, SIGTERM or
 //!   SIGHUP (Ctrl-C reaches the whole process group; the owner's handler sends SIGTERM):
-//!   it kills and reaps its children first, so none is left behind.
+//!   it ends and reaps its children first (SIGTERM, and SIGKILL after its grace, half its
+//!   owner's), so none is left behind.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -69,7 +70,7 @@ impl ForkServer {
         // Its first message: whom it dies with, and its generation (one below this process's:
         // see `interrupt::grace_ns`).
         let mut first = child::parent_to_die_with().to_le_bytes().to_vec();
-        first.extend_from_slice(&(crate::interrupt::depth() + 1).to_le_bytes());
+        first.extend_from_slice(&crate::interrupt::depth().saturating_add(1).to_le_bytes());
         send(server.control()?, &first, &[])?;
         Ok(server)
     }
@@ -282,7 +283,9 @@ fn serve_requests() -> Result<i32, Error> {
                 0 => {}
                 owner => die_with_parent(owner),
             }
-            crate::interrupt::set_depth(u32::from_le_bytes([d0, d1, d2, d3]));
+            // At most what a spawn request can say: a hostile number is no generation.
+            let depth = u32::from_le_bytes([d0, d1, d2, d3]).min(u8::MAX.into());
+            crate::interrupt::set_depth(depth);
         }
         Ok(_) => return Ok(0), // The owner is gone already.
         Err(e) => {
