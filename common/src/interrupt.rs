@@ -17,10 +17,11 @@
 //!
 //! No orphan is left behind, and no zombie: the children are reaped before the parent ends,
 //! so nothing depends on the process that adopts orphans (in a container, it may never reap
-//! them). Down to the sixth generation below the program: there the grace no longer
-//! halves, and such a process may be killed by its parent before it has ended its own
-//! children, which are killed with it (`PR_SET_PDEATHSIG`) and left to the adopter. In a child, the handler it inherits does only what the default would, end it by
-//! the signal, until the child starts children of its own. Python leaves this to
+//! them). Down to the fifth generation below the program: the grace stops halving at the
+//! fourth ([`grace_ns`]), so a process of the fifth may be killed by its parent before it
+//! has ended its own children, which die with it (`PR_SET_PDEATHSIG`) and are left to the
+//! adopter. In a child, the handler it inherits does only what the default would, end it
+//! by the signal, until the child starts children of its own. Python leaves this to
 //! `KeyboardInterrupt` and to `atexit`; a Rust program must do it in the handler, with
 //! async-signal-safe calls only (`kill`, `waitpid`, `raise`).
 //!

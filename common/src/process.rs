@@ -79,8 +79,8 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
 ///   or drop handles before `exit`;
 /// - Ctrl-C, SIGTERM or SIGHUP sent to the parent ends and reaps every child before it ends
 ///   the parent (see `interrupt.rs`), and a parent killed by SIGKILL takes its children with
-///   it (the kernel kills them: `PR_SET_PDEATHSIG`): none is left as an orphan (down to
-///   the sixth generation below the program: see `interrupt.rs`).
+///   it (the kernel kills them: `PR_SET_PDEATHSIG`): none is left as an orphan (no process
+///   down to the fifth generation below the program: see `interrupt.rs`).
 pub struct Process<F> {
     target: Option<F>,
     pid: Option<Pid>,
