@@ -29,6 +29,10 @@ fn main() {
         ),
         ("panic_message_goes_to_stderr", panic_message_goes_to_stderr),
         (
+            "a_fork_server_told_a_hostile_generation_still_runs_its_children",
+            a_fork_server_told_a_hostile_generation_still_runs_its_children,
+        ),
+        (
             "a_signal_ends_three_generations_by_every_start_method",
             a_signal_ends_three_generations_by_every_start_method,
         ),
@@ -561,6 +565,87 @@ fn a_signal_ends_three_generations_by_every_start_method() {
             raise(Signal::SIGTERM).unwrap();
         });
     }
+}
+
+/// What the fork server's child runs in the next test.
+fn exit_7(_: &[u8], _: Vec<std::os::fd::OwnedFd>) -> i32 {
+    7
+}
+
+/// A fork server told a generation past any a spawn request can carry (its first message
+/// comes from its owner, here this test, of the same executable) still runs its children:
+/// a child one generation below `u32::MAX` overflowed, panicked outside any catch, and
+/// aborted. The test speaks the server's protocol itself: its first message (whom to die
+/// with, the generation), then a request (executable, entry, die-with, generation, no
+/// descriptor, no argument) with the link it answers on.
+fn a_fork_server_told_a_hostile_generation_still_runs_its_children() {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
+    };
+    use std::os::unix::fs::MetadataExt;
+    let pair = || {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    };
+    let (control, theirs) = pair();
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--multiprocessing-forkserver")
+        .stdin(std::process::Stdio::from(theirs))
+        .spawn()
+        .unwrap();
+    let send = |bytes: &[u8], fds: &[i32]| {
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+        sendmsg::<()>(
+            control.as_raw_fd(),
+            &[std::io::IoSlice::new(bytes)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+    };
+    let mut first = 0i32.to_le_bytes().to_vec();
+    first.extend_from_slice(&u32::MAX.to_le_bytes());
+    send(&first, &[]);
+    let exe = std::fs::metadata("/proc/self/exe").unwrap();
+    let entry = common::start::code_offset(exit_7 as *const () as usize).unwrap();
+    let mut request = Vec::new();
+    request.extend_from_slice(&exe.dev().to_le_bytes());
+    request.extend_from_slice(&exe.ino().to_le_bytes());
+    request.extend_from_slice(&entry.to_le_bytes());
+    request.extend_from_slice(&0i32.to_le_bytes());
+    request.extend_from_slice(&[1, 0]);
+    let (link, served) = pair();
+    send(&request, &[served.as_raw_fd()]);
+    drop(served);
+    // Link messages (a tag, then an i32) until the child's end: 'X' and its exit code, or
+    // 'S' and the signal that ended it. Bounded, to catch a hang.
+    let link = std::fs::File::from(link);
+    // SAFETY: alarm touches no memory; it ends this test if the server never answers.
+    unsafe { libc::alarm(20) };
+    let ended = loop {
+        let mut message = [0u8; 5];
+        let n = (&link).read(&mut message).unwrap();
+        assert_eq!(n, 5, "the link ended early");
+        if matches!(message[0], b'X' | b'S') {
+            break (
+                message[0],
+                i32::from_le_bytes(message[1..].try_into().unwrap()),
+            );
+        }
+    };
+    // SAFETY: as above; cancels it.
+    unsafe { libc::alarm(0) };
+    drop(control);
+    let status = server.wait().unwrap();
+    assert_eq!(ended, (b'X', 7), "the child ended so ('S', 6: SIGABRT)");
+    assert!(status.success(), "{status:?}");
 }
 
 /// A SIGINT that the program ignores (as `nohup` or a background job arranges) stays ignored
