@@ -149,17 +149,9 @@ fn a_holder_killed_before_recording_itself_is_not_taken_for_the_last_releaser() 
 /// after it takes the lock as usual.
 fn a_holder_killed_while_its_panic_releases_is_told_once() {
     let lock = Lock::new().unwrap();
-    let mut holder = Process::new(|| {
-        let _held = lock.lock().unwrap();
-        DIE_BEFORE_UNLOCK.with(|d| d.set(true));
-        if lock.holder().is_some() {
-            panic!("half-way");
-        }
-    });
-    holder.start().unwrap();
-    let pid = holder.pid().unwrap().as_raw() as u32;
+    let (pid, ended) = a_holder_that_panics(&lock, true);
     assert_eq!(
-        holder.join().unwrap(),
+        ended,
         ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)
     );
     assert_told_once_of_the_panic_of(&lock, pid);
@@ -171,18 +163,8 @@ fn a_holder_killed_while_its_panic_releases_is_told_once() {
 /// holder's pid: the mark goes only once a taker has recorded itself.
 fn a_taker_killed_before_recording_itself_leaves_the_mark_of_a_panic() {
     let lock = Lock::new().unwrap();
-    let mut holder = Process::new(|| {
-        let _held = lock.lock().unwrap();
-        if lock.holder().is_some() {
-            panic!("half-way");
-        }
-    });
-    holder.start().unwrap();
-    let pid = holder.pid().unwrap().as_raw() as u32;
-    assert_eq!(
-        holder.join().unwrap(),
-        ExitStatus::Exited(common::PANIC_EXIT_CODE)
-    );
+    let (pid, ended) = a_holder_that_panics(&lock, false);
+    assert_eq!(ended, ExitStatus::Exited(common::PANIC_EXIT_CODE));
     kill_a_taker_before_its_record(&lock);
     assert_told_once_of_the_panic_of(&lock, pid);
     assert_no_children();
@@ -238,4 +220,19 @@ fn assert_told_once_of_the_panic_of(lock: &Lock, pid: u32) {
     );
     assert_eq!(lock.acquire().unwrap(), Acquired::Released, "told twice");
     lock.release().unwrap();
+}
+
+/// Runs a process that takes `lock` and panics half-way (killed as its guard releases the
+/// lock, after marking it, when `killed_releasing`); returns its pid and how it ended.
+fn a_holder_that_panics(lock: &Lock, killed_releasing: bool) -> (u32, ExitStatus) {
+    let mut holder = Process::new(|| {
+        let _held = lock.lock().unwrap();
+        DIE_BEFORE_UNLOCK.with(|d| d.set(killed_releasing));
+        if lock.holder().is_some() {
+            panic!("half-way");
+        }
+    });
+    holder.start().unwrap();
+    let pid = holder.pid().unwrap().as_raw() as u32;
+    (pid, holder.join().unwrap())
 }
