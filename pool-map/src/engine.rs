@@ -630,10 +630,10 @@ impl Engine {
     /// leaves the dead one in its place, buried: it takes no task, and `check_alive` tries
     /// again, waiting twice as long after each failure, up to [`REPLACE_WAIT_MOST`] (while
     /// a thread runs, a fork is not even tried: see `Context::refused_for_threads`).
-    /// Meanwhile the other workers run the tasks, and the calls go on. (Every call failed with why, even
-    /// one whose task another worker had run: its result was lost, and a caller that asked
-    /// again ran the task twice.) Only where no worker is left does the call fail, with
-    /// why; its tasks wait for a later call.
+    /// Meanwhile the other workers run the tasks, and the calls go on. (Every call failed
+    /// with why, even one whose task another worker had run: its result was lost, and a
+    /// caller that asked again ran the task twice.) Only where no worker is left does the
+    /// call fail, with why; its tasks wait for a later call.
     fn replace(&mut self, i: usize) -> Result<(), PoolError> {
         // With no worker left, a thread just joined (still counted for a moment) is given
         // 10 ms to go, rather than fail the call.
