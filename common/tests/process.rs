@@ -33,6 +33,10 @@ fn main() {
             a_fork_server_told_a_hostile_generation_still_runs_its_children,
         ),
         (
+            "a_fork_server_refuses_a_first_message_of_the_wrong_length",
+            a_fork_server_refuses_a_first_message_of_the_wrong_length,
+        ),
+        (
             "a_signal_ends_three_generations_by_every_start_method",
             a_signal_ends_three_generations_by_every_start_method,
         ),
@@ -572,6 +576,45 @@ fn exit_7(_: &[u8], _: Vec<std::os::fd::OwnedFd>) -> i32 {
     7
 }
 
+/// A fork server of this test's own executable, started as a spawned program would start
+/// one, with stderr piped: the server and the end of its control socket the test speaks on.
+fn a_fork_server_of_this_program() -> (std::process::Child, std::os::fd::OwnedFd) {
+    let (control, theirs) = seqpacket_pair();
+    let server = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--multiprocessing-forkserver")
+        .stdin(std::process::Stdio::from(theirs))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (server, control)
+}
+
+fn seqpacket_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
+/// Sends one message, with descriptors `fds`, on `socket`.
+fn send_message(socket: &std::os::fd::OwnedFd, bytes: &[u8], fds: &[i32]) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[std::io::IoSlice::new(bytes)],
+        cmsgs,
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+}
+
 /// A fork server told a generation past any a spawn request can carry (its first message
 /// comes from its owner, here this test, of the same executable) still runs its children:
 /// a child one generation below `u32::MAX` overflowed, panicked outside any catch, and
@@ -579,40 +622,11 @@ fn exit_7(_: &[u8], _: Vec<std::os::fd::OwnedFd>) -> i32 {
 /// with, the generation), then a request (executable, entry, die-with, generation, no
 /// descriptor, no argument) with the link it answers on.
 fn a_fork_server_told_a_hostile_generation_still_runs_its_children() {
-    use nix::sys::socket::{
-        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
-    };
     use std::os::unix::fs::MetadataExt;
-    let pair = || {
-        socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap()
-    };
-    let (control, theirs) = pair();
-    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--multiprocessing-forkserver")
-        .stdin(std::process::Stdio::from(theirs))
-        .spawn()
-        .unwrap();
-    let send = |bytes: &[u8], fds: &[i32]| {
-        let rights = [ControlMessage::ScmRights(fds)];
-        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-        sendmsg::<()>(
-            control.as_raw_fd(),
-            &[std::io::IoSlice::new(bytes)],
-            cmsgs,
-            MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
-    };
+    let (mut server, control) = a_fork_server_of_this_program();
     let mut first = 0i32.to_le_bytes().to_vec();
     first.extend_from_slice(&u32::MAX.to_le_bytes());
-    send(&first, &[]);
+    send_message(&control, &first, &[]);
     let exe = std::fs::metadata("/proc/self/exe").unwrap();
     let entry = common::start::code_offset(exit_7 as *const () as usize).unwrap();
     let mut request = Vec::new();
@@ -621,8 +635,8 @@ fn a_fork_server_told_a_hostile_generation_still_runs_its_children() {
     request.extend_from_slice(&entry.to_le_bytes());
     request.extend_from_slice(&0i32.to_le_bytes());
     request.extend_from_slice(&[1, 0]);
-    let (link, served) = pair();
-    send(&request, &[served.as_raw_fd()]);
+    let (link, served) = seqpacket_pair();
+    send_message(&control, &request, &[served.as_raw_fd()]);
     drop(served);
     // Link messages (a tag, then an i32) until the child's end: 'X' and its exit code, or
     // 'S' and the signal that ended it. Bounded, to catch a hang.
@@ -646,6 +660,22 @@ fn a_fork_server_told_a_hostile_generation_still_runs_its_children() {
     let status = server.wait().unwrap();
     assert_eq!(ended, (b'X', 7), "the child ended so ('S', 6: SIGABRT)");
     assert!(status.success(), "{status:?}");
+}
+
+/// A fork server whose first message is not what an owner sends (here 4 bytes, the form
+/// before the generation was added) refuses, with status 2 and why, as for any request not
+/// from this program. (It ended with status 0, without a word.)
+fn a_fork_server_refuses_a_first_message_of_the_wrong_length() {
+    let (server, control) = a_fork_server_of_this_program();
+    send_message(&control, &0i32.to_le_bytes(), &[]);
+    let out = server.wait_with_output().unwrap();
+    drop(control);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a first message of 4 bytes, not 8"),
+        "{stderr}"
+    );
 }
 
 /// A SIGINT that the program ignores (as `nohup` or a background job arranges) stays ignored

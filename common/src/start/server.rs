@@ -287,7 +287,16 @@ fn serve_requests() -> Result<i32, Error> {
             let depth = u32::from_le_bytes([d0, d1, d2, d3]).min(u8::MAX.into());
             crate::interrupt::set_depth(depth);
         }
-        Ok(_) => return Ok(0), // The owner is gone already.
+        Ok(Received::End) => return Ok(0), // The owner is gone already.
+        // Not what an owner sends first (whom to die with, the generation: 8 bytes).
+        Ok(Received::Message(n, _) | Received::Truncated(n)) => {
+            return Ok(child::refuse_unless_orphaned(
+                child::SERVER,
+                &format!("a first message of {n} bytes, not 8"),
+                control.as_fd(),
+            ));
+        }
+        Ok(Received::Nothing) => return Ok(0), // Not when blocking.
         Err(e) => {
             let why = e.to_string();
             return Ok(child::refuse_unless_orphaned(
