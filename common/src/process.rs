@@ -266,30 +266,34 @@ fn run_child<F: FnOnce() -> R, R: Outcome>(target: Option<F>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Fails unless the calling thread is the only thread of the process.
+/// Fails unless the calling thread is the only thread of the process, after up to a second.
 fn ensure_single_threaded() -> Result<(), Error> {
-    // A thread that was just joined can still be counted for a moment while the kernel
-    // finishes tearing it down (longer on a busy machine), so a count above one is read
-    // again for up to a second before fork is refused.
+    match threads_after(Duration::from_secs(1))? {
+        0 | 1 => Ok(()),
+        threads => Err(Error::ThreadsRunning { threads }),
+    }
+}
+
+/// The number of threads in this process, asked again while it is above one, for up to
+/// `patience`: a thread that was just joined can still be counted for a moment while the
+/// kernel finishes tearing it down (longer on a busy machine).
+pub(crate) fn threads_after(patience: Duration) -> Result<usize, Error> {
     let mut threads = thread_count()?;
     let mut pause = Duration::from_micros(50);
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + patience;
     while threads > 1 && Instant::now() < deadline {
         thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
         threads = thread_count()?;
     }
-    if threads > 1 {
-        return Err(Error::ThreadsRunning { threads });
-    }
-    Ok(())
+    Ok(threads)
 }
 
 /// The number of threads in this process. Linux counts them in the link count of
 /// `/proc/self/task` (two, plus one per thread): one `stat`, where listing the directory
 /// takes an open, several reads and a close. Where that count is not kept (it reads two or
 /// less), the directory is listed.
-pub(crate) fn thread_count() -> Result<usize, Error> {
+fn thread_count() -> Result<usize, Error> {
     use std::os::unix::fs::MetadataExt;
     let links = std::fs::metadata("/proc/self/task")
         .map_err(|e| Error::os("stat(/proc/self/task)", e))?

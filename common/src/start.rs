@@ -45,7 +45,7 @@ use std::fmt;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -131,29 +131,18 @@ impl Context {
     }
 
     /// The error a start by this context would end in now, for other threads of this
-    /// process ([`Error::ThreadsRunning`]), without the second's wait: only fork is refused
-    /// so, and it first waits up to a second for them to end. A caller that has a deadline,
-    /// or other work to do (a pool whose other workers run the tasks), tries later rather
-    /// than wait. A thread just joined is still counted for a moment: the count is read
-    /// again for up to `patience` (read once, a thread joined just before was still counted
-    /// in about 1 of 100 reads).
+    /// process ([`Error::ThreadsRunning`]), waiting only `patience` where a start waits a
+    /// second for them to end: only fork is refused so. A caller that has a deadline, or
+    /// other work to do (a pool whose other workers run the tasks), tries later rather than
+    /// wait. (A thread just joined is still counted for a moment: read once, the count still
+    /// had it in about 1 of 100 reads.)
     pub fn refused_for_threads(&self, patience: Duration) -> Option<Error> {
         if self.method != Method::Fork {
             return None;
         }
-        let deadline = Instant::now() + patience;
-        let mut pause = Duration::from_micros(50);
-        loop {
-            match crate::process::thread_count() {
-                Ok(threads) if threads > 1 => {
-                    if Instant::now() >= deadline {
-                        return Some(Error::ThreadsRunning { threads });
-                    }
-                }
-                _ => return None,
-            }
-            std::thread::sleep(pause);
-            pause *= 2;
+        match crate::process::threads_after(patience) {
+            Ok(threads) if threads > 1 => Some(Error::ThreadsRunning { threads }),
+            _ => None,
         }
     }
 

@@ -669,18 +669,24 @@ impl Lock {
                     unsafe { libc::pthread_mutex_unlock(state.mutex.get()) };
                     return Err(e.into());
                 }
-                // A holder that panicked half-way is named, whoever died after it; a holder
-                // that died before it recorded itself, or as it released, handed nothing out.
-                Ok(match (state.poisoned.load(Ordering::Acquire), pid) {
-                    (0, 0) => Acquired::Released,
-                    (0, pid) | (pid, _) => Acquired::OwnerDied { pid },
-                })
+                Ok(self.told_of_death(pid))
             }
             libc::ENOTRECOVERABLE => Err(LockError::LockAbandoned {
                 pid: self.holder().unwrap_or(0),
             }),
             libc::EDEADLK => Err(LockError::AlreadyHeld),
             rc => Err(Error::os(call, Errno::from_raw(rc)).into()),
+        }
+    }
+
+    /// What the caller that takes a dead holder's lock is told, once the process of `pid`
+    /// (the holder's record, 0 if none) has ended: a holder that panicked half-way (the
+    /// mark) is named, whoever died after it; a holder that died before it recorded itself,
+    /// or as it released, handed nothing out.
+    fn told_of_death(&self, pid: u32) -> Acquired {
+        match (self.state().poisoned.load(Ordering::Acquire), pid) {
+            (0, 0) => Acquired::Released,
+            (0, pid) | (pid, _) => Acquired::OwnerDied { pid },
         }
     }
 
@@ -698,13 +704,7 @@ impl Lock {
         match holder_has_ended(pid, state.home_ns) {
             Ok(true) => {
                 state.unsettled.store(0, Ordering::Relaxed);
-                // As on EOWNERDEAD: a holder that panicked half-way is named.
-                Ok(Acquired::OwnerDied {
-                    pid: match state.poisoned.load(Ordering::Acquire) {
-                        0 => pid,
-                        poisoner => poisoner,
-                    },
-                })
+                Ok(self.told_of_death(pid))
             }
             ended => {
                 // SAFETY: the lock call returned 0, so this thread holds the mutex.

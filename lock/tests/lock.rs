@@ -181,15 +181,8 @@ fn a_dead_holder_is_reported() {
 /// it gives up at once.
 fn acquire_timeout_gives_up() {
     let lock = Lock::new().unwrap();
-    let (mut r, w) = os_pipe::pipe().unwrap();
     let lock = &lock;
-    let mut holder = Process::new(move || {
-        let _held = lock.lock().unwrap();
-        (&w).write_all(b"L").unwrap();
-        std::thread::sleep(Duration::from_secs(60));
-    });
-    holder.start().unwrap();
-    r.read_exact(&mut [0]).unwrap();
+    let mut holder = a_child_holding(lock);
 
     // A zero timeout is a try: no wait at all (the lock's first try, whose deadline is
     // already past, and nothing after it).
@@ -805,14 +798,7 @@ fn a_lock_call_that_timed_out_leaves_nothing_behind() {
 fn a_filter_that_hides_every_process_does_not_make_a_holder_dead() {
     let lock = Lock::new().unwrap();
     let lock = &lock;
-    let (mut r, w) = os_pipe::pipe().unwrap();
-    let mut holder = Process::new(move || {
-        let _held = lock.lock().unwrap();
-        (&w).write_all(b"L").unwrap();
-        std::thread::sleep(Duration::from_secs(60));
-    });
-    holder.start().unwrap();
-    r.read_exact(&mut [0]).unwrap();
+    let mut holder = a_child_holding(lock);
     let pid = holder.pid().unwrap().as_raw() as u32;
     let mut looker = Process::new(|| {
         assert_eq!(lock.dead_holder(), None);
@@ -1047,4 +1033,17 @@ fn a_lock_used_while_another_panic_unwinds_is_not_marked() {
     lock.release().unwrap();
     assert_eq!(lock.acquire().unwrap(), Acquired::Released);
     lock.release().unwrap();
+}
+
+/// A child that holds `lock` (a minute, unless killed), started, once it holds it.
+fn a_child_holding(lock: &Lock) -> Process<impl FnOnce() + Send + '_> {
+    let (mut r, w) = os_pipe::pipe().unwrap();
+    let mut holder = Process::new(move || {
+        let _held = lock.lock().unwrap();
+        (&w).write_all(b"L").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    holder.start().unwrap();
+    r.read_exact(&mut [0]).unwrap();
+    holder
 }

@@ -642,18 +642,13 @@ impl Engine {
         } else {
             Duration::ZERO
         };
-        if let Some(refused) = self.context.refused_for_threads(patience) {
-            // Refused after up to a second's wait for the threads, inside whichever call
-            // came here (a `get_timeout` of 50 ms took 1.01 s): not tried while they run.
-            // With no worker left, the call fails with why.
-            self.replace_later();
-            return if self.none_alive() {
-                Err(refused.into())
-            } else {
-                Ok(())
-            };
-        }
-        match spawn(&self.context) {
+        // While threads run, a fork is refused after up to a second's wait for them, inside
+        // whichever call came here (a `get_timeout` of 50 ms took 1.01 s): not tried.
+        let started = match self.context.refused_for_threads(patience) {
+            Some(refused) => Err(refused.into()),
+            None => spawn(&self.context),
+        };
+        match started {
             Ok(worker) => {
                 self.workers[i] = worker;
                 self.replace_wait = LIVENESS;

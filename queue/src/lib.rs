@@ -116,8 +116,9 @@ impl fmt::Debug for QueueError {
 /// queue may still get. Unless the lock it held is abandoned: where the kernel cannot tell
 /// that its holder's process has ended (without pidfds, before Linux 5.3 or under a seccomp
 /// filter; a pid given to another process; see [`Lock`]), the lock is never given again,
-/// so no get (or, for a dead writer's, no put) can ever come. A dead reader's breaks the queue: every `put` and `get`, a put
-/// waiting on a full pipe included (within 100 ms), returns [`QueueError::Broken`]. A dead
+/// so no get (or, for a dead writer's, no put) can ever come. A dead reader's breaks the
+/// queue: every `put` and `get`, a put waiting on a full pipe included (within 100 ms),
+/// returns [`QueueError::Broken`]. A dead
 /// writer's refuses every `put` (`Broken`), and a `get` takes the whole messages left, then
 /// is told so (within 100 ms of finding the queue empty). A get or put that finds the
 /// other side's lock held by a process that died is waited for while that process
