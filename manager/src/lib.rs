@@ -250,11 +250,12 @@ impl Client {
             }),
         };
         conn.buf.clear();
-        frame::encode(&mut conn.buf, request)?;
-        let answer = conn.exchange();
+        let answer = frame::encode(&mut conn.buf, request).map(|()| conn.exchange());
+        // Given back after every call, one whose request was too large to send too: the
+        // limit is checked once the value is encoded.
         conn.buf.clear();
         conn.buf.shrink_to(REQUEST_KEPT);
-        match answer {
+        match answer? {
             Ok(Response::Error(e)) => Err(ManagerError::Remote(e)),
             Ok(response) => Ok(response),
             Err(e) => {
@@ -385,11 +386,25 @@ impl Client {
     /// A new connection to the server, checked to be the server's: the kernel says which
     /// process accepted it (`SO_PEERCRED`).
     fn connect(&self) -> Result<UnixStream, ManagerError> {
-        let stream = UnixStream::connect_addr(&self.address).map_err(|e| match e.kind() {
-            // No one listens any more: the server has ended.
-            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ManagerError::ServerGone,
-            _ => Error::os("connect", e).into(),
-        })?;
+        let stream = loop {
+            match UnixStream::connect_addr(&self.address) {
+                Ok(stream) => break stream,
+                // A signal came while the server's backlog was full (its handler without
+                // SA_RESTART): the socket was not connected, and a new one is tried, as
+                // Python's proxy retries (PEP 475).
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // No one listens any more: the server has ended.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                    ) =>
+                {
+                    return Err(ManagerError::ServerGone);
+                }
+                Err(e) => return Err(Error::os("connect", e).into()),
+            }
+        };
         let peer = getsockopt(&stream, PeerCredentials).map_err(|e| Error::os("getsockopt", e))?;
         let ours = peer.pid() as u32 == self.listener && peer.uid() == Uid::effective().as_raw();
         // Another process has the server's name: the server has ended.
@@ -461,7 +476,7 @@ fn listen() -> Result<(UnixListener, SocketAddr), Error> {
         match UnixListener::bind_addr(&address) {
             Ok(listener) => return Ok((listener, address)),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && n < u32::MAX => {}
-            Err(e) => return Err(Error::os("bind", e)),
+            Err(e) => return Err(Error::os("socket, bind or listen", e)),
         }
     }
 }

@@ -74,6 +74,18 @@ fn main() {
         ("proxies_are_send_and_sync", proxies_are_send_and_sync),
         ("many_managers_at_once", many_managers_at_once),
         (
+            "a_signal_during_connect_does_not_fail_the_call",
+            a_signal_during_connect_does_not_fail_the_call,
+        ),
+        (
+            "a_request_too_large_to_send_is_not_kept",
+            a_request_too_large_to_send_is_not_kept,
+        ),
+        (
+            "a_server_short_of_memory_drops_a_connection_not_itself",
+            a_server_short_of_memory_drops_a_connection_not_itself,
+        ),
+        (
             "a_child_does_not_keep_its_parents_connection",
             a_child_does_not_keep_its_parents_connection,
         ),
@@ -1040,5 +1052,190 @@ fn many_managers_at_once() {
             .iter()
             .all(|address| UnixStream::connect_addr(address).is_err())
     );
+    assert_no_children();
+}
+
+/// The system call that `pid` is blocked in, if it is blocked in one (`/proc/PID/syscall`).
+fn blocked_in(pid: i32) -> Option<libc::c_long> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    line.split(' ').next()?.parse().ok()
+}
+
+extern "C" fn do_nothing(_: libc::c_int) {}
+
+/// A call whose connect(2) waits (the listener's backlog is full) and is interrupted by a
+/// signal whose handler was set without SA_RESTART: the connect is tried again, as Python's
+/// proxy does (PEP 475), where the call failed with "connect: Interrupted system call".
+fn a_signal_during_connect_does_not_fail_the_call() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let manager = Manager::new().unwrap();
+    let d = manager.dict().unwrap();
+    let server = manager.pid().unwrap();
+    kill(Pid::from_raw(server as i32), Signal::SIGKILL).unwrap();
+    while !has_ended(server) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The server's name, taken by this process, with a backlog of one connection, taken.
+    let name = manager.address().as_abstract_name().unwrap().to_vec();
+    let address = UnixAddr::new_abstract(&name).unwrap();
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &address).unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let waiting = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(waiting.as_raw_fd(), &address).unwrap();
+    let mut caller = Process::new(move || {
+        // SAFETY: the handler does nothing, so it is async-signal-safe; sa_flags lacks
+        // SA_RESTART on purpose; the struct is zeroed (an empty mask) and alive for the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = do_nothing as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
+        }
+        // Its connections are closed unanswered, as by a server that has ended.
+        match d.get(1) {
+            Err(ManagerError::ServerGone) => Ok(()),
+            other => Err(format!("not ServerGone: {other:?}")),
+        }
+    });
+    caller.start().unwrap();
+    let pid = caller.pid().unwrap().as_raw();
+    let started = Instant::now();
+    while blocked_in(pid) != Some(libc::SYS_connect) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no connect");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill(Pid::from_raw(pid), Signal::SIGUSR1).unwrap();
+    // Once the signal is taken, it has ended that connect: a caller that tries again waits
+    // in connect anew, one that gave up ends. Then the backlog is emptied.
+    while signal_pending(pid, libc::SIGUSR1) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let listener = std::os::unix::net::UnixListener::from(listener);
+    while !has_ended(pid as u32) {
+        // Closed at once, as by a server that has ended.
+        drop(listener.accept());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(caller.join().unwrap(), ExitStatus::Exited(0));
+    drop(manager);
+    assert_no_children();
+}
+
+/// Whether `signal` waits to be taken by process `pid` (or has, if it has ended).
+fn signal_pending(pid: i32, signal: libc::c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (signal - 1);
+    ["SigPnd:", "ShdPnd:"].iter().any(|field| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
+    })
+}
+
+/// This process's resident memory, in KiB.
+fn resident_kib() -> u64 {
+    server_memory(std::process::id()).0
+}
+
+/// A request over the frame limit fails, and its encoding (a copy of the whole value) is
+/// given back, not kept by the connection until its next call.
+fn a_request_too_large_to_send_is_not_kept() {
+    let manager = Manager::new().unwrap();
+    let d = manager.dict().unwrap();
+    d.set(1, 1).unwrap();
+    let before = resident_kib();
+    let big = "x".repeat(64 << 20);
+    match d.set(2, big.as_str()) {
+        Err(ManagerError::Frame(e)) => assert!(e.to_string().contains("over the limit"), "{e}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    drop(big);
+    let after = resident_kib();
+    assert!(
+        after < before + (32 << 10),
+        "{before} KiB before the call, {after} KiB after"
+    );
+    assert_eq!(d.get(1).unwrap(), PyValue::from(1));
+    drop(manager);
+    assert_no_children();
+}
+
+/// A server whose memory is limited (RLIMIT_AS) meets clients that each stall inside a
+/// largest frame (16 MiB): when it cannot make room for one, it drops that connection, and
+/// goes on serving the others. An allocation that failed aborted it, and every object with it.
+fn a_server_short_of_memory_drops_a_connection_not_itself() {
+    let manager = Manager::new().unwrap();
+    let l = manager.list([1, 2, 3]).unwrap();
+    let server = manager.pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{server}/status")).unwrap();
+    let size_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    // Room for two such frames, not for four.
+    let limit = libc::rlimit {
+        rlim_cur: (size_kib << 10) + (40 << 20),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit reads the struct passed, valid for the call, and writes nothing (the
+    // old limit's pointer is null); the server is this process's child, of the same user.
+    let set = unsafe {
+        libc::prlimit(
+            server as libc::pid_t,
+            libc::RLIMIT_AS,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    let mut frame = request(
+        APPEND,
+        &[&0u32.to_le_bytes(), &vec![0; frame::MAX_FRAME - 8]],
+    );
+    frame.truncate(frame::PREFIX + frame::MAX_FRAME - 1);
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut raw = UnixStream::connect_addr(manager.address()).unwrap();
+        // Cut by the server when it gives up on this connection: then the rest is not sent.
+        let _ = raw.write_all(&frame);
+        stalled.push(raw);
+    }
+    assert!(!has_ended(server), "the server died");
+    assert_eq!(l.to_vec().unwrap(), [1, 2, 3].map(PyValue::from));
+    // A connection the server still holds says nothing; one it dropped reads as ended.
+    let dropped = stalled
+        .iter()
+        .filter(|raw| {
+            raw.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            !matches!((&**raw).read(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    assert!(dropped >= 1, "no connection dropped");
+    drop(manager);
     assert_no_children();
 }

@@ -61,7 +61,7 @@ impl FrameBuf {
     /// never allocated up front. Once the frame is taken, it keeps what it grew up to 1 MiB,
     /// and gives back the rest.
     pub fn fill(&mut self, r: &mut impl Read) -> io::Result<usize> {
-        let n = r.read(self.room())?;
+        let n = r.read(self.room()?)?;
         self.end += n;
         Ok(n)
     }
@@ -69,13 +69,13 @@ impl FrameBuf {
     /// As [`fill`](Self::fill), but without waiting even where reads of `fd` block
     /// ([`fd::read_now`]): `Ok(None)` when nothing has come yet.
     fn fill_now(&mut self, fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
-        let n = fd::read_now(fd, self.room())?;
+        let n = fd::read_now(fd, self.room()?)?;
         self.end += n.unwrap_or(0);
         Ok(n)
     }
 
     /// Where the next read goes: the free end of the buffer, made room for.
-    fn room(&mut self) -> &mut [u8] {
+    fn room(&mut self) -> io::Result<&mut [u8]> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
@@ -105,9 +105,16 @@ impl FrameBuf {
                 }
                 _ => doubled,
             };
+            // Exactly: `resize` alone grows the allocation to twice its capacity, past the
+            // frame's end (32 MiB for the largest frame of 16). Where memory is short (a
+            // limit on the address space), the read fails, and the caller drops this
+            // stream, where an allocation that failed aborted the process.
+            self.buf
+                .try_reserve_exact(grown - self.buf.len())
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
             self.buf.resize(grown, 0);
         }
-        &mut self.buf[self.end..]
+        Ok(&mut self.buf[self.end..])
     }
 
     /// Blocks until the next frame has arrived and returns its payload; `Ok(None)` at the
@@ -207,9 +214,9 @@ mod tests {
         assert!(frames.next_frame().unwrap().is_none());
         assert_eq!(frames.pending(), 34);
         assert!(
-            frames.buf.len() <= FIRST,
+            frames.buf.capacity() <= FIRST,
             "{} bytes allocated",
-            frames.buf.len()
+            frames.buf.capacity()
         );
     }
 
@@ -223,10 +230,11 @@ mod tests {
         let mut frames = FrameBuf::new();
         while frames.fill(&mut stalled).unwrap() > 0 {}
         assert_eq!(frames.pending(), PREFIX + MAX_FRAME - 1);
+        // Its allocation, not only its length: what a stalled peer keeps.
         assert!(
-            frames.buf.len() <= PREFIX + MAX_FRAME,
+            frames.buf.capacity() <= PREFIX + MAX_FRAME,
             "{} bytes allocated",
-            frames.buf.len()
+            frames.buf.capacity()
         );
         frames.fill(&mut &buf[buf.len() - 1..]).unwrap();
         assert_eq!(frames.next_frame().unwrap().unwrap().len(), MAX_FRAME);
@@ -243,14 +251,14 @@ mod tests {
         while frames.ready().unwrap().is_none() {
             frames.fill(&mut big).unwrap();
         }
-        let grown = frames.buf.len();
+        let grown = frames.buf.capacity();
         frames.next_frame().unwrap().unwrap();
         frames.fill(&mut &small[..]).unwrap();
         assert_eq!(
             decode::<u8>(frames.next_frame().unwrap().unwrap()).unwrap(),
             1
         );
-        (grown, frames.buf.len())
+        (grown, frames.buf.capacity())
     }
 
     #[test]
@@ -276,7 +284,11 @@ mod tests {
         assert_eq!(frames.next_frame().unwrap().unwrap().len(), big - PREFIX);
         assert_eq!(frames.pending(), 2);
         frames.fill(&mut &rest[..]).unwrap();
-        assert!(frames.buf.len() <= KEPT, "{} bytes kept", frames.buf.len());
+        assert!(
+            frames.buf.capacity() <= KEPT,
+            "{} bytes kept",
+            frames.buf.capacity()
+        );
         assert_eq!(
             decode::<u8>(frames.next_frame().unwrap().unwrap()).unwrap(),
             1
