@@ -5,7 +5,8 @@
 //! eight bytes), which encode and decode at memory speed where varints took a third of the
 //! time of a `map` of small ints. A reader checks the length against [`MAX_FRAME`]
 //! before it waits for or allocates the payload, so a wrong or hostile prefix costs nothing,
-//! and a payload that does not decode to exactly one value is an error, never a panic.
+//! and a payload that does not decode to exactly one value is an error, never a panic: nor
+//! a stack overflow, as a value nested more than [`MAX_DEPTH`] deep is refused.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -17,10 +18,17 @@ use serde::de::{DeserializeOwned, DeserializeSeed};
 use crate::Error;
 
 mod buf;
+mod depth;
 pub use buf::FrameBuf;
 
 /// The largest payload a frame may carry: 16 MiB.
 pub const MAX_FRAME: usize = 16 << 20;
+
+/// How deeply a decoded value may nest: Python's default recursion limit. Decoding recurses
+/// a level for each `Some`, element, field or variant's contents, and a payload can nest its
+/// tags far deeper than the stack goes (a nested enum costs four bytes a level), so a deeper
+/// value is a decode error where it would otherwise overflow the stack and abort.
+pub const MAX_DEPTH: usize = 1000;
 
 /// The length prefix's size.
 pub const PREFIX: usize = 4;
@@ -132,11 +140,12 @@ pub fn decode_seed<'de, S: DeserializeSeed<'de>>(
     payload: &'de [u8],
 ) -> Result<S::Value, FrameError> {
     let (value, used) =
-        bincode::serde::seed_decode_from_slice(seed, payload, CONFIG).map_err(|e| match e {
-            // A type's own message (serde's `Error::custom`), as it wrote it.
-            bincode::error::DecodeError::OtherString(why) => FrameError::Decode(why),
-            e => FrameError::Decode(e.to_string()),
-        })?;
+        bincode::serde::seed_decode_from_slice(depth::Limited::new(seed), payload, CONFIG)
+            .map_err(|e| match e {
+                // A type's own message (serde's `Error::custom`) or the depth limit's, as written.
+                bincode::error::DecodeError::OtherString(why) => FrameError::Decode(why),
+                e => FrameError::Decode(e.to_string()),
+            })?;
     if used != payload.len() {
         return Err(FrameError::Decode(format!(
             "{} bytes left over after the value",

@@ -48,8 +48,8 @@ pub enum QueueError {
     #[error("the queue is empty")]
     Empty,
     /// A process died (or a reader or writer failed, or a reader found a length prefix over
-    /// the limit) in the middle of a message, so the bytes in the pipe no longer line up
-    /// with messages; or one died holding a lock of the queue that can never be taken again
+    /// the limit, or part of a message that no put was writing) in the middle of a message,
+    /// so the bytes in the pipe no longer line up with messages; or one died holding a lock of the queue that can never be taken again
     /// ([`LockError::LockAbandoned`]). The queue cannot be used any more.
     #[error(
         "process {pid} died or failed in the middle of a message, or left a lock of the queue \
@@ -417,7 +417,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         // Before `Empty`, one look at the writers' side, as a wait makes:
                         // with their lock abandoned, no put comes any more, and a
                         // `get_nowait` that polls would be told `Empty` for ever.
-                        self.check_peer(state, &self.write_lock, &state.writing)?;
+                        self.check_writers(state)?;
                         return Err(QueueError::Empty);
                     }
                     if spin.again() {
@@ -427,7 +427,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     if !fd::wait_readable(self.reader.as_fd(), Some(wait))? {
                         // A writer that died in the middle of a message, or holding the write
                         // lock for good, or the queue broken meanwhile: no put comes any more.
-                        self.check_peer(state, &self.write_lock, &state.writing)?;
+                        self.check_writers(state)?;
                     }
                 }
                 Err(e) => return Err(Error::os("read", e).into()),
@@ -466,12 +466,41 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !fd::wait_readable(self.reader.as_fd(), Some(CHECK_EVERY))? {
                         self.check_peer(state, &self.write_lock, &state.writing)?;
+                        self.check_cut(state)?;
                     }
                 }
                 Err(e) => return Err(Error::os("read", e).into()),
             }
         }
         Ok(payload)
+    }
+
+    /// A get found the pipe empty for a while: [`check_peer`](Queue::check_peer) on the
+    /// writers' side, and, where part of a message is in the buffer, [`check_cut`].
+    fn check_writers(&self, state: &State) -> Result<(), QueueError> {
+        self.check_peer(state, &self.write_lock, &state.writing)?;
+        let (start, end) = state.span();
+        if end > start {
+            self.check_cut(state)?;
+        }
+        Ok(())
+    }
+
+    /// Part of a message has come, and the pipe has stayed empty: fails (the queue broken)
+    /// if no put is writing the rest. Every put writes under the write lock, and a message
+    /// of at most PIPE_BUF bytes goes into the pipe whole: so the rest can come only from
+    /// the lock's holder. The lock is taken without waiting; if it is free, and the pipe is
+    /// still empty once it is held, the bytes came from no put (a process wrote into the
+    /// pipe outside the queue, through `/proc/self/fd`, say), and where the next message
+    /// begins cannot be told. Without this, a get waited for ever for the rest.
+    fn check_cut(&self, state: &State) -> Result<(), QueueError> {
+        if let Ok(Some(held)) = self.write_lock.lock_timeout(Duration::ZERO) {
+            after_lock(state, &held, &state.writing)?;
+            if !fd::wait_readable(self.reader.as_fd(), Some(Duration::ZERO))? {
+                mark_broken(state, current_pid());
+            }
+        }
+        check(state)
     }
 
     /// The other side is late (a get waits for a message or the rest of one, or a put waits

@@ -15,11 +15,26 @@ use std::time::{Duration, Instant};
 
 use common::frame::FrameError;
 use common::{ExitStatus, Process};
+use nix::sys::signal::{Signal, kill};
 use queue::{Queue, QueueError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use testkit::{assert_no_children, open_fds, run_tests};
 
 fn main() {
     run_tests(&[
+        (
+            "a_message_cut_short_breaks_the_queue",
+            a_message_cut_short_breaks_the_queue,
+        ),
+        (
+            "a_large_put_stopped_half_way_is_waited_for",
+            a_large_put_stopped_half_way_is_waited_for,
+        ),
+        (
+            "a_message_nested_too_deep_is_an_error_not_an_abort",
+            a_message_nested_too_deep_is_an_error_not_an_abort,
+        ),
         (
             "many_writers_never_mix_messages",
             many_writers_never_mix_messages,
@@ -368,7 +383,7 @@ fn kill_a_writer_mid_message(q: &Queue<String>) -> u32 {
 /// comes, and the next frame would be read as its end. A get says so, rather than waiting
 /// for the rest forever.
 fn a_put_that_fails_mid_message_breaks_the_queue() {
-    let (q, writer) = a_queue_and_its_write_end();
+    let (q, writer) = a_queue_and_its_write_end::<String>();
     let mut w = Process::new(|| {
         let null = std::fs::File::open("/dev/null").unwrap();
         std::thread::scope(|s| {
@@ -412,7 +427,7 @@ fn a_put_that_fails_mid_message_breaks_the_queue() {
 /// found, and the queue is broken for every call after, rather than each get failing on the
 /// same prefix forever.
 fn a_prefix_over_the_limit_breaks_the_queue() {
-    let (q, writer) = a_queue_and_its_write_end();
+    let (q, writer) = a_queue_and_its_write_end::<String>();
     let prefix = u32::MAX.to_le_bytes();
     // SAFETY: writes the 4 bytes of `prefix` to the queue's pipe end, which stays open.
     let n = unsafe { libc::write(writer, prefix.as_ptr().cast(), prefix.len()) };
@@ -427,10 +442,132 @@ fn a_prefix_over_the_limit_breaks_the_queue() {
     assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { pid }) if pid == me));
 }
 
-/// A new queue, and the descriptor of its pipe's write end (the one pipe write end it opened).
-fn a_queue_and_its_write_end() -> (Queue<String>, i32) {
-    let before = pipe_write_ends();
+/// Writes `bytes` into the queue's pipe by hand, as a process that writes into it outside
+/// the queue (through `/proc/self/fd`, say) would.
+fn write_by_hand(writer: i32, bytes: &[u8]) {
+    // SAFETY: writes `bytes`, alive for the call, to the queue's pipe end, which stays open.
+    let n = unsafe { libc::write(writer, bytes.as_ptr().cast(), bytes.len()) };
+    assert_eq!(n, bytes.len() as isize);
+}
+
+/// Runs `get` in a child, which must end (within 10 s: it is killed after, and the test
+/// fails) with `Broken` by its own pid.
+fn a_get_is_told_the_queue_is_broken(get: impl FnOnce() -> Result<String, QueueError> + Send) {
+    let mut reader = Process::new(|| match get() {
+        Err(QueueError::Broken { pid }) if pid == std::process::id() => Ok(()),
+        other => Err(format!("not Broken by this reader: {other:?}")),
+    });
+    reader.start().unwrap();
+    let pid = reader.pid().unwrap().as_raw() as u32;
+    let ended = testkit::ends_within(pid, Duration::from_secs(10));
+    if !ended {
+        reader.kill().unwrap();
+    }
+    let status = reader.join().unwrap();
+    assert!(ended, "the get still waited after 10 s");
+    assert_eq!(status, ExitStatus::Exited(0));
+}
+
+/// Part of a message that no put is writing (a length prefix and fewer bytes than it
+/// claims, written by hand; every put writes under the write lock, so with the lock free
+/// and the pipe empty, the rest never comes): the get that waits for the rest is told the
+/// queue is broken, where it waited for ever, and so is every call after (`get_timeout`
+/// said `Empty`, each time). Below the read-ahead buffer's size, and above it.
+fn a_message_cut_short_breaks_the_queue() {
+    for claimed in [100u32, 1 << 20] {
+        let (q, writer) = a_queue_and_its_write_end::<String>();
+        let mut bytes = claimed.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[b'a'; 10]);
+        write_by_hand(writer, &bytes);
+        a_get_is_told_the_queue_is_broken(|| q.get());
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(10)),
+            Err(QueueError::Broken { .. })
+        ));
+        assert!(matches!(q.put(&"y".into()), Err(QueueError::Broken { .. })));
+    }
+    let (q, writer) = a_queue_and_its_write_end::<String>();
+    let mut bytes = 100u32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[b'a'; 10]);
+    write_by_hand(writer, &bytes);
+    a_get_is_told_the_queue_is_broken(|| q.get_nowait());
+}
+
+/// The same check does not take a message that a live put is still writing for a cut one:
+/// a writer stopped (SIGSTOP) half-way through a message larger than the pipe holds the
+/// write lock, and the get waits for it, past a timeout too, then takes the message whole.
+fn a_large_put_stopped_half_way_is_waited_for() {
     let q = Queue::<String>::new().unwrap();
+    let big = "x".repeat(1 << 20);
+    let mut writer = Process::new(|| q.put(&big).unwrap());
+    writer.start().unwrap();
+    let pid = writer.pid().unwrap();
+    testkit::until_asleep(pid.as_raw() as u32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let mut waker = Process::new(|| {
+        std::thread::sleep(Duration::from_millis(500));
+        kill(pid, Signal::SIGCONT).unwrap();
+    });
+    waker.start().unwrap();
+    assert_eq!(q.get_timeout(Duration::from_millis(10)).unwrap(), big);
+    assert_eq!(waker.join().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(writer.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// A value that nests without end, as a linked list does.
+#[derive(Serialize, Deserialize, Debug)]
+enum Tree {
+    Leaf,
+    Node(Box<Tree>),
+}
+
+/// A message nested far deeper than the stack goes (200,000 `Node` tags, written by hand):
+/// the get that takes it is told so, a decode error, and the queue goes on. Decoding it
+/// overflowed the reader's stack, and the process aborted.
+fn a_message_nested_too_deep_is_an_error_not_an_abort() {
+    let (q, writer) = a_queue_and_its_write_end::<Tree>();
+    let mut payload = [1u8, 0, 0, 0].repeat(200_000);
+    payload.extend_from_slice(&[0, 0, 0, 0]);
+    let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&payload);
+    let mut child = Process::new(|| {
+        match q.get() {
+            Err(QueueError::Frame(FrameError::Decode(why))) if why.contains("deep") => {}
+            other => return Err(format!("not a decode error: {other:?}")),
+        }
+        q.put(&Tree::Node(Box::new(Tree::Leaf)))
+            .map_err(|e| e.to_string())?;
+        match q.get() {
+            Ok(Tree::Node(leaf)) if matches!(*leaf, Tree::Leaf) => Ok(()),
+            other => Err(format!("not the tree put: {other:?}")),
+        }
+    });
+    child.start().unwrap();
+    write_by_hand_all(writer, &bytes);
+    assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+}
+
+/// [`write_by_hand`], for more than the pipe holds: written as a reader takes it.
+fn write_by_hand_all(writer: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: writes from `bytes`, alive for the call, to the queue's pipe end.
+        let n = unsafe { libc::write(writer, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            assert_eq!(
+                std::io::Error::last_os_error().kind(),
+                std::io::ErrorKind::WouldBlock
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        } else {
+            bytes = &bytes[n as usize..];
+        }
+    }
+}
+
+/// A new queue, and the descriptor of its pipe's write end (the one pipe write end it opened).
+fn a_queue_and_its_write_end<T: Serialize + DeserializeOwned>() -> (Queue<T>, i32) {
+    let before = pipe_write_ends();
+    let q = Queue::<T>::new().unwrap();
     let new: Vec<i32> = pipe_write_ends()
         .into_iter()
         .filter(|fd| !before.contains(fd))
