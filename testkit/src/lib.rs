@@ -17,6 +17,7 @@ mod run;
 pub use run::{
     HANG, Run, Unwritable, assert_interrupts_are_clean, assert_unprintable_is_clear, ends_within,
     has_ended, process_state, run, run_python_program, run_unwritable, stdout_of, until_asleep,
+    with_stderr_full,
 };
 
 /// Set to `overwrite` to write the actual outputs into the golden files.
@@ -54,9 +55,21 @@ pub fn sorted_lines(text: &str) -> Vec<&str> {
 }
 
 /// Runs `cmd` and checks that it refused its arguments as a usage error: exit status 2,
-/// nothing on stdout, and each of `says` on stderr.
+/// nothing on stdout, and each of `says` on stderr. Then runs it again with a stderr that
+/// cannot be written ([`with_stderr_full`]): still status 2 (`eprintln!` would panic: 101).
 #[track_caller]
 pub fn assert_usage_error(cmd: Command, says: &[&str]) {
+    let mut again = Command::new(cmd.get_program());
+    again.args(cmd.get_args());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => again.env(name, value),
+            None => again.env_remove(name),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        again.current_dir(dir);
+    }
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, "");
@@ -67,6 +80,13 @@ pub fn assert_usage_error(cmd: Command, says: &[&str]) {
             out.stderr
         );
     }
+    with_stderr_full(&mut again);
+    let unheard = run(again);
+    assert_eq!(
+        (unheard.status.code(), unheard.stdout.as_str()),
+        (Some(2), ""),
+        "with stderr unwritable"
+    );
 }
 
 /// Runs `cmd` with `--help` and checks that it says what the example shows (its section,

@@ -101,6 +101,25 @@ impl Unwritable {
     }
 }
 
+/// Makes `cmd`'s stderr `/dev/full`, on which every write fails (ENOSPC), in place of the
+/// pipe that [`run`] captures it with: the run's `stderr` is then empty.
+pub fn with_stderr_full(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec, after its stdio is set up,
+    // and calls only open, dup2 and close, which are async-signal-safe, on a static path.
+    unsafe {
+        cmd.pre_exec(|| {
+            let full = libc::open(c"/dev/full".as_ptr(), libc::O_WRONLY);
+            if full < 0 || (full != 2 && libc::dup2(full, 2) < 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            if full != 2 {
+                libc::close(full);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `cmd` as [`run`] does, with its stdout `unwritable` (its `stdout` field is empty).
 pub fn run_unwritable(cmd: Command, unwritable: Unwritable) -> Run {
     Session::start(cmd, unwritable.stdio()).finish(Duration::ZERO)

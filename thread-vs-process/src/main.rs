@@ -25,6 +25,7 @@
 //! gets a copy of the parent's memory, `info` included, and changes only its copy.
 
 use common::{Process, repr};
+use std::io::{self, Write};
 use std::panic;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -78,10 +79,18 @@ fn main() -> Result<(), common::Error> {
         Some("threads") => thread_share()?,
         Some(_) => process_no_share()?,
         None => {
-            // Each half is marked on stderr, so that stdout stays what Python prints.
-            eprintln!("== threads (thread_share.py): ten threads, one list");
+            // Each half is marked on stderr, so that stdout stays what Python prints; a
+            // stderr that cannot be written loses the marks, not the run (`eprintln!` would
+            // panic).
+            let _ = writeln!(
+                io::stderr(),
+                "== threads (thread_share.py): ten threads, one list"
+            );
             thread_share()?;
-            eprintln!("== processes (process_no_share.py): ten processes, a list each");
+            let _ = writeln!(
+                io::stderr(),
+                "== processes (process_no_share.py): ten processes, a list each"
+            );
             process_no_share()?;
         }
     }

@@ -19,6 +19,7 @@ use snapbox::{Data, IntoData};
 use testkit::{
     assert_golden, assert_help, assert_interrupts_are_clean, assert_unprintable_is_clear,
     assert_usage_error, check_golden, check_python, normalise, repeat, run, stdout_of,
+    with_stderr_full,
 };
 
 fn example(args: &[&str]) -> String {
@@ -123,6 +124,20 @@ fn without_arguments_prints_threads_then_processes() {
         assert_golden(&canonical, threads_golden());
         assert_golden(&(all[10..].join("\n") + "\n"), processes_golden());
     });
+}
+
+/// A stderr that cannot be written loses the marks between the halves, not the run: the
+/// same twenty lines on stdout, status 0 (`eprintln!` panicked before the first: 101).
+#[test]
+fn a_stderr_that_cannot_be_written_loses_only_the_marks() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thread-vs-process"));
+    with_stderr_full(&mut cmd);
+    let out = normalise(&stdout_of(cmd));
+    let all = lines(&out);
+    assert_eq!(all.len(), 20, "{out}");
+    let canonical = canonical_threads(&all[..10]).unwrap_or_else(|e| panic!("{e}"));
+    assert_golden(&canonical, threads_golden());
+    assert_golden(&(all[10..].join("\n") + "\n"), processes_golden());
 }
 
 #[test]
