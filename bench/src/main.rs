@@ -32,6 +32,14 @@ use python::Python;
 use report::Measured;
 use workloads::Timed;
 
+/// `eprintln!`, without its panic where stderr cannot be written (`2>/dev/full`): the
+/// progress or the error is lost, and the run goes on, or ends with its own status.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 const USAGE: &str = "usage: cargo run --release -p bench \
      [-- [--quick] [--rounds N] [--no-python] [--only NAME,...] [--out DIR]]";
 
@@ -324,14 +332,14 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("bench: {e}\n{USAGE}");
+            say!("bench: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     let python = match options.python.then(Python::find) {
         Some(Ok(python)) => Some(python),
         Some(Err(e)) => {
-            eprintln!("bench: {e}: the Python column stays empty");
+            say!("bench: {e}: the Python column stays empty");
             None
         }
         None => None,
@@ -342,16 +350,16 @@ fn main() -> ExitCode {
         .map(|_| WORKLOADS.iter().map(Measured::new).collect())
         .collect();
     for round in 1..=options.rounds {
-        eprintln!("round {round} of {}", options.rounds);
+        say!("round {round} of {}", options.rounds);
         // Alternate who goes first, so that neither always runs on a warmer machine.
         let python_first = round % 2 == 0;
         for (&condition, measured) in CONDITIONS.iter().zip(&mut measured) {
-            eprintln!(" {}", condition.name());
+            say!(" {}", condition.name());
             // A quick run checks, and need not wait for the condition to settle.
             let _in_force = match condition.enter(!options.quick) {
                 Ok(setting) => setting,
                 Err(e) => {
-                    eprintln!("bench: cannot set up {}: {e}", condition.name());
+                    say!("bench: cannot set up {}: {e}", condition.name());
                     return ExitCode::FAILURE;
                 }
             };
@@ -385,7 +393,7 @@ fn main() -> ExitCode {
                 if let Some(peer) = w.peer() {
                     m.peer.add((peer.run)(n).map_err(|e| e.to_string()), ops);
                 }
-                eprintln!(
+                say!(
                     "  {:<12} Rust {}   twin {}   Python {}{}",
                     w.name,
                     m.rust.last(),
@@ -406,18 +414,18 @@ fn main() -> ExitCode {
     // written where asked, and the run fails.
     let printed = io::stdout().write_all(markdown.as_bytes());
     if let Err(e) = &printed {
-        eprintln!("bench: cannot print the tables: {e}");
+        say!("bench: cannot print the tables: {e}");
     }
     if let Some(dir) = &options.out {
         if let Err(e) = report::write(dir, &markdown, &WORKLOADS, &measured) {
-            eprintln!("bench: cannot write the results to {}: {e}", dir.display());
+            say!("bench: cannot write the results to {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }
-        eprintln!("wrote {0}/bench.md and {0}/bench.svg", dir.display());
+        say!("wrote {0}/bench.md and {0}/bench.svg", dir.display());
     }
     let failures = report::failures(&WORKLOADS, &measured);
     for failure in &failures {
-        eprintln!("bench: FAILED {failure}");
+        say!("bench: FAILED {failure}");
     }
     if failures.is_empty() && printed.is_ok() {
         ExitCode::SUCCESS
