@@ -106,6 +106,10 @@ type ServerTarget = Box<dyn FnOnce() -> Result<(), Error> + Send>;
 ///   their proxy reports as [`ManagerError::Refused`] (the request may have run), not as
 ///   the server's end: a cut connection is taken for that only if the server answers no
 ///   new one.
+/// - A call waits for its answer as long as the server takes: a server stopped (SIGSTOP,
+///   or Ctrl-Z sent to it alone) holds every call until it is continued, as Python's does.
+///   A call interrupted by a signal goes on, in its connect (a handler without
+///   `SA_RESTART`, while the server's backlog is full) as in its reads and writes.
 /// - A child that `Process::start` forks closes its parent's connections at once; one
 ///   forked by other code keeps them open, unused, until it ends.
 /// - Proxies are `Send` and `Sync`: threads of a process share its connection, one call at
