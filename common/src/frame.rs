@@ -6,7 +6,8 @@
 //! time of a `map` of small ints. A reader checks the length against [`MAX_FRAME`]
 //! before it waits for or allocates the payload, so a wrong or hostile prefix costs nothing,
 //! and a payload that does not decode to exactly one value is an error, never a panic: nor
-//! a stack overflow, as a value nested more than [`MAX_DEPTH`] deep is refused.
+//! a stack overflow, as a value nested more than [`MAX_DEPTH`] deep is refused, by the
+//! writer as by the reader.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -27,7 +28,11 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// How deeply a decoded value may nest: Python's default recursion limit. Decoding recurses
 /// a level for each `Some`, element, field or variant's contents, and a payload can nest its
 /// tags far deeper than the stack goes (a nested enum costs four bytes a level), so a deeper
-/// value is a decode error where it would otherwise overflow the stack and abort.
+/// value is a decode error where it would otherwise overflow the stack and abort. Encoding
+/// counts the same way, so such a value is an encode error at the writer, not a frame sent
+/// for the reader to refuse. A level also takes stack, from a few hundred bytes to kilobytes
+/// (large fields, a debug build): whatever its number, a level is refused, by the reader or
+/// the writer, where its thread has less than 256 KiB of stack left.
 pub const MAX_DEPTH: usize = 1000;
 
 /// The length prefix's size.
@@ -86,9 +91,11 @@ pub fn start_frame(buf: &mut Vec<u8>) -> usize {
     start
 }
 
-/// Appends `value`'s encoding to `buf`, inside a frame begun with [`start_frame`].
+/// Appends `value`'s encoding to `buf`, inside a frame begun with [`start_frame`]. A value
+/// nested more than [`MAX_DEPTH`] deep is an error, as decoding it would be; what it had
+/// appended is left in `buf`, for the caller to take out with the frame.
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), FrameError> {
-    bincode::serde::encode_into_std_write(value, buf, CONFIG)
+    bincode::serde::encode_into_std_write(depth::LimitedValue(value), buf, CONFIG)
         .map(drop)
         .map_err(FrameError::Encode)
 }

@@ -523,7 +523,8 @@ enum Tree {
 
 /// A message nested far deeper than the stack goes (200,000 `Node` tags, written by hand):
 /// the get that takes it is told so, a decode error, and the queue goes on. Decoding it
-/// overflowed the reader's stack, and the process aborted.
+/// overflowed the reader's stack, and the process aborted. A put of a value deeper than the
+/// limit is refused.
 fn a_message_nested_too_deep_is_an_error_not_an_abort() {
     let (q, writer) = a_queue_and_its_write_end::<Tree>();
     let mut payload = [1u8, 0, 0, 0].repeat(200_000);
@@ -545,6 +546,15 @@ fn a_message_nested_too_deep_is_an_error_not_an_abort() {
     child.start().unwrap();
     write_by_hand_all(writer, &bytes);
     assert_eq!(child.join().unwrap(), ExitStatus::Exited(0));
+    // Nor can a put send one: refused by the writer, who can be told, not lost at the get.
+    let deep = (0..1_200).fold(Tree::Leaf, |t, _| Tree::Node(Box::new(t)));
+    match q.put(&deep) {
+        Err(QueueError::Frame(FrameError::Encode(why))) => {
+            assert!(why.to_string().contains("deep"), "{why}")
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(matches!(q.get_nowait(), Err(QueueError::Empty)));
 }
 
 /// [`write_by_hand`], for more than the pipe holds: written as a reader takes it.

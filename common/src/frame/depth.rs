@@ -1,4 +1,5 @@
-//! [`Limited`]: decoding that refuses values nested more than [`MAX_DEPTH`] deep.
+//! [`Limited`] and [`LimitedValue`]: decoding and encoding that refuse values nested more
+//! than [`MAX_DEPTH`] deep.
 //!
 //! Serde decodes a nested value by recursion, a few stack frames a level, so a payload of
 //! 100,000 nested enum tags (four bytes each in bincode) overflows the stack, and a stack
@@ -7,12 +8,31 @@
 //! value's contents one level deeper, through [`deeper`], which fails past the limit.
 //! Everything else is passed through unchanged, so a primitive costs nothing more once
 //! inlined.
+//!
+//! Encoding recurses the same way, and counts the same way, through [`depth_below`]: a value
+//! the reader would refuse is refused by the writer, who can be told, instead of sent and
+//! lost; and one too deep for the writer's own stack is an error there, not an abort.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed};
+use serde::ser::{self, Serialize};
 
 use super::MAX_DEPTH;
+
+/// How much of its thread's stack a decode leaves: a level is refused, whatever its number,
+/// where less than this is left below it. A level takes from a few hundred bytes of stack (a
+/// small enum, in a release build) to kilobytes (a struct of arrays, in a debug build), so a
+/// count of levels alone let values within [`MAX_DEPTH`] overflow a thread's 2 MiB (`enum {
+/// Leaf, Node([u64; 32], Box<Self>) }`, 700 deep, in a debug build).
+const STACK_LEFT: usize = 256 << 10;
+
+thread_local! {
+    /// The address below which this thread's stack has less than [`STACK_LEFT`] left: 0
+    /// until asked, 1 where its bounds cannot be known (then only levels are counted).
+    static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
+}
 
 /// A seed decoded with a depth limit: the value itself is at depth 0.
 pub(super) struct Limited<S>(S);
@@ -43,6 +63,9 @@ fn deeper<'de, D: de::Deserializer<'de>>(
     if depth >= MAX_DEPTH {
         return Err(too_deep());
     }
+    if stack_low() {
+        return Err(too_deep_for_the_stack(depth));
+    }
     Ok(Deserializer {
         inner,
         depth: depth + 1,
@@ -53,6 +76,78 @@ fn deeper<'de, D: de::Deserializer<'de>>(
 #[cold]
 fn too_deep<E: de::Error>() -> E {
     E::custom(format_args!("nested more than {MAX_DEPTH} deep"))
+}
+
+/// The same error, to encode.
+#[cold]
+fn too_deep_to_encode<E: ser::Error>() -> E {
+    E::custom(format_args!("nested more than {MAX_DEPTH} deep"))
+}
+
+/// The error where the stack runs low first.
+#[cold]
+fn too_deep_for_the_stack<E: de::Error>(depth: usize) -> E {
+    E::custom(StackLow(depth))
+}
+
+/// The same error, to encode.
+#[cold]
+fn too_deep_for_the_stack_to_encode<E: ser::Error>(depth: usize) -> E {
+    E::custom(StackLow(depth))
+}
+
+/// What the stack's errors say, at a depth.
+struct StackLow(usize);
+
+impl fmt::Display for StackLow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "nested too deep for this thread's stack ({} levels)",
+            self.0
+        )
+    }
+}
+
+/// Whether this thread's stack has less than [`STACK_LEFT`] left below this call: the
+/// address of a local against the thread's floor, asked of the thread once.
+#[inline]
+fn stack_low() -> bool {
+    let here = 0u8;
+    let here = std::hint::black_box(&raw const here) as usize;
+    let mut floor = STACK_FLOOR.get();
+    if floor == 0 {
+        floor = stack_floor(here);
+        STACK_FLOOR.set(floor);
+    }
+    here < floor
+}
+
+/// This thread's [`STACK_FLOOR`], from its stack's bounds (for the main thread, glibc
+/// works them out from `/proc/self/maps` and the stack's limit), checked to hold `here`, an
+/// address on it. 1 where they cannot be known, or do not hold it (no address is below 1):
+/// a wrong floor above the stack would refuse every nested value. A child forked from this
+/// thread keeps the floor, and its stack is at the same addresses.
+#[cold]
+fn stack_floor(here: usize) -> usize {
+    // SAFETY: pthread_getattr_np fills `attr`, zeroed and alive for the calls, with the
+    // calling thread's attributes; it is read by pthread_attr_getstack, which writes the
+    // two out-parameters, also alive, and then freed by pthread_attr_destroy, once, only if
+    // pthread_getattr_np initialised it.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return 1;
+        }
+        let (mut low, mut size) = (std::ptr::null_mut(), 0);
+        let got = libc::pthread_attr_getstack(&attr, &mut low, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        let (low, high) = (low as usize, (low as usize).saturating_add(size));
+        if got != 0 || !(low..high).contains(&here) {
+            return 1;
+        }
+        low.saturating_add(STACK_LEFT).max(1)
+    }
 }
 
 /// A deserializer for a value at `depth`: hands the visitor on wrapped, to count what it
@@ -353,9 +448,300 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
     }
 }
 
+/// A value encoded with the depth limit that [`Limited`] decodes with: the value itself is
+/// at depth 0.
+pub(super) struct LimitedValue<'a, T: ?Sized>(pub(super) &'a T);
+
+impl<T: Serialize + ?Sized> Serialize for LimitedValue<'_, T> {
+    #[inline]
+    fn serialize<S: ser::Serializer>(&self, inner: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(Serializer { inner, depth: 0 })
+    }
+}
+
+/// The depth of the contents of a value at `depth`: one level deeper, or an error before
+/// any more recursion if that is past [`MAX_DEPTH`], as [`deeper`] decides.
+#[inline]
+fn depth_below<E: ser::Error>(depth: usize) -> Result<usize, E> {
+    if depth >= MAX_DEPTH {
+        return Err(too_deep_to_encode());
+    }
+    if stack_low() {
+        return Err(too_deep_for_the_stack_to_encode(depth));
+    }
+    Ok(depth + 1)
+}
+
+/// `value`, as a part of a compound value at `depth`: one level deeper, or the error.
+#[inline]
+fn part<T: ?Sized, E: ser::Error>(value: &T, depth: usize) -> Result<Part<'_, T>, E> {
+    Ok(Part {
+        value,
+        depth: depth_below(depth)?,
+    })
+}
+
+/// A part of a compound value, itself at `depth`: encoded through [`Serializer`], to count
+/// its own parts.
+struct Part<'a, T: ?Sized> {
+    value: &'a T,
+    depth: usize,
+}
+
+impl<T: Serialize + ?Sized> Serialize for Part<'_, T> {
+    #[inline]
+    fn serialize<S: ser::Serializer>(&self, inner: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(Serializer {
+            inner,
+            depth: self.depth,
+        })
+    }
+}
+
+/// A serializer for a value at `depth`: a primitive is passed on as it is, a compound
+/// value's parts are encoded one level deeper.
+struct Serializer<S> {
+    inner: S,
+    depth: usize,
+}
+
+/// Each `serialize_*` method of a primitive, forwarded unchanged.
+macro_rules! forward_serialize {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        #[inline]
+        fn $method(self, $($arg: $ty),*) -> Result<S::Ok, S::Error> {
+            self.inner.$method($($arg),*)
+        }
+    )*};
+}
+
+/// Counted as [`Visitor`] and [`Access`] count what they decode: an enum's tag is one level
+/// deeper than the enum, like its contents, so that even a unit variant is refused at the
+/// limit; a tuple or struct variant's fields are one level deeper than the enum, as a
+/// tuple's or struct's are; a sequence, map or struct is refused only when it has a part
+/// past the limit, an empty one never.
+impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    type SerializeSeq = Compound<S::SerializeSeq>;
+    type SerializeTuple = Compound<S::SerializeTuple>;
+    type SerializeTupleStruct = Compound<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = Compound<S::SerializeTupleVariant>;
+    type SerializeMap = Compound<S::SerializeMap>;
+    type SerializeStruct = Compound<S::SerializeStruct>;
+    type SerializeStructVariant = Compound<S::SerializeStructVariant>;
+
+    forward_serialize! {
+        serialize_bool(v: bool);
+        serialize_i8(v: i8);
+        serialize_i16(v: i16);
+        serialize_i32(v: i32);
+        serialize_i64(v: i64);
+        serialize_i128(v: i128);
+        serialize_u8(v: u8);
+        serialize_u16(v: u16);
+        serialize_u32(v: u32);
+        serialize_u64(v: u64);
+        serialize_u128(v: u128);
+        serialize_f32(v: f32);
+        serialize_f64(v: f64);
+        serialize_char(v: char);
+        serialize_str(v: &str);
+        serialize_bytes(v: &[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(name: &'static str);
+    }
+
+    #[inline]
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<S::Ok, S::Error> {
+        depth_below::<S::Error>(self.depth)?;
+        self.inner.serialize_unit_variant(name, index, variant)
+    }
+
+    #[inline]
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
+        self.inner
+            .serialize_some(&part::<_, S::Error>(value, self.depth)?)
+    }
+
+    #[inline]
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, S::Error> {
+        self.inner
+            .serialize_newtype_struct(name, &part::<_, S::Error>(value, self.depth)?)
+    }
+
+    #[inline]
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, S::Error> {
+        let value = part::<_, S::Error>(value, self.depth)?;
+        self.inner
+            .serialize_newtype_variant(name, index, variant, &value)
+    }
+
+    #[inline]
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
+        let inner = self.inner.serialize_seq(len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
+        let inner = self.inner.serialize_tuple(len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, S::Error> {
+        let inner = self.inner.serialize_tuple_struct(name, len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, S::Error> {
+        depth_below::<S::Error>(self.depth)?;
+        let inner = self
+            .inner
+            .serialize_tuple_variant(name, index, variant, len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
+        let inner = self.inner.serialize_map(len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, S::Error> {
+        let inner = self.inner.serialize_struct(name, len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, S::Error> {
+        depth_below::<S::Error>(self.depth)?;
+        let inner = self
+            .inner
+            .serialize_struct_variant(name, index, variant, len)?;
+        Ok(Compound {
+            inner,
+            depth: self.depth,
+        })
+    }
+
+    #[inline]
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+/// A compound value at `depth`, as its serializer takes its parts: each is encoded one
+/// level deeper, through [`Part`].
+struct Compound<C> {
+    inner: C,
+    depth: usize,
+}
+
+/// Each `Serialize*` trait of a compound value, for [`Compound`]: the methods that take a
+/// part, with their other arguments, and `skip_field` where the trait has it.
+macro_rules! serialize_parts {
+    ($($trait:ident { $($method:ident($($arg:ident: $ty:ty),*))+ $(, $skip:ident)? })*) => {$(
+        impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+
+            $(
+                #[inline]
+                fn $method<T: Serialize + ?Sized>(
+                    &mut self,
+                    $($arg: $ty,)*
+                    value: &T,
+                ) -> Result<(), C::Error> {
+                    self.inner.$method($($arg,)* &part::<_, C::Error>(value, self.depth)?)
+                }
+            )+
+
+            $(
+                #[inline]
+                fn $skip(&mut self, key: &'static str) -> Result<(), C::Error> {
+                    self.inner.$skip(key)
+                }
+            )?
+
+            #[inline]
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        }
+    )*};
+}
+
+serialize_parts! {
+    SerializeSeq { serialize_element() }
+    SerializeTuple { serialize_element() }
+    SerializeTupleStruct { serialize_field() }
+    SerializeTupleVariant { serialize_field() }
+    SerializeMap { serialize_key() serialize_value() }
+    SerializeStruct { serialize_field(key: &'static str), skip_field }
+    SerializeStructVariant { serialize_field(key: &'static str), skip_field }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::fmt::Debug;
     use std::marker::PhantomData;
     use std::thread;
@@ -364,7 +750,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::MAX_DEPTH;
-    use crate::frame::{FrameError, PREFIX, decode, decode_seed, encode};
+    use crate::frame::{CONFIG, FrameError, PREFIX, decode, decode_seed, encode};
 
     /// A value that nests one level a `Node`.
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -378,6 +764,13 @@ mod tests {
         (0..depth).fold(Tree::Leaf, |t, _| Tree::Node(Box::new(t)))
     }
 
+    /// Drops `tree` a node at a time: dropping it as it is recurses a level a node.
+    fn drop_tree(mut tree: Tree) {
+        while let Tree::Node(next) = tree {
+            tree = *next;
+        }
+    }
+
     /// `f`'s result, run on a thread with a stack of `size` bytes.
     fn on_stack<T: Send + 'static>(size: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
         let thread = thread::Builder::new().stack_size(size).spawn(f);
@@ -389,6 +782,12 @@ mod tests {
         let mut buf = Vec::new();
         encode(&mut buf, value).expect("encode");
         buf.split_off(PREFIX)
+    }
+
+    /// The payload of `value` as bincode encodes it without the limit: what a writer without
+    /// it would send.
+    fn unlimited_payload<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, CONFIG).expect("encode")
     }
 
     /// Checks that `value` decodes as it was encoded.
@@ -425,9 +824,158 @@ mod tests {
         on_stack(8 << 20, || {
             round_trip(tree(400));
             round_trip(tree(MAX_DEPTH - 1));
-            too_deep(decode(&payload(&tree(MAX_DEPTH))));
-            too_deep(decode(&payload(&tree(1200))));
+            too_deep(decode(&unlimited_payload(&tree(MAX_DEPTH))));
+            too_deep(decode(&unlimited_payload(&tree(1200))));
         });
+    }
+
+    /// Option's nesting alone: a level a `Some`.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    #[serde(transparent)]
+    struct Opt(Option<Box<Opt>>);
+
+    /// A newtype of a sequence: two levels a list.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct L(Vec<L>);
+
+    /// A map's nesting alone: a level a map.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    #[serde(transparent)]
+    struct Map(BTreeMap<u8, Map>);
+
+    /// Tuple and struct variants, and a tuple in a newtype variant.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Mixed {
+        End,
+        Pair(u8, Box<Mixed>),
+        Named { tag: u8, inner: Box<Mixed> },
+        Tuple((Box<Mixed>, u8)),
+    }
+
+    /// The deepest of `nested(0)`, `nested(1)`, ... that the decoder takes, written without
+    /// the limit. Checks that the encoder takes it too, and that it round trips, and that the
+    /// encoder refuses the next one as the decoder does, with the same message, leaving the
+    /// buffer as it was.
+    fn deepest_both_take<T, F>(nested: F) -> usize
+    where
+        T: Serialize + DeserializeOwned + PartialEq + Debug,
+        F: Fn(usize) -> T,
+    {
+        let decodes = |n| decode::<T>(&unlimited_payload(&nested(n))).is_ok();
+        let deepest = (0..).take_while(|&n| decodes(n)).last().expect("depth 0");
+        let mut buf = vec![7, 7, 7];
+        encode(&mut buf, &nested(deepest)).expect("encode at the limit");
+        let decoded = decode::<T>(&buf[3 + PREFIX..]).expect("decode at the limit");
+        assert_eq!(decoded, nested(deepest));
+        let before = buf.clone();
+        match encode(&mut buf, &nested(deepest + 1)) {
+            Err(e @ FrameError::Encode(_)) => assert_eq!(
+                e.to_string(),
+                format!("cannot encode value: nested more than {MAX_DEPTH} deep")
+            ),
+            other => panic!("expected the depth limit, got {other:?}"),
+        }
+        assert_eq!(buf, before);
+        deepest
+    }
+
+    #[test]
+    fn the_encoder_refuses_exactly_what_the_decoder_refuses() {
+        on_stack(8 << 20, || {
+            // A tree of n nodes has its leaf's tag n + 1 levels down, and even a unit
+            // variant's tag counts.
+            assert_eq!(deepest_both_take(tree), MAX_DEPTH - 1);
+            // n `Some`s have a `None`, which is no deeper, n levels down.
+            let options = |n: usize| (0..n).fold(Opt(None), |o, _| Opt(Some(Box::new(o))));
+            assert_eq!(deepest_both_take(options), MAX_DEPTH);
+            // n lists in lists have an empty one 2n levels down, its newtype's contents 2n + 1.
+            let lists = |n: usize| (0..n).fold(L(vec![]), |l, _| L(vec![l]));
+            assert_eq!(deepest_both_take(lists), MAX_DEPTH / 2 - 1);
+            // n maps in maps have an empty one n levels down, which is no deeper.
+            let maps =
+                |n: usize| (0..n).fold(Map(BTreeMap::new()), |m, _| Map(BTreeMap::from([(1, m)])));
+            assert_eq!(deepest_both_take(maps), MAX_DEPTH);
+            // Tuple and struct variants are a level a variant, a tuple in a newtype variant two.
+            let mixed = |n: usize| {
+                (0..n).fold(Mixed::End, |m, i| match i % 3 {
+                    0 => Mixed::Pair(1, Box::new(m)),
+                    1 => Mixed::Named {
+                        tag: 2,
+                        inner: Box::new(m),
+                    },
+                    _ => Mixed::Tuple((Box::new(m), 3)),
+                })
+            };
+            deepest_both_take(mixed);
+        });
+    }
+
+    #[test]
+    fn encoding_a_value_far_too_deep_is_an_error_not_an_overflow() {
+        // Within a spawned thread's default stack, in a debug build too. Without the limit,
+        // this aborts.
+        on_stack(2 << 20, || {
+            let deep = tree(200_000);
+            let mut buf = Vec::new();
+            let encoded = encode(&mut buf, &deep);
+            drop_tree(deep);
+            match encoded {
+                Err(e @ FrameError::Encode(_)) => assert_eq!(
+                    e.to_string(),
+                    format!("cannot encode value: nested more than {MAX_DEPTH} deep")
+                ),
+                other => panic!("expected the depth limit, got {other:?}"),
+            }
+            assert!(buf.is_empty());
+        });
+    }
+
+    /// A value whose every level holds 1 KiB of arrays: each takes kilobytes of stack as it
+    /// decodes, in a debug build 8 KiB.
+    // The size is the point: each level's arrays are on the stack as it is encoded.
+    #[allow(clippy::large_enum_variant)]
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Heavy {
+        Leaf,
+        Node([[u64; 32]; 4], Box<Heavy>),
+    }
+
+    #[test]
+    fn a_value_too_deep_for_the_stack_is_an_error_within_the_limit() {
+        // Built and encoded on a large stack: 998 levels, within MAX_DEPTH.
+        let bytes = on_stack(256 << 20, || {
+            let heavy =
+                (0..MAX_DEPTH - 2).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)));
+            payload(&heavy)
+        });
+        // Decoded on a spawned thread's 2 MiB, which 998 such levels overflowed (aborted):
+        // an error, by the stack's measure. Then on 256 MiB, whole.
+        let copy = bytes.clone();
+        match on_stack(2 << 20, move || decode::<Heavy>(&copy).map(drop)) {
+            Err(FrameError::Decode(why)) => {
+                assert!(
+                    why.starts_with("nested too deep for this thread's stack"),
+                    "{why}"
+                )
+            }
+            other => panic!("expected the stack's limit, got {other:?}"),
+        }
+        assert!(on_stack(256 << 20, move || decode::<Heavy>(&bytes).is_ok()));
+        // Encoded on a stack of 320 KiB (a level takes less to encode than to decode):
+        // refused by the writer, which such levels overflowed.
+        let refused = on_stack(320 << 10, || {
+            let heavy =
+                (0..MAX_DEPTH - 2).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)));
+            let mut buf = Vec::new();
+            encode(&mut buf, &heavy).map_err(|e| e.to_string())
+        });
+        match refused {
+            Err(why) => assert!(
+                why.contains("nested too deep for this thread's stack"),
+                "{why}"
+            ),
+            Ok(()) => panic!("encoded on 320 KiB"),
+        }
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -479,5 +1027,42 @@ mod tests {
         let bytes = payload(&drawing);
         let decoded = decode_seed(PhantomData::<Drawing>, &bytes).expect("decode");
         assert_eq!(decoded, drawing);
+    }
+
+    /// A type that encodes itself through `collect_str`.
+    struct Shown(u32);
+
+    impl Serialize for Shown {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&format_args!("#{}", self.0))
+        }
+    }
+
+    /// Checks that `value` encodes to the same bytes as without the limit.
+    fn same_bytes<T: Serialize + ?Sized>(value: &T) {
+        assert_eq!(payload(value), unlimited_payload(value));
+    }
+
+    #[test]
+    fn the_limit_leaves_the_bytes_as_they_were() {
+        same_bytes(&(-7i64, "seven".to_string()));
+        same_bytes(&vec![(1u8, Some("one".to_string())), (2, None)]);
+        same_bytes(&[Some(Box::new(None::<u8>)), None]);
+        same_bytes(&(Unit, (), Newtype(3), u128::MAX, 'é', true, 0.5f32));
+        same_bytes(&HashMap::from([("a".to_string(), vec![1, -2, 3])]));
+        same_bytes(&Drawing {
+            name: "sketch",
+            id: Newtype(9),
+            shapes: vec![
+                Shape::Point,
+                Shape::Circle(1.5),
+                Shape::Line(-1, 1),
+                Shape::Rect { w: 3, h: 4 },
+            ],
+        });
+        same_bytes(&tree(50));
+        same_bytes(&Shown(42));
+        same_bytes("a str");
+        same_bytes(&[1u64, 2, 3][..]);
     }
 }
