@@ -1088,22 +1088,14 @@ fn a_signal_during_connect_does_not_fail_the_call() {
     // The server's name, taken by this process, with a backlog of one connection, taken.
     let name = manager.address().as_abstract_name().unwrap().to_vec();
     let address = UnixAddr::new_abstract(&name).unwrap();
-    let listener = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
+    let unix_socket = || {
+        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap()
+    };
+    let listener = unix_socket();
     bind(listener.as_raw_fd(), &address).unwrap();
     listen(&listener, Backlog::new(0).unwrap()).unwrap();
-    let waiting = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
+    let waiting = unix_socket();
     connect(waiting.as_raw_fd(), &address).unwrap();
     let mut caller = Process::new(move || {
         // SAFETY: the handler does nothing, so it is async-signal-safe; sa_flags lacks

@@ -595,20 +595,12 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
 
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
-        let inner = self.inner.serialize_seq(len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(self.depth, self.inner.serialize_seq(len)?))
     }
 
     #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
-        let inner = self.inner.serialize_tuple(len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(self.depth, self.inner.serialize_tuple(len)?))
     }
 
     #[inline]
@@ -617,11 +609,10 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleStruct, S::Error> {
-        let inner = self.inner.serialize_tuple_struct(name, len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(
+            self.depth,
+            self.inner.serialize_tuple_struct(name, len)?,
+        ))
     }
 
     #[inline]
@@ -633,22 +624,16 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, S::Error> {
         depth_below::<S::Error>(self.depth)?;
-        let inner = self
-            .inner
-            .serialize_tuple_variant(name, index, variant, len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(
+            self.depth,
+            self.inner
+                .serialize_tuple_variant(name, index, variant, len)?,
+        ))
     }
 
     #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
-        let inner = self.inner.serialize_map(len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(self.depth, self.inner.serialize_map(len)?))
     }
 
     #[inline]
@@ -657,11 +642,10 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStruct, S::Error> {
-        let inner = self.inner.serialize_struct(name, len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(
+            self.depth,
+            self.inner.serialize_struct(name, len)?,
+        ))
     }
 
     #[inline]
@@ -673,13 +657,11 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         len: usize,
     ) -> Result<Self::SerializeStructVariant, S::Error> {
         depth_below::<S::Error>(self.depth)?;
-        let inner = self
-            .inner
-            .serialize_struct_variant(name, index, variant, len)?;
-        Ok(Compound {
-            inner,
-            depth: self.depth,
-        })
+        Ok(Compound::at(
+            self.depth,
+            self.inner
+                .serialize_struct_variant(name, index, variant, len)?,
+        ))
     }
 
     #[inline]
@@ -693,6 +675,13 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
 struct Compound<C> {
     inner: C,
     depth: usize,
+}
+
+impl<C> Compound<C> {
+    #[inline]
+    fn at(depth: usize, inner: C) -> Compound<C> {
+        Compound { inner, depth }
+    }
 }
 
 /// Each `Serialize*` trait of a compound value, for [`Compound`]: the methods that take a
