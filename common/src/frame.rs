@@ -31,8 +31,10 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// value is a decode error where it would otherwise overflow the stack and abort. Encoding
 /// counts the same way, so such a value is an encode error at the writer, not a frame sent
 /// for the reader to refuse. A level also takes stack, from a few hundred bytes to kilobytes
-/// (large fields, a debug build): whatever its number, a level is refused, by the reader or
-/// the writer, where its thread has less than 256 KiB of stack left.
+/// (large fields, a debug build): whatever its depth, a compound value is refused, by the
+/// reader or the writer, where its thread has less than 256 KiB of stack left (a quarter of
+/// a smaller stack). Where the thread's stack is not known (the main thread without
+/// `/proc`), or the code runs on another stack (a coroutine's), only levels are counted.
 pub const MAX_DEPTH: usize = 1000;
 
 /// The length prefix's size.

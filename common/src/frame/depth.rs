@@ -21,17 +21,19 @@ use serde::ser::{self, Serialize};
 
 use super::MAX_DEPTH;
 
-/// How much of its thread's stack a decode leaves: a level is refused, whatever its number,
-/// where less than this is left below it. A level takes from a few hundred bytes of stack (a
-/// small enum, in a release build) to kilobytes (a struct of arrays, in a debug build), so a
-/// count of levels alone let values within [`MAX_DEPTH`] overflow a thread's 2 MiB (`enum {
-/// Leaf, Node([u64; 32], Box<Self>) }`, 700 deep, in a debug build).
+/// How much of its thread's stack a decode or an encode leaves: a compound value is refused,
+/// whatever its depth, where less than this is left (or a quarter of a smaller stack). A
+/// level takes from a few hundred bytes of stack (a small enum, in a release build) to
+/// kilobytes (a struct of arrays, in a debug build), so a count of levels alone let values
+/// within [`MAX_DEPTH`] overflow a thread's 2 MiB (`enum { Leaf, Node([u64; 32],
+/// Box<Self>) }`, 700 deep, in a debug build).
 const STACK_LEFT: usize = 256 << 10;
 
 thread_local! {
-    /// The address below which this thread's stack has less than [`STACK_LEFT`] left: 0
-    /// until asked, 1 where its bounds cannot be known (then only levels are counted).
-    static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
+    /// This thread's stack, asked of it once: its lowest address, and the address below
+    /// which less than its margin is left. `(0, 0)` where its bounds cannot be known: then
+    /// only levels are counted.
+    static STACK: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
 }
 
 /// A seed decoded with a depth limit: the value itself is at depth 0.
@@ -62,9 +64,6 @@ fn deeper<'de, D: de::Deserializer<'de>>(
 ) -> Result<Deserializer<D>, D::Error> {
     if depth >= MAX_DEPTH {
         return Err(too_deep());
-    }
-    if stack_low() {
-        return Err(too_deep_for_the_stack(depth));
     }
     Ok(Deserializer {
         inner,
@@ -109,27 +108,28 @@ impl fmt::Display for StackLow {
     }
 }
 
-/// Whether this thread's stack has less than [`STACK_LEFT`] left below this call: the
-/// address of a local against the thread's floor, asked of the thread once.
+/// Whether this call runs on its thread's stack with less than its margin left: the address
+/// of a local against the thread's bounds. Asked where a compound value begins, not for
+/// each of its parts: asked for each element, it doubled the time of a `Vec<i64>`. On
+/// another stack (a coroutine's, a signal handler's), or where the thread's is not known,
+/// only levels are counted.
 #[inline]
 fn stack_low() -> bool {
     let here = 0u8;
     let here = std::hint::black_box(&raw const here) as usize;
-    let mut floor = STACK_FLOOR.get();
-    if floor == 0 {
-        floor = stack_floor(here);
-        STACK_FLOOR.set(floor);
-    }
-    here < floor
+    let (low, floor) = STACK.get().unwrap_or_else(|| {
+        let bounds = stack_bounds();
+        STACK.set(Some(bounds));
+        bounds
+    });
+    low <= here && here < floor
 }
 
-/// This thread's [`STACK_FLOOR`], from its stack's bounds (for the main thread, glibc
-/// works them out from `/proc/self/maps` and the stack's limit), checked to hold `here`, an
-/// address on it. 1 where they cannot be known, or do not hold it (no address is below 1):
-/// a wrong floor above the stack would refuse every nested value. A child forked from this
-/// thread keeps the floor, and its stack is at the same addresses.
+/// This thread's [`STACK`] (for the main thread, glibc works its bounds out from
+/// `/proc/self/maps` and the stack's limit; without `/proc` they are not known). A child
+/// forked from this thread keeps them, and its stack is at the same addresses.
 #[cold]
-fn stack_floor(here: usize) -> usize {
+fn stack_bounds() -> (usize, usize) {
     // SAFETY: pthread_getattr_np fills `attr`, zeroed and alive for the calls, with the
     // calling thread's attributes; it is read by pthread_attr_getstack, which writes the
     // two out-parameters, also alive, and then freed by pthread_attr_destroy, once, only if
@@ -137,16 +137,16 @@ fn stack_floor(here: usize) -> usize {
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 1;
+            return (0, 0);
         }
         let (mut low, mut size) = (std::ptr::null_mut(), 0);
         let got = libc::pthread_attr_getstack(&attr, &mut low, &mut size);
         libc::pthread_attr_destroy(&mut attr);
-        let (low, high) = (low as usize, (low as usize).saturating_add(size));
-        if got != 0 || !(low..high).contains(&here) {
-            return 1;
+        if got != 0 {
+            return (0, 0);
         }
-        low.saturating_add(STACK_LEFT).max(1)
+        let low = low as usize;
+        (low, low.saturating_add(STACK_LEFT.min(size / 4)))
     }
 }
 
@@ -223,6 +223,17 @@ struct Visitor<V> {
     depth: usize,
 }
 
+impl<V> Visitor<V> {
+    /// Fails where a compound value begins with the stack low ([`stack_low`]).
+    #[inline]
+    fn room<E: de::Error>(&self) -> Result<(), E> {
+        if stack_low() {
+            return Err(too_deep_for_the_stack(self.depth));
+        }
+        Ok(())
+    }
+}
+
 /// Each `visit_*` method of a primitive, forwarded unchanged.
 macro_rules! forward_visit {
     ($($method:ident($ty:ty);)*) => {$(
@@ -275,6 +286,7 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
 
     #[inline]
     fn visit_some<D: de::Deserializer<'de>>(self, inner: D) -> Result<V::Value, D::Error> {
+        self.room()?;
         self.inner.visit_some(deeper(inner, self.depth)?)
     }
 
@@ -283,11 +295,13 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
         self,
         inner: D,
     ) -> Result<V::Value, D::Error> {
+        self.room()?;
         self.inner.visit_newtype_struct(deeper(inner, self.depth)?)
     }
 
     #[inline]
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.room()?;
         self.inner.visit_seq(Access {
             inner: seq,
             depth: self.depth,
@@ -296,6 +310,7 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
 
     #[inline]
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.room()?;
         self.inner.visit_map(Access {
             inner: map,
             depth: self.depth,
@@ -304,6 +319,7 @@ impl<'de, V: de::Visitor<'de>> de::Visitor<'de> for Visitor<V> {
 
     #[inline]
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.room()?;
         self.inner.visit_enum(Access {
             inner: data,
             depth: self.depth,
@@ -466,9 +482,6 @@ fn depth_below<E: ser::Error>(depth: usize) -> Result<usize, E> {
     if depth >= MAX_DEPTH {
         return Err(too_deep_to_encode());
     }
-    if stack_low() {
-        return Err(too_deep_for_the_stack_to_encode(depth));
-    }
     Ok(depth + 1)
 }
 
@@ -503,6 +516,17 @@ impl<T: Serialize + ?Sized> Serialize for Part<'_, T> {
 struct Serializer<S> {
     inner: S,
     depth: usize,
+}
+
+impl<S> Serializer<S> {
+    /// Fails where a compound value begins with the stack low ([`stack_low`]).
+    #[inline]
+    fn room<E: ser::Error>(&self) -> Result<(), E> {
+        if stack_low() {
+            return Err(too_deep_for_the_stack_to_encode(self.depth));
+        }
+        Ok(())
+    }
 }
 
 /// Each `serialize_*` method of a primitive, forwarded unchanged.
@@ -566,6 +590,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
 
     #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
+        self.room()?;
         self.inner
             .serialize_some(&part::<_, S::Error>(value, self.depth)?)
     }
@@ -576,6 +601,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         name: &'static str,
         value: &T,
     ) -> Result<S::Ok, S::Error> {
+        self.room()?;
         self.inner
             .serialize_newtype_struct(name, &part::<_, S::Error>(value, self.depth)?)
     }
@@ -588,6 +614,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         variant: &'static str,
         value: &T,
     ) -> Result<S::Ok, S::Error> {
+        self.room()?;
         let value = part::<_, S::Error>(value, self.depth)?;
         self.inner
             .serialize_newtype_variant(name, index, variant, &value)
@@ -595,11 +622,13 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
 
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
+        self.room()?;
         Ok(Compound::at(self.depth, self.inner.serialize_seq(len)?))
     }
 
     #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
+        self.room()?;
         Ok(Compound::at(self.depth, self.inner.serialize_tuple(len)?))
     }
 
@@ -609,6 +638,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleStruct, S::Error> {
+        self.room()?;
         Ok(Compound::at(
             self.depth,
             self.inner.serialize_tuple_struct(name, len)?,
@@ -623,6 +653,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, S::Error> {
+        self.room()?;
         depth_below::<S::Error>(self.depth)?;
         Ok(Compound::at(
             self.depth,
@@ -633,6 +664,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
 
     #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
+        self.room()?;
         Ok(Compound::at(self.depth, self.inner.serialize_map(len)?))
     }
 
@@ -642,6 +674,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStruct, S::Error> {
+        self.room()?;
         Ok(Compound::at(
             self.depth,
             self.inner.serialize_struct(name, len)?,
@@ -656,6 +689,7 @@ impl<S: ser::Serializer> ser::Serializer for Serializer<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, S::Error> {
+        self.room()?;
         depth_below::<S::Error>(self.depth)?;
         Ok(Compound::at(
             self.depth,
@@ -929,14 +963,18 @@ mod tests {
         Node([[u64; 32]; 4], Box<Heavy>),
     }
 
+    /// The payload of a [`Heavy`] `depth` levels deep, built and encoded on a large stack.
+    fn bytes_of_heavy(depth: usize) -> Vec<u8> {
+        on_stack(256 << 20, move || {
+            let heavy = (0..depth).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)));
+            payload(&heavy)
+        })
+    }
+
     #[test]
     fn a_value_too_deep_for_the_stack_is_an_error_within_the_limit() {
-        // Built and encoded on a large stack: 998 levels, within MAX_DEPTH.
-        let bytes = on_stack(256 << 20, || {
-            let heavy =
-                (0..MAX_DEPTH - 2).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)));
-            payload(&heavy)
-        });
+        // 998 levels, within MAX_DEPTH.
+        let bytes = bytes_of_heavy(MAX_DEPTH - 2);
         // Decoded on a spawned thread's 2 MiB, which 998 such levels overflowed (aborted):
         // an error, by the stack's measure. Then on 256 MiB, whole.
         let copy = bytes.clone();
@@ -950,21 +988,84 @@ mod tests {
             other => panic!("expected the stack's limit, got {other:?}"),
         }
         assert!(on_stack(256 << 20, move || decode::<Heavy>(&bytes).is_ok()));
-        // Encoded on a stack of 320 KiB (a level takes less to encode than to decode):
-        // refused by the writer, which such levels overflowed.
-        let refused = on_stack(320 << 10, || {
-            let heavy =
-                (0..MAX_DEPTH - 2).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)));
-            let mut buf = Vec::new();
-            encode(&mut buf, &heavy).map_err(|e| e.to_string())
+        // Encoded on a stack of 64 KiB (a level takes less to encode than to decode):
+        // refused by the writer, which such levels overflowed. Built and dropped on a larger
+        // stack: dropping it recurses too.
+        let heavy = on_stack(256 << 20, || {
+            (0..MAX_DEPTH - 2).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)))
         });
+        let (refused, heavy) = on_stack(64 << 10, || {
+            let mut buf = Vec::new();
+            (encode(&mut buf, &heavy).map_err(|e| e.to_string()), heavy)
+        });
+        on_stack(256 << 20, || drop(heavy));
         match refused {
             Err(why) => assert!(
                 why.contains("nested too deep for this thread's stack"),
                 "{why}"
             ),
-            Ok(()) => panic!("encoded on 320 KiB"),
+            Ok(()) => panic!("encoded on 64 KiB"),
         }
+    }
+
+    /// A small stack is no reason to refuse a flat value: its margin is a quarter of it,
+    /// where a fixed 256 KiB refused every compound value on a stack of 256 KiB or less.
+    #[test]
+    fn flat_values_go_on_a_small_stack() {
+        for size in [64 << 10, 256 << 10] {
+            on_stack(size, || {
+                round_trip((-7i64, "seven".to_string()));
+                round_trip(vec![1u8, 2, 3]);
+                round_trip(Some(5u8));
+                round_trip(tree(20));
+            });
+        }
+    }
+
+    /// A thread's stack bounds are its own stack's: code that runs on another (a
+    /// coroutine's, here made with makecontext) is not compared with them, and neither is
+    /// the thread's own stack afterwards compared with the other's. A flat value there
+    /// was refused ("0 levels") once the thread's bounds were known, and a first use there
+    /// left the thread's own stack unchecked for good.
+    #[test]
+    fn another_stack_is_not_taken_for_the_threads() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        static WENT: AtomicBool = AtomicBool::new(false);
+        extern "C" fn on_the_other_stack() {
+            let mut buf = Vec::new();
+            let went = encode(&mut buf, &(1i64, "one".to_string())).is_ok()
+                && decode::<(i64, String)>(&buf[PREFIX..]).is_ok();
+            WENT.store(went, SeqCst);
+        }
+        /// Runs `on_the_other_stack` on a stack of 1 MiB from the heap, and returns.
+        fn on_another_stack() -> bool {
+            let mut stack = vec![0u8; 1 << 20];
+            // SAFETY: both contexts are zeroed, then filled by getcontext; the coroutine's
+            // stack is `stack`, alive until after swapcontext returns (the coroutine ends
+            // and `uc_link` resumes `back`, which swapcontext filled); the function takes no
+            // arguments, as makecontext is told.
+            unsafe {
+                let mut back: libc::ucontext_t = std::mem::zeroed();
+                let mut there: libc::ucontext_t = std::mem::zeroed();
+                assert_eq!(libc::getcontext(&mut there), 0);
+                there.uc_stack.ss_sp = stack.as_mut_ptr().cast();
+                there.uc_stack.ss_size = stack.len();
+                there.uc_link = &mut back;
+                libc::makecontext(&mut there, on_the_other_stack, 0);
+                assert_eq!(libc::swapcontext(&mut back, &there), 0);
+            }
+            WENT.swap(false, SeqCst)
+        }
+        // After the thread's own bounds are known, and before.
+        assert!(on_stack(2 << 20, || {
+            round_trip(Some(1u8));
+            on_another_stack()
+        }));
+        on_stack(2 << 20, || {
+            assert!(on_another_stack());
+            let deep = bytes_of_heavy(MAX_DEPTH - 2);
+            assert!(matches!(decode::<Heavy>(&deep), Err(FrameError::Decode(_))));
+        });
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
