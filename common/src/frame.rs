@@ -32,9 +32,11 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// counts the same way, so such a value is an encode error at the writer, not a frame sent
 /// for the reader to refuse. A level also takes stack, from a few hundred bytes to kilobytes
 /// (large fields, a debug build): whatever its depth, a compound value is refused, by the
-/// reader or the writer, where its thread has less than 256 KiB of stack left (a quarter of
-/// a smaller stack). Where the thread's stack is not known (the main thread without
-/// `/proc`), or the code runs on another stack (a coroutine's), only levels are counted.
+/// reader or the writer, once the decode or encode has taken 1.5 MiB of stack below where it
+/// began, which keeps a spawned thread's 2 MiB from overflowing if it began with less than
+/// 512 KiB used. A thread of a smaller stack has the count of levels only; and a single
+/// level larger than what is left of the stack (fields of hundreds of kilobytes) overflows
+/// before it can be refused.
 pub const MAX_DEPTH: usize = 1000;
 
 /// The length prefix's size.

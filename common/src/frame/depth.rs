@@ -21,19 +21,66 @@ use serde::ser::{self, Serialize};
 
 use super::MAX_DEPTH;
 
-/// How much of its thread's stack a decode or an encode leaves: a compound value is refused,
-/// whatever its depth, where less than this is left (or a quarter of a smaller stack). A
+/// How much stack an encode or a decode may take: a compound value is refused, whatever its
+/// depth, where it would begin further than this below where the encode or decode began. A
 /// level takes from a few hundred bytes of stack (a small enum, in a release build) to
 /// kilobytes (a struct of arrays, in a debug build), so a count of levels alone let values
-/// within [`MAX_DEPTH`] overflow a thread's 2 MiB (`enum { Leaf, Node([u64; 32],
-/// Box<Self>) }`, 700 deep, in a debug build).
-const STACK_LEFT: usize = 256 << 10;
+/// within [`MAX_DEPTH`] overflow a spawned thread's 2 MiB (`enum { Leaf, Node([u64; 32],
+/// Box<Self>) }`, 700 deep, in a debug build). Three quarters of that 2 MiB: a spawned
+/// thread that begins with less than 512 KiB of its stack used, and a main thread (8 MiB),
+/// are kept from overflowing; a thread of a smaller stack has only the count of levels.
+/// And more than 1,000 levels of a small enum take in a debug build (1.3 MiB), so that
+/// such a value is refused by its count, in every build.
+///
+/// Where it began, not the thread's bounds: glibc works a main thread's bounds out from
+/// `/proc/self/maps`, and they were wrong under valgrind (20 KiB, in a forked child), which
+/// refused every compound value; nor do they hold for code on another stack (a coroutine's).
+const STACK_BUDGET: usize = 3 << 19;
 
 thread_local! {
-    /// This thread's stack, asked of it once: its lowest address, and the address below
-    /// which less than its margin is left. `(0, 0)` where its bounds cannot be known: then
-    /// only levels are counted.
-    static STACK: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+    /// Where this thread's outermost encode or decode began (an address on its stack), 0
+    /// while it runs none.
+    static BEGAN: Cell<usize> = const { Cell::new(0) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test that checks the count of levels alone, on a stack large enough.
+    static NO_BUDGET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The address of a local of the caller's frame: where its stack is now.
+#[inline(always)]
+fn stack_here() -> usize {
+    let here = 0u8;
+    std::hint::black_box(&raw const here) as usize
+}
+
+/// An encode or a decode under way on this thread: marks where it began, if no other
+/// one (an outer one, whose value's code encodes or decodes another) has, and unmarks it
+/// when dropped, by a panic too.
+struct Began {
+    outermost: bool,
+}
+
+impl Began {
+    #[inline]
+    fn here() -> Began {
+        let outermost = BEGAN.get() == 0;
+        if outermost {
+            BEGAN.set(stack_here());
+        }
+        Began { outermost }
+    }
+}
+
+impl Drop for Began {
+    #[inline]
+    fn drop(&mut self) {
+        if self.outermost {
+            BEGAN.set(0);
+        }
+    }
 }
 
 /// A seed decoded with a depth limit: the value itself is at depth 0.
@@ -51,6 +98,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<S> {
 
     #[inline]
     fn deserialize<D: de::Deserializer<'de>>(self, inner: D) -> Result<S::Value, D::Error> {
+        let _began = Began::here();
         self.0.deserialize(Deserializer { inner, depth: 0 })
     }
 }
@@ -108,46 +156,18 @@ impl fmt::Display for StackLow {
     }
 }
 
-/// Whether this call runs on its thread's stack with less than its margin left: the address
-/// of a local against the thread's bounds. Asked where a compound value begins, not for
-/// each of its parts: asked for each element, it doubled the time of a `Vec<i64>`. On
-/// another stack (a coroutine's, a signal handler's), or where the thread's is not known,
-/// only levels are counted.
+/// Whether the encode or decode under way has taken more than [`STACK_BUDGET`] of stack
+/// below where it began. Asked where a compound value begins, not for each of its parts:
+/// asked for each element, a check of the stack made decoding a `Vec<i64>` take twice as
+/// long.
 #[inline]
 fn stack_low() -> bool {
-    let here = 0u8;
-    let here = std::hint::black_box(&raw const here) as usize;
-    let (low, floor) = STACK.get().unwrap_or_else(|| {
-        let bounds = stack_bounds();
-        STACK.set(Some(bounds));
-        bounds
-    });
-    low <= here && here < floor
-}
-
-/// This thread's [`STACK`] (for the main thread, glibc works its bounds out from
-/// `/proc/self/maps` and the stack's limit; without `/proc` they are not known). A child
-/// forked from this thread keeps them, and its stack is at the same addresses.
-#[cold]
-fn stack_bounds() -> (usize, usize) {
-    // SAFETY: pthread_getattr_np fills `attr`, zeroed and alive for the calls, with the
-    // calling thread's attributes; it is read by pthread_attr_getstack, which writes the
-    // two out-parameters, also alive, and then freed by pthread_attr_destroy, once, only if
-    // pthread_getattr_np initialised it.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return (0, 0);
-        }
-        let (mut low, mut size) = (std::ptr::null_mut(), 0);
-        let got = libc::pthread_attr_getstack(&attr, &mut low, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        if got != 0 {
-            return (0, 0);
-        }
-        let low = low as usize;
-        (low, low.saturating_add(STACK_LEFT.min(size / 4)))
+    #[cfg(test)]
+    if NO_BUDGET.get() {
+        return false;
     }
+    let began = BEGAN.get();
+    began != 0 && began.saturating_sub(stack_here()) > STACK_BUDGET
 }
 
 /// A deserializer for a value at `depth`: hands the visitor on wrapped, to count what it
@@ -471,6 +491,7 @@ pub(super) struct LimitedValue<'a, T: ?Sized>(pub(super) &'a T);
 impl<T: Serialize + ?Sized> Serialize for LimitedValue<'_, T> {
     #[inline]
     fn serialize<S: ser::Serializer>(&self, inner: S) -> Result<S::Ok, S::Error> {
+        let _began = Began::here();
         self.0.serialize(Serializer { inner, depth: 0 })
     }
 }
@@ -772,7 +793,7 @@ mod tests {
     use serde::de::DeserializeOwned;
     use serde::{Deserialize, Serialize};
 
-    use super::MAX_DEPTH;
+    use super::{MAX_DEPTH, NO_BUDGET};
     use crate::frame::{CONFIG, FrameError, PREFIX, decode, decode_seed, encode};
 
     /// A value that nests one level a `Node`.
@@ -904,7 +925,10 @@ mod tests {
 
     #[test]
     fn the_encoder_refuses_exactly_what_the_decoder_refuses() {
-        on_stack(8 << 20, || {
+        // Levels only: some of these shapes take more than the stack budget at the limit, in
+        // a debug build; the budget is checked on its own (above).
+        on_stack(64 << 20, || {
+            NO_BUDGET.set(true);
             // A tree of n nodes has its leaf's tag n + 1 levels down, and even a unit
             // variant's tag counts.
             assert_eq!(deepest_both_take(tree), MAX_DEPTH - 1);
@@ -972,44 +996,63 @@ mod tests {
     }
 
     #[test]
-    fn a_value_too_deep_for_the_stack_is_an_error_within_the_limit() {
-        // 998 levels, within MAX_DEPTH.
+    fn a_value_that_takes_too_much_stack_is_an_error_within_the_limit() {
+        // 998 levels, within MAX_DEPTH, and more than 1 MiB of stack to decode.
         let bytes = bytes_of_heavy(MAX_DEPTH - 2);
-        // Decoded on a spawned thread's 2 MiB, which 998 such levels overflowed (aborted):
-        // an error, by the stack's measure. Then on 256 MiB, whole.
-        let copy = bytes.clone();
-        match on_stack(2 << 20, move || decode::<Heavy>(&copy).map(drop)) {
-            Err(FrameError::Decode(why)) => {
-                assert!(
+        // On a spawned thread's 2 MiB, which it overflowed (aborted), and on 256 MiB alike:
+        // refused once the decode has taken its budget.
+        for size in [2 << 20, 256 << 20] {
+            let copy = bytes.clone();
+            match on_stack(size, move || decode::<Heavy>(&copy).map(drop)) {
+                Err(FrameError::Decode(why)) => assert!(
                     why.starts_with("nested too deep for this thread's stack"),
                     "{why}"
-                )
+                ),
+                other => panic!("expected the stack's limit, got {other:?}"),
             }
-            other => panic!("expected the stack's limit, got {other:?}"),
         }
-        assert!(on_stack(256 << 20, move || decode::<Heavy>(&bytes).is_ok()));
-        // Encoded on a stack of 64 KiB (a level takes less to encode than to decode):
-        // refused by the writer, which such levels overflowed. Built and dropped on a larger
-        // stack: dropping it recurses too.
-        let heavy = on_stack(256 << 20, || {
-            (0..MAX_DEPTH - 2).fold(Heavy::Leaf, |h, _| Heavy::Node([[7; 32]; 4], Box::new(h)))
+        // A shallower one, within the budget, decodes there.
+        let shallow = bytes_of_heavy(60);
+        assert!(on_stack(2 << 20, move || decode::<Heavy>(&shallow).is_ok()));
+    }
+
+    /// A value whose every level takes 16 KiB of stack to encode (a local array), as a
+    /// newtype of an option: two levels each.
+    struct Fat(Option<Box<Fat>>);
+
+    impl Serialize for Fat {
+        fn serialize<S: serde::Serializer>(&self, to: S) -> Result<S::Ok, S::Error> {
+            let pad = std::hint::black_box([0u8; 16 << 10]);
+            let encoded = to.serialize_newtype_struct("Fat", &self.0);
+            std::hint::black_box(&pad);
+            encoded
+        }
+    }
+
+    #[test]
+    fn a_value_that_takes_too_much_stack_to_encode_is_refused_by_the_writer() {
+        // 400 of them, 800 levels: 6.4 MiB of stack, which overflowed a spawned thread's
+        // 2 MiB. Built and dropped on a larger stack: dropping recurses too.
+        let fat = on_stack(256 << 20, || {
+            (0..400).fold(Fat(None), |f, _| Fat(Some(Box::new(f))))
         });
-        let (refused, heavy) = on_stack(64 << 10, || {
+        let (refused, fat) = on_stack(2 << 20, || {
             let mut buf = Vec::new();
-            (encode(&mut buf, &heavy).map_err(|e| e.to_string()), heavy)
+            (encode(&mut buf, &fat).map_err(|e| e.to_string()), fat)
         });
-        on_stack(256 << 20, || drop(heavy));
+        on_stack(256 << 20, || drop(fat));
         match refused {
             Err(why) => assert!(
                 why.contains("nested too deep for this thread's stack"),
                 "{why}"
             ),
-            Ok(()) => panic!("encoded on 64 KiB"),
+            Ok(()) => panic!("encoded"),
         }
     }
 
-    /// A small stack is no reason to refuse a flat value: its margin is a quarter of it,
-    /// where a fixed 256 KiB refused every compound value on a stack of 256 KiB or less.
+    /// A small stack is no reason to refuse a flat value: the budget is of the stack an
+    /// encode or decode takes, where a margin of 256 KiB below the thread's bounds refused
+    /// every compound value on a stack of 256 KiB or less.
     #[test]
     fn flat_values_go_on_a_small_stack() {
         for size in [64 << 10, 256 << 10] {
@@ -1022,11 +1065,10 @@ mod tests {
         }
     }
 
-    /// A thread's stack bounds are its own stack's: code that runs on another (a
-    /// coroutine's, here made with makecontext) is not compared with them, and neither is
-    /// the thread's own stack afterwards compared with the other's. A flat value there
-    /// was refused ("0 levels") once the thread's bounds were known, and a first use there
-    /// left the thread's own stack unchecked for good.
+    /// Code that runs on another stack (a coroutine's, here made with makecontext) measures
+    /// from where its encode or decode began there: a flat value there was refused ("0
+    /// levels") once the thread's bounds were known, and a first use there left the
+    /// thread's own stack unchecked for good, when the thread's bounds were the measure.
     #[test]
     fn another_stack_is_not_taken_for_the_threads() {
         use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -1056,7 +1098,7 @@ mod tests {
             }
             WENT.swap(false, SeqCst)
         }
-        // After the thread's own bounds are known, and before.
+        // After a decode on the thread's own stack, and before.
         assert!(on_stack(2 << 20, || {
             round_trip(Some(1u8));
             on_another_stack()
