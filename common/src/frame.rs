@@ -34,9 +34,11 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// (large fields, a debug build): whatever its depth, a compound value is refused, by the
 /// reader or the writer, once the decode or encode has taken 1.5 MiB of stack below where it
 /// began, which keeps a spawned thread's 2 MiB from overflowing if it began with less than
-/// 512 KiB used. A thread of a smaller stack has the count of levels only; and a single
-/// level larger than what is left of the stack (fields of hundreds of kilobytes) overflows
-/// before it can be refused.
+/// about 450 KiB used. Each side measures its own stack, and a reader takes more than the
+/// writer (for arrays, far more): a value near that budget may be sent, then refused by
+/// the reader. A thread of a smaller stack has the count of levels only; and a single level
+/// larger than what is left of the stack (fields of hundreds of kilobytes) overflows before
+/// it can be refused.
 pub const MAX_DEPTH: usize = 1000;
 
 /// The length prefix's size.
@@ -96,7 +98,8 @@ pub fn start_frame(buf: &mut Vec<u8>) -> usize {
 }
 
 /// Appends `value`'s encoding to `buf`, inside a frame begun with [`start_frame`]. A value
-/// nested more than [`MAX_DEPTH`] deep is an error, as decoding it would be; what it had
+/// nested more than [`MAX_DEPTH`] deep is an error, as decoding it would be (see there for
+/// the stack's own budget, which is each side's); what it had
 /// appended is left in `buf`, for the caller to take out with the frame.
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), FrameError> {
     bincode::serde::encode_into_std_write(depth::LimitedValue(value), buf, CONFIG)

@@ -10,8 +10,11 @@
 //! inlined.
 //!
 //! Encoding recurses the same way, and counts the same way, through [`depth_below`]: a value
-//! the reader would refuse is refused by the writer, who can be told, instead of sent and
-//! lost; and one too deep for the writer's own stack is an error there, not an abort.
+//! the reader would refuse for its levels is refused by the writer, who can be told, instead
+//! of sent and lost; and one too deep for the writer's own stack is an error there, not an
+//! abort. The stack each side takes is its own ([`STACK_BUDGET`]): a reader takes more than
+//! the writer (1.3 to 1.7 times, a debug build; far more for arrays, built on its stack), so
+//! a value near the budget may be sent, and then refused by the reader.
 
 use std::cell::Cell;
 use std::fmt;
@@ -27,8 +30,10 @@ use super::MAX_DEPTH;
 /// kilobytes (a struct of arrays, in a debug build), so a count of levels alone let values
 /// within [`MAX_DEPTH`] overflow a spawned thread's 2 MiB (`enum { Leaf, Node([u64; 32],
 /// Box<Self>) }`, 700 deep, in a debug build). Three quarters of that 2 MiB: a spawned
-/// thread that begins with less than 512 KiB of its stack used, and a main thread (8 MiB),
-/// are kept from overflowing; a thread of a smaller stack has only the count of levels.
+/// thread that begins with less than about 450 KiB of its stack used (the thread's own
+/// data takes some, and a check may be passed a level or two before the budget is), and a
+/// main thread (8 MiB), are kept from overflowing; a thread of a smaller stack has only the
+/// count of levels.
 /// And more than 1,000 levels of a small enum take in a debug build (1.3 MiB), so that
 /// such a value is refused by its count, in every build.
 ///
@@ -36,6 +41,11 @@ use super::MAX_DEPTH;
 /// `/proc/self/maps`, and they were wrong under valgrind (20 KiB, in a forked child), which
 /// refused every compound value; nor do they hold for code on another stack (a coroutine's).
 const STACK_BUDGET: usize = 3 << 19;
+
+/// Further than this from where the encode or decode began, the stack is another one (a
+/// coroutine that began it, and switched to this thread's own stack, or the reverse): only
+/// levels are counted there.
+const OTHER_STACK: usize = 1 << 30;
 
 thread_local! {
     /// Where this thread's outermost encode or decode began (an address on its stack), 0
@@ -167,7 +177,9 @@ fn stack_low() -> bool {
         return false;
     }
     let began = BEGAN.get();
-    began != 0 && began.saturating_sub(stack_here()) > STACK_BUDGET
+    // Above where it began (another stack) wraps round to a distance past OTHER_STACK.
+    let taken = began.wrapping_sub(stack_here());
+    began != 0 && taken > STACK_BUDGET && taken < OTHER_STACK
 }
 
 /// A deserializer for a value at `depth`: hands the visitor on wrapped, to count what it
@@ -793,7 +805,7 @@ mod tests {
     use serde::de::DeserializeOwned;
     use serde::{Deserialize, Serialize};
 
-    use super::{MAX_DEPTH, NO_BUDGET};
+    use super::{BEGAN, MAX_DEPTH, NO_BUDGET, stack_here, stack_low};
     use crate::frame::{CONFIG, FrameError, PREFIX, decode, decode_seed, encode};
 
     /// A value that nests one level a `Node`.
@@ -925,7 +937,8 @@ mod tests {
 
     #[test]
     fn the_encoder_refuses_exactly_what_the_decoder_refuses() {
-        // Levels only: some of these shapes take more than the stack budget at the limit, in
+        // Levels only: the reader and the writer agree on levels, not on stack (the reader
+        // takes more), and some of these shapes take more than the budget at the limit in
         // a debug build; the budget is checked on its own (above).
         on_stack(64 << 20, || {
             NO_BUDGET.set(true);
@@ -1048,6 +1061,22 @@ mod tests {
             ),
             Ok(()) => panic!("encoded"),
         }
+    }
+
+    /// Where the stack is far from where the encode or decode began (2 GiB above, or below
+    /// it), it is another stack (a coroutine switched to or from mid-encode), and only levels
+    /// count: measured against the other, a flat value was refused, or a deep one overflowed.
+    #[test]
+    fn a_stack_far_from_where_it_began_is_another_one() {
+        let here = stack_here();
+        BEGAN.set(here + (2 << 20));
+        let two_mib_taken = stack_low();
+        BEGAN.set(here + (2 << 30));
+        let far_above = stack_low();
+        BEGAN.set(here - (1 << 20));
+        let below = stack_low();
+        BEGAN.set(0);
+        assert_eq!((two_mib_taken, far_above, below), (true, false, false));
     }
 
     /// A small stack is no reason to refuse a flat value: the budget is of the stack an
