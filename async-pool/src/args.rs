@@ -2,7 +2,6 @@
 //! impatient reader) need not wait the article's second per call. Both programs of the
 //! section, `main.rs` and `bin/apply.rs`, include this file.
 
-use std::io::{self, Write};
 use std::process;
 use std::time::Duration;
 
@@ -53,8 +52,7 @@ pub fn sleep(usage: &str) -> Option<Duration> {
             process::exit(0)
         }
         Err(Some(why)) => {
-            // Not `eprintln!`, which panics (status 101) where stderr cannot be written.
-            let _ = writeln!(io::stderr(), "error: {why}\n{usage}");
+            common::say!("error: {why}\n{usage}");
             process::exit(2)
         }
     }

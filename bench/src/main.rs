@@ -27,18 +27,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use common::say;
 use conditions::{CONDITIONS, Condition};
 use python::Python;
 use report::Measured;
 use workloads::Timed;
-
-/// `eprintln!`, without its panic where stderr cannot be written (`2>/dev/full`): the
-/// progress or the error is lost, and the run goes on, or ends with its own status.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(io::stderr(), $($arg)*);
-    }};
-}
 
 const USAGE: &str = "usage: cargo run --release -p bench \
      [-- [--quick] [--rounds N] [--no-python] [--only NAME,...] [--out DIR]]";

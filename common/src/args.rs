@@ -3,7 +3,6 @@
 //! `-h` or `--help` prints the usage and exits 0; anything else prints what was wrong and the
 //! usage on stderr and exits 2, the conventional status for a usage error.
 
-use std::io::{self, Write};
 use std::process;
 
 /// What a command line asked for.
@@ -56,8 +55,7 @@ pub fn one_of(usage: &str, choices: &[&'static str]) -> Option<&'static str> {
             process::exit(0)
         }
         Parsed::Wrong(why) => {
-            // Not `eprintln!`, which panics (status 101) where stderr cannot be written.
-            let _ = writeln!(io::stderr(), "error: {why}\n{usage}");
+            crate::say!("error: {why}\n{usage}");
             process::exit(2)
         }
     }

@@ -99,6 +99,17 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `eprintln!`, without its panic where stderr cannot be written (`2>/dev/full`, a pipe
+/// whose reader has gone): the line is lost, and the program goes on, or exits with its own
+/// status (a usage error with 2, not 101).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Writes `Error: <what>` and a newline on stderr in one write, so that the line stays whole
 /// beside other processes' lines and if this process is killed now. (stderr is unbuffered:
 /// `eprintln!` writes each piece of its format apart, and the lines of processes that fail

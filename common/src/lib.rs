@@ -10,7 +10,8 @@
 //!   that pays);
 //! - [`Private`]: descriptors a process keeps for itself, closed in its children at fork;
 //! - `interrupt.rs`: Ctrl-C ends a process's children before it ends;
-//! - [`Error`]: failures that name the OS call that failed; [`error_line`] says one whole;
+//! - [`Error`]: failures that name the OS call that failed; [`error_line`] says one whole,
+//!   [`say!`] a line that stderr may refuse;
 //! - [`args`]: the examples' few command-line arguments, with usage on a wrong one;
 //! - [`unprintable`]: a one-line error, not a panic report, when stdout cannot be written.
 

@@ -49,7 +49,6 @@
 pub mod scale;
 
 use std::fmt;
-use std::io::Write;
 
 /// What a program built without MPI prints, before it exits with status 2.
 pub const INSTALL: &str = "This program was built without MPI (the cargo feature `mpi`).
@@ -85,8 +84,7 @@ pub fn help(usage: &str) -> ! {
 /// Prints what was wrong and the usage on stderr (the first rank only) and exits 2.
 pub fn usage_error(why: &str, usage: &str) -> ! {
     if first_rank() {
-        // Not `eprintln!`, which panics (status 101) where stderr cannot be written.
-        let _ = writeln!(std::io::stderr(), "error: {why}\n{usage}");
+        common::say!("error: {why}\n{usage}");
     }
     std::process::exit(2)
 }

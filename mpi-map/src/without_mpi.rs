@@ -2,8 +2,6 @@
 //! so that the programs build unchanged, but [`new`](MpiPoolExecutor::new) only says how to
 //! install MPI, and exits.
 
-use std::io::Write;
-
 use crate::{INSTALL, MpiError};
 
 /// What `map` can send: with MPI, a type MPI knows how to send; here, any plain data.
@@ -23,8 +21,7 @@ impl MpiPoolExecutor {
     /// Prints how to install MPI and build with it ([`INSTALL`]) on stderr, and exits with
     /// status 2: the program cannot do what it is for.
     pub fn new() -> Result<MpiPoolExecutor, MpiError> {
-        // Not `eprintln!`, which panics (status 101) where stderr cannot be written.
-        let _ = writeln!(std::io::stderr(), "{INSTALL}");
+        common::say!("{INSTALL}");
         std::process::exit(2)
     }
 

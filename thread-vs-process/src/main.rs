@@ -24,8 +24,7 @@
 //! The mechanism is [`common::Process`] (`common/src/process.rs`): the child made by `fork`
 //! gets a copy of the parent's memory, `info` included, and changes only its copy.
 
-use common::{Process, repr};
-use std::io::{self, Write};
+use common::{Process, repr, say};
 use std::panic;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -79,18 +78,11 @@ fn main() -> Result<(), common::Error> {
         Some("threads") => thread_share()?,
         Some(_) => process_no_share()?,
         None => {
-            // Each half is marked on stderr, so that stdout stays what Python prints; a
-            // stderr that cannot be written loses the marks, not the run (`eprintln!` would
-            // panic).
-            let _ = writeln!(
-                io::stderr(),
-                "== threads (thread_share.py): ten threads, one list"
-            );
+            // Each half is marked on stderr, so that stdout stays what Python prints (a
+            // stderr that cannot be written loses the marks, not the run).
+            say!("== threads (thread_share.py): ten threads, one list");
             thread_share()?;
-            let _ = writeln!(
-                io::stderr(),
-                "== processes (process_no_share.py): ten processes, a list each"
-            );
+            say!("== processes (process_no_share.py): ten processes, a list each");
             process_no_share()?;
         }
     }
