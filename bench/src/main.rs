@@ -31,6 +31,7 @@ use common::say;
 use conditions::{CONDITIONS, Condition};
 use python::Python;
 use report::Measured;
+use twins::Waits;
 use workloads::Timed;
 
 const USAGE: &str = "usage: cargo run --release -p bench \
@@ -93,14 +94,19 @@ pub struct Workload {
     /// Operations per unit of size: 2 where two processes each do `n`.
     ops_per_n: usize,
     rust: fn(usize) -> Timed,
-    /// The same work in bare libc calls; where there are two (blocking and polling reads),
-    /// the faster one in each condition is the mark.
+    /// The same work in bare libc calls; where there are more than one, which wait otherwise
+    /// (blocking reads; reads that poll, spin or look first), the fastest in each condition
+    /// is the mark.
     pub twins: &'static [Twin],
 }
 
 const ONE: &str = "";
 const BLOCKING: &str = "blocking reads";
 const POLLING: &str = "polling reads";
+/// As the workspace's readers wait: a spin where it may pay, then a sleep.
+const SPINNING: &str = "spins, then blocks";
+/// As the queue's reader waits: a `poll` that does not wait, then a read.
+const LOOKING: &str = "polls first";
 
 const WORKLOADS: [Workload; 10] = [
     Workload {
@@ -137,11 +143,15 @@ const WORKLOADS: [Workload; 10] = [
         twins: &[
             Twin {
                 name: BLOCKING,
-                run: |n| twins::apply(n, false),
+                run: |n| twins::apply(n, Waits::Block),
             },
             Twin {
                 name: POLLING,
-                run: |n| twins::apply(n, true),
+                run: |n| twins::apply(n, Waits::Poll),
+            },
+            Twin {
+                name: SPINNING,
+                run: |n| twins::apply(n, Waits::Spin),
             },
         ],
     },
@@ -164,10 +174,16 @@ const WORKLOADS: [Workload; 10] = [
         quick: 5_000,
         ops_per_n: 1,
         rust: workloads::queue,
-        twins: &[Twin {
-            name: ONE,
-            run: twins::queue,
-        }],
+        twins: &[
+            Twin {
+                name: BLOCKING,
+                run: |n| twins::queue(n, false),
+            },
+            Twin {
+                name: LOOKING,
+                run: |n| twins::queue(n, true),
+            },
+        ],
     },
     Workload {
         name: "lock",
@@ -203,11 +219,15 @@ const WORKLOADS: [Workload; 10] = [
         twins: &[
             Twin {
                 name: BLOCKING,
-                run: |n| twins::manager(n, false),
+                run: |n| twins::manager(n, Waits::Block),
             },
             Twin {
                 name: POLLING,
-                run: |n| twins::manager(n, true),
+                run: |n| twins::manager(n, Waits::Poll),
+            },
+            Twin {
+                name: SPINNING,
+                run: |n| twins::manager(n, Waits::Spin),
             },
         ],
     },
@@ -344,8 +364,10 @@ fn main() -> ExitCode {
         .collect();
     for round in 1..=options.rounds {
         say!("round {round} of {}", options.rounds);
-        // Alternate who goes first, so that neither always runs on a warmer machine.
+        // Alternate who goes first, so that neither always runs on a warmer machine: Rust
+        // and Python; and the twins, first in odd rounds and last in even ones.
         let python_first = round % 2 == 0;
+        let twins_first = round % 2 == 1;
         for (&condition, measured) in CONDITIONS.iter().zip(&mut measured) {
             say!(" {}", condition.name());
             // A quick run checks, and need not wait for the condition to settle.
@@ -356,6 +378,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // The first workload run after a condition is entered ran slow, whichever it
+            // was, Rust or twin (the process row beside busy loops: 313 to 825 ms where later
+            // runs took 43 to 54): one untimed run of each side first.
+            let mut warm = options.quick;
             // Python is measured on idle cores only: the comparison with it is made there.
             let python = python.as_ref().filter(|_| condition == Condition::Idle);
             for (w, m) in WORKLOADS.iter().zip(measured.iter_mut()) {
@@ -365,14 +391,16 @@ fn main() -> ExitCode {
                 let n = size(w.full, w.quick);
                 let ops = n * w.ops_per_n;
                 m.ops = ops;
-                for (twin, samples) in w.twins.iter().zip(&mut m.twins) {
-                    // On one CPU a reader that never sleeps holds the CPU its peer needs:
-                    // each round trip waits for the scheduler's tick (8 ms here), minutes in
-                    // all, and the blocking twin is the mark there anyway.
-                    if condition == Condition::OneCpu && twin.name == POLLING {
-                        continue;
+                if !warm {
+                    // Untimed: a failure here shows again in the runs that count.
+                    let _ = (w.rust)(n);
+                    for twin in w.twins.iter().filter(|t| t.runs_in(condition)) {
+                        let _ = (twin.run)(n);
                     }
-                    samples.add((twin.run)(n).map_err(|e| e.to_string()), ops);
+                    warm = true;
+                }
+                if twins_first {
+                    measure_twins(w, condition, n, m);
                 }
                 for python_turn in [python_first, !python_first] {
                     match (python, python_turn) {
@@ -380,6 +408,9 @@ fn main() -> ExitCode {
                         (None, true) => {}
                         (_, false) => m.rust.add((w.rust)(n).map_err(|e| e.to_string()), ops),
                     }
+                }
+                if !twins_first {
+                    measure_twins(w, condition, n, m);
                 }
                 // The peer goes last, so that procspawn's pool has ended its threads before
                 // the next workload forks.
@@ -424,6 +455,25 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+impl Twin {
+    /// Whether it runs in `condition`. Not on one CPU: one whose reader never sleeps, which
+    /// holds the CPU its peer needs, so that each round trip waits for the scheduler's tick
+    /// (8 ms here), minutes in all; nor one that spins where it may pay, which there never
+    /// spins and is the blocking twin again.
+    fn runs_in(&self, condition: Condition) -> bool {
+        condition != Condition::OneCpu || ![POLLING, SPINNING].contains(&self.name)
+    }
+}
+
+/// One run of each of `w`'s twins that runs in `condition`, of size `n`, into `m`.
+fn measure_twins(w: &Workload, condition: Condition, n: usize, m: &mut Measured) {
+    for (twin, samples) in w.twins.iter().zip(&mut m.twins) {
+        if twin.runs_in(condition) {
+            samples.add((twin.run)(n).map_err(|e| e.to_string()), m.ops);
+        }
     }
 }
 

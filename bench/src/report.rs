@@ -170,10 +170,12 @@ pub fn markdown(workloads: &[Workload], measured: &[Vec<Measured>], meta: &Meta)
     let mut md = format!(
         "Measured on {} on {} cores ({}), {}, by `{}`: medians of {rounds} round{}, \
          in operations per second; higher is better. A bare twin does the workload's work \
-         with direct libc calls (`bench/src/twins.rs`); where it has two, with blocking and \
-         with polling reads, the faster one is the mark. `Rust / twin` is the ratio of the \
-         medians; in brackets, the lowest and highest of the rounds' own ratios (each round \
-         runs the twin first, then Rust): how far one run can stray.\n",
+         with direct libc calls (`bench/src/twins.rs`); where it has more than one, \
+         which wait otherwise (blocking reads; reads that poll, spin or look first), the \
+         fastest in each condition is the mark. `Rust / twin` \
+         is the ratio of the medians; in brackets, the lowest and highest of the rounds' own \
+         ratios (odd rounds run the twin first, even ones Rust; each condition begins with \
+         an untimed run of both): how far one run can stray.\n",
         meta.date,
         meta.cores,
         meta.cpu,

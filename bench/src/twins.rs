@@ -55,20 +55,135 @@ const WORKERS: usize = 2;
 const MOST_IN_FLIGHT: usize = 64;
 /// What one read takes at most, where frames are small: `FrameBuf`'s buffer, and the queue's.
 const READ_AHEAD: usize = 64 << 10;
-/// A reader that spins on an empty non-blocking descriptor and never sleeps.
-const FOREVER: Duration = Duration::MAX;
-
-/// How long a twin's reader spins on an empty non-blocking pipe before it sleeps: 50 µs,
-/// but not at all where this process may run on one CPU only, where the workspace's readers
-/// do not spin either (`common::fd::Spin`, which also skips spins after vain ones): there
-/// the spin holds the CPU the writer needs. Asked once, when the twin starts, as the
-/// workspace asks it (the bench lets a second pass after it enters a condition, so the
-/// answer is the condition's).
+/// How long a twin's wait spins before it sleeps: 50 µs, but not at all where this process
+/// may run on one CPU only, where the workspace's waits do not spin either: there the spin
+/// holds the CPU the writer needs. Asked once, when the twin starts (the bench lets a second
+/// pass after it enters a condition, so the answer is the condition's).
 fn spin() -> Duration {
     if common::fd::one_cpu() {
         Duration::ZERO
     } else {
         SPIN
+    }
+}
+
+/// A reader's waits, as `common::fd::Spin` runs the workspace's: a wait looks again at
+/// once for up to [`spin()`], then sleeps; but a spin that ends with nothing (the peer did
+/// not answer in time) makes the next 2, 4, ... 1,024 waits skip theirs, and a spin that is
+/// answered takes one step back. Spin keeps that count for its process; a twin keeps it for
+/// its reader, the only one in its process (a count shared with the bench's own runs would
+/// carry what one side learnt into the other's).
+struct Backoff {
+    spin: Duration,
+    fails: u32,
+    skip: u32,
+}
+
+/// Where one wait is.
+#[derive(Clone, Copy, Default)]
+enum Wait {
+    /// Nothing found empty yet.
+    #[default]
+    Begun,
+    /// Spinning until then.
+    Until(Instant),
+    /// Sleeping, or about to.
+    Slept,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            spin: spin(),
+            fails: 0,
+            skip: 0,
+        }
+    }
+
+    /// Nothing has come yet in `wait`: true when the reader should look again at once,
+    /// false when it should sleep.
+    fn again(&mut self, wait: &mut Wait) -> bool {
+        match *wait {
+            Wait::Begun if self.spin.is_zero() => *wait = Wait::Slept,
+            Wait::Begun if self.skip > 0 => {
+                self.skip -= 1;
+                *wait = Wait::Slept;
+            }
+            Wait::Begun => *wait = Wait::Until(Instant::now() + self.spin),
+            Wait::Until(until) if Instant::now() >= until => {
+                self.fails = (self.fails + 1).min(10);
+                self.skip = 1 << self.fails;
+                *wait = Wait::Slept;
+            }
+            Wait::Until(_) | Wait::Slept => {}
+        }
+        let spin = matches!(wait, Wait::Until(_));
+        if spin {
+            std::hint::spin_loop();
+        }
+        spin
+    }
+
+    /// Something came: `wait` is over, and the next one begins afresh.
+    fn got(&mut self, wait: &mut Wait) {
+        if let Wait::Until(_) = wait {
+            self.fails = self.fails.saturating_sub(1);
+        }
+        *wait = Wait::Begun;
+    }
+}
+
+/// How a twin's reader waits for bytes that have not come.
+enum Reads {
+    /// It sleeps in `read(2)` itself, on a blocking descriptor.
+    Blocking,
+    /// It reads its non-blocking descriptor again at once, and never sleeps.
+    Polling,
+    /// As `FrameBuf::read_frame`, the pool's worker's: while the wait may spin
+    /// ([`Backoff`]), a read that does not wait (`preadv2` with `RWF_NOWAIT`), again and
+    /// again; then a sleep in `read(2)` itself, on a blocking descriptor.
+    Spinning(Backoff),
+    /// As `Queue::get`: a look with `poll(2)` without waiting, and a read when there is
+    /// something; while the wait may spin ([`Backoff`]), the look again at once; then a sleep
+    /// in `poll(2)`, and the look again. On a blocking descriptor.
+    Looking(Backoff),
+}
+
+impl Reads {
+    fn spinning() -> Reads {
+        Reads::Spinning(Backoff::new())
+    }
+
+    fn looking() -> Reads {
+        Reads::Looking(Backoff::new())
+    }
+
+    /// Whether its descriptor must be non-blocking.
+    fn nonblocking(&self) -> bool {
+        matches!(self, Reads::Polling)
+    }
+}
+
+/// How both sides of a round-trip twin (`apply`, the manager) wait for the other's frame.
+#[derive(Clone, Copy)]
+pub enum Waits {
+    /// They sleep in `read(2)`, and are woken when the frame comes.
+    Block,
+    /// They read non-blocking descriptors again and again, and never sleep: fastest where
+    /// each has a core, slowest where they must share one.
+    Poll,
+    /// As the workspace's: a spin where it may pay, then a sleep ([`Reads::Spinning`]).
+    Spin,
+}
+
+impl Waits {
+    /// How a reader that waits so reads.
+    fn reads(self) -> Reads {
+        match self {
+            Waits::Block => Reads::Blocking,
+            Waits::Poll => Reads::Polling,
+            Waits::Spin => Reads::spinning(),
+        }
     }
 }
 
@@ -171,14 +286,16 @@ pub fn map(n: usize) -> Timed {
 
 /// `n` calls of `sq(i)`, one after another, as `Pool::apply`: two workers forked before
 /// the timer (the pool gives every call to the first, which is idle each time); each call
-/// writes one task frame (4 + 24 + 8 bytes) and reads one result frame (4 + 9 + 8). With
-/// `polling`, the parent and the first worker read non-blocking pipes and spin until the
-/// frame is there; without, their reads block. (The pool spins 50 µs, then sleeps in `poll`:
-/// between the two. Its idle second worker does the same, and so does this one when polling;
-/// it never spins for good.)
-pub fn apply(n: usize, polling: bool) -> Timed {
-    let first = spawn_worker(&[], READ_AHEAD, READ_AHEAD, polling.then_some(FOREVER))?;
-    let second = spawn_worker(&[&first], READ_AHEAD, READ_AHEAD, polling.then_some(SPIN));
+/// writes one task frame (4 + 24 + 8 bytes) and reads one result frame (4 + 9 + 8). The
+/// parent and the first worker wait as `waits` says; the idle second worker, as the pool's
+/// does, spins where it may pay and then sleeps (blocks, with `Waits::Block`).
+pub fn apply(n: usize, waits: Waits) -> Timed {
+    let first = spawn_worker(&[], READ_AHEAD, READ_AHEAD, waits.reads(), waits.reads())?;
+    let idle = match waits {
+        Waits::Block => Reads::Blocking,
+        Waits::Poll | Waits::Spin => Reads::spinning(),
+    };
+    let second = spawn_worker(&[&first], READ_AHEAD, READ_AHEAD, idle, waits.reads());
     let mut workers = match second {
         Ok(second) => vec![first, second],
         Err(e) => return finish(vec![first]).and(Err(e)),
@@ -244,14 +361,24 @@ pub fn apply_async(n: usize) -> Timed {
 /// One producer, forked inside the timer, writes `n` frames of `(i, "hello")` into a
 /// pipe, one write each; the parent reads them 64 KiB at a time and takes the frames one by
 /// one, checking each. As `Queue`: a frame is 4 + 8 + 8 + 5 bytes (the `i64`, then the
-/// `String` as a `u64` length and its bytes); the pipe keeps its 64 KiB; its reading end is
-/// non-blocking, and the reader spins 50 µs ([`spin`]) before it sleeps in `poll`; its
-/// writer sleeps while the pipe is full. The producer is joined inside the timer.
-pub fn queue(n: usize) -> Timed {
+/// `String` as a `u64` length and its bytes); the pipe keeps its 64 KiB and both its ends
+/// are non-blocking; the writer sleeps in `poll` while the pipe is full; before each read,
+/// the bytes of a frame not yet whole are moved to the front of the buffer. With `looking`,
+/// the reader waits as `Queue::get` does ([`Reads::Looking`]: a `poll` that does not wait,
+/// then a read); without, it sleeps in a blocking read. The producer is joined inside the
+/// timer.
+pub fn queue(n: usize, looking: bool) -> Timed {
     let (reader, writer) = os_pipe::pipe()?;
-    set_nonblocking(reader.as_raw_fd())?;
+    set_nonblocking(writer.as_raw_fd())?;
+    let reads = if looking {
+        set_nonblocking(reader.as_raw_fd())?;
+        Reads::looking()
+    } else {
+        Reads::Blocking
+    };
     let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
-    let mut frames = Frames::new(READ_AHEAD, Some(spin()));
+    let mut frames = Frames::new(READ_AHEAD, reads);
+    frames.compact = true;
     let start = Instant::now();
     let producer = fork(move || {
         close([r]);
@@ -339,11 +466,12 @@ pub fn value(n: usize) -> Timed {
 /// `Response::Done`, 4 + 4. The parent joins the child, then asks the server the dict's
 /// length (`Request::Len(0)`, answered `Response::Len(n)`). The connection is a socketpair
 /// the child inherits, where the workload's child connects to the server's socket: one
-/// connect and accept fewer, in a run of thousands of round trips. `polling` as in [`apply`]:
-/// both sides spin on non-blocking reads, or block (the workload spins 50 µs, then sleeps).
+/// connect and accept fewer, in a run of thousands of round trips. Both sides wait as `waits`
+/// says (the workload's client waits as [`Waits::Spin`]; its server spins on non-blocking
+/// reads likewise, then sleeps in `poll` and reads).
 /// The map is made for `n` items before the fork, so that the server never allocates: the
 /// workload's dict grows as it fills, a few rehashes more.
-pub fn manager(n: usize, polling: bool) -> Timed {
+pub fn manager(n: usize, waits: Waits) -> Timed {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two descriptors into `fds`, which owns them from here on.
     if unsafe {
@@ -361,12 +489,14 @@ pub fn manager(n: usize, polling: bool) -> Timed {
     let (server_end, client_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let (s, c) = (server_end.as_raw_fd(), client_end.as_raw_fd());
-    let spin = polling.then_some(FOREVER);
-    if polling {
+    if waits.reads().nonblocking() {
         set_nonblocking(s)?;
         set_nonblocking(c)?;
     }
-    let (mut server_frames, mut dict) = (Frames::new(READ_AHEAD, spin), HashMap::with_capacity(n));
+    let (mut server_frames, mut dict) = (
+        Frames::new(READ_AHEAD, waits.reads()),
+        HashMap::with_capacity(n),
+    );
     let server = fork(move || {
         close([c]);
         while let Some(request) = server_frames.next(s) {
@@ -385,7 +515,7 @@ pub fn manager(n: usize, polling: bool) -> Timed {
         0
     })?;
     drop(server_end);
-    let mut frames = Frames::new(READ_AHEAD, spin);
+    let mut frames = Frames::new(READ_AHEAD, waits.reads());
     let start = Instant::now();
     let result = start_and_join(1, || {
         for i in 0..n as i64 {
@@ -630,14 +760,15 @@ impl Worker {
 }
 
 /// Forks a pool worker with a task pipe and a result pipe, enlarged as the pool's are, whose
-/// buffers are `task_buf` and `result_buf` bytes; `spin`: both of the pipes' reading ends
-/// are non-blocking, and their readers spin that long on an empty pipe before they sleep.
-/// The child closes the parent's ends of its pipes and of `others`'.
+/// buffers are `task_buf` and `result_buf` bytes: the worker reads its tasks as
+/// `worker_reads` says, and the parent its results as `parent_reads` does (each end made non-blocking where its
+/// reader needs it). The child closes the parent's ends of its pipes and of `others`'.
 fn spawn_worker(
     others: &[&Worker],
     task_buf: usize,
     result_buf: usize,
-    spin: Option<Duration>,
+    worker_reads: Reads,
+    parent_reads: Reads,
 ) -> Res<Worker> {
     let (tasks_r, tasks_w) = os_pipe::pipe()?;
     let (results_r, results_w) = os_pipe::pipe()?;
@@ -648,8 +779,10 @@ fn spawn_worker(
         unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
     }
     set_nonblocking(tasks_w.as_raw_fd())?;
-    if spin.is_some() {
+    if worker_reads.nonblocking() {
         set_nonblocking(tr)?;
+    }
+    if parent_reads.nonblocking() {
         set_nonblocking(results_r.as_raw_fd())?;
     }
     let mut parents_ends = vec![tasks_w.as_raw_fd(), results_r.as_raw_fd()];
@@ -658,7 +791,7 @@ fn spawn_worker(
             .iter()
             .flat_map(|w| [w.tasks_fd(), w.results.as_raw_fd()]),
     );
-    let (frames, out) = (Frames::new(task_buf, spin), vec![0; result_buf]);
+    let (frames, out) = (Frames::new(task_buf, worker_reads), vec![0; result_buf]);
     let pid = fork(move || {
         parents_ends.iter().for_each(|&fd| close([fd]));
         worker(tr, rw, frames, out)
@@ -667,7 +800,7 @@ fn spawn_worker(
         pid,
         tasks: tasks_w,
         results: results_r,
-        frames: Frames::new(result_buf, spin),
+        frames: Frames::new(result_buf, parent_reads),
         unsent: VecDeque::new(),
         offset: 0,
         in_flight: 0,
@@ -684,26 +817,29 @@ fn finish(workers: Vec<Worker>) -> Res<()> {
 
 /// The parent's side of a pool, as `pool-map/src/engine.rs` works it: task frames wait in a
 /// queue and go to the workers by the pool's rule, are written as far as the non-blocking
-/// pipes take them, and results are read as they come: a wait spins 50 µs (where this
-/// process may use more than one CPU: [`spin`]), reading each worker that owes results, or
-/// polling while tasks wait to be written, then sleeps in `poll`. No task ids are kept, no
-/// deaths looked for.
+/// pipes take them, and results are read as they come: a wait spins where that may pay
+/// ([`Backoff`]), reading each worker that owes results, or polling while tasks wait to be
+/// written, then sleeps in `poll`. No task ids are kept, no deaths looked for.
 struct Engine {
     workers: Vec<Worker>,
     queue: VecDeque<Vec<u8>>,
     pollfds: Vec<libc::pollfd>,
-    /// How long a wait spins before it sleeps ([`spin`]).
-    spin: Duration,
+    backoff: Backoff,
 }
 
 impl Engine {
-    /// Forks two workers, their buffers `task_buf` and `result_buf` bytes, which spin 50 µs
-    /// on an empty task pipe before they sleep, as the pool's do ([`spin`]: not at all on one
-    /// CPU).
+    /// Forks two workers, their buffers `task_buf` and `result_buf` bytes, which wait for
+    /// tasks as the pool's do ([`Reads::Spinning`]).
     fn spawn(task_buf: usize, result_buf: usize) -> Res<Engine> {
-        let spin = spin();
-        let first = spawn_worker(&[], task_buf, result_buf, Some(spin))?;
-        let workers = match spawn_worker(&[&first], task_buf, result_buf, Some(spin)) {
+        let first = spawn_worker(&[], task_buf, result_buf, Reads::spinning(), Reads::Polling)?;
+        let second = spawn_worker(
+            &[&first],
+            task_buf,
+            result_buf,
+            Reads::spinning(),
+            Reads::Polling,
+        );
+        let workers = match second {
             Ok(second) => vec![first, second],
             Err(e) => return finish(vec![first]).and(Err(e)),
         };
@@ -711,7 +847,7 @@ impl Engine {
             workers,
             queue: VecDeque::new(),
             pollfds: Vec::new(),
-            spin,
+            backoff: Backoff::new(),
         })
     }
 
@@ -737,10 +873,11 @@ impl Engine {
     }
 
     /// One round: `poll` the result pipes, and the task pipes with bytes to go (without
-    /// sleeping if not `wait`; else spinning for 50 µs where that may pay, then sleeping),
+    /// sleeping if not `wait`; else spinning for a while where that may pay, then sleeping),
     /// then write where there is room and read where results are. While nothing waits to
     /// be written, the spin reads each worker that owes results instead of polling, as the
     /// pool's parent does (a read, where a `poll` and then a read made two system calls).
+    /// As the pool's, a round that does not wait still looks once as a spin would.
     fn step(&mut self, wait: bool, result: &mut impl FnMut(&[u8]) -> Res<()>) -> Res<()> {
         let all_sent = self.workers.iter().all(|w| w.unsent.is_empty());
         self.pollfds.clear();
@@ -751,24 +888,28 @@ impl Engine {
                 self.pollfds.push(pollfd(w.tasks_fd(), libc::POLLOUT));
             }
         }
-        let since = Instant::now();
+        let mut this = Wait::Begun;
         loop {
-            let spinning = wait && since.elapsed() < self.spin;
+            let spinning = self.backoff.again(&mut this);
             if spinning && all_sent {
                 let mut got = false;
                 for w in self.workers.iter_mut().filter(|w| w.in_flight > 0) {
                     got |= w.receive(result)?;
                 }
                 if got {
+                    self.backoff.got(&mut this);
                     return Ok(());
                 }
             } else {
                 let timeout = if wait && !spinning { -1 } else { 0 };
-                if poll(&mut self.pollfds, timeout)? > 0 || !wait {
+                if poll(&mut self.pollfds, timeout)? > 0 {
+                    self.backoff.got(&mut this);
                     break;
                 }
             }
-            std::hint::spin_loop();
+            if !wait {
+                return Ok(());
+            }
         }
         for p in &self.pollfds {
             let Some(w) = self.workers.iter_mut().find(|w| {
@@ -808,18 +949,21 @@ struct Frames {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// How long a reader spins on an empty non-blocking descriptor before it sleeps in `poll`
-    /// (`FOREVER`: it never does); `None` for a blocking one.
-    spin: Option<Duration>,
+    /// How its reader waits for bytes that have not come.
+    reads: Reads,
+    /// Whether each read first moves the bytes waiting to the front of the buffer, as the
+    /// queue's does; otherwise, as `FrameBuf`'s, only when the buffer's end is reached.
+    compact: bool,
 }
 
 impl Frames {
-    fn new(size: usize, spin: Option<Duration>) -> Frames {
+    fn new(size: usize, reads: Reads) -> Frames {
         Frames {
             buf: vec![0; size],
             start: 0,
             end: 0,
-            spin,
+            reads,
+            compact: false,
         }
     }
 
@@ -838,38 +982,82 @@ impl Frames {
         Some(&self.buf[at..at + len])
     }
 
-    /// One read into the buffer, after the bytes waiting: what read(2) returned.
-    fn fill(&mut self, fd: RawFd) -> isize {
+    /// One read into the buffer, after the bytes waiting: what read(2) returned. With
+    /// `now`, a read that does not wait even on a blocking descriptor (`preadv2` with
+    /// `RWF_NOWAIT`, as `common::fd::read_now`).
+    fn fill_with(&mut self, fd: RawFd, now: bool) -> isize {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
-        } else if self.end == self.buf.len() {
+        } else if self.end == self.buf.len() || (self.compact && self.start > 0) {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
         }
         let room = &mut self.buf[self.end..];
-        // SAFETY: reads at most `room.len()` bytes into `room`, which is alive.
-        let got = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
+        let got = if now {
+            let iov = libc::iovec {
+                iov_base: room.as_mut_ptr().cast(),
+                iov_len: room.len(),
+            };
+            // SAFETY: `iov` describes `room`, writable for its whole length while the call
+            // runs; offset -1 reads at the current position, as read(2) does.
+            unsafe { libc::preadv2(fd, &iov, 1, -1, libc::RWF_NOWAIT) }
+        } else {
+            // SAFETY: reads at most `room.len()` bytes into `room`, which is alive.
+            unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) }
+        };
         self.end += got.max(0) as usize;
         got
+    }
+
+    /// One read into the buffer, after the bytes waiting: what read(2) returned.
+    fn fill(&mut self, fd: RawFd) -> isize {
+        self.fill_with(fd, false)
     }
 
     /// Waits for the next frame and returns its payload: `None` at the end of the stream, or
     /// if reading fails.
     fn next(&mut self, fd: RawFd) -> Option<&[u8]> {
-        let mut empty_since = None;
+        let mut wait = Wait::Begun;
         while self.whole().is_none() {
-            match self.fill(fd) {
+            let mut now = false;
+            let got = match &mut self.reads {
+                Reads::Blocking | Reads::Polling => self.fill(fd),
+                Reads::Spinning(backoff) => {
+                    now = backoff.again(&mut wait);
+                    self.fill_with(fd, now)
+                }
+                // A look without waiting, and a read only if something is there; when the
+                // wait may not spin, a sleep until something is, and the look again.
+                Reads::Looking(backoff) => match poll(&mut [pollfd(fd, libc::POLLIN)], 0) {
+                    Ok(0) => {
+                        if !backoff.again(&mut wait)
+                            && poll(&mut [pollfd(fd, libc::POLLIN)], -1).is_err()
+                        {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Ok(_) => self.fill(fd),
+                    Err(_) => return None,
+                },
+            };
+            match got {
                 0 => return None,
-                1.. => empty_since = None,
+                1.. => {
+                    if let Reads::Spinning(backoff) | Reads::Looking(backoff) = &mut self.reads {
+                        backoff.got(&mut wait);
+                    }
+                }
                 _ => match errno() {
                     libc::EINTR => {}
-                    libc::EAGAIN => {
-                        let since = *empty_since.get_or_insert_with(Instant::now);
-                        if self.spin.is_some_and(|spin| since.elapsed() >= spin) {
-                            poll(&mut [pollfd(fd, libc::POLLIN)], -1).ok()?;
-                        } else {
-                            std::hint::spin_loop();
-                        }
+                    // Nothing yet, on a non-blocking descriptor or a read that did not wait.
+                    libc::EAGAIN => std::hint::spin_loop(),
+                    // No reads that do not wait here (as `common::fd::read_now` finds them
+                    // refused): the reader blocks from now on, as the workspace's then polls.
+                    libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS | libc::EPERM | libc::EACCES
+                        if now =>
+                    {
+                        self.reads = Reads::Blocking;
                     }
                     _ => return None,
                 },
@@ -1132,8 +1320,9 @@ mod tests {
 
     #[test]
     fn apply_squares_each_call() {
-        run(|| apply(200, false));
-        run(|| apply(200, true));
+        for waits in [Waits::Block, Waits::Poll, Waits::Spin] {
+            run(|| apply(200, waits));
+        }
     }
 
     #[test]
@@ -1143,7 +1332,8 @@ mod tests {
 
     #[test]
     fn queue_passes_every_message_in_order() {
-        run(|| queue(20_000));
+        run(|| queue(20_000, false));
+        run(|| queue(20_000, true));
     }
 
     #[test]
@@ -1154,7 +1344,8 @@ mod tests {
 
     #[test]
     fn manager_sets_every_item() {
-        run(|| manager(200, false));
-        run(|| manager(200, true));
+        for waits in [Waits::Block, Waits::Poll, Waits::Spin] {
+            run(|| manager(200, waits));
+        }
     }
 }
