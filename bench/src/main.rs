@@ -188,7 +188,10 @@ const WORKLOADS: [Workload; 10] = [
     Workload {
         name: "lock",
         what: "lock: acquire/release in 2 processes",
-        full: 100_000,
+        // A million turns each, some 30 ms: a hundred thousand took about 3, as long as the
+        // scheduler may take to move a new child to the idle core, and the two children then
+        // often ran one after the other, uncontended (the row read 2.15 of its twin).
+        full: 1_000_000,
         quick: 5_000,
         ops_per_n: 2,
         rust: workloads::lock,
@@ -200,7 +203,8 @@ const WORKLOADS: [Workload; 10] = [
     Workload {
         name: "value",
         what: "`Value` += 1 under its lock, 2 processes",
-        full: 100_000,
+        // As the lock's: enough turns for the two children to contend.
+        full: 1_000_000,
         quick: 5_000,
         ops_per_n: 2,
         rust: workloads::value,
