@@ -322,7 +322,9 @@ impl Lock {
     }
 
     /// [`acquire`](Lock::acquire), and the number of this thread's hold.
-    #[inline]
+    ///
+    /// Always inlined, as [`lock`](Lock::lock) is (see there).
+    #[inline(always)]
     fn take(&self) -> Result<(Acquired, u64), LockError> {
         let me = self.check_can_take()?;
         // A free lock is taken with no clock read (`lock_now`); a taken one is waited for in
@@ -439,7 +441,14 @@ impl Lock {
     }
 
     /// Acquires the lock and returns a guard that releases it when dropped.
-    #[inline]
+    //
+    // Always inlined, and `take` with it: the guard's `Result` is large, and returned
+    // through memory it is read back before its writes have landed (see `shared-value`'s
+    // `lock`). `#[inline]` left it to the compiler, which stopped inlining both into
+    // `Value::get_lock` once the bench was built with more code (its `peers` feature): the
+    // bench's `Value` row went from 31 to 53 ns a turn on one CPU, the lock's own row (through
+    // `acquire`) not at all; with both always inlined, 32 ns in either build.
+    #[inline(always)]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
         let (acquired, hold) = self.take()?;
         Ok(LockGuard {
