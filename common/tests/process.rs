@@ -1082,7 +1082,8 @@ fn a_parent_killed_by_sigkill_takes_its_children() {
 }
 
 /// `fd::Spin`: a wait spins at first (where the process may use two CPUs), skips the spin
-/// in the next two waits after one that spun in vain, then spins again; and never spins in
+/// in the next two waits after one that spun in vain, then spins again; forgets vain spins
+/// soon after the last (the skips they asked for too); and never spins in
 /// a process that may run on one CPU only (asked again each second). Each part runs in a
 /// fresh child: `start` clears what the parent learnt of its waits. The parent spins in
 /// vain first, to show that.
@@ -1107,6 +1108,28 @@ fn a_wait_spins_only_where_it_pays() {
             "the third wait after a vain spin does not spin"
         );
         wait.got();
+        // (The answered spin took the count back to 0.) Vain spins one after another
+        // double the skips: 2, then 4; one more asks for 8. Once the spins those would have
+        // saved have passed (0.4 ms, but at least 20), all is forgotten: the next wait
+        // spins, and a vain spin then asks for 2 again, not 16.
+        for skips in [2, 4] {
+            let mut wait = Spin::new();
+            while wait.again() {}
+            for _ in 0..skips {
+                assert!(!Spin::new().again(), "a wait after vain spins spins");
+            }
+        }
+        let mut wait = Spin::new();
+        while wait.again() {}
+        assert!(!Spin::new().again(), "a wait after vain spins spins");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut wait = Spin::new();
+        assert!(wait.again(), "vain spins 100 ms old still skip a spin");
+        while wait.again() {}
+        for _ in 0..2 {
+            assert!(!Spin::new().again(), "a wait after a vain spin spins");
+        }
+        assert!(Spin::new().again(), "vain spins 100 ms old still count");
     });
     learns.start().unwrap();
     assert_eq!(learns.join().unwrap(), ExitStatus::Exited(0));
