@@ -145,7 +145,8 @@ enum Reads {
     Spinning(Backoff),
     /// As `Queue::get`: a look with `poll(2)` without waiting, and a read when there is
     /// something; while the wait may spin ([`Backoff`]), the look again at once; then a sleep
-    /// in `poll(2)`, and the look again. On a blocking descriptor.
+    /// in `poll(2)`, and the look again. On a non-blocking descriptor, as the queue's (a read
+    /// comes only after `poll` has seen bytes, so it would not block either way).
     Looking(Backoff),
 }
 
@@ -160,7 +161,7 @@ impl Reads {
 
     /// Whether its descriptor must be non-blocking.
     fn nonblocking(&self) -> bool {
-        matches!(self, Reads::Polling)
+        matches!(self, Reads::Polling | Reads::Looking(_))
     }
 }
 
@@ -371,11 +372,13 @@ pub fn queue(n: usize, looking: bool) -> Timed {
     let (reader, writer) = os_pipe::pipe()?;
     set_nonblocking(writer.as_raw_fd())?;
     let reads = if looking {
-        set_nonblocking(reader.as_raw_fd())?;
         Reads::looking()
     } else {
         Reads::Blocking
     };
+    if reads.nonblocking() {
+        set_nonblocking(reader.as_raw_fd())?;
+    }
     let (r, w) = (reader.as_raw_fd(), writer.as_raw_fd());
     let mut frames = Frames::new(READ_AHEAD, reads);
     frames.compact = true;
